@@ -1,0 +1,1 @@
+"""Shared code of every Lanner component: models, flow language, templating, plugins, backends."""

@@ -1,0 +1,1 @@
+"""Lanner executor component."""

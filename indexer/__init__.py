@@ -1,0 +1,1 @@
+"""Lanner indexer component."""
