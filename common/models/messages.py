@@ -1,0 +1,180 @@
+"""Messages exchanged through the queue (see the topic table in DESIGN.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from .base import Message
+from .execution import Execution, TaskRun
+from .state import State
+
+# ---------------------------------------------------------------- worker side
+
+
+class WorkerTask(Message):
+    """A runnable task to run: the task definition, its task run and the variables to render."""
+
+    task_run: TaskRun
+    task: dict[str, Any]
+    variables: dict[str, Any]
+    attempt: int
+    worker_group: str | None = None
+    tenant_id: str | None = None
+
+    @property
+    def job_id(self) -> str:
+        """Deterministic per (task run, attempt): workers deduplicate on it."""
+        return f"{self.task_run.id}:{self.attempt}"
+
+
+class WorkerTaskResult(Message):
+    execution_id: str
+    task_run_id: str
+    attempt: int
+    state: State
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    worker_id: str | None = None
+    date: datetime
+
+    @property
+    def input_id(self) -> str:
+        return f"result:{self.task_run_id}:{self.attempt}:{self.state.value}"
+
+
+class WorkerJob(Message):
+    """Which worker runs a task run attempt (tombstoned when it ends)."""
+
+    task_run_id: str
+    execution_id: str
+    attempt: int
+    worker_id: str
+    date: datetime
+
+
+class WorkerHeartbeat(Message):
+    worker_id: str
+    hostname: str
+    group: str | None = None
+    threads: int
+    running: int
+    date: datetime
+    status: Literal["UP", "TERMINATING", "DEAD"] = "UP"
+
+
+class KillOrder(Message):
+    execution_id: str
+    task_run_id: str | None = None
+
+
+class LogEntry(Message):
+    tenant_id: str | None = None
+    namespace: str
+    flow_id: str
+    execution_id: str | None = None
+    task_id: str | None = None
+    task_run_id: str | None = None
+    attempt_number: int | None = None
+    trigger_id: str | None = None
+    timestamp: datetime
+    level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] = "INFO"
+    thread: str | None = None
+    message: str
+
+
+class MetricEntry(Message):
+    tenant_id: str | None = None
+    namespace: str
+    flow_id: str
+    execution_id: str | None = None
+    task_id: str | None = None
+    task_run_id: str | None = None
+    name: str
+    type: Literal["counter", "timer"] = "counter"
+    value: float
+    tags: dict[str, str] = Field(default_factory=dict)
+    timestamp: datetime
+
+
+# ---------------------------------------------------------------- executor inputs
+# Every input has a unique ``id``; the executor remembers the ids it applied so that a
+# redelivered input changes nothing (at-least-once delivery made effectively-once).
+
+
+class _ExecutorInput(Message):
+    id: str
+    execution_id: str
+
+
+class NewExecution(_ExecutorInput):
+    kind: Literal["new"] = "new"
+    execution: Execution
+
+
+class TaskResult(_ExecutorInput):
+    kind: Literal["result"] = "result"
+    result: WorkerTaskResult
+
+
+class Kill(_ExecutorInput):
+    kind: Literal["kill"] = "kill"
+
+
+class Resume(_ExecutorInput):
+    kind: Literal["resume"] = "resume"
+    task_run_id: str | None = None
+    inputs: dict[str, Any] | None = None
+
+
+class SubflowEnded(_ExecutorInput):
+    """A child execution (created by a Subflow task) reached a terminal state."""
+
+    kind: Literal["subflow-ended"] = "subflow-ended"
+    task_run_id: str
+    child_execution_id: str
+    state: State
+    outputs: dict[str, Any] | None = None
+
+
+class Timer(_ExecutorInput):
+    """A delay the core asked for is due (retry, pause, WaitFor, timeouts)."""
+
+    kind: Literal["timer"] = "timer"
+    key: str
+
+
+class Restart(_ExecutorInput):
+    kind: Literal["restart"] = "restart"
+
+
+class WorkerDied(_ExecutorInput):
+    """A worker missed its heartbeats: its running attempt of this task run is lost."""
+
+    kind: Literal["worker-died"] = "worker-died"
+    task_run_id: str
+    attempt: int
+    worker_id: str
+
+
+class Dequeue(_ExecutorInput):
+    """A concurrency slot of the flow is free: a QUEUED execution may start."""
+
+    kind: Literal["dequeue"] = "dequeue"
+
+
+ExecutorInput = Annotated[
+    NewExecution
+    | TaskResult
+    | Kill
+    | Resume
+    | SubflowEnded
+    | Timer
+    | Restart
+    | WorkerDied
+    | Dequeue,
+    Field(discriminator="kind"),
+]
+EXECUTOR_INPUT: TypeAdapter[ExecutorInput] = TypeAdapter(ExecutorInput)

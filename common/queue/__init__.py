@@ -1,0 +1,1 @@
+"""Queues: the interface (``base``) and its backends (``sqlite`` embedded, ``kafka``)."""

@@ -1,0 +1,1 @@
+"""Repositories: interfaces (``base``) and backends (``sqlite``, ``elasticsearch``)."""
