@@ -120,8 +120,10 @@ class SqliteQueue:
         except sqlite3.Error as exc:
             raise QueueError(f"cannot write to the embedded queue {self.db.path}: {exc}") from exc
 
-    def subscribe(self, topics: Sequence[str], group: str) -> SqliteSubscription:
-        return SqliteSubscription(self, list(topics), group)
+    def subscribe(
+        self, topics: Sequence[str], group: str, *, from_latest: bool = False
+    ) -> SqliteSubscription:
+        return SqliteSubscription(self, list(topics), group, from_latest)
 
     def wait_change(self, seen_version: int, timeout: float) -> int:
         with self._changed:
@@ -146,7 +148,9 @@ class SqliteQueue:
 
 
 class SqliteSubscription:
-    def __init__(self, queue: SqliteQueue, topics: list[str], group: str) -> None:
+    def __init__(
+        self, queue: SqliteQueue, topics: list[str], group: str, from_latest: bool = False
+    ) -> None:
         self.queue = queue
         self.topics = topics
         self.group = group
@@ -161,8 +165,11 @@ class SqliteSubscription:
                 f"SELECT COUNT(*) FROM queue_offsets WHERE grp = ? AND topic IN ({marks})",
                 (group, *topics),
             ).fetchone()[0]
-        # A group that never committed starts at the beginning (Kafka's auto.offset.reset=earliest).
-        self._position = rows[0] if known == len(topics) and rows[0] is not None else 0
+            newest = queue.db.conn.execute("SELECT MAX(offset) FROM queue_records").fetchone()[0]
+        if known == len(topics) and rows[0] is not None:
+            self._position = rows[0]
+        else:  # Kafka's auto.offset.reset: earliest, or latest for live views
+            self._position = (newest or 0) if from_latest else 0
         self._query = (
             f"SELECT offset, topic, key, value FROM queue_records WHERE topic IN ({marks}) "
             "AND offset > ? ORDER BY offset LIMIT ?"

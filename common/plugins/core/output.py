@@ -1,0 +1,5 @@
+"""Core plugins: output."""
+
+from __future__ import annotations
+
+PLUGINS: list[type] = []

@@ -1,0 +1,5 @@
+"""Core plugins: triggers."""
+
+from __future__ import annotations
+
+PLUGINS: list[type] = []

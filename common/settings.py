@@ -1,0 +1,61 @@
+"""Configuration: one YAML file plus ``LANNER_...`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LANNER_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Path.home() / ".lanner"
+    tenant: str = "main"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_format: Literal["text", "json"] = "text"
+    # queue / repository / storage backends
+    queue: Literal["sqlite", "kafka"] = "sqlite"
+    repository: Literal["sqlite", "elasticsearch"] = "sqlite"
+    storage: Literal["local", "gcs"] = "local"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_prefix: str = "lanner."
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    elasticsearch_index_prefix: str = "lanner_"
+    gcs_bucket: str | None = None
+    # worker
+    worker_threads: int = 0  # 0 = 8 x cores
+    worker_group: str | None = None
+    heartbeat_interval_seconds: float = 2.0
+    worker_dead_after_seconds: float = 30.0
+    max_output_bytes: int = 256 * 1024
+    # templating: globals.* of Kestra (kestra.variables.globals)
+    globals: dict[str, Any] = Field(default_factory=dict)
+    env_vars_prefix: str = "ENV_"  # env vars exposed as envs.*, like Kestra's KESTRA_ prefix
+    secret_prefix: str = "SECRET_"
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {}
+        if config_file:
+            import yaml
+
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{config_file}: the configuration must be a YAML map")
+            values.update(loaded.get("lanner", loaded))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "lanner.db"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
