@@ -1,0 +1,483 @@
+"""Repositories on the embedded SQLite database (the same file as the embedded queue).
+
+Executions are stored as their JSON plus indexed columns (tenant, namespace, flow, state,
+start/end dates, sequence) and one row per label, so searches never decode every document.
+Dates are stored as fixed-width UTC ISO strings (``2024-01-02T03:04:05.000000Z``) so that
+text order is time order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from common.errors import RepositoryError
+from common.models.execution import Execution
+from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
+from common.queue.sqlite import SqliteDatabase
+
+from .base import ExecutionQuery, FlowRecord, Page, Repositories
+
+DEFAULT_TENANT = "main"
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS repo_flows (
+    tenant TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, namespace, id, revision)
+);
+CREATE TABLE IF NOT EXISTS repo_executions (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    start_date TEXT,
+    end_date TEXT,
+    sequence INTEGER NOT NULL,
+    parent_id TEXT,
+    search_text TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE INDEX IF NOT EXISTS repo_executions_ns
+    ON repo_executions (tenant, namespace, flow_id, start_date);
+CREATE INDEX IF NOT EXISTS repo_executions_start ON repo_executions (tenant, start_date);
+CREATE TABLE IF NOT EXISTS repo_execution_labels (
+    tenant TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS repo_execution_labels_kv
+    ON repo_execution_labels (tenant, key, value, execution_id);
+CREATE INDEX IF NOT EXISTS repo_execution_labels_ex
+    ON repo_execution_labels (tenant, execution_id);
+CREATE TABLE IF NOT EXISTS repo_logs (
+    hash TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    execution_id TEXT,
+    task_run_id TEXT,
+    level INTEGER NOT NULL,
+    timestamp TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS repo_logs_execution ON repo_logs (tenant, execution_id, timestamp);
+CREATE TABLE IF NOT EXISTS repo_metrics (
+    hash TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    execution_id TEXT,
+    timestamp TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS repo_metrics_execution ON repo_metrics (tenant, execution_id);
+CREATE TABLE IF NOT EXISTS repo_workers (
+    worker_id TEXT PRIMARY KEY,
+    date TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+
+
+def iso(value: datetime | None) -> str | None:
+    """Fixed-width UTC text of a date (naive dates are taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def level_number(level: str | None) -> int:
+    """TRACE=0 < DEBUG < INFO < WARN < ERROR; unknown levels count as TRACE."""
+    if not level:
+        return 0
+    name = level.upper()
+    if name == "WARNING":
+        name = "WARN"
+    return LOG_LEVELS.index(name) if name in LOG_LEVELS else 0
+
+
+def _tenant(tenant_id: str | None) -> str:
+    return tenant_id or DEFAULT_TENANT
+
+
+def _hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class _Base:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self.db.transaction() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise RepositoryError(f"SQLite repository error: {exc}") from exc
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        try:
+            with self.db.lock:
+                return list(self.db.conn.execute(sql, tuple(params)).fetchall())
+        except sqlite3.Error as exc:
+            raise RepositoryError(f"SQLite repository error: {exc}") from exc
+
+
+class SqliteFlowRepository(_Base):
+    """Flow revisions: a changed source is a new revision, an unchanged one keeps its own."""
+
+    def save(self, record: FlowRecord) -> None:
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT revision, source, deleted FROM repo_flows "
+                "WHERE tenant = ? AND namespace = ? AND id = ? ORDER BY revision DESC LIMIT 1",
+                (record.tenant_id, record.namespace, record.id),
+            ).fetchone()
+            if row is not None and row[1] == record.source and not row[2]:
+                conn.execute(
+                    "UPDATE repo_flows SET disabled = ? "
+                    "WHERE tenant = ? AND namespace = ? AND id = ? AND revision = ?",
+                    (int(record.disabled), record.tenant_id, record.namespace, record.id, row[0]),
+                )
+                return
+            revision = max(record.revision, (row[0] + 1) if row is not None else 1)
+            conn.execute(
+                "INSERT OR REPLACE INTO repo_flows "
+                "(tenant, namespace, id, revision, source, updated, deleted, disabled) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.tenant_id,
+                    record.namespace,
+                    record.id,
+                    revision,
+                    record.source,
+                    iso(record.updated),
+                    int(record.deleted),
+                    int(record.disabled),
+                ),
+            )
+
+    @staticmethod
+    def _record(row: tuple[object, ...]) -> FlowRecord:
+        return FlowRecord(
+            tenant_id=str(row[0]),
+            namespace=str(row[1]),
+            id=str(row[2]),
+            revision=int(row[3]),  # type: ignore[call-overload]
+            source=str(row[4]),
+            updated=datetime.fromisoformat(str(row[5])),
+            deleted=bool(row[6]),
+            disabled=bool(row[7]),
+        )
+
+    _COLUMNS = "tenant, namespace, id, revision, source, updated, deleted, disabled"
+
+    def get(
+        self, tenant_id: str, namespace: str, flow_id: str, revision: int | None = None
+    ) -> FlowRecord | None:
+        if revision is None:
+            rows = self._read(
+                f"SELECT {self._COLUMNS} FROM repo_flows WHERE tenant = ? AND namespace = ? "
+                "AND id = ? ORDER BY revision DESC LIMIT 1",
+                (tenant_id, namespace, flow_id),
+            )
+            if not rows or rows[0][6]:
+                return None
+        else:
+            rows = self._read(
+                f"SELECT {self._COLUMNS} FROM repo_flows WHERE tenant = ? AND namespace = ? "
+                "AND id = ? AND revision = ?",
+                (tenant_id, namespace, flow_id, revision),
+            )
+            if not rows:
+                return None
+        return self._record(rows[0])
+
+    def revisions(self, tenant_id: str, namespace: str, flow_id: str) -> list[FlowRecord]:
+        rows = self._read(
+            f"SELECT {self._COLUMNS} FROM repo_flows WHERE tenant = ? AND namespace = ? "
+            "AND id = ? ORDER BY revision",
+            (tenant_id, namespace, flow_id),
+        )
+        return [self._record(r) for r in rows]
+
+    def find(
+        self, tenant_id: str, namespace: str | None = None, q: str | None = None
+    ) -> list[FlowRecord]:
+        sql = (
+            f"SELECT {self._COLUMNS} FROM repo_flows f WHERE tenant = ? AND revision = ("
+            "SELECT MAX(revision) FROM repo_flows g WHERE g.tenant = f.tenant "
+            "AND g.namespace = f.namespace AND g.id = f.id) AND deleted = 0"
+        )
+        params: list[object] = [tenant_id]
+        if namespace:
+            sql += " AND (namespace = ? OR namespace LIKE ? ESCAPE '\\')"
+            params += [namespace, _like_prefix(namespace) + ".%"]
+        if q:
+            sql += " AND (id LIKE ? ESCAPE '\\' OR namespace LIKE ? ESCAPE '\\')"
+            params += [_like_contains(q)] * 2
+        sql += " ORDER BY namespace, id"
+        return [self._record(r) for r in self._read(sql, params)]
+
+    def delete(self, tenant_id: str, namespace: str, flow_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE repo_flows SET deleted = 1 WHERE tenant = ? AND namespace = ? AND id = ? "
+                "AND revision = (SELECT MAX(revision) FROM repo_flows WHERE tenant = ? "
+                "AND namespace = ? AND id = ?)",
+                (tenant_id, namespace, flow_id) * 2,
+            )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like_prefix(text: str) -> str:
+    return _escape_like(text)
+
+
+def _like_contains(text: str) -> str:
+    return "%" + _escape_like(text) + "%"
+
+
+class SqliteExecutionRepository(_Base):
+    """Executions versioned by ``sequence``: an older snapshot never overwrites a newer one."""
+
+    def save(self, execution: Execution) -> bool:
+        return self.save_many([execution]) == 1
+
+    def save_many(self, executions: Sequence[Execution]) -> int:
+        """Bulk save in one transaction; returns how many snapshots were written."""
+        written = 0
+        with self._tx() as conn:
+            for execution in executions:
+                if self._write(conn, execution):
+                    written += 1
+        return written
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, execution: Execution) -> bool:
+        tenant = _tenant(execution.tenant_id)
+        labels = execution.labels
+        search_text = " ".join(
+            [execution.id, execution.namespace, execution.flow_id]
+            + [f"{label.key}:{label.value}" for label in labels]
+        ).lower()
+        cur = conn.execute(
+            "INSERT INTO repo_executions (tenant, id, namespace, flow_id, state, start_date, "
+            "end_date, sequence, parent_id, search_text, deleted, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (tenant, id) DO UPDATE SET namespace = excluded.namespace, "
+            "flow_id = excluded.flow_id, state = excluded.state, "
+            "start_date = excluded.start_date, end_date = excluded.end_date, "
+            "sequence = excluded.sequence, parent_id = excluded.parent_id, "
+            "search_text = excluded.search_text, body = excluded.body "
+            "WHERE excluded.sequence >= repo_executions.sequence",
+            (
+                tenant,
+                execution.id,
+                execution.namespace,
+                execution.flow_id,
+                execution.state.current.value,
+                iso(execution.state.start_date),
+                iso(execution.state.end_date),
+                execution.sequence,
+                execution.parent_id,
+                search_text,
+                int(execution.deleted),
+                execution.to_json().decode(),
+            ),
+        )
+        if cur.rowcount != 1:
+            return False
+        conn.execute(
+            "DELETE FROM repo_execution_labels WHERE tenant = ? AND execution_id = ?",
+            (tenant, execution.id),
+        )
+        conn.executemany(
+            "INSERT INTO repo_execution_labels (tenant, execution_id, key, value) "
+            "VALUES (?, ?, ?, ?)",
+            [(tenant, execution.id, label.key, label.value) for label in labels],
+        )
+        return True
+
+    def get(self, tenant_id: str, execution_id: str) -> Execution | None:
+        rows = self._read(
+            "SELECT body FROM repo_executions WHERE tenant = ? AND id = ? AND deleted = 0",
+            (_tenant(tenant_id), execution_id),
+        )
+        return Execution.model_validate_json(str(rows[0][0])) if rows else None
+
+    def search(self, query: ExecutionQuery) -> Page[Execution]:
+        where = ["tenant = ?", "deleted = 0"]
+        params: list[object] = [_tenant(query.tenant_id)]
+        if query.namespace:
+            where.append("(namespace = ? OR namespace LIKE ? ESCAPE '\\')")
+            params += [query.namespace, _like_prefix(query.namespace) + ".%"]
+        if query.flow_id:
+            where.append("flow_id = ?")
+            params.append(query.flow_id)
+        if query.states:
+            where.append(f"state IN ({','.join('?' * len(query.states))})")
+            params += [str(s) for s in query.states]
+        for key, value in query.labels.items():
+            where.append(
+                "EXISTS (SELECT 1 FROM repo_execution_labels l WHERE l.tenant = "
+                "repo_executions.tenant AND l.execution_id = repo_executions.id "
+                "AND l.key = ? AND l.value = ?)"
+            )
+            params += [key, value]
+        if query.start_date is not None:
+            where.append("start_date >= ?")
+            params.append(iso(query.start_date))
+        if query.end_date is not None:
+            where.append("start_date <= ?")
+            params.append(iso(query.end_date))
+        if query.q:
+            where.append("search_text LIKE ? ESCAPE '\\'")
+            params.append(_like_contains(query.q.lower()))
+        if query.parent_id:
+            where.append("parent_id = ?")
+            params.append(query.parent_id)
+        clause = " AND ".join(where)
+        total_rows = self._read(f"SELECT COUNT(*) FROM repo_executions WHERE {clause}", params)
+        total = int(total_rows[0][0])  # type: ignore[call-overload]
+        size = max(1, query.size)
+        offset = max(0, query.page - 1) * size
+        order = "DESC" if query.sort_desc else "ASC"
+        rows = self._read(
+            f"SELECT body FROM repo_executions WHERE {clause} "
+            f"ORDER BY start_date {order}, id {order} LIMIT ? OFFSET ?",
+            [*params, size, offset],
+        )
+        return Page([Execution.model_validate_json(str(r[0])) for r in rows], total)
+
+    def delete(self, tenant_id: str, execution_id: str) -> None:
+        # a tombstone, so that a late snapshot from the indexer cannot bring it back
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE repo_executions SET deleted = 1 WHERE tenant = ? AND id = ?",
+                (_tenant(tenant_id), execution_id),
+            )
+
+
+class SqliteLogRepository(_Base):
+    """Log lines, deduplicated on their content so that a redelivered batch adds nothing."""
+
+    def save_many(self, logs: Sequence[LogEntry]) -> None:
+        rows = []
+        for entry in logs:
+            body = entry.to_json().decode()
+            rows.append(
+                (
+                    _hash(body),
+                    _tenant(entry.tenant_id),
+                    entry.execution_id,
+                    entry.task_run_id,
+                    level_number(entry.level),
+                    iso(entry.timestamp),
+                    body,
+                )
+            )
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO repo_logs "
+                "(hash, tenant, execution_id, task_run_id, level, timestamp, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def find(
+        self,
+        tenant_id: str,
+        execution_id: str,
+        task_run_id: str | None = None,
+        min_level: str | None = None,
+    ) -> list[LogEntry]:
+        sql = "SELECT body FROM repo_logs WHERE tenant = ? AND execution_id = ?"
+        params: list[object] = [_tenant(tenant_id), execution_id]
+        if task_run_id:
+            sql += " AND task_run_id = ?"
+            params.append(task_run_id)
+        if min_level:
+            sql += " AND level >= ?"
+            params.append(level_number(min_level))
+        sql += " ORDER BY timestamp, rowid"
+        return [LogEntry.model_validate_json(str(r[0])) for r in self._read(sql, params)]
+
+
+class SqliteMetricRepository(_Base):
+    def save_many(self, metrics: Sequence[MetricEntry]) -> None:
+        rows = []
+        for entry in metrics:
+            body = entry.to_json().decode()
+            rows.append(
+                (
+                    _hash(body),
+                    _tenant(entry.tenant_id),
+                    entry.execution_id,
+                    iso(entry.timestamp),
+                    body,
+                )
+            )
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO repo_metrics (hash, tenant, execution_id, timestamp, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def find(self, tenant_id: str, execution_id: str) -> list[MetricEntry]:
+        rows = self._read(
+            "SELECT body FROM repo_metrics WHERE tenant = ? AND execution_id = ? "
+            "ORDER BY timestamp, rowid",
+            (_tenant(tenant_id), execution_id),
+        )
+        return [MetricEntry.model_validate_json(str(r[0])) for r in rows]
+
+
+class SqliteWorkerRepository(_Base):
+    """The last heartbeat of each worker (a newer heartbeat replaces an older one)."""
+
+    def save(self, heartbeat: WorkerHeartbeat) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO repo_workers (worker_id, date, body) VALUES (?, ?, ?) "
+                "ON CONFLICT (worker_id) DO UPDATE SET date = excluded.date, body = excluded.body "
+                "WHERE excluded.date >= repo_workers.date",
+                (heartbeat.worker_id, iso(heartbeat.date), heartbeat.to_json().decode()),
+            )
+
+    def all(self) -> list[WorkerHeartbeat]:
+        rows = self._read("SELECT body FROM repo_workers ORDER BY worker_id")
+        return [WorkerHeartbeat.model_validate_json(str(r[0])) for r in rows]
+
+
+def sqlite_repositories(db: SqliteDatabase) -> Repositories:
+    """Every repository on one SQLite database; creates the tables if needed."""
+    try:
+        db.executescript(_SCHEMA)
+    except sqlite3.Error as exc:
+        raise RepositoryError(f"cannot create the repository tables in {db.path}: {exc}") from exc
+    return Repositories(
+        flows=SqliteFlowRepository(db),
+        executions=SqliteExecutionRepository(db),
+        logs=SqliteLogRepository(db),
+        metrics=SqliteMetricRepository(db),
+        workers=SqliteWorkerRepository(db),
+    )
