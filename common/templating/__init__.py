@@ -1,0 +1,17 @@
+"""Kestra (Pebble) compatible templating on Jinja2's sandbox.
+
+``render`` turns a template into text exactly as Kestra prints it, ``render_typed`` returns the
+Python value of a template that is a single ``{{ expression }}``, ``render_object`` renders every
+string (keys too) of a nested structure, and ``render_condition`` applies Kestra's truthiness
+(``is_true``). Every failure raises :class:`common.errors.TemplateError`.
+"""
+
+from __future__ import annotations
+
+from ._engine import is_true as is_true
+from ._engine import render as render
+from ._engine import render_condition as render_condition
+from ._engine import render_object as render_object
+from ._engine import render_typed as render_typed
+
+__all__ = ["is_true", "render", "render_condition", "render_object", "render_typed"]

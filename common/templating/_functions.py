@@ -1,0 +1,304 @@
+"""Template functions (``now()``, ``range()``, ``render()``...) and the private helpers the
+translated expressions call (``_cat``, ``_bool``, ``_iter``...).
+
+Helpers enforce the resource limits: ``range()`` length, string/list repetition size, a per-render
+iteration budget and the size of concatenated strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import math
+import os
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import yaml
+from jinja2 import Undefined, pass_context
+from jinja2.runtime import Context
+
+from common.errors import TemplateError
+
+from . import _dates
+from ._filters import defined, f_from_json
+from ._output import to_string
+
+MAX_RANGE = 100_000
+MAX_OUTPUT = 10 * 1024 * 1024
+MAX_ITERATIONS = 1_000_000
+MAX_RENDER_DEPTH = 50
+
+_state = threading.local()
+
+
+def reset_budget() -> None:
+    _state.iterations = 0
+
+
+def _spend(count: int) -> None:
+    used = getattr(_state, "iterations", 0) + count
+    _state.iterations = used
+    if used > MAX_ITERATIONS:
+        raise TemplateError(f"too many loop iterations (limit {MAX_ITERATIONS})")
+
+
+# -- helpers called by translated expressions ------------------------------------------------
+def h_bool(value: Any) -> bool:
+    """Pebble/Kestra truthiness of a condition operand."""
+    if value is True or value is False:
+        return value
+    value = defined(value)
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "-0")
+    if isinstance(value, int | float):
+        return value != 0
+    return bool(value)
+
+
+def h_cat(left: Any, right: Any) -> str:
+    text = to_string(left) + to_string(right)
+    if len(text) > MAX_OUTPUT:
+        raise TemplateError(f"string too long (limit {MAX_OUTPUT} characters)")
+    return text
+
+
+def _number(value: Any, operator: str) -> Any:
+    value = defined(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, str | list) and operator == "*":
+            return value
+        raise TemplateError(f"operator '{operator}' needs numbers, got {to_string(value)!r}")
+    return value
+
+
+def h_mul(left: Any, right: Any) -> Any:
+    left, right = _number(left, "*"), _number(right, "*")
+    for seq, count in ((left, right), (right, left)):
+        if isinstance(seq, str | list):
+            if not isinstance(count, int) or len(seq) * count > MAX_OUTPUT:
+                raise TemplateError("result of '*' is too large")
+    return left * right
+
+
+def h_div(left: Any, right: Any) -> Any:
+    left, right = _number(left, "/"), _number(right, "/")
+    if right == 0:
+        raise TemplateError("division by zero")
+    if isinstance(left, int) and isinstance(right, int):
+        quotient = abs(left) // abs(right)
+        return quotient if (left >= 0) == (right >= 0) else -quotient
+    return left / right
+
+
+def h_mod(left: Any, right: Any) -> Any:
+    left, right = _number(left, "%"), _number(right, "%")
+    if right == 0:
+        raise TemplateError("division by zero")
+    if isinstance(left, int) and isinstance(right, int):
+        remainder = abs(left) % abs(right)
+        return remainder if left >= 0 else -remainder
+    return math.fmod(left, right)
+
+
+def h_contains(container: Any, item: Any) -> bool:
+    container, item = defined(container), defined(item)
+    if container is None:
+        return False
+    if isinstance(container, str):
+        return to_string(item) in container
+    if isinstance(container, Mapping):
+        return item in container
+    if isinstance(item, list) and isinstance(container, list | tuple):
+        return all(element in container for element in item)
+    return item in container
+
+
+def h_iter(value: Any) -> Iterable[Any]:
+    """Iterable of a ``{% for %}``: maps give ``{key, value}`` entries, null gives nothing."""
+    value = defined(value)
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        items: list[Any] = [{"key": k, "value": v} for k, v in value.items()]
+    elif isinstance(value, str):
+        raise TemplateError("cannot iterate over a string")
+    elif isinstance(value, Iterable):
+        items = list(value)
+    else:
+        raise TemplateError(f"cannot iterate over a value of type {type(value).__name__}")
+    _spend(len(items))
+    return items
+
+
+def h_items(value: Any) -> Iterable[Any]:
+    """Iterable of ``{% for k, v in map %}``."""
+    value = defined(value)
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise TemplateError("'for key, value in ...' needs a map")
+    _spend(len(value))
+    return list(value.items())
+
+
+@pass_context
+def h_var(context: Context, name: str) -> Any:
+    return context.resolve_or_missing(name) if name in context else context.resolve(name)
+
+
+# -- functions -------------------------------------------------------------------------------
+def fn_now(timeZone: str | None = None) -> dt.datetime:  # noqa: N803 - Kestra's name
+    moment = dt.datetime.now(dt.UTC)
+    if timeZone:
+        try:
+            return moment.astimezone(_dates.zone(timeZone))
+        except ValueError as exc:
+            raise TemplateError(f"function 'now': {exc}") from exc
+    return moment
+
+
+def fn_range(start: Any, end: Any, step: Any = 1) -> list[Any]:
+    """Pebble's ``range``: the end is INCLUSIVE."""
+    start, end, step = defined(start), defined(end), defined(step)
+    if isinstance(start, str) and isinstance(end, str) and len(start) == len(end) == 1:
+        return [chr(c) for c in fn_range(ord(start), ord(end), step)]
+    try:
+        start, end, step = int(start), int(end), int(step)
+    except (TypeError, ValueError) as exc:
+        raise TemplateError(f"function 'range' needs integers ({exc})") from exc
+    if step == 0:
+        raise TemplateError("function 'range': step must not be 0")
+    length = max(0, (end - start) // step + 1)
+    if length > MAX_RANGE:
+        raise TemplateError(f"function 'range': {length} items exceed the limit of {MAX_RANGE}")
+    return list(range(start, end + (1 if step > 0 else -1), step))
+
+
+def fn_from_yaml(value: Any) -> Any:
+    value = defined(value)
+    if not isinstance(value, str):
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"invalid YAML: {exc}") from exc
+
+
+def fn_secret(name: Any) -> str:
+    key = "SECRET_" + to_string(defined(name)).upper()
+    encoded = os.environ.get(key)
+    if encoded is None:
+        raise TemplateError(f"secret '{to_string(name)}' not found")
+    try:
+        return base64.b64decode(encoded, validate=False).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise TemplateError(f"secret '{to_string(name)}' is not valid base64") from exc
+
+
+def fn_is_null(value: Any) -> bool:
+    return value is None or isinstance(value, Undefined)
+
+
+def fn_max(*values: Any) -> Any:
+    items = list(values[0]) if len(values) == 1 and isinstance(values[0], list) else values
+    return max(defined(v) for v in items)
+
+
+def fn_min(*values: Any) -> Any:
+    items = list(values[0]) if len(values) == 1 and isinstance(values[0], list) else values
+    return min(defined(v) for v in items)
+
+
+def fn_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def fn_random_int(lower: int, upper: int) -> int:
+    return random.randrange(int(lower), int(upper))
+
+
+def _get(value: Any, key: Any) -> Any:
+    if isinstance(value, Mapping):
+        if key in value:
+            return value[key]
+        alternative = str(key) if not isinstance(key, str) else None
+        if alternative is not None and alternative in value:
+            return value[alternative]
+        raise TemplateError(f"currentEachOutput: no output for value '{to_string(key)}'")
+    raise TemplateError("currentEachOutput expects the map of an iterated task's outputs")
+
+
+@pass_context
+def fn_current_each_output(context: Context, outputs: Any) -> Any:
+    """Walk ``outputs`` by the values of ``parents`` (outermost first), then ``taskrun.value``."""
+    value = defined(outputs)
+    parents = context.resolve_or_missing("parents")
+    if isinstance(parents, list):
+        for parent in reversed(parents):
+            taskrun = parent.get("taskrun") if isinstance(parent, Mapping) else None
+            if isinstance(taskrun, Mapping) and taskrun.get("value") is not None:
+                value = _get(value, taskrun["value"])
+    taskrun = context.resolve_or_missing("taskrun")
+    if isinstance(taskrun, Mapping) and taskrun.get("value") is not None:
+        value = _get(value, taskrun["value"])
+    return value
+
+
+def _render_fn(recursive_default: bool) -> Callable[..., Any]:
+    @pass_context
+    def render_function(
+        context: Context, template: Any, recursive: bool = recursive_default
+    ) -> Any:
+        from ._engine import render_with_context
+
+        template = defined(template)
+        if not isinstance(template, str):
+            return template
+        result = render_with_context(template, context.get_all())
+        depth = 0
+        while recursive and result != template and "{" in result:
+            depth += 1
+            if depth > MAX_RENDER_DEPTH:
+                raise TemplateError("function 'render': too many recursive renders")
+            template, result = result, render_with_context(result, context.get_all())
+        return result
+
+    return render_function
+
+
+GLOBALS: dict[str, Any] = {
+    "now": fn_now,
+    "range": fn_range,
+    "fromJson": f_from_json,
+    "json": f_from_json,
+    "fromYaml": fn_from_yaml,
+    "yaml": fn_from_yaml,
+    "render": _render_fn(True),
+    "renderOnce": _render_fn(False),
+    "currentEachOutput": fn_current_each_output,
+    "secret": fn_secret,
+    "isNull": fn_is_null,
+    "max": fn_max,
+    "min": fn_min,
+    "uuid": fn_uuid,
+    "randomInt": fn_random_int,
+    # private helpers of translated expressions (user names starting with "__" are rejected,
+    # these start with one underscore and cannot be reached as attributes)
+    "_bool": h_bool,
+    "_cat": h_cat,
+    "_mul": h_mul,
+    "_div": h_div,
+    "_mod": h_mod,
+    "_contains": h_contains,
+    "_range": fn_range,
+    "_iter": h_iter,
+    "_items": h_items,
+    "_var": h_var,
+}
