@@ -1,5 +1,143 @@
-"""Core plugins: storage."""
+"""Core plugins: internal storage (``lanner.core.storage.Write``, ``Delete``, ``Size``,
+``Concat``, ``Split``). Reading a file is ``{{ read(uri) }}`` in a template."""
 
 from __future__ import annotations
 
-PLUGINS: list[type] = []
+import json
+import re
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from common.errors import NotFoundError
+from common.plugins.base import RunContext, RunnableTask
+
+from ._support import TaskFailed, worker_context
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?B?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``1024``, ``10KB``, ``5MB`` (binary multiples, as Micronaut's ``DataSize``)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not a size (examples: 512, 10KB, 5MB)")
+    unit = match.group(2).upper().rstrip("B") or ""
+    return int(match.group(1)) * _UNITS[unit]
+
+
+def _extension(ext: str) -> str:
+    return ext if not ext or ext.startswith(".") else "." + ext
+
+
+class Write(RunnableTask):
+    """Writes ``content`` to a new internal-storage file; outputs its ``uri``."""
+
+    TYPE: ClassVar[str] = "lanner.core.storage.Write"
+    content: str
+    extension: str = ".ion"
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        data = str(ctx.render(self.content)).encode()
+        name = "write" + _extension(str(ctx.render(self.extension)))
+        return {"uri": worker_context(ctx).put_data(name, data)}
+
+
+class Delete(RunnableTask):
+    """Deletes an internal-storage file; outputs ``uri`` and ``deleted``."""
+
+    TYPE: ClassVar[str] = "lanner.core.storage.Delete"
+    uri: str
+    error_on_missing: bool = Field(default=False, alias="errorOnMissing")
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        uri = str(ctx.render(self.uri))
+        deleted = worker_context(ctx).delete_file(uri)
+        if not deleted and self.error_on_missing:
+            raise TaskFailed(f"Unable to find file '{uri}'")
+        return {"uri": uri, "deleted": deleted}
+
+
+class Size(RunnableTask):
+    """Outputs the ``size`` in bytes of an internal-storage file."""
+
+    TYPE: ClassVar[str] = "lanner.core.storage.Size"
+    uri: str
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        uri = str(ctx.render(self.uri))
+        try:
+            return {"size": worker_context(ctx).file_size(uri)}
+        except NotFoundError as exc:
+            raise TaskFailed(str(exc)) from exc
+
+
+class Concat(RunnableTask):
+    """Concatenates ``files`` (a list of URIs, or a JSON list) into one file; outputs ``uri``."""
+
+    TYPE: ClassVar[str] = "lanner.core.storage.Concat"
+    files: list[str] | str
+    separator: str | None = None
+    extension: str = ".tmp"
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        rendered = ctx.render(self.files)
+        uris = json.loads(rendered) if isinstance(rendered, str) else rendered
+        if not isinstance(uris, list):
+            raise TaskFailed("'files' must be a list of internal-storage URIs")
+        separator = (str(ctx.render(self.separator)) if self.separator else "").encode()
+        data = separator.join(ctx.get_file(str(uri)) for uri in uris)
+        name = "concat" + _extension(str(ctx.render(self.extension)))
+        return {"uri": worker_context(ctx).put_data(name, data)}
+
+
+class Split(RunnableTask):
+    """Splits a file by ``rows``, ``bytes`` or ``partitions`` (lines kept whole);
+    outputs ``uris``."""
+
+    TYPE: ClassVar[str] = "lanner.core.storage.Split"
+    from_: str = Field(alias="from")
+    rows: int | None = None
+    bytes: str | None = None
+    partitions: int | None = None
+    separator: str = "\n"
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        wctx = worker_context(ctx)
+        uri = str(ctx.render(self.from_))
+        sep = self.separator
+        text = ctx.get_file(uri).decode()
+        lines = text.split(sep)
+        if lines and lines[-1] == "":
+            lines.pop()
+        chunks: list[list[str]] = []
+        if self.rows:
+            chunks = [lines[i : i + self.rows] for i in range(0, len(lines), self.rows)]
+        elif self.partitions:
+            size = -(-len(lines) // self.partitions) if lines else 1
+            chunks = [lines[i : i + size] for i in range(0, len(lines), size)]
+        elif self.bytes:
+            limit = parse_size(str(ctx.render(self.bytes)))
+            current: list[str] = []
+            used = 0
+            for line in lines:
+                length = len(line.encode()) + len(sep)
+                if current and used + length > limit:
+                    chunks.append(current)
+                    current, used = [], 0
+                current.append(line)
+                used += length
+            if current:
+                chunks.append(current)
+        else:
+            raise TaskFailed("Split needs one of 'rows', 'bytes' or 'partitions'")
+        suffix = uri.rsplit(".", 1)[-1] if "." in uri.rsplit("/", 1)[-1] else "tmp"
+        uris = [
+            wctx.put_data(f"split-{n}.{suffix}", (sep.join(chunk) + sep).encode())
+            for n, chunk in enumerate(chunks)
+        ]
+        return {"uris": uris}
+
+
+PLUGINS: list[type] = [Write, Delete, Size, Concat, Split]
