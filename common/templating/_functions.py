@@ -78,6 +78,16 @@ def _number(value: Any, operator: str) -> Any:
     return value
 
 
+def h_add(left: Any, right: Any) -> Any:
+    """Pebble's ``+``: string concatenation when either side is a string, list append."""
+    left, right = defined(left), defined(right)
+    if isinstance(left, str) or isinstance(right, str):
+        return h_cat(left, right)
+    if isinstance(left, list):
+        return left + (right if isinstance(right, list) else [right])
+    return _number(left, "+") + _number(right, "+")
+
+
 def h_mul(left: Any, right: Any) -> Any:
     left, right = _number(left, "*"), _number(right, "*")
     for seq, count in ((left, right), (right, left)):
@@ -293,6 +303,7 @@ GLOBALS: dict[str, Any] = {
     # these start with one underscore and cannot be reached as attributes)
     "_bool": h_bool,
     "_cat": h_cat,
+    "_add": h_add,
     "_mul": h_mul,
     "_div": h_div,
     "_mod": h_mod,

@@ -413,11 +413,12 @@ class _Parser:
 def _binary(op: str, left: str, right: str) -> str:
     if op in ("==", "equals"):
         return f"(({left}) == ({right}))"
-    if op in ("!=", "<", ">", "<=", ">=", "+", "-"):
+    if op in ("!=", "<", ">", "<=", ">=", "-"):
         return f"(({left}) {op} ({right}))"
     if op in ("and", "or"):
         return f"(_bool({left}) {op} _bool({right}))"
     helper = {
+        "+": "_add",
         "*": "_mul",
         "/": "_div",
         "%": "_mod",
@@ -436,7 +437,8 @@ def _coalesce(items: list[str]) -> str:
 
 
 def _literal_text(text: str) -> str:
-    if MARK in text:
+    # Jinja2's lexer would normalise "\r\n" and "\r", so such text travels as a string literal
+    if MARK in text or "\r" in text:
         return VAR_START + repr(text) + VAR_END
     return text
 
