@@ -1,0 +1,256 @@
+"""The ``RunContext`` a runnable task gets on the worker.
+
+Rendering uses the WorkerTask's ``variables`` (the executor already put ``taskrun``,
+``outputs``... there) plus the functions that need the worker: ``read(uri)``,
+``fileExists(uri)``, ``fileSize(uri)``; ``secret(name)`` is wrapped so its values are masked.
+Logs go to the ``logs`` topic (key: execution id) and to Python logging; every occurrence of a
+secret (``variables["__secrets__"]`` and values returned by ``secret()``) is replaced by
+``********`` first. Files live under
+``lanner://<tenant>/<namespace>/<flow>/executions/<execution>/tasks/<task>/<taskrun>/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from common.ids import new_id
+from common.models.messages import LogEntry, MetricEntry, WorkerTask
+from common.plugins.core._support import ProcessResult
+from common.queue.base import LOGS, METRICS, Queue
+from common.storage.base import SCHEME, Storage
+
+from ._scripts import run_process
+
+MASK = "********"
+LEVEL_ORDER = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "ERROR": 4}
+_PY_LEVELS = {
+    "TRACE": logging.DEBUG,
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+}
+task_logger = logging.getLogger("lanner.worker.task")
+
+
+def normalize_level(level: str) -> str:
+    text = level.strip().upper()
+    if text == "WARNING":
+        return "WARN"
+    return text if text in LEVEL_ORDER else "INFO"
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value or "{#" in value
+    if isinstance(value, Mapping):
+        return any(_has_template(k) or _has_template(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_template(v) for v in value)
+    return False
+
+
+class TaskRunContext:
+    """One attempt's context; ``cleanup()`` removes its working directory."""
+
+    def __init__(
+        self,
+        task: WorkerTask,
+        *,
+        queue: Queue,
+        storage: Storage,
+        tenant: str,
+        kill_event: threading.Event,
+        min_level: str | None = None,
+        kill_grace: float = 5.0,
+    ) -> None:
+        self.task = task
+        self.queue = queue
+        self.storage = storage
+        self.kill_event = kill_event
+        self.kill_grace = kill_grace
+        self.min_level = LEVEL_ORDER.get(normalize_level(min_level or "TRACE"), 0)
+        run = task.task_run
+        self.base_uri = (
+            f"{SCHEME}{task.tenant_id or tenant}/{run.namespace}/{run.flow_id}/executions/"
+            f"{run.execution_id}/tasks/{run.task_id}/{run.id}/"
+        )
+        self._variables = dict(task.variables)
+        raw = self._variables.get("__secrets__") or []
+        self._secrets: set[str] = {str(s) for s in raw if s}
+        self._workdir: str | None = None
+        self._functions: dict[str, Callable[..., Any]] = {
+            "read": self._read,
+            "fileExists": self.storage.exists,
+            "fileSize": self.file_size,
+            "secret": self._secret,
+        }
+
+    # -------------------------------------------------------------- rendering
+
+    @property
+    def variables(self) -> Mapping[str, Any]:
+        return self._variables
+
+    def _read(self, uri: Any) -> str:
+        return self.get_file(str(uri)).decode("utf-8", errors="replace")
+
+    def _secret(self, name: Any) -> str:
+        from common.templating._functions import fn_secret
+
+        value = fn_secret(name)
+        if value:
+            self._secrets.add(value)
+        return value
+
+    def render(self, value: Any) -> Any:
+        return self.render_with(value, {})
+
+    def render_with(self, value: Any, extra: Mapping[str, Any]) -> Any:
+        if not _has_template(value):
+            return value
+        from common.templating import render_object
+
+        variables = {**self._variables, **extra} if extra else self._variables
+        return render_object(value, variables, functions=self._functions)
+
+    def render_typed(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return self.render(value)
+        if not _has_template(value):
+            return value
+        from common.templating import render_typed
+
+        return render_typed(value, self._variables, functions=self._functions)
+
+    # -------------------------------------------------------------- logs and metrics
+
+    def mask(self, message: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            message = message.replace(secret, MASK)
+        return message
+
+    def log(self, level: str, message: str) -> None:
+        level = normalize_level(level)
+        if LEVEL_ORDER[level] < self.min_level:
+            return
+        message = self.mask(str(message))
+        run = self.task.task_run
+        entry = LogEntry(
+            tenant_id=self.task.tenant_id,
+            namespace=run.namespace,
+            flow_id=run.flow_id,
+            execution_id=run.execution_id,
+            task_id=run.task_id,
+            task_run_id=run.id,
+            attempt_number=self.task.attempt,
+            timestamp=datetime.now(UTC),
+            level=level,  # type: ignore[arg-type]
+            thread=threading.current_thread().name,
+            message=message,
+        )
+        task_logger.log(
+            _PY_LEVELS[level],
+            message,
+            extra={
+                "execution_id": run.execution_id,
+                "task_id": run.task_id,
+                "task_run_id": run.id,
+                "attempt": self.task.attempt,
+            },
+        )
+        self.queue.emit(LOGS, run.execution_id, entry.to_json())
+
+    def metric(
+        self,
+        name: str,
+        value: float,
+        kind: str = "counter",
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        run = self.task.task_run
+        entry = MetricEntry(
+            tenant_id=self.task.tenant_id,
+            namespace=run.namespace,
+            flow_id=run.flow_id,
+            execution_id=run.execution_id,
+            task_id=run.task_id,
+            task_run_id=run.id,
+            name=name,
+            type="timer" if kind == "timer" else "counter",
+            value=value,
+            tags=dict(tags or {}),
+            timestamp=datetime.now(UTC),
+        )
+        self.queue.emit(METRICS, run.execution_id, entry.to_json())
+
+    # -------------------------------------------------------------- kill
+
+    def is_killed(self) -> bool:
+        return self.kill_event.is_set()
+
+    def wait_killed(self, timeout: float) -> bool:
+        return self.kill_event.wait(timeout)
+
+    # -------------------------------------------------------------- files
+
+    @property
+    def working_dir(self) -> str:
+        if self._workdir is None:
+            self._workdir = tempfile.mkdtemp(prefix=f"lanner-{self.task.task_run.id}-")
+        return self._workdir
+
+    def cleanup(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def _new_uri(self, name: str) -> str:
+        name = os.path.basename(name) or "file"
+        uri = self.base_uri + name
+        if self.storage.exists(uri):
+            uri = f"{self.base_uri}{new_id()[:10]}-{name}"
+        return uri
+
+    def put_data(self, name: str, data: bytes) -> str:
+        return self.storage.put(self._new_uri(name), data)
+
+    def put_file(self, path: str) -> str:
+        return self.put_data(os.path.basename(path), Path(path).read_bytes())
+
+    def get_file(self, uri: str) -> bytes:
+        return self.storage.get(uri)
+
+    def delete_file(self, uri: str) -> bool:
+        return self.storage.delete(uri)
+
+    def file_size(self, uri: str) -> int:
+        return len(self.storage.get(str(uri)))
+
+    # -------------------------------------------------------------- subprocesses
+
+    def run_process(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        stderr_level: str = "ERROR",
+    ) -> ProcessResult:
+        return run_process(
+            args,
+            env,
+            self.working_dir,
+            kill_event=self.kill_event,
+            log=self.log,
+            metric=self.metric,
+            stderr_level=stderr_level,
+            grace=self.kill_grace,
+        )

@@ -1,0 +1,68 @@
+"""Periodic ``WorkerHeartbeat`` records on the ``workers`` topic (key: worker id)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal
+
+from common.models.messages import WorkerHeartbeat
+from common.queue.base import WORKERS, Queue
+
+log = logging.getLogger("lanner.worker")
+Status = Literal["UP", "TERMINATING", "DEAD"]
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        worker_id: str,
+        group: str | None,
+        threads: int,
+        interval: float,
+        running: Callable[[], int],
+    ) -> None:
+        self.queue = queue
+        self.worker_id = worker_id
+        self.group = group
+        self.threads = threads
+        self.interval = interval
+        self.running = running
+        self.status: Status = "UP"
+        self.hostname = socket.gethostname()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lanner-heartbeat", daemon=True)
+
+    def beat(self) -> None:
+        heartbeat = WorkerHeartbeat(
+            worker_id=self.worker_id,
+            hostname=self.hostname,
+            group=self.group,
+            threads=self.threads,
+            running=self.running(),
+            date=datetime.now(UTC),
+            status=self.status,
+        )
+        self.queue.emit(WORKERS, self.worker_id, heartbeat.to_json())
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.beat()
+            except Exception:
+                log.exception("cannot emit the worker heartbeat")
+            if self._stop.wait(self.interval):
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
