@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -101,9 +101,7 @@ class _Environment(SandboxedEnvironment):
         if obj is None:
             return self.undefined(obj=None, name=key)
         if isinstance(obj, list | tuple | str):
-            index = key
-            if isinstance(key, str) and key.isdigit():
-                index = int(key)
+            index: Any = int(key) if isinstance(key, str) and key.isdigit() else key
             if isinstance(index, int) and not isinstance(index, bool):
                 if 0 <= index < len(obj):
                     return obj[index]
@@ -204,7 +202,9 @@ def _path_of(target: Any, variables: Mapping[str, Any]) -> str | None:
         visited += 1
         if value is target:
             return path
-        children = value.items() if isinstance(value, Mapping) else enumerate(value)
+        children: Iterable[tuple[Any, Any]] = (
+            value.items() if isinstance(value, Mapping) else enumerate(value)
+        )
         for key, child in children:
             if isinstance(child, Mapping | list):
                 queue.append((child, path + _format_key(key)))

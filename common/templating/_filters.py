@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-import jq
+import jq  # type: ignore[import-not-found]
 import yaml
 from jinja2 import Undefined
 
@@ -93,7 +93,8 @@ def f_jq(value: Any, expression: str) -> list[Any]:
 
 def f_yaml(value: Any) -> str:
     plain = json.loads(to_json(defined(value)))
-    return yaml.safe_dump(plain, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    text: str = yaml.safe_dump(plain, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    return text
 
 
 def f_keys(value: Any) -> list[Any]:
