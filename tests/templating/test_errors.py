@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common.errors import TemplateError
 from common.templating import render, render_typed
@@ -123,3 +125,74 @@ def test_long_template_error_names_the_failing_expression() -> None:
     with pytest.raises(TemplateError) as info:
         render(template, V)
     assert str(info.value).startswith('Unable to render "{{ outputs.zzz.value }}"')
+
+
+_PIECES = st.sampled_from(
+    [
+        "a",
+        "inputs",
+        ".",
+        "l",
+        "[",
+        "]",
+        "(",
+        ")",
+        "{",
+        "}",
+        "'s'",
+        '"d"',
+        "1",
+        "2.5",
+        "??",
+        "?",
+        ":",
+        "~",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "|",
+        "upper",
+        "json",
+        "is",
+        "not",
+        "defined",
+        "null",
+        "and",
+        "or",
+        "==",
+        "equals",
+        "..",
+        ",",
+        "=",
+        "range",
+        "true",
+        "none",
+        " ",
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "for",
+        "in",
+        "endfor",
+        "if",
+        "endif",
+        "-",
+        "#",
+        "\\",
+        "'",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES, max_size=12))
+def test_fuzzed_templates_only_raise_template_errors(pieces: list[str]) -> None:
+    for template in ("{{ " + " ".join(pieces) + " }}", "".join(pieces), " ".join(pieces)):
+        try:
+            result = render(template, V)
+        except TemplateError:
+            continue
+        assert isinstance(result, str)
