@@ -214,10 +214,13 @@ class TaskRunContext:
             self._workdir = None
 
     def _new_uri(self, name: str) -> str:
-        name = os.path.basename(name) or "file"
+        """A free URI for ``name`` (a relative path; ``..`` parts are dropped)."""
+        parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+        name = "/".join(parts) or "file"
         uri = self.base_uri + name
         if self.storage.exists(uri):
-            uri = f"{self.base_uri}{new_id()[:10]}-{name}"
+            head, _, tail = name.rpartition("/")
+            uri = f"{self.base_uri}{head + '/' if head else ''}{new_id()[:10]}-{tail}"
         return uri
 
     def put_data(self, name: str, data: bytes) -> str:

@@ -114,8 +114,9 @@ class _ScriptTask(RunnableTask):
             glob = str(ctx.render_with(pattern, extra))
             for path in sorted(workdir.glob(glob)):
                 if path.is_file():
-                    name = str(path.relative_to(workdir))
-                    found.setdefault(name, ctx.put_file(str(path)))
+                    name = path.relative_to(workdir).as_posix()
+                    if name not in found:
+                        found[name] = ctx.put_data(name, path.read_bytes())
         return found
 
 
