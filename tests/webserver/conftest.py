@@ -1,0 +1,112 @@
+"""An app on real SQLite backends in a temporary directory, and helpers to read the queue."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from common.backends import Backends
+from common.ids import new_id
+from common.models.messages import EXECUTOR_INPUT, ExecutorInput
+from common.queue.sqlite import SqliteDatabase, SqliteQueue
+from common.repository.sqlite import sqlite_repositories
+from common.settings import Settings
+from common.storage.local import LocalStorage
+from tests.plugin_stubs import use_stub_plugins
+from webserver.app import create_app
+
+HELLO = """\
+id: hello
+namespace: company.team
+labels:
+  team: data
+inputs:
+  - id: name
+    type: STRING
+    defaults: world
+  - id: count
+    type: INT
+    required: false
+  - id: data
+    type: FILE
+    required: false
+tasks:
+  - id: log
+    type: io.kestra.plugin.core.log.Log
+    message: "hello {{ inputs.name }}"
+triggers:
+  - id: hook
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: s3cr3t
+"""
+
+
+@pytest.fixture(autouse=True)
+def _plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_stub_plugins(monkeypatch)
+
+
+@pytest.fixture
+def backends(tmp_path: Path) -> Iterator[Backends]:
+    settings = Settings(data_dir=tmp_path)
+    db = SqliteDatabase(str(tmp_path / "lanner.db"))
+    queue = SqliteQueue(db)
+    yield Backends(
+        queue=queue,
+        repositories=sqlite_repositories(db),
+        storage=LocalStorage(tmp_path / "storage"),
+        settings=settings,
+    )
+    queue.close()
+    db.close()
+
+
+@pytest.fixture
+def app(backends: Backends) -> FastAPI:
+    return create_app(backends.settings, backends)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def hello(client: TestClient) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/flows", content=HELLO, headers={"Content-Type": "application/x-yaml"}
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def topic_records(backends: Backends, topic: str) -> list[tuple[str | None, bytes | None]]:
+    """Everything on ``topic`` so far (a fresh group reading from the start)."""
+    subscription = backends.queue.subscribe([topic], f"test-{topic}-{new_id()}")
+    out: list[tuple[str | None, bytes | None]] = []
+    while True:
+        records = subscription.poll(max_records=1000, timeout=0)
+        if not records:
+            break
+        out += [(r.key, r.value) for r in records]
+    subscription.close()
+    return out
+
+
+def executor_inputs(backends: Backends) -> list[ExecutorInput]:
+    return [
+        EXECUTOR_INPUT.validate_json(value)
+        for _, value in topic_records(backends, "executor")
+        if value is not None
+    ]
+
+
+def flow_events(backends: Backends) -> list[dict[str, Any]]:
+    return [json.loads(v) for _, v in topic_records(backends, "flows") if v is not None]

@@ -1,0 +1,69 @@
+"""The FastAPI application: Kestra's REST API under ``/api/v1`` and ``/api/v1/{tenant}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from common.backends import Backends
+from common.repository.base import ExecutionQuery
+from common.settings import Settings
+from webserver.errors import install_error_handlers
+from webserver.metrics import HttpMetrics, MetricsMiddleware
+from webserver.routers import executions, flows, logs, workers
+
+API_PREFIX = "/api/v1"
+_ROUTERS = (flows.router, executions.router, logs.router, workers.router)
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health/live", summary="The process answers")
+    async def live() -> dict[str, str]:
+        return {"status": "UP"}
+
+    @router.get("/health/ready", summary="The repository answers")
+    async def ready(request: Request) -> Any:
+        backends: Backends = request.app.state.backends
+        try:
+            await anyio.to_thread.run_sync(
+                backends.repositories.executions.search, ExecutionQuery(size=1)
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "DOWN", "message": str(exc)}, status_code=503)
+        return {"status": "UP"}
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        exposition: HttpMetrics = request.app.state.http_metrics
+        return Response(exposition.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(settings: Settings, backends: Backends) -> FastAPI:
+    """The webserver on the given backends (reads: repository; writes: queue)."""
+    app = FastAPI(
+        title="Lanner",
+        version="0.1.0",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.backends = backends
+    app.state.http_metrics = HttpMetrics()
+    install_error_handlers(app)
+    for router in _ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    for router in _ROUTERS:  # tenant-aware copies, hidden from the docs to keep them short
+        app.include_router(router, prefix=API_PREFIX + "/{tenant}", include_in_schema=False)
+    app.include_router(_health_router())
+    app.add_middleware(MetricsMiddleware, metrics=app.state.http_metrics)
+    return app

@@ -1,0 +1,68 @@
+"""Prometheus metrics of the HTTP API, as a small ASGI middleware."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class HttpMetrics:
+    """The webserver's metrics, in a registry of their own so several apps can coexist."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "lanner_webserver_http_requests",
+            "HTTP requests served, by method, route template and status.",
+            ["method", "path", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "lanner_webserver_http_request_duration_seconds",
+            "Time to the response headers, by method and route template.",
+            ["method", "path"],
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        """Our metrics plus the process-wide default registry (other components' metrics)."""
+        return generate_latest(REGISTRY) + generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        observed = False
+
+        def observe() -> None:
+            nonlocal observed
+            if observed:
+                return
+            observed = True
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            self.metrics.requests.labels(method, path, str(status)).inc()
+            self.metrics.latency.labels(method, path).observe(time.perf_counter() - start)
+
+        async def wrapped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                observe()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, wrapped)
+        finally:
+            observe()

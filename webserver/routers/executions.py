@@ -1,0 +1,505 @@
+"""Executions: create (inputs, files, labels, wait), search, get, kill, restart, replay,
+resume, delete, follow (SSE), file download and webhooks — with Kestra's paths.
+
+Reads go to the repository; orders go to the ``executor`` topic keyed by execution id. A new
+execution is also stored in the repository at once so that a GET right after it works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+import posixpath
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import anyio.to_thread
+import yaml
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.datastructures import UploadFile
+
+from common.backends import Backends
+from common.errors import ConflictError, InputValidationError, NotFoundError, Problem
+from common.executions import new_execution
+from common.flow.inputs import validate_inputs
+from common.flow.parser import parse_flow
+from common.ids import new_id
+from common.models.execution import Execution, ExecutionTrigger
+from common.models.flow import Flow
+from common.models.messages import Kill, NewExecution, Restart, Resume
+from common.models.state import State
+from common.plugins.registry import canonical_type
+from common.queue.base import EXECUTIONS, EXECUTOR
+from common.replay import replay
+from common.repository.base import ExecutionQuery
+from common.storage.base import SCHEME
+from webserver._sse import KEEPALIVE, close_quietly, records_for_key, sse_event, subscribe_live
+from webserver.deps import BackendsDep, TenantDep
+from webserver.routers.flows import load_flow
+
+router = APIRouter(tags=["executions"])
+
+WEBHOOK_TYPE = "lanner.core.trigger.Webhook"
+WAIT_POLL_SECONDS = 0.2
+WAIT_DEADLINE_SECONDS = 3600.0
+_RESTARTABLE = (State.FAILED, State.KILLED)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def parse_labels(values: list[str] | None, field: str = "labels") -> dict[str, str]:
+    labels: dict[str, str] = {}
+    problems = []
+    for value in values or []:
+        key, sep, val = value.partition(":")
+        if not sep or not key.strip():
+            problems.append(Problem(field, f"'{value}' is not a label: use key:value"))
+            continue
+        labels[key.strip()] = val.strip()
+    if problems:
+        raise InputValidationError(problems)
+    return labels
+
+
+def execution_json(execution: Execution) -> dict[str, Any]:
+    return execution.to_dict()
+
+
+def _flow_of(backends: Backends, tenant: str, namespace: str, flow_id: str) -> Flow:
+    record = load_flow(backends, tenant, namespace, flow_id)
+    flow = parse_flow(record.source)
+    return flow.model_copy(update={"revision": record.revision, "tenant_id": tenant})
+
+
+def _get_execution(backends: Backends, tenant: str, execution_id: str) -> Execution:
+    execution = backends.repositories.executions.get(tenant, execution_id)
+    if execution is None:
+        raise NotFoundError(f"execution '{execution_id}' not found")
+    return execution
+
+
+def _submit(backends: Backends, execution: Execution) -> None:
+    """Store the new execution (visible at once) and hand it to the executor."""
+    backends.repositories.executions.save(execution)
+    message = NewExecution(id=new_id(), execution_id=execution.id, execution=execution)
+    backends.queue.emit(EXECUTOR, execution.id, message.to_json())
+
+
+async def _read_inputs(request: Request) -> tuple[dict[str, Any], dict[str, UploadFile]]:
+    """Form fields and files of a multipart/url-encoded body, or a JSON object body."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        body = await request.body()
+        if not body.strip():
+            return {}, {}
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise InputValidationError(
+                [
+                    Problem(
+                        "body", f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+                    )
+                ]
+            ) from None
+        if not isinstance(data, dict):
+            raise InputValidationError(
+                [Problem("body", "the inputs must be a JSON object of input id to value")]
+            )
+        return data, {}
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        raw: dict[str, Any] = {}
+        files: dict[str, UploadFile] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                files[key] = value
+            elif key in raw:
+                previous = raw[key]
+                raw[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+            else:
+                raw[key] = value
+        return raw, files
+    return {}, {}
+
+
+def _safe_filename(name: str | None) -> str:
+    base = posixpath.basename((name or "").replace("\\", "/")).strip()
+    return base if base not in ("", ".", "..") else "file"
+
+
+async def create_execution(
+    backends: Backends,
+    tenant: str,
+    flow: Flow,
+    raw: Mapping[str, Any],
+    uploads: Mapping[str, UploadFile],
+    labels: Mapping[str, str],
+    trigger: ExecutionTrigger | None = None,
+) -> Execution:
+    if flow.disabled:
+        raise ConflictError(f"flow {flow.namespace}.{flow.id} is disabled") from None
+    execution_id = new_id()
+    declared_files = {i.id for i in flow.inputs if i.type == "FILE"}
+    uris = {
+        input_id: (
+            f"{SCHEME}{tenant}/{flow.namespace}/{flow.id}/executions/{execution_id}/inputs/"
+            f"{input_id}/{_safe_filename(upload.filename)}"
+        )
+        for input_id, upload in uploads.items()
+        if input_id in declared_files
+    }
+    inputs = validate_inputs(flow, raw, uris)
+    for input_id, uri in uris.items():
+        data = await uploads[input_id].read()
+        await anyio.to_thread.run_sync(backends.storage.put, uri, data)
+    execution = new_execution(
+        flow,
+        inputs,
+        dict(labels),
+        execution_id=execution_id,
+        now=datetime.now(UTC),
+        trigger=trigger,
+        tenant_id=tenant,
+    )
+    await anyio.to_thread.run_sync(_submit, backends, execution)
+    return execution
+
+
+async def wait_terminal(backends: Backends, tenant: str, execution: Execution) -> Execution:
+    deadline = time.monotonic() + WAIT_DEADLINE_SECONDS
+    current = execution
+    while not current.state.current.terminal and time.monotonic() < deadline:
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+        found = await anyio.to_thread.run_sync(
+            backends.repositories.executions.get, tenant, execution.id
+        )
+        current = found or current
+    return current
+
+
+# ---------------------------------------------------------------- search / read
+
+
+@router.get("/executions/search", summary="Search executions")
+async def search_executions(
+    backends: BackendsDep,
+    tenant: TenantDep,
+    namespace: str | None = None,
+    flow_id: Annotated[str | None, Query(alias="flowId")] = None,
+    state: Annotated[list[State] | None, Query()] = None,
+    labels: Annotated[list[str] | None, Query()] = None,
+    start_date: Annotated[datetime | None, Query(alias="startDate")] = None,
+    end_date: Annotated[datetime | None, Query(alias="endDate")] = None,
+    q: str | None = None,
+    parent_id: Annotated[str | None, Query(alias="parentId")] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    size: Annotated[int, Query(ge=1, le=1000)] = 25,
+    sort: Annotated[
+        str | None, Query(description="state.startDate:asc or state.startDate:desc")
+    ] = None,
+) -> dict[str, Any]:
+    query = ExecutionQuery(
+        tenant_id=tenant,
+        namespace=namespace,
+        flow_id=flow_id,
+        states=tuple(state or ()),
+        labels=parse_labels(labels),
+        start_date=start_date,
+        end_date=end_date,
+        q=q,
+        parent_id=parent_id,
+        page=page,
+        size=size,
+        sort_desc=not (sort or "").endswith(":asc"),
+    )
+    found = await anyio.to_thread.run_sync(backends.repositories.executions.search, query)
+    return {"results": [execution_json(e) for e in found.results], "total": found.total}
+
+
+@router.get("/executions/{execution_id}", summary="Get an execution")
+async def get_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
+    execution = await anyio.to_thread.run_sync(_get_execution, backends, tenant, execution_id)
+    return execution_json(execution)
+
+
+@router.delete("/executions/{execution_id}", status_code=204, summary="Delete an execution")
+async def delete_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Response:
+    def delete() -> None:
+        _get_execution(backends, tenant, execution_id)
+        backends.repositories.executions.delete(tenant, execution_id)
+
+    await anyio.to_thread.run_sync(delete)
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- orders
+
+
+@router.delete("/executions/{execution_id}/kill", status_code=202, summary="Kill an execution")
+async def kill_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
+    def kill() -> dict[str, Any]:
+        execution = _get_execution(backends, tenant, execution_id)
+        if execution.state.current.terminal:
+            raise ConflictError(
+                f"execution '{execution_id}' already ended ({execution.state.current})"
+            )
+        order = Kill(id=new_id(), execution_id=execution_id)
+        backends.queue.emit(EXECUTOR, execution_id, order.to_json())
+        return {"id": execution_id, "message": "kill requested"}
+
+    return await anyio.to_thread.run_sync(kill)
+
+
+@router.post("/executions/{execution_id}/restart", summary="Restart a failed or killed execution")
+async def restart_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
+    def restart() -> dict[str, Any]:
+        execution = _get_execution(backends, tenant, execution_id)
+        if execution.state.current not in _RESTARTABLE:
+            raise ConflictError(
+                f"execution '{execution_id}' is {execution.state.current}: only FAILED or "
+                "KILLED executions can be restarted"
+            )
+        order = Restart(id=new_id(), execution_id=execution_id)
+        backends.queue.emit(EXECUTOR, execution_id, order.to_json())
+        return execution_json(execution)
+
+    return await anyio.to_thread.run_sync(restart)
+
+
+@router.post("/executions/{execution_id}/replay", summary="Replay an execution from a task run")
+async def replay_execution(
+    execution_id: str,
+    backends: BackendsDep,
+    tenant: TenantDep,
+    task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
+    revision: Annotated[int | None, Query(ge=1)] = None,
+) -> Any:
+    def do_replay() -> dict[str, Any]:
+        execution = _get_execution(backends, tenant, execution_id)
+        wanted = revision or execution.flow_revision
+        record = backends.repositories.flows.get(
+            tenant, execution.namespace, execution.flow_id, wanted
+        ) or load_flow(backends, tenant, execution.namespace, execution.flow_id)
+        flow = parse_flow(record.source).model_copy(
+            update={"revision": record.revision, "tenant_id": tenant}
+        )
+        replayed = replay(execution, flow, task_run_id, new_id(), datetime.now(UTC))
+        _submit(backends, replayed)
+        return execution_json(replayed)
+
+    return await anyio.to_thread.run_sync(do_replay)
+
+
+@router.post("/executions/{execution_id}/resume", summary="Resume a paused execution")
+async def resume_execution(
+    execution_id: str, request: Request, backends: BackendsDep, tenant: TenantDep
+) -> Any:
+    raw, uploads = await _read_inputs(request)
+    execution = await anyio.to_thread.run_sync(_get_execution, backends, tenant, execution_id)
+    if execution.state.current != State.PAUSED:
+        raise ConflictError(
+            f"execution '{execution_id}' is {execution.state.current}: only PAUSED executions "
+            "can be resumed"
+        )
+    inputs = dict(raw)
+    for input_id, upload in uploads.items():
+        uri = (
+            f"{SCHEME}{tenant}/{execution.namespace}/{execution.flow_id}/executions/"
+            f"{execution_id}/resume/{input_id}/{_safe_filename(upload.filename)}"
+        )
+        data = await upload.read()
+        await anyio.to_thread.run_sync(backends.storage.put, uri, data)
+        inputs[input_id] = uri
+    order = Resume(id=new_id(), execution_id=execution_id, inputs=inputs or None)
+    await anyio.to_thread.run_sync(backends.queue.emit, EXECUTOR, execution_id, order.to_json())
+    return execution_json(execution)
+
+
+# ---------------------------------------------------------------- live view and files
+
+
+@router.get("/executions/{execution_id}/follow", summary="Follow an execution (SSE)")
+async def follow_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
+    # subscribe first, then read the stored snapshot: nothing can slip between the two
+    subscription = await subscribe_live(backends.queue, EXECUTIONS, "follow")
+    try:
+        execution = await anyio.to_thread.run_sync(_get_execution, backends, tenant, execution_id)
+    except BaseException:
+        await close_quietly(subscription)
+        raise
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield sse_event(execution_json(execution))
+            if execution.state.current.terminal:
+                return
+            last = execution.sequence
+            async for record in records_for_key(subscription, execution_id):
+                if record is None:
+                    yield KEEPALIVE
+                    continue
+                try:
+                    snapshot = Execution.model_validate_json(record.value or b"")
+                except ValueError:
+                    continue
+                if snapshot.sequence < last:
+                    continue
+                last = snapshot.sequence
+                yield sse_event(execution_json(snapshot))
+                if snapshot.state.current.terminal:
+                    return
+        finally:
+            await close_quietly(subscription)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+@router.get("/executions/{execution_id}/file", summary="Download a file of an execution")
+async def download_file(
+    execution_id: str,
+    backends: BackendsDep,
+    tenant: TenantDep,
+    path: Annotated[str, Query(description="lanner:// URI of the file")],
+) -> Response:
+    execution = await anyio.to_thread.run_sync(_get_execution, backends, tenant, execution_id)
+    allowed = f"{SCHEME}{tenant}/{execution.namespace}/"
+    if not path.startswith(allowed) or "/../" in path or path.endswith("/.."):
+        raise InputValidationError(
+            [Problem("path", f"'{path}' is not a file of this execution (expected {allowed}...)")]
+        )
+    data = await anyio.to_thread.run_sync(backends.storage.get, path)
+    name = posixpath.basename(path) or "file"
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Response(
+        data,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+def _webhook_trigger(source: str, key: str) -> dict[str, Any] | None:
+    try:
+        data = yaml.safe_load(source)
+    except yaml.YAMLError:
+        return None
+    triggers = data.get("triggers") if isinstance(data, dict) else None
+    for trigger in triggers or []:
+        if (
+            isinstance(trigger, dict)
+            and isinstance(trigger.get("type"), str)
+            and canonical_type(trigger["type"]) == WEBHOOK_TYPE
+            and str(trigger.get("key")) == key
+            and not trigger.get("disabled", False)
+        ):
+            return trigger
+    return None
+
+
+def _multi(items: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in items:
+        out.setdefault(key, []).append(value)
+    return out
+
+
+async def _webhook(
+    namespace: str,
+    flow_id: str,
+    key: str,
+    request: Request,
+    backends: Backends,
+    tenant: str,
+) -> Any:
+    record = await anyio.to_thread.run_sync(load_flow, backends, tenant, namespace, flow_id)
+    trigger = _webhook_trigger(record.source, key)
+    if trigger is None:
+        raise NotFoundError(f"flow {namespace}.{flow_id} has no webhook trigger with this key")
+    flow = parse_flow(record.source).model_copy(
+        update={"revision": record.revision, "tenant_id": tenant}
+    )
+    raw_body = await request.body()
+    body: Any = None
+    if raw_body:
+        text = raw_body.decode("utf-8", errors="replace")
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError:
+            body = text
+    variables = {
+        "body": body,
+        "headers": _multi(list(request.headers.items())),
+        "parameters": _multi(list(request.query_params.multi_items())),
+    }
+    execution = await create_execution(
+        backends,
+        tenant,
+        flow,
+        {},
+        {},
+        {},
+        trigger=ExecutionTrigger(
+            id=str(trigger.get("id")), type=trigger["type"], variables=variables
+        ),
+    )
+    return execution_json(execution)
+
+
+@router.api_route(
+    "/executions/webhook/{namespace}/{flow_id}/{key}",
+    methods=["GET", "POST", "PUT"],
+    summary="Trigger a flow through its Webhook trigger",
+)
+async def webhook(
+    namespace: str,
+    flow_id: str,
+    key: str,
+    request: Request,
+    backends: BackendsDep,
+    tenant: TenantDep,
+) -> Any:
+    return await _webhook(namespace, flow_id, key, request, backends, tenant)
+
+
+# ---------------------------------------------------------------- create (last: its path
+# /executions/{namespace}/{flowId} would otherwise catch /executions/{id}/restart...)
+
+
+@router.post(
+    "/executions/{namespace}/{flow_id}",
+    summary="Create an execution (inputs as multipart form fields and files, or a JSON object)",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {"schema": {"type": "object"}},
+                "application/json": {"schema": {"type": "object"}},
+            }
+        }
+    },
+)
+async def create(
+    namespace: str,
+    flow_id: str,
+    request: Request,
+    backends: BackendsDep,
+    tenant: TenantDep,
+    labels: Annotated[list[str] | None, Query(description="key:value, repeatable")] = None,
+    wait: bool = False,
+) -> Any:
+    label_map = parse_labels(labels)
+    flow = await anyio.to_thread.run_sync(_flow_of, backends, tenant, namespace, flow_id)
+    raw, uploads = await _read_inputs(request)
+    execution = await create_execution(backends, tenant, flow, raw, uploads, label_map)
+    if wait:
+        execution = await wait_terminal(backends, tenant, execution)
+    return execution_json(execution)
