@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from common.models.messages import MetricEntry
 from common.models.state import State
 from common.queue.base import METRICS
 
 from .conftest import Harness, Reader
+
+_METRIC = json.dumps(
+    {"metrics": [{"name": "rows", "type": "counter", "value": 3, "tags": {"t": "x"}}]}
+)
 
 
 def test_commands_outputs_logs_and_metrics(running: Harness) -> None:
@@ -19,7 +25,7 @@ def test_commands_outputs_logs_and_metrics(running: Harness) -> None:
                 "echo 'hello {{ inputs.who }}'",
                 """echo '::{"outputs":{"a":1}}::'""",
                 """echo '::{"outputs":{"b":"two"}}::'""",
-                """echo '::{"metrics":[{"name":"rows","type":"counter","value":3,"tags":{"t":"x"}}]}::'""",
+                f"echo '::{_METRIC}::'",
                 "echo oops >&2",
             ],
             "taskRunner": {"type": "io.kestra.plugin.scripts.runner.docker.Docker"},
