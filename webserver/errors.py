@@ -73,10 +73,16 @@ async def _lanner_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _field(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc]
+    parts = list(loc)
     if parts and parts[0] in ("query", "path", "header", "cookie", "body", "form"):
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
 
 
 async def _request_error(request: Request, exc: Exception) -> JSONResponse:

@@ -32,9 +32,28 @@ class HttpMetrics:
 
 
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+    """Counts requests by route template (bounded cardinality), not by concrete path.
+
+    Routers are mounted under ``api_prefix`` and ``api_prefix/{tenant}``; a matched route only
+    knows its path inside its router, so the prefix is put back from the request.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics, api_prefix: str = "/api/v1") -> None:
         self.app = app
         self.metrics = metrics
+        self.api_prefix = api_prefix
+
+    def _template(self, scope: Scope) -> str:
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if not path:
+            return "unmatched"
+        request_path = str(scope.get("path", ""))
+        if path.startswith(self.api_prefix) or not request_path.startswith(self.api_prefix):
+            return str(path)
+        if "tenant" in (scope.get("path_params") or {}):
+            return f"{self.api_prefix}/{{tenant}}{path}"
+        return f"{self.api_prefix}{path}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,8 +68,7 @@ class MetricsMiddleware:
             if observed:
                 return
             observed = True
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = self._template(scope)
             method = scope.get("method", "GET")
             self.metrics.requests.labels(method, path, str(status)).inc()
             self.metrics.latency.labels(method, path).observe(time.perf_counter() - start)

@@ -455,11 +455,6 @@ async def _webhook(
     return execution_json(execution)
 
 
-@router.api_route(
-    "/executions/webhook/{namespace}/{flow_id}/{key}",
-    methods=["GET", "POST", "PUT"],
-    summary="Trigger a flow through its Webhook trigger",
-)
 async def webhook(
     namespace: str,
     flow_id: str,
@@ -468,7 +463,18 @@ async def webhook(
     backends: BackendsDep,
     tenant: TenantDep,
 ) -> Any:
+    """Trigger a flow through its Webhook trigger whose ``key`` matches."""
     return await _webhook(namespace, flow_id, key, request, backends, tenant)
+
+
+for _method in ("GET", "POST", "PUT"):
+    router.add_api_route(
+        "/executions/webhook/{namespace}/{flow_id}/{key}",
+        webhook,
+        methods=[_method],
+        operation_id=f"webhook_{_method.lower()}",
+        summary="Trigger a flow through its Webhook trigger",
+    )
 
 
 # ---------------------------------------------------------------- create (last: its path

@@ -1,0 +1,258 @@
+"""Executions API: what it writes to the queue and reads from the repository."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from common.backends import Backends
+from common.models.execution import StateEntry, StateInfo, TaskRun
+from common.models.messages import Kill, NewExecution, Restart, Resume
+from common.models.state import State
+from tests.contracts.repository import make_execution
+from tests.webserver.conftest import executor_inputs
+
+URL = "/api/v1/executions/company.team/hello"
+
+
+def test_create_with_form_inputs(
+    client: TestClient, backends: Backends, hello: dict[str, Any]
+) -> None:
+    response = client.post(
+        URL,
+        data={"name": "Ada", "count": "3", "ignored": "x"},
+        params=[("labels", "env:prod"), ("labels", "team:ops")],
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["state"]["current"] == "CREATED"
+    assert body["inputs"] == {"name": "Ada", "count": 3, "data": None}
+    labels = {label["key"]: label["value"] for label in body["labels"]}
+    assert labels == {"team": "ops", "env": "prod", "system.correlationId": body["id"]}
+    assert body["tenantId"] == "main" and body["flowRevision"] == 1
+
+    (message,) = executor_inputs(backends)
+    assert isinstance(message, NewExecution)
+    assert message.execution_id == body["id"] and message.execution.inputs == body["inputs"]
+    # stored right away: a GET just after works
+    got = client.get(f"/api/v1/executions/{body['id']}")
+    assert got.status_code == 200 and got.json()["id"] == body["id"]
+
+
+def test_create_with_json_and_defaults(client: TestClient, hello: dict[str, Any]) -> None:
+    response = client.post(URL, json={"count": 5})
+    assert response.status_code == 200
+    assert response.json()["inputs"] == {"name": "world", "count": 5, "data": None}
+    assert client.post(URL).json()["inputs"]["name"] == "world"
+
+
+def test_file_input_goes_to_internal_storage(
+    client: TestClient, backends: Backends, hello: dict[str, Any]
+) -> None:
+    response = client.post(URL, files={"data": ("rows.csv", b"a,b\n1,2\n", "text/csv")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    uri = body["inputs"]["data"]
+    expected = f"lanner://main/company.team/hello/executions/{body['id']}/inputs/data/rows.csv"
+    assert uri == expected
+    assert backends.storage.get(uri) == b"a,b\n1,2\n"
+    download = client.get(f"/api/v1/executions/{body['id']}/file", params={"path": uri})
+    assert download.status_code == 200 and download.content == b"a,b\n1,2\n"
+    outside = client.get(
+        f"/api/v1/executions/{body['id']}/file", params={"path": "lanner://main/other/x"}
+    )
+    assert outside.status_code == 422 and outside.json()["errors"][0]["path"] == "path"
+
+
+def test_wrong_input_types_name_the_inputs(
+    client: TestClient, backends: Backends, hello: dict[str, Any]
+) -> None:
+    response = client.post(URL, data={"count": "abc"})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"path": "inputs.count", "message": "'abc' is not an integer", "line": None}
+    ]
+    assert executor_inputs(backends) == []
+    assert client.get("/health/live").status_code == 200
+
+
+def test_missing_required_input(client: TestClient) -> None:
+    source = (
+        "id: needs\nnamespace: n\ninputs:\n  - id: when\n    type: DATE\n"
+        "tasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n    message: x\n"
+    )
+    client.post("/api/v1/flows", content=source, headers={"Content-Type": "application/x-yaml"})
+    response = client.post("/api/v1/executions/n/needs")
+    assert response.status_code == 422
+    assert response.json()["errors"][0] == {
+        "path": "inputs.when",
+        "message": "missing required input",
+        "line": None,
+    }
+
+
+def test_unknown_flow_bad_json_and_bad_labels(client: TestClient, hello: dict[str, Any]) -> None:
+    response = client.post("/api/v1/executions/company.team/nope")
+    assert response.status_code == 404 and "not found" in response.json()["message"]
+    response = client.post(URL, content=b"{oops", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and response.json()["errors"][0]["path"] == "body"
+    response = client.post(URL, json=[1, 2])
+    assert response.status_code == 422
+    response = client.post(URL, params={"labels": "nocolon"})
+    assert response.status_code == 422 and response.json()["errors"][0]["path"] == "labels"
+
+
+def test_disabled_flow(client: TestClient, hello: dict[str, Any]) -> None:
+    disabled = hello["source"] + "disabled: true\n"
+    client.put(
+        "/api/v1/flows/company.team/hello",
+        content=disabled,
+        headers={"Content-Type": "application/x-yaml"},
+    )
+    response = client.post(URL)
+    assert response.status_code == 409 and "disabled" in response.json()["message"]
+
+
+def test_request_validation_names_the_field(client: TestClient) -> None:
+    response = client.get("/api/v1/executions/search", params={"page": "zero"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["path"] == "page"
+    response = client.get("/api/v1/executions/search", params={"state": "NOPE"})
+    assert response.status_code == 422 and response.json()["errors"][0]["path"] == "state[0]"
+
+
+def test_search(client: TestClient, backends: Backends) -> None:
+    repo = backends.repositories.executions
+    repo.save(make_execution("a", state=State.SUCCESS, labels={"env": "prod"}))
+    repo.save(make_execution("b", state=State.FAILED, namespace="company.other"))
+    repo.save(make_execution("c", state=State.FAILED, tenant_id="acme"))
+
+    def ids(**params: Any) -> list[str]:
+        response = client.get("/api/v1/executions/search", params=params)
+        assert response.status_code == 200, response.text
+        return [e["id"] for e in response.json()["results"]]
+
+    assert sorted(ids()) == ["a", "b"]
+    assert ids(state="FAILED") == ["b"]
+    assert sorted(ids(state=["FAILED", "SUCCESS"])) == ["a", "b"]
+    assert ids(labels="env:prod") == ["a"]
+    assert ids(namespace="company.team", flowId="hello") == ["a"]
+    assert ids(q="other") == ["b"]
+    assert ids(startDate="2030-01-01T00:00:00Z") == []
+    assert client.get("/api/v1/acme/executions/search").json()["total"] == 1
+
+
+def test_get_and_delete(client: TestClient, backends: Backends) -> None:
+    backends.repositories.executions.save(make_execution("x1"))
+    assert client.get("/api/v1/executions/x1").json()["id"] == "x1"
+    assert client.get("/api/v1/executions/nope").status_code == 404
+    assert client.delete("/api/v1/executions/x1").status_code == 204
+    assert client.get("/api/v1/executions/x1").status_code == 404
+
+
+def test_kill(client: TestClient, backends: Backends) -> None:
+    backends.repositories.executions.save(make_execution("k1", state=State.RUNNING))
+    backends.repositories.executions.save(make_execution("k2", state=State.SUCCESS))
+    assert client.delete("/api/v1/executions/k1/kill").status_code == 202
+    assert client.delete("/api/v1/executions/k2/kill").status_code == 409
+    assert client.delete("/api/v1/executions/k3/kill").status_code == 404
+    (message,) = executor_inputs(backends)
+    assert isinstance(message, Kill) and message.execution_id == "k1"
+
+
+def test_restart_only_failed_or_killed(client: TestClient, backends: Backends) -> None:
+    backends.repositories.executions.save(make_execution("r1", state=State.FAILED))
+    backends.repositories.executions.save(make_execution("r2", state=State.RUNNING))
+    assert client.post("/api/v1/executions/r1/restart").status_code == 200
+    response = client.post("/api/v1/executions/r2/restart")
+    assert response.status_code == 409 and "FAILED or KILLED" in response.json()["message"]
+    (message,) = executor_inputs(backends)
+    assert isinstance(message, Restart) and message.execution_id == "r1"
+
+
+def test_resume_only_paused(client: TestClient, backends: Backends) -> None:
+    backends.repositories.executions.save(make_execution("p1", state=State.PAUSED))
+    backends.repositories.executions.save(make_execution("p2", state=State.RUNNING))
+    assert client.post("/api/v1/executions/p1/resume", data={"ok": "yes"}).status_code == 200
+    assert client.post("/api/v1/executions/p2/resume").status_code == 409
+    (message,) = executor_inputs(backends)
+    assert isinstance(message, Resume) and message.inputs == {"ok": "yes"}
+
+
+def test_replay_from_a_task_run(
+    client: TestClient, backends: Backends, hello: dict[str, Any]
+) -> None:
+    execution = make_execution("old", state=State.FAILED)
+    done = StateInfo(
+        current=State.SUCCESS,
+        histories=[StateEntry(state=State.SUCCESS, date=execution.state.histories[0].date)],
+    )
+    execution.task_run_list = [
+        TaskRun(
+            id="t1",
+            execution_id="old",
+            namespace="company.team",
+            flow_id="hello",
+            task_id="log",
+            state=done,
+        ),
+        TaskRun(
+            id="t2",
+            execution_id="old",
+            namespace="company.team",
+            flow_id="hello",
+            task_id="log",
+            state=done,
+        ),
+    ]
+    backends.repositories.executions.save(execution)
+    response = client.post("/api/v1/executions/old/replay", params={"taskRunId": "t2"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] != "old" and body["parentId"] == "old" and body["originalId"] == "old"
+    assert [t["id"] for t in body["taskRunList"]] == ["t1"]
+    assert body["taskRunList"][0]["executionId"] == body["id"]
+    (message,) = executor_inputs(backends)
+    assert isinstance(message, NewExecution) and message.execution.id == body["id"]
+    missing = client.post("/api/v1/executions/old/replay", params={"taskRunId": "nope"})
+    assert missing.status_code == 404
+
+
+def test_webhook(client: TestClient, backends: Backends, hello: dict[str, Any]) -> None:
+    url = "/api/v1/executions/webhook/company.team/hello/s3cr3t"
+    response = client.post(url, json={"a": 1}, params={"p": "v"})
+    assert response.status_code == 200, response.text
+    trigger = response.json()["trigger"]
+    assert trigger["id"] == "hook" and trigger["variables"]["body"] == {"a": 1}
+    assert trigger["variables"]["parameters"] == {"p": ["v"]}
+    assert "content-type" in trigger["variables"]["headers"]
+    text = client.put(url, content=b"plain text")
+    assert text.json()["trigger"]["variables"]["body"] == "plain text"
+    assert client.get(url).status_code == 200
+    assert client.post("/api/v1/executions/webhook/company.team/hello/wrong").status_code == 404
+    assert len(executor_inputs(backends)) == 3
+
+
+def test_unexpected_errors_are_500_json(client: TestClient, backends: Backends) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom with a secret detail")
+
+    backends.repositories.executions.get = broken  # type: ignore[method-assign]
+    response = client.get("/api/v1/executions/anything")
+    assert response.status_code == 500
+    assert "RuntimeError" in response.json()["message"]
+    assert "secret" not in response.text and "Traceback" not in response.text
+    assert client.get("/health/live").status_code == 200
+
+
+def test_openapi_health_and_metrics(client: TestClient) -> None:
+    assert client.get("/api/docs").status_code == 200
+    spec = client.get("/api/openapi.json").json()
+    assert "/api/v1/executions/{namespace}/{flow_id}" in spec["paths"]
+    assert client.get("/health/ready").json() == {"status": "UP"}
+    client.get("/api/v1/executions/nope")
+    metrics = client.get("/metrics").text
+    assert "lanner_webserver_http_requests_total" in metrics
+    assert 'path="/api/v1/executions/{execution_id}"' in metrics
+    assert "lanner_webserver_http_request_duration_seconds_bucket" in metrics
