@@ -242,7 +242,8 @@ class Worker:
         except Exception:
             self._finish(job)
             raise
-        killed_at = self._kills.get(run.execution_id)
+        with self._cond:  # a kill order may have arrived before the task did
+            killed_at = self._kills.get(run.execution_id)
         if killed_at is not None and killed_at >= _last_change(task):
             job.stop("kill")
         self._pool.submit(self._execute, job)

@@ -26,6 +26,7 @@ from common.plugins.core._support import ProcessResult
 LogFn = Callable[[str, str], None]
 MetricFn = Callable[[str, float, str, Mapping[str, str]], None]
 
+SECRET_PREFIX = "SECRET_"
 _LEVELS = {"WARNING": "WARN", "CRITICAL": "ERROR", "FATAL": "ERROR", "NOTSET": "INFO"}
 
 
@@ -92,8 +93,9 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def process_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """The worker's environment, the worker's interpreter first on PATH, then ``extra``."""
-    env = dict(os.environ)
+    """The worker's environment without its secrets (``SECRET_*``, read by ``secret()``), the
+    worker's interpreter first on PATH, then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_PREFIX)}
     bin_dir = os.path.dirname(sys.executable)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
     env.update(extra)

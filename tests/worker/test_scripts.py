@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from common.models.messages import MetricEntry
 from common.models.state import State
 from common.queue.base import METRICS
@@ -144,3 +146,33 @@ def test_python_script_exception_fails(running: Harness) -> None:
     assert result.state == State.FAILED
     assert result.outputs is not None and result.outputs["exitCode"] == 1
     assert any(e.level == "ERROR" and "ValueError: bad value" in e.message for e in logs)
+
+
+def test_worker_secrets_are_not_in_the_process_environment(
+    running: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SECRET_TOKEN", "c2VjcmV0")
+    monkeypatch.setenv("LANNER_TEST_VISIBLE", "yes")
+    result, logs = running.run(
+        {
+            "id": "env",
+            "type": "io.kestra.plugin.scripts.shell.Commands",
+            "commands": ['echo "token=${SECRET_TOKEN:-none} visible=$LANNER_TEST_VISIBLE"'],
+        }
+    )
+    assert result.state == State.SUCCESS
+    assert ("INFO", "token=none visible=yes") in [(e.level, e.message) for e in logs]
+
+
+def test_secret_function_value_is_masked(running: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_TOKEN", "c2VjcmV0")  # base64 of "secret"
+    result, logs = running.run(
+        {
+            "id": "env",
+            "type": "io.kestra.plugin.scripts.shell.Commands",
+            "env": {"TOKEN": "{{ secret('TOKEN') }}"},
+            "commands": ['echo "token is $TOKEN"'],
+        }
+    )
+    assert result.state == State.SUCCESS
+    assert ("INFO", "token is ********") in [(e.level, e.message) for e in logs]
