@@ -1,0 +1,168 @@
+"""Copies the queue into the repository, in bulk, at least once, never dropping a record.
+
+Topics ``executions``, ``logs``, ``metrics`` and ``workers`` are read with the consumer group
+``indexer``. Each poll's batch is decoded, written, and only then committed; a failed write is
+retried with exponential backoff (the batch stays in hand, offsets uncommitted) until it
+succeeds or the indexer stops. A record that cannot be decoded is logged and skipped: it can
+never become valid, and holding the stream for it would stall every other record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from common.models.execution import Execution
+from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
+from common.queue.base import EXECUTIONS, LOGS, METRICS, WORKERS, Queue, Record, Subscription
+from common.repository.base import Repositories
+
+log = logging.getLogger("lanner.indexer")
+
+GROUP = "indexer"
+TOPICS = (EXECUTIONS, LOGS, METRICS, WORKERS)
+
+
+@dataclass
+class Batch:
+    """A poll's records decoded per entity; executions keep only the newest snapshot per id."""
+
+    executions: dict[str, Execution] = field(default_factory=dict)
+    logs: list[LogEntry] = field(default_factory=list)
+    metrics: list[MetricEntry] = field(default_factory=list)
+    workers: dict[str, WorkerHeartbeat] = field(default_factory=dict)
+    skipped: int = 0
+
+    def add(self, record: Record) -> None:
+        if record.value is None:
+            return  # tombstone: nothing to index
+        try:
+            if record.topic == EXECUTIONS:
+                execution = Execution.model_validate_json(record.value)
+                known = self.executions.get(execution.id)
+                if known is None or execution.sequence >= known.sequence:
+                    self.executions[execution.id] = execution
+            elif record.topic == LOGS:
+                self.logs.append(LogEntry.model_validate_json(record.value))
+            elif record.topic == METRICS:
+                self.metrics.append(MetricEntry.model_validate_json(record.value))
+            elif record.topic == WORKERS:
+                heartbeat = WorkerHeartbeat.model_validate_json(record.value)
+                known_beat = self.workers.get(heartbeat.worker_id)
+                if known_beat is None or heartbeat.date >= known_beat.date:
+                    self.workers[heartbeat.worker_id] = heartbeat
+        except (ValidationError, ValueError) as exc:
+            self.skipped += 1
+            log.warning(
+                "indexer: skipping an undecodable record on %s at offset %s (key %s): %s",
+                record.topic,
+                record.offset,
+                record.key,
+                str(exc).splitlines()[0],
+            )
+
+
+def write_batch(repositories: Repositories, batch: Batch) -> None:
+    """Write every entity of the batch; idempotent, so a retried batch is harmless."""
+    executions = list(batch.executions.values())
+    if executions:
+        save_many = getattr(repositories.executions, "save_many", None)
+        if save_many is not None:
+            save_many(executions)
+        else:
+            for execution in executions:
+                repositories.executions.save(execution)
+    if batch.logs:
+        repositories.logs.save_many(batch.logs)
+    if batch.metrics:
+        repositories.metrics.save_many(batch.metrics)
+    for heartbeat in batch.workers.values():
+        repositories.workers.save(heartbeat)
+
+
+class Indexer:
+    """A thread copying the queue into the repository.
+
+    Args:
+        queue: where the components publish.
+        repositories: where the webserver reads.
+        batch_size: records per poll (one bulk write each).
+        max_backoff: longest wait between retries of a failed write, in seconds.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        repositories: Repositories,
+        *,
+        batch_size: int = 500,
+        poll_timeout: float = 1.0,
+        initial_backoff: float = 0.1,
+        max_backoff: float = 30.0,
+        group: str = GROUP,
+    ) -> None:
+        self.queue = queue
+        self.repositories = repositories
+        self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.group = group
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.indexed = 0
+        self.skipped = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="lanner-indexer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self) -> None:
+        """The loop of the thread; also callable directly (returns once ``stop`` is called)."""
+        subscription = self.queue.subscribe(list(TOPICS), self.group)
+        try:
+            while not self._stop.is_set():
+                records = subscription.poll(self.batch_size, self.poll_timeout)
+                if records:
+                    self._index(subscription, records)
+        except Exception:  # pragma: no cover - the queue itself failed
+            log.exception("indexer: the queue failed; the indexer stops")
+        finally:
+            subscription.close()
+
+    def _index(self, subscription: Subscription, records: Sequence[Record]) -> None:
+        batch = Batch()
+        for record in records:
+            batch.add(record)
+        backoff = self.initial_backoff
+        while True:
+            try:
+                write_batch(self.repositories, batch)
+                subscription.commit(records)
+                break
+            except Exception as exc:  # noqa: BLE001 - every failure is retried, nothing dropped
+                self.failures += 1
+                log.warning("indexer: bulk write failed (%s); retrying in %.1fs", exc, backoff)
+                if self._stop.wait(backoff):
+                    return  # stopping: the batch stays uncommitted and is read again later
+                backoff = min(backoff * 2, self.max_backoff)
+        self.indexed += len(records) - batch.skipped
+        self.skipped += batch.skipped

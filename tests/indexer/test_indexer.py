@@ -1,0 +1,174 @@
+"""The indexer: queue → repository in bulk, commit after write, retries, bad records skipped."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
+from common.models.state import State
+from common.queue.sqlite import SqliteDatabase, SqliteQueue
+from common.repository.base import Repositories
+from common.repository.sqlite import sqlite_repositories
+from indexer import Indexer
+from tests.contracts.repository import make_execution
+
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        pause.wait(0.01)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[SqliteQueue, Repositories]]:
+    db = SqliteDatabase(str(tmp_path / "lanner.db"))
+    queue = SqliteQueue(db)
+    yield queue, sqlite_repositories(db)
+    queue.close()
+    db.close()
+
+
+def emit_sample(queue: SqliteQueue) -> None:
+    queue.emit("executions", "e1", make_execution("e1", state=State.RUNNING, sequence=1).to_json())
+    queue.emit("executions", "e1", make_execution("e1", state=State.SUCCESS, sequence=3).to_json())
+    queue.emit("executions", "e1", make_execution("e1", state=State.RUNNING, sequence=2).to_json())
+    queue.emit("executions", "bad", b"{not json")
+    queue.emit("executions", "tomb", None)
+    log = LogEntry(
+        namespace="company.team", flow_id="hello", execution_id="e1", timestamp=NOW, message="hi"
+    )
+    queue.emit("logs", "e1", log.to_json())
+    queue.emit("logs", "e1", b'{"unexpected": true}')
+    metric = MetricEntry(
+        namespace="company.team",
+        flow_id="hello",
+        execution_id="e1",
+        name="n",
+        value=1,
+        timestamp=NOW,
+    )
+    queue.emit("metrics", "e1", metric.to_json())
+    beat = WorkerHeartbeat(worker_id="w1", hostname="h", threads=2, running=0, date=NOW)
+    queue.emit("workers", "w1", beat.to_json())
+
+
+def indexed(repositories: Repositories) -> bool:
+    execution = repositories.executions.get("main", "e1")
+    return (
+        execution is not None
+        and execution.state.current == State.SUCCESS
+        and len(repositories.logs.find("main", "e1")) == 1
+        and len(repositories.metrics.find("main", "e1")) == 1
+        and len(repositories.workers.all()) == 1
+    )
+
+
+def test_copies_every_topic_and_skips_bad_records(
+    env: tuple[SqliteQueue, Repositories],
+) -> None:
+    queue, repositories = env
+    emit_sample(queue)
+    indexer = Indexer(queue, repositories, poll_timeout=0.05)
+    indexer.start()
+    try:
+        wait_for(lambda: indexed(repositories) and indexer.skipped == 2)
+        assert indexer.running
+        # keeps going after bad records
+        later = make_execution("e2", state=State.CREATED).to_json()
+        queue.emit("executions", "e2", later)
+        wait_for(lambda: repositories.executions.get("main", "e2") is not None)
+    finally:
+        indexer.stop()
+    assert not indexer.running
+
+
+def test_the_highest_sequence_wins_across_batches(env: tuple[SqliteQueue, Repositories]) -> None:
+    queue, repositories = env
+    indexer = Indexer(queue, repositories, batch_size=1, poll_timeout=0.05)
+    emit_sample(queue)
+    indexer.start()
+    try:
+        wait_for(lambda: indexed(repositories) and indexer.skipped == 2)
+    finally:
+        indexer.stop()
+    execution = repositories.executions.get("main", "e1")
+    assert execution is not None and execution.sequence == 3
+
+
+class _Flaky:
+    """Wraps a repository: the first ``failures`` writes raise."""
+
+    def __init__(self, inner: Any, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name not in ("save", "save_many"):
+            return attr
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise RuntimeError("repository down")
+            return attr(*args, **kwargs)
+
+        return write
+
+
+def test_failed_writes_are_retried(env: tuple[SqliteQueue, Repositories]) -> None:
+    queue, repositories = env
+    flaky = Repositories(
+        flows=repositories.flows,
+        executions=_Flaky(repositories.executions, failures=3),  # type: ignore[arg-type]
+        logs=repositories.logs,
+        metrics=repositories.metrics,
+        workers=repositories.workers,
+    )
+    emit_sample(queue)
+    indexer = Indexer(queue, flaky, poll_timeout=0.05, initial_backoff=0.01, max_backoff=0.02)
+    indexer.start()
+    try:
+        wait_for(lambda: indexed(repositories))
+    finally:
+        indexer.stop()
+    assert indexer.failures == 3
+
+
+def test_offsets_are_committed_only_after_a_successful_write(
+    env: tuple[SqliteQueue, Repositories],
+) -> None:
+    queue, repositories = env
+    down = Repositories(
+        flows=repositories.flows,
+        executions=_Flaky(repositories.executions, failures=10**9),  # type: ignore[arg-type]
+        logs=repositories.logs,
+        metrics=repositories.metrics,
+        workers=repositories.workers,
+    )
+    emit_sample(queue)
+    failing = Indexer(queue, down, poll_timeout=0.05, initial_backoff=0.01, max_backoff=0.01)
+    failing.start()
+    wait_for(lambda: failing.failures >= 2)
+    failing.stop()
+    assert repositories.executions.get("main", "e1") is None
+    # a new indexer of the same group reads the same records again: nothing was lost
+    recovered = Indexer(queue, repositories, poll_timeout=0.05)
+    recovered.start()
+    try:
+        wait_for(lambda: indexed(repositories))
+    finally:
+        recovered.stop()
