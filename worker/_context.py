@@ -2,7 +2,8 @@
 
 Rendering uses the WorkerTask's ``variables`` (the executor already put ``taskrun``,
 ``outputs``... there) plus the functions that need the worker: ``read(uri)``,
-``fileExists(uri)``, ``fileSize(uri)``; ``secret(name)`` is wrapped so its values are masked.
+``fileExists(uri)``, ``fileSize(uri)``, ``errorLogs()`` (from ``variables["__errorLogs__"]``,
+put there by the executor); ``secret(name)`` is wrapped so its values are masked.
 Logs go to the ``logs`` topic (key: execution id) and to Python logging; every occurrence of a
 secret (``variables["__secrets__"]`` and values returned by ``secret()``) is replaced by
 ``********`` first. Files live under
@@ -92,6 +93,7 @@ class TaskRunContext:
             "fileExists": self.storage.exists,
             "fileSize": self.file_size,
             "secret": self._secret,
+            "errorLogs": self._error_logs,
         }
 
     # -------------------------------------------------------------- rendering
@@ -102,6 +104,11 @@ class TaskRunContext:
 
     def _read(self, uri: Any) -> str:
         return self.get_file(str(uri)).decode("utf-8", errors="replace")
+
+    def _error_logs(self) -> list[Any]:
+        """``errorLogs()``: what the executor put in ``variables["__errorLogs__"]``."""
+        logs = self._variables.get("__errorLogs__")
+        return list(logs) if isinstance(logs, list) else []
 
     def _secret(self, name: Any) -> str:
         from common.templating._functions import fn_secret

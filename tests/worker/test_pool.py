@@ -218,3 +218,13 @@ def test_worker_group_topic(harness: Harness) -> None:
         {"id": "g", "type": "io.kestra.plugin.core.log.Log", "message": "m"}, group="gpu"
     )
     assert harness.final(task).state == State.SUCCESS
+
+
+def test_config_from_settings(harness: Harness, tmp_path: Path) -> None:
+    from common.settings import Settings
+    from worker import Worker
+
+    settings = Settings(data_dir=tmp_path, worker_threads=3, worker_group="g", max_output_bytes=9)
+    worker = Worker(harness.queue, harness.storage, settings)
+    assert (worker.threads, worker.config.group, worker.config.max_output_bytes) == (3, "g", 9)
+    assert Worker(harness.queue, harness.storage).threads == 8 * (os.cpu_count() or 1)

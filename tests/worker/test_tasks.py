@@ -113,3 +113,16 @@ def test_storage_write_read_size_concat_split_delete(running: Harness) -> None:
         {"id": "d", "type": "lanner.core.storage.Delete", "uri": uri, "errorOnMissing": True}
     )
     assert missing.state == State.FAILED
+
+
+def test_error_logs_function(running: Harness) -> None:
+    result, logs = running.run(
+        {
+            "id": "l",
+            "type": "io.kestra.plugin.core.log.Log",
+            "message": "{% for e in errorLogs() %}{{ e.message }}{% endfor %}",
+        },
+        {"__errorLogs__": [{"taskId": "t", "message": "it broke"}]},
+    )
+    assert result.state == State.SUCCESS, result.error
+    assert [e.message for e in logs] == ["it broke"]
