@@ -111,7 +111,8 @@ def test_disabled_flow(client: TestClient, hello: dict[str, Any]) -> None:
         headers={"Content-Type": "application/x-yaml"},
     )
     response = client.post(URL)
-    assert response.status_code == 409 and "disabled" in response.json()["message"]
+    assert response.status_code == 422 and "disabled" in response.json()["message"]
+    assert response.json()["errors"][0]["path"] == "disabled"
 
 
 def test_request_validation_names_the_field(client: TestClient) -> None:

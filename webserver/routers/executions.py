@@ -143,7 +143,9 @@ async def create_execution(
     trigger: ExecutionTrigger | None = None,
 ) -> Execution:
     if flow.disabled:
-        raise ConflictError(f"flow {flow.namespace}.{flow.id} is disabled") from None
+        raise InputValidationError(
+            [Problem("disabled", f"flow {flow.namespace}.{flow.id} is disabled")]
+        )
     execution_id = new_id()
     declared_files = {i.id for i in flow.inputs if i.type == "FILE"}
     uris = {
