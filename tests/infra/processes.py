@@ -22,6 +22,9 @@ from .waiting import wait_until
 
 _PR_SET_PDEATHSIG = 1
 
+# Every process started in this interpreter, for the "nothing left behind" check.
+STARTED: list[ManagedProcess] = []
+
 
 def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
@@ -148,6 +151,7 @@ class ManagedProcess:
             except OSError as exc:
                 raise InfraError(f"cannot start {self.name}: {exc}", self.log_path) from exc
         self.pid = self._popen.pid
+        STARTED.append(self)
         return self
 
     @property
@@ -220,6 +224,11 @@ class ManagedProcess:
 
     def __repr__(self) -> str:
         return f"ManagedProcess({self.name!r}, pid={self.pid}, log={str(self.log_path)!r})"
+
+
+def leftovers() -> list[ManagedProcess]:
+    """Processes started here (not detached ones) that still have a live pid in their group."""
+    return [proc for proc in STARTED if not proc.detached and proc.pids()]
 
 
 def lanner_executable() -> Path:

@@ -13,7 +13,8 @@ Kafka comes from ``org.apache.kafka:kafka_2.13``. Elasticsearch comes from
 builds for its own integration tests, the only Elasticsearch 8 server published on Maven Central
 (codelibs' cluster runner stopped publishing there at 7.10; later versions live on a repository
 this environment cannot reach). It holds the server and the modules transport-netty4,
-x-pack-core, x-pack-security and apm; no painless, reindex (so no `_delete_by_query`) or
+x-pack-core, x-pack-security and apm; no rest-root (so no ``GET /``: the client's ``info()`` and
+``ping()`` fail, use ``cluster.health()``), painless, reindex (no ``_delete_by_query``) or
 analysis-common.
 
 A directory counts as present only once its ``.complete`` marker is written, so an interrupted

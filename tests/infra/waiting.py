@@ -42,3 +42,20 @@ def wait_until(
                 f"timed out after {timeout:g}s waiting for {what} (last: {last!r}){extra}"
             )
         time.sleep(min(interval, remaining))
+
+
+async def async_wait_until(
+    predicate: Callable[[], T], timeout: float, what: str, *, interval: float = 0.1
+) -> T:
+    """``wait_until`` for coroutines: polls without blocking the event loop."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        last = predicate()
+        if last:
+            return last
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(min(interval, remaining))
