@@ -63,7 +63,9 @@ def test_confluent_kafka_produces_and_consumes(
         consumer.close()
 
 
-def _faust_app(app_id: str, servers: str, topic_name: str) -> tuple[Any, Any, Any, asyncio.Event]:
+def _faust_app(
+    app_id: str, servers: str, topic_name: str, datadir: Path
+) -> tuple[Any, Any, Any, asyncio.Event]:
     """A Faust app summing values per key in a table (changelog ``<id>-counts-changelog``)."""
     import faust
 
@@ -74,6 +76,7 @@ def _faust_app(app_id: str, servers: str, topic_name: str) -> tuple[Any, Any, An
         topic_partitions=1,
         topic_replication_factor=1,
         web_enabled=False,
+        datadir=str(datadir),
     )
     topic = app.topic(topic_name, key_type=str, value_type=int)
     counts = app.Table("counts", default=int, partitions=1)
@@ -91,13 +94,14 @@ def _faust_app(app_id: str, servers: str, topic_name: str) -> tuple[Any, Any, An
 
 @pytest.mark.kafka
 def test_faust_table_is_recovered_from_its_changelog(
-    kafka_bootstrap_servers: str, unique_name: str
+    kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path
 ) -> None:
     app_id, topic_name = unique_name, unique_name + "-in"
+    servers = kafka_bootstrap_servers
     _create_topic(kafka_bootstrap_servers, topic_name)
 
     async def first_run() -> dict[str, int]:
-        app, topic, counts, done = _faust_app(app_id, kafka_bootstrap_servers, topic_name)
+        app, topic, counts, done = _faust_app(app_id, servers, topic_name, tmp_path)
         await app.start()
         try:
             for value in (1, 2, 3):
@@ -110,7 +114,7 @@ def test_faust_table_is_recovered_from_its_changelog(
     async def second_run() -> dict[str, int]:
         # A new app with the same id: its memory store starts empty, so any value comes from
         # replaying the changelog topic during recovery.
-        app, _topic, counts, _done = _faust_app(app_id, kafka_bootstrap_servers, topic_name)
+        app, _topic, counts, _done = _faust_app(app_id, servers, topic_name, tmp_path)
         assert dict(counts) == {}
         await app.start()
         try:
