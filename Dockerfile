@@ -1,0 +1,23 @@
+# One image for every Lanner component: `docker run lanner server executor|worker|...`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY . .
+# setuptools needs the README named in pyproject.toml; an empty one is enough to build.
+RUN test -f README.md || touch README.md \
+    && pip install '.[ha]' \
+    && rm -rf /src
+
+RUN useradd --system --uid 1000 --home-dir /var/lib/lanner --create-home lanner
+USER lanner
+RUN mkdir -p /var/lib/lanner/storage
+WORKDIR /var/lib/lanner
+ENV LANNER_DATA_DIR=/var/lib/lanner
+
+ENTRYPOINT ["lanner"]
+CMD ["--help"]

@@ -1,0 +1,106 @@
+"""docker-compose.kafka.yml declares every Lanner component with its command, environment,
+health check and start order (no Docker engine needed: the file is parsed, not run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.kafka.yml"
+
+# service -> the `lanner` command it runs
+COMPONENTS = {
+    "executor": ["server", "executor"],
+    "worker-1": ["server", "worker"],
+    "worker-2": ["server", "worker"],
+    "scheduler": ["server", "scheduler"],
+    "indexer": ["server", "indexer"],
+    "webserver": ["server", "webserver"],
+}
+NEEDS_ELASTICSEARCH = {"indexer", "webserver"}
+NEEDS_EXECUTOR = {"worker-1", "worker-2", "scheduler", "webserver"}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    return dict(compose["services"])
+
+
+def _depends(service: dict[str, Any]) -> dict[str, str]:
+    depends = service.get("depends_on", {})
+    assert isinstance(depends, dict), "depends_on must use the long form with conditions"
+    return {name: spec["condition"] for name, spec in depends.items()}
+
+
+def test_kafka_runs_in_kraft_mode_with_a_native_health_check(services: dict[str, Any]) -> None:
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:4.")
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
+
+
+def test_elasticsearch_8_runs_without_security(services: dict[str, Any]) -> None:
+    es = services["elasticsearch"]
+    assert es["image"].startswith("docker.elastic.co/elasticsearch/elasticsearch:8.14.")
+    assert es["environment"]["xpack.security.enabled"] == "false"
+    assert "_cluster/health" in " ".join(es["healthcheck"]["test"])
+
+
+def test_topics_are_created_before_any_component(services: dict[str, Any]) -> None:
+    init = services["kafka-init"]
+    assert init["command"] == ["kafka", "init"]
+    assert _depends(init) == {"kafka": "service_healthy"}
+
+
+@pytest.mark.parametrize("name", sorted(COMPONENTS))
+def test_every_component_is_declared_completely(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    assert service["build"]["dockerfile"] == "Dockerfile"
+    assert service["command"][: len(COMPONENTS[name])] == COMPONENTS[name]
+
+    env = service["environment"]
+    assert env["LANNER_QUEUE"] == "kafka"
+    assert env["LANNER_REPOSITORY"] == "elasticsearch"
+    assert env["LANNER_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert env["LANNER_ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
+
+    health = " ".join(service["healthcheck"]["test"])
+    assert "/health/ready" in health
+    port = "8080" if name == "webserver" else env["LANNER_METRICS_PORT"]
+    assert f"127.0.0.1:{port}/health/ready" in health
+
+    depends = _depends(service)
+    assert depends["kafka"] == "service_healthy"
+    assert depends["kafka-init"] == "service_completed_successfully"
+    if name in NEEDS_ELASTICSEARCH:
+        assert depends["elasticsearch"] == "service_healthy"
+    if name in NEEDS_EXECUTOR:
+        assert depends["executor"] == "service_healthy"
+
+
+def test_every_dependency_exists_and_can_become_healthy(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for dependency, condition in _depends(service).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if condition == "service_healthy":
+                check = services[dependency].get("healthcheck", {})
+                assert check.get("test") and not check.get("disable"), (
+                    f"{name} waits for {dependency} to be healthy but it has no health check"
+                )
+
+
+def test_two_workers_with_distinct_ids(services: dict[str, Any]) -> None:
+    ids = {services[w]["environment"]["LANNER_WORKER_ID"] for w in ("worker-1", "worker-2")}
+    assert ids == {"worker-1", "worker-2"}
+
+
+def test_the_image_installs_the_ha_extra_on_python_3_11_slim() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "pip install '.[ha]'" in dockerfile
+    assert 'ENTRYPOINT ["lanner"]' in dockerfile
