@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(HOME)/.lanner
 
-.PHONY: run test test-unit test-ha bench lint format infra-up infra-down clean ui
+.PHONY: run test test-unit test-ha bench lint format infra-up infra-down infra-status clean ui
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -p no:cacheprovider
 
+# Only the suites on real Kafka and Elasticsearch (tests/ha); services start on first use.
+test-ha: $(STAMP)
+	$(BIN)/python -m tests.infra fetch
+	$(BIN)/python -m pytest -p no:cacheprovider tests/ha
+
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
@@ -41,6 +46,9 @@ infra-up: $(STAMP)
 
 infra-down: $(STAMP)
 	$(BIN)/python -m tests.infra down
+
+infra-status: $(STAMP)
+	$(BIN)/python -m tests.infra status
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -64,6 +64,7 @@ class KafkaCluster:
     base_dir: Path
     size: int = 1
     detached: bool = False
+    heap: str = HEAP
     cluster_id: str = field(default_factory=lambda: _random_cluster_id())
     nodes: list[KafkaNode] = field(default_factory=list)
 
@@ -162,7 +163,7 @@ class KafkaCluster:
         argv = [
             provision.java_executable(),
             "-Xms128m",
-            HEAP,
+            self.heap,
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",

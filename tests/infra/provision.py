@@ -89,10 +89,10 @@ def is_fetched() -> bool:
 def fetch(progress: Progress | None = None) -> None:
     """Makes sure Kafka and Elasticsearch are in the cache; quick when they already are."""
     say = progress or (lambda line: print(line, flush=True))
+    java_executable()  # fails here, with the fix, rather than when the first test starts a JVM
     if is_fetched():
         say(f"[infra] cache warm: Kafka {KAFKA_VERSION}, Elasticsearch {ELASTICSEARCH_VERSION}")
         return
-    java_executable()
     mvn = shutil.which("mvn")
     if mvn is None:
         raise InfraError(
