@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -41,7 +42,9 @@ class InfraSession:
 
     def _fetch(self) -> None:
         if not self._fetched:
-            provision.fetch(progress=lambda line: None)
+            # pytest captures output; the cache is normally warm (`make test` fetched first),
+            # otherwise show the download progress on the real stderr.
+            provision.fetch(progress=lambda line: print(line, file=sys.__stderr__, flush=True))
             self._fetched = True
 
     def kafka(self, size: int = 1) -> KafkaCluster:

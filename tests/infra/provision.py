@@ -159,12 +159,12 @@ def _maven(mvn: str, pom_dir: Path, out_dir: Path, what: str, say: Progress) -> 
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            text = line.removeprefix("[INFO] ")
+            text = line.rstrip().removeprefix("[INFO] ")
             if text.startswith("Downloaded from") and ".pom (" not in text:
                 count += 1
-                name = text.split("/")[-1].split(" (")[0]
-                size = text.rsplit("(", 1)[-1].split(" at ")[0]
-                say(f"[infra]   downloaded {name} ({size})")
+                url, _, rest = text.split(": ", 1)[1].partition(" (")
+                size = rest.split(" at ")[0]
+                say(f"[infra]   downloaded {url.rsplit('/', 1)[-1]} ({size})")
             elif line.startswith("[ERROR]"):
                 errors.append(line.rstrip())
         code = proc.wait()
