@@ -11,7 +11,7 @@ import pytest
 from tests.infra.elasticsearch import ElasticsearchCluster
 from tests.infra.fixtures import StartLanner
 from tests.infra.kafka import KafkaCluster
-from tests.infra.processes import ManagedProcess, pid_alive
+from tests.infra.processes import ManagedProcess, free_ports, http_ok, pid_alive
 from tests.infra.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(600)
@@ -162,13 +162,16 @@ def test_a_lanner_subprocess_has_its_own_log(lanner_process: StartLanner) -> Non
 
 
 def test_kill_9_leaves_no_process(tmp_path: Path) -> None:
-    sleeper = ManagedProcess(
-        "sleeper",
-        [sys.executable, "-c", "import sys, time; print('up', flush=True); time.sleep(600)"],
-        tmp_path / "sleeper.log",
+    port = free_ports(1)[0]
+    server = ManagedProcess(
+        "http server",
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        tmp_path / "server.log",
+        cwd=tmp_path,
     ).start()
-    wait_until(lambda: "up" in sleeper.log_path.read_text(), 30, "the sleeper to print")
-    pids = sleeper.pids()
-    sleeper.kill()
-    assert sleeper.returncode == -9
+    server.wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/"), 30, "the server to answer")
+    pids = server.pids()
+    server.kill()
+    assert server.returncode == -9
+    assert not http_ok(f"http://127.0.0.1:{port}/")
     assert not [pid for pid in pids if pid_alive(pid)]

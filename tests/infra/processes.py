@@ -91,6 +91,18 @@ def ensure_port_free(port: int, what: str) -> None:
         raise InfraError(f"port {port} on 127.0.0.1 is already in use; {what} cannot bind it")
 
 
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True if ``url`` answers 2xx, e.g. ``proc.wait_for(lambda: http_ok(ready_url), 30, ...)``."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def tail(path: Path, lines: int = 25) -> str:
     try:
         with open(path, "rb") as log:
