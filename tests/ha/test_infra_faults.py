@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,20 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def _partitions(admin: Any, topic: str) -> dict[int, Any]:
-    metadata = admin.list_topics(topic=topic, timeout=10)
+    """Partition metadata of ``topic``; empty while the cluster cannot answer (broker killed)."""
+    from confluent_kafka import KafkaException
+
+    try:
+        metadata = admin.list_topics(topic=topic, timeout=10)
+    except KafkaException:
+        return {}
     return dict(metadata.topics[topic].partitions)
+
+
+def _all(conditions: Iterable[bool]) -> bool:
+    """``all()`` that is False for no partitions at all (metadata not available)."""
+    values = list(conditions)
+    return bool(values) and all(values)
 
 
 def _produce(servers: str, topic: str, keys: range) -> None:
@@ -80,7 +93,7 @@ def test_rf3_topic_accepts_writes_and_serves_reads_with_a_broker_killed(
     for future in admin.create_topics([new]).values():
         future.result(timeout=30)
     wait_until(
-        lambda: all(len(p.isrs) == 3 for p in _partitions(admin, topic).values()),
+        lambda: _all(len(p.isrs) == 3 for p in _partitions(admin, topic).values()),
         60,
         "every partition to have 3 in-sync replicas",
     )
@@ -91,7 +104,7 @@ def test_rf3_topic_accepts_writes_and_serves_reads_with_a_broker_killed(
     kafka_cluster3.kill_node(victim)
     assert not [pid for pid in victim_pids if pid_alive(pid)]
     wait_until(
-        lambda: all(p.leader not in (victim, -1) for p in _partitions(admin, topic).values()),
+        lambda: _all(p.leader not in (victim, -1) for p in _partitions(admin, topic).values()),
         60,
         f"leaders to move off killed broker {victim}",
     )
@@ -102,7 +115,7 @@ def test_rf3_topic_accepts_writes_and_serves_reads_with_a_broker_killed(
 
     kafka_cluster3.restart_node(victim)
     wait_until(
-        lambda: all(len(p.isrs) == 3 for p in _partitions(admin, topic).values()),
+        lambda: _all(len(p.isrs) == 3 for p in _partitions(admin, topic).values()),
         90,
         f"broker {victim} to rejoin every ISR",
     )
@@ -175,3 +188,30 @@ def test_kill_9_leaves_no_process(tmp_path: Path) -> None:
     assert server.returncode == -9
     assert not http_ok(f"http://127.0.0.1:{port}/")
     assert not [pid for pid in pids if pid_alive(pid)]
+
+
+@pytest.mark.kafka
+def test_kafka_init_on_three_brokers_replicates_three_times(
+    kafka_cluster3: KafkaCluster, unique_name: str
+) -> None:
+    from click.testing import CliRunner
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    from common.cli.kafka import kafka
+
+    servers = kafka_cluster3.bootstrap_servers
+    prefix = unique_name + "."
+    result = CliRunner().invoke(
+        kafka, ["init", "--bootstrap-servers", servers, "--prefix", prefix, "--partitions", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "replication=3" in result.output
+
+    admin = AdminClient({"bootstrap.servers": servers})
+    topic = prefix + "executions"
+    partitions = admin.list_topics(topic=topic, timeout=10).topics[topic].partitions
+    assert {len(p.replicas) for p in partitions.values()} == {3}
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    config = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert config["min.insync.replicas"].value == "2"
+    assert config["cleanup.policy"].value == "compact"
