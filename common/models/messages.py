@@ -112,6 +112,8 @@ class _ExecutorInput(Message):
 class NewExecution(_ExecutorInput):
     kind: Literal["new"] = "new"
     execution: Execution
+    # set when the inputs come unchecked (from a Subflow task): the executor validates them
+    validate_inputs: bool = False
 
 
 class TaskResult(_ExecutorInput):
@@ -137,6 +139,8 @@ class SubflowEnded(_ExecutorInput):
     child_execution_id: str
     state: State
     outputs: dict[str, Any] | None = None
+    # the child's render variables, for the Subflow task's `outputs` templates
+    variables: dict[str, Any] | None = None
 
 
 class Timer(_ExecutorInput):

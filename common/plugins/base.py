@@ -144,6 +144,10 @@ class ResolveContext(Protocol):
 
     def children(self, parent: TaskRun) -> list[TaskRun]: ...
 
+    def wake_at(self, task_run: TaskRun, when: datetime) -> None:
+        """Ask the executor to process this execution again at ``when``."""
+        ...
+
 
 class FlowableTask(Task):
     """A task whose children the executor creates (Sequential, Parallel, ForEach, ...)."""
@@ -171,6 +175,16 @@ class FlowableTask(Task):
 
     def outputs(self, ctx: ResolveContext, parent: TaskRun) -> dict[str, Any] | None:
         return None
+
+
+class ExecutableTask(Task):
+    """A task that runs another execution (Subflow): the executor creates the child execution and
+    ends the task run when the child ends."""
+
+
+class ExecutorTask(Task):
+    """A task applied by the executor itself, in place (Labels, Resume): it changes the
+    execution or emits executor inputs, so it never travels to a worker."""
 
 
 class Condition(FlowModel):

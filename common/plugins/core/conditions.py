@@ -1,5 +1,161 @@
-"""Core plugins: conditions."""
+"""Core conditions: filters for Flow and Schedule triggers."""
 
 from __future__ import annotations
 
-PLUGINS: list[type] = []
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from common.models.execution import Execution
+from common.plugins.base import Condition
+from common.plugins.registry import AnyCondition
+
+
+@dataclass
+class ConditionContext:
+    """What a condition is evaluated against: the flow owning the trigger, and for Flow triggers
+    the execution that just ended; for Schedule triggers the date being scheduled."""
+
+    namespace: str
+    flow_id: str
+    execution: Execution | None = None
+    date: datetime | None = None
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ExecutionStatus(Condition):
+    TYPE: ClassVar[str] = "lanner.core.condition.ExecutionStatus"
+    in_: list[str] = Field(default_factory=list, alias="in")
+    not_in: list[str] = Field(default_factory=list, alias="notIn")
+
+    def test(self, ctx: ConditionContext) -> bool:
+        if ctx.execution is None:
+            return False
+        state = ctx.execution.state.current.value
+        if self.in_ and state not in self.in_:
+            return False
+        return not (self.not_in and state in self.not_in)
+
+
+class ExecutionFlow(Condition):
+    TYPE: ClassVar[str] = "lanner.core.condition.ExecutionFlow"
+    namespace: str
+    flow_id: str = Field(alias="flowId")
+
+    def test(self, ctx: ConditionContext) -> bool:
+        ex = ctx.execution
+        return ex is not None and ex.namespace == self.namespace and ex.flow_id == self.flow_id
+
+
+class ExecutionNamespace(Condition):
+    TYPE: ClassVar[str] = "lanner.core.condition.ExecutionNamespace"
+    namespace: str
+    comparison: Literal["EQUALS", "PREFIX", "SUFFIX"] | None = None
+    prefix: bool = False
+
+    def test(self, ctx: ConditionContext) -> bool:
+        if ctx.execution is None:
+            return False
+        ns = ctx.execution.namespace
+        comparison = self.comparison or ("PREFIX" if self.prefix else "EQUALS")
+        if comparison == "PREFIX":
+            return ns.startswith(self.namespace)
+        if comparison == "SUFFIX":
+            return ns.endswith(self.namespace)
+        return ns == self.namespace
+
+
+class ExecutionLabels(Condition):
+    TYPE: ClassVar[str] = "lanner.core.condition.ExecutionLabels"
+    labels: dict[str, str] | list[dict[str, str]]
+
+    def test(self, ctx: ConditionContext) -> bool:
+        if ctx.execution is None:
+            return False
+        wanted = (
+            self.labels
+            if isinstance(self.labels, dict)
+            else {i["key"]: i["value"] for i in self.labels}
+        )
+        have = ctx.execution.label_map()
+        return all(have.get(k) == str(v) for k, v in wanted.items())
+
+
+class Expression(Condition):
+    TYPE: ClassVar[str] = "lanner.core.condition.Expression"
+    expression: str
+
+    def test(self, ctx: ConditionContext) -> bool:
+        from common.templating import render_condition
+
+        return render_condition(self.expression, ctx.variables)
+
+
+class Not(Condition):
+    TYPE: ClassVar[str] = "lanner.core.condition.Not"
+    conditions: list[AnyCondition]
+
+    def test(self, ctx: ConditionContext) -> bool:
+        return not any(c.test(ctx) for c in self.conditions)  # type: ignore[attr-defined]
+
+
+class Or(Condition):
+    TYPE: ClassVar[str] = "lanner.core.condition.Or"
+    conditions: list[AnyCondition]
+
+    def test(self, ctx: ConditionContext) -> bool:
+        return any(c.test(ctx) for c in self.conditions)  # type: ignore[attr-defined]
+
+
+class DayWeek(Condition):
+    TYPE: ClassVar[str] = "lanner.core.condition.DayWeek"
+    day_of_week: str = Field(alias="dayOfWeek")
+    date: str | None = None
+
+    def test(self, ctx: ConditionContext) -> bool:
+        when = ctx.date or (ctx.execution.state.start_date if ctx.execution else None)
+        return when is not None and when.strftime("%A").upper() == self.day_of_week.upper()
+
+
+class Weekend(Condition):
+    TYPE: ClassVar[str] = "lanner.core.condition.Weekend"
+    date: str | None = None
+
+    def test(self, ctx: ConditionContext) -> bool:
+        when = ctx.date or (ctx.execution.state.start_date if ctx.execution else None)
+        return when is not None and when.weekday() >= 5
+
+
+class MultipleCondition(Condition):
+    """True once every named sub-condition has matched some execution inside the window.
+
+    Its memory (which names matched, in which window) is kept by the executor per trigger; see
+    ``executor.flow_triggers``. ``test`` alone is never called.
+    """
+
+    TYPE: ClassVar[str] = "lanner.core.condition.MultipleCondition"
+    id: str | None = None
+    window: str = "P1D"
+    window_advance: str | None = Field(default=None, alias="windowAdvance")
+    conditions: dict[str, AnyCondition]
+    reset_on_success: bool = Field(default=True, alias="resetOnSuccess")
+
+    def test(self, ctx: ConditionContext) -> bool:
+        raise NotImplementedError("MultipleCondition is evaluated by the executor")
+
+
+PLUGINS: list[type] = [
+    ExecutionStatus,
+    ExecutionFlow,
+    ExecutionNamespace,
+    ExecutionLabels,
+    Expression,
+    Not,
+    Or,
+    DayWeek,
+    Weekend,
+    MultipleCondition,
+]

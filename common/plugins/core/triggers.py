@@ -1,5 +1,84 @@
-"""Core plugins: triggers."""
+"""Core triggers: Schedule (scheduler), Flow (executor), Webhook (webserver)."""
 
 from __future__ import annotations
 
-PLUGINS: list[type] = []
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from common.plugins.base import FlowModel, Trigger
+from common.plugins.registry import AnyCondition
+
+
+class Backfill(FlowModel):
+    start: str
+    end: str | None = None
+    inputs: dict[str, Any] | None = None
+    labels: Any = None
+
+
+class Schedule(Trigger):
+    TYPE: ClassVar[str] = "lanner.core.trigger.Schedule"
+    cron: str
+    timezone: str = "UTC"
+    with_seconds: bool = Field(default=False, alias="withSeconds")
+    backfill: Backfill | None = None
+    late_maximum_delay: str | None = Field(default=None, alias="lateMaximumDelay")
+    recover_missed_schedules: Literal["LAST", "NONE", "ALL"] | None = Field(
+        default=None, alias="recoverMissedSchedules"
+    )
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    labels: Any = None
+    conditions: list[AnyCondition] = Field(default_factory=list)  # type: ignore[assignment]
+    schedule_conditions: list[AnyCondition] = Field(
+        default_factory=list, alias="scheduleConditions"
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        aliases = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}
+        if value.strip() in aliases:
+            return value
+        if not croniter.is_valid(value):
+            raise ValueError(f"'{value}' is not a valid cron expression")
+        return value
+
+
+class FlowPreconditionFlow(FlowModel):
+    namespace: str
+    flow_id: str = Field(alias="flowId")
+    states: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Preconditions(FlowModel):
+    id: str | None = None
+    flows: list[FlowPreconditionFlow] = Field(default_factory=list)
+    where: list[Any] = Field(default_factory=list)
+    time_window: dict[str, Any] | None = Field(default=None, alias="timeWindow")
+    reset_on_success: bool = Field(default=True, alias="resetOnSuccess")
+
+
+class FlowTrigger(Trigger):
+    """Starts an execution when another execution ends and the conditions hold."""
+
+    TYPE: ClassVar[str] = "lanner.core.trigger.Flow"
+    conditions: list[AnyCondition] = Field(default_factory=list)  # type: ignore[assignment]
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    states: list[str] = Field(default_factory=list)
+    preconditions: Preconditions | None = None
+
+
+class Webhook(Trigger):
+    TYPE: ClassVar[str] = "lanner.core.trigger.Webhook"
+    key: str = Field(min_length=1)
+    conditions: list[AnyCondition] = Field(default_factory=list)  # type: ignore[assignment]
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    wait: bool = False
+    return_outputs: bool = Field(default=False, alias="returnOutputs")
+
+
+PLUGINS: list[type] = [Schedule, FlowTrigger, Webhook]

@@ -2,4 +2,28 @@
 
 from __future__ import annotations
 
-PLUGINS: list[type] = []
+from .branch import If, Switch
+from .dag import Dag
+from .each import EachParallel, EachSequential, ForEach
+from .executor_tasks import Labels, Resume
+from .pause import Pause
+from .sequence import AllowFailure, Parallel, Sequential
+from .subflow import Subflow
+from .waitfor import WaitFor
+
+PLUGINS: list[type] = [
+    Sequential,
+    Parallel,
+    AllowFailure,
+    Switch,
+    If,
+    ForEach,
+    EachSequential,
+    EachParallel,
+    Dag,
+    Pause,
+    WaitFor,
+    Subflow,
+    Labels,
+    Resume,
+]

@@ -1,0 +1,905 @@
+"""The executor's orchestration logic, as one pure function.
+
+``step(flow, state, event, now, config)`` applies one executor input to an execution and
+returns the new state and the messages to send. It reads no clock, does no I/O and keeps no
+global state: the Faust and embedded shells decode, load the state, call ``step``, store and
+emit. Ids it creates derive from the input id, so processing the same input twice gives the
+same result, and an input already applied changes nothing.
+
+A task or template error becomes a FAILED task run with an ERROR log, never an exception.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from common.errors import InputValidationError, LannerError
+from common.flow import flowable_utils as fu
+from common.ids import derived_id
+from common.models.execution import Attempt, Execution, ExecutionTrigger, Label, TaskRun
+from common.models.flow import Flow
+from common.models.messages import (
+    Dequeue,
+    ExecutorInput,
+    Kill,
+    KillOrder,
+    LogEntry,
+    NewExecution,
+    Restart,
+    Resume,
+    SubflowEnded,
+    TaskResult,
+    Timer,
+    WorkerDied,
+    WorkerTask,
+)
+from common.models.state import State
+from common.plugins.base import (
+    ExecutableTask,
+    ExecutorTask,
+    FlowableTask,
+    ResolvedTask,
+    Retry,
+    RunnableTask,
+    Task,
+    parse_duration,
+)
+from common.plugins.core.flowable import Labels, Pause, Subflow
+from common.plugins.core.flowable import Resume as ResumeTask
+from common.templating import is_true, render, render_object, render_typed
+
+from ._variables import VariableBuilder, nest_dotted
+from .state import MAX_APPLIED, ExecutorState
+
+SUBFLOW_TRIGGER_TYPE = "io.kestra.plugin.core.flow.Subflow"
+_MAX_PASSES = 1000
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Process-wide values templates see (Kestra's ``globals`` and ``envs``)."""
+
+    globals: Mapping[str, Any] = field(default_factory=dict)
+    envs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepResult:
+    state: ExecutorState | None
+    worker_tasks: list[WorkerTask] = field(default_factory=list)
+    # inputs for other (or new) executions: subflows, subflow ends, resumes, retries
+    executor_inputs: list[ExecutorInput] = field(default_factory=list)
+    kill_orders: list[KillOrder] = field(default_factory=list)
+    logs: list[LogEntry] = field(default_factory=list)
+    changed: bool = False
+    ended: bool = False
+
+
+def step(
+    flow: Flow | None,
+    state: ExecutorState | None,
+    event: ExecutorInput,
+    now: datetime,
+    config: CoreConfig | None = None,
+    *,
+    running_count: int = 0,
+) -> StepResult:
+    """Apply ``event`` to the execution held in ``state``.
+
+    ``running_count`` is the number of other executions of the flow currently running; the
+    shell provides it so the core can apply the flow's ``concurrency`` limit.
+    """
+    if state is not None and event.id in state.applied:
+        return StepResult(state=state)
+    if isinstance(event, NewExecution):
+        if state is not None:
+            return StepResult(state=state)
+        state = ExecutorState(execution=event.execution.model_copy(deep=True))
+    elif state is None:
+        return StepResult(state=None)
+    else:
+        state = state.model_copy(deep=True)
+    was_terminal = state.execution.state.current.terminal
+    core = _Core(flow, state, now, config or CoreConfig(), event.id)
+    core.apply(event, running_count)
+    core.process()
+    state.applied.append(event.id)
+    if len(state.applied) > MAX_APPLIED:
+        del state.applied[: len(state.applied) - MAX_APPLIED]
+    result = core.result
+    result.state = state
+    result.changed = True
+    state.execution.sequence += 1
+    result.ended = state.execution.state.current.terminal and not was_terminal
+    if result.ended:
+        core.on_end()
+    return result
+
+
+class _Core:
+    def __init__(
+        self,
+        flow: Flow | None,
+        state: ExecutorState,
+        now: datetime,
+        config: CoreConfig,
+        seed: str,
+    ) -> None:
+        self.flow = flow
+        self.state = state
+        self.ex: Execution = state.execution
+        self.now = now
+        self.config = config
+        self.seed = seed
+        self.counter = 0
+        self.result = StepResult(state=state)
+        self.tasks: dict[str, Task] = {t.id: t for t in flow.all_tasks()} if flow else {}
+        self.vars = (
+            VariableBuilder(flow, self.ex, config.globals, config.envs, _input_defaults(flow))
+            if flow
+            else None
+        )
+
+    # ------------------------------------------------------------------ ids, logs, render
+    def new_id(self) -> str:
+        self.counter += 1
+        return derived_id(self.seed, str(self.counter))
+
+    def log(self, level: str, message: str, task_run: TaskRun | None = None) -> None:
+        self.result.logs.append(
+            LogEntry(
+                tenant_id=self.ex.tenant_id,
+                namespace=self.ex.namespace,
+                flow_id=self.ex.flow_id,
+                execution_id=self.ex.id,
+                task_id=task_run.task_id if task_run else None,
+                task_run_id=task_run.id if task_run else None,
+                attempt_number=len(task_run.attempts) if task_run else None,
+                timestamp=self.now,
+                level=level,  # type: ignore[arg-type]
+                thread="executor",
+                message=message,
+            )
+        )
+
+    def variables(self, task_run: TaskRun | None) -> dict[str, Any]:
+        assert self.vars is not None
+        task = self.tasks.get(task_run.task_id) if task_run else None
+        return self.vars.for_task_run(task, task_run)
+
+    def functions(self) -> dict[str, Any]:
+        assert self.vars is not None
+        logs = self.vars.error_logs
+        return {"errorLogs": logs}
+
+    def render(self, value: Any, task_run: TaskRun | None = None) -> Any:
+        if isinstance(value, str):
+            return render(value, self.variables(task_run), functions=self.functions())
+        return render_object(value, self.variables(task_run), functions=self.functions())
+
+    def render_typed(self, value: Any, task_run: TaskRun | None = None) -> Any:
+        if isinstance(value, str):
+            return render_typed(value, self.variables(task_run), functions=self.functions())
+        return render_object(value, self.variables(task_run), functions=self.functions())
+
+    def children(self, parent: TaskRun) -> list[TaskRun]:
+        return [tr for tr in self.ex.task_run_list if tr.parent_task_run_id == parent.id]
+
+    def wake_at(self, task_run: TaskRun, when: datetime) -> None:
+        self.state.wakeups[f"wake:{task_run.id}"] = when
+
+    @property
+    def execution(self) -> Execution:
+        return self.ex
+
+    # ------------------------------------------------------------------ state changes
+    def touched(self) -> None:
+        if self.vars is not None:
+            self.vars.invalidate()
+
+    def set_state(self, target: TaskRun | Execution, state: State) -> None:
+        if target.state.current != state:
+            target.set_state(state, self.now)
+            self.touched()
+
+    def fail_execution(self, message: str) -> None:
+        self.log("ERROR", message)
+        for tr in self.ex.task_run_list:
+            if not tr.state.current.terminal:
+                self.set_state(tr, State.FAILED)
+        self.set_state(self.ex, State.FAILED)
+
+    # ------------------------------------------------------------------ inputs
+    def apply(self, event: ExecutorInput, running_count: int) -> None:
+        if isinstance(event, NewExecution):
+            self.start(event, running_count)
+        elif self.ex.state.current.terminal and not isinstance(event, Restart):
+            return  # late results of an ended execution change nothing
+        elif isinstance(event, TaskResult):
+            self.on_result(event)
+        elif isinstance(event, Kill):
+            self.kill(State.KILLED)
+        elif isinstance(event, Resume):
+            self.resume(event)
+        elif isinstance(event, SubflowEnded):
+            self.on_subflow_ended(event)
+        elif isinstance(event, Restart):
+            self.restart()
+        elif isinstance(event, WorkerDied):
+            self.on_worker_died(event)
+        elif isinstance(event, Dequeue):
+            if self.ex.state.current == State.QUEUED:
+                self.set_state(self.ex, State.RUNNING)
+        elif isinstance(event, Timer):
+            self.state.wakeups.pop(event.key, None)
+            self.on_timer(event.key)
+
+    def start(self, event: NewExecution, running_count: int) -> None:
+        if self.flow is None:
+            self.fail_execution(
+                f"Flow {self.ex.namespace}.{self.ex.flow_id} not found: deploy it, then create "
+                "the execution again"
+            )
+            return
+        if self.ex.state.current != State.CREATED:
+            return  # a replayed or restarted execution arrives already started
+        if event.validate_inputs:
+            from common.flow.inputs import validate_inputs
+
+            try:
+                self.ex.inputs = validate_inputs(self.flow, self.ex.inputs or {})
+            except InputValidationError as exc:
+                self.fail_execution(str(exc))
+                return
+            self.touched()
+        if self.flow.disabled:
+            self.fail_execution(f"Flow {self.flow.namespace}.{self.flow.id} is disabled")
+            return
+        limit = self.flow.concurrency
+        if limit is not None and running_count >= limit.limit:
+            if limit.behavior == "QUEUE":
+                self.set_state(self.ex, State.QUEUED)
+            elif limit.behavior == "CANCEL":
+                self.set_state(self.ex, State.CANCELLED)
+            else:
+                self.fail_execution(
+                    f"Flow is limited to {limit.limit} concurrent execution(s): execution failed"
+                )
+            return
+        self.set_state(self.ex, State.RUNNING)
+        for sla in self.flow.sla:
+            if sla.type == "MAX_DURATION" and sla.duration:
+                due = self.now + (parse_duration(sla.duration) or timedelta())
+                self.state.wakeups[f"sla:{sla.id}"] = due
+
+    def on_result(self, event: TaskResult) -> None:
+        res = event.result
+        tr = self.ex.find_task_run(res.task_run_id)
+        if tr is None or tr.state.current.terminal or res.attempt != len(tr.attempts):
+            return
+        attempt = tr.attempts[-1]
+        if attempt.state.current.terminal:
+            return
+        if res.worker_id:
+            attempt.worker_id = res.worker_id
+        if res.state == State.RUNNING:
+            attempt.set_state(State.RUNNING, self.now)
+            self.set_state(tr, State.RUNNING)
+            return
+        attempt.set_state(res.state, self.now)
+        if res.outputs is not None:
+            tr.outputs = res.outputs
+        if res.error:
+            tr.error = res.error
+        self.touched()
+        self.end_task_run(tr, res.state)
+
+    def on_worker_died(self, event: WorkerDied) -> None:
+        tr = self.ex.find_task_run(event.task_run_id)
+        if tr is None or tr.state.current.terminal or event.attempt != len(tr.attempts):
+            return
+        attempt = tr.attempts[-1]
+        if attempt.state.current.terminal:
+            return
+        attempt.set_state(State.FAILED, self.now)
+        self.log("WARN", f"worker {event.worker_id} died: task resubmitted", tr)
+        if self.ex.state.current == State.KILLING:
+            self.set_state(tr, State.KILLED)
+        else:
+            self.set_state(tr, State.CREATED)  # resubmitted as a new attempt by process()
+
+    def kill(self, final: State) -> None:
+        if self.ex.state.current.terminal or self.ex.state.current == State.KILLING:
+            return
+        self.state.kill_state = final
+        self.set_state(self.ex, State.KILLING)
+        self.result.kill_orders.append(KillOrder(execution_id=self.ex.id))
+        for tr in self.ex.task_run_list:
+            if tr.state.current.terminal:
+                continue
+            task = self.tasks.get(tr.task_id)
+            running_on_worker = (
+                isinstance(task, RunnableTask)
+                and tr.attempts
+                and tr.attempts[-1].state.current in (State.CREATED, State.RUNNING)
+                and tr.state.current != State.RETRYING
+            )
+            if isinstance(task, ExecutableTask) and tr.outputs and tr.outputs.get("executionId"):
+                child = tr.outputs["executionId"]
+                self.result.executor_inputs.append(Kill(id=f"kill:{child}", execution_id=child))
+                self.set_state(tr, State.KILLED)
+            elif not running_on_worker and not isinstance(task, FlowableTask):
+                self.set_state(tr, State.KILLED)
+            elif isinstance(task, Pause) and tr.state.current == State.PAUSED:
+                self.set_state(tr, State.KILLED)
+
+    def resume(self, event: Resume) -> None:
+        paused = [
+            tr
+            for tr in self.ex.task_run_list
+            if tr.state.current == State.PAUSED
+            and (event.task_run_id is None or tr.id == event.task_run_id)
+        ]
+        if not paused:
+            return
+        tr = paused[0]
+        task = self.tasks.get(tr.task_id)
+        resumed: dict[str, Any] = dict(event.inputs or {})
+        if isinstance(task, Pause) and task.on_resume and self.flow is not None:
+            from common.flow.inputs import validate_inputs
+
+            shadow = self.flow.model_copy(update={"inputs": task.on_resume})
+            try:
+                resumed = validate_inputs(shadow, resumed)
+            except InputValidationError as exc:
+                self.log("ERROR", f"Invalid resume inputs: {exc}", tr)
+                return
+        tr.outputs = {**(tr.outputs or {}), "onResume": resumed}
+        self.resume_task_run(tr)
+
+    def resume_task_run(self, tr: TaskRun) -> None:
+        self.state.wakeups.pop(f"pause-resume:{tr.id}", None)
+        self.state.wakeups.pop(f"pause-timeout:{tr.id}", None)
+        self.set_state(tr, State.RUNNING)
+
+    def on_subflow_ended(self, event: SubflowEnded) -> None:
+        tr = self.ex.find_task_run(event.task_run_id)
+        if tr is None or tr.state.current.terminal:
+            return
+        task = self.tasks.get(tr.task_id)
+        outputs: dict[str, Any] = {
+            "executionId": event.child_execution_id,
+            "state": event.state.value,
+        }
+        flow_outputs = dict(event.outputs or {})
+        if isinstance(task, Subflow) and task.outputs and event.variables is not None:
+            try:
+                rendered = render_object(task.outputs, event.variables)
+                flow_outputs.update(rendered)
+            except LannerError as exc:
+                tr.outputs = outputs
+                self.fail_task_run(tr, f"Unable to render the subflow outputs: {exc}")
+                return
+        if flow_outputs:
+            outputs["outputs"] = flow_outputs
+        tr.outputs = outputs
+        self.touched()
+        state = event.state
+        if state in (State.FAILED, State.KILLED, State.CANCELLED) and isinstance(task, Subflow):
+            state = State.FAILED if task.transmit_failed else State.SUCCESS
+            if event.state == State.KILLED and task.transmit_failed:
+                state = State.KILLED
+        self.end_task_run(tr, state)
+
+    def on_timer(self, key: str) -> None:
+        kind, _, target = key.partition(":")
+        if kind == "sla" and self.flow is not None:
+            sla = next((s for s in self.flow.sla if s.id == target), None)
+            if sla is None or self.ex.state.current.terminal:
+                return
+            self.log("ERROR", f"SLA '{sla.id}' violated: execution ran longer than {sla.duration}")
+            final = {"FAIL": State.FAILED, "CANCEL": State.CANCELLED}.get(sla.behavior)
+            if final is not None:
+                self.kill(final)
+        elif kind == "pause-resume":
+            tr = self.ex.find_task_run(target)
+            if tr is not None and tr.state.current == State.PAUSED:
+                self.resume_task_run(tr)
+        elif kind == "pause-timeout":
+            tr = self.ex.find_task_run(target)
+            if tr is not None and tr.state.current == State.PAUSED:
+                self.state.wakeups.pop(f"pause-resume:{tr.id}", None)
+                task = self.tasks.get(tr.task_id)
+                behavior = task.behavior if isinstance(task, Pause) else None
+                self.log("WARN", "Pause timed out", tr)
+                target_state = {
+                    "RESUME": State.RUNNING,
+                    "WARN": State.WARNING,
+                    "CANCEL": State.CANCELLED,
+                }.get(behavior or "FAIL", State.FAILED)
+                if target_state == State.RUNNING:
+                    self.resume_task_run(tr)
+                else:
+                    self.end_task_run(tr, target_state)
+
+    def restart(self) -> None:
+        if self.ex.state.current not in (State.FAILED, State.KILLED):
+            return
+        failed = [
+            tr for tr in self.ex.task_run_list if tr.state.current in (State.FAILED, State.KILLED)
+        ]
+        restarted: set[str] = set()
+        for tr in failed:
+            task = self.tasks.get(tr.task_id)
+            self.set_state(tr, State.RESTARTED)
+            restarted.add(tr.id)
+            if isinstance(task, FlowableTask):
+                self.set_state(tr, State.RUNNING)
+            else:
+                tr.outputs = None
+                tr.error = None
+                self.set_state(tr, State.CREATED)
+        # drop the error branches that ran because of those failures: they will run again if needed
+        keep: list[TaskRun] = []
+        dropped: set[str] = set()
+        error_ids = self._error_branch_task_ids()
+        for tr in self.ex.task_run_list:
+            parent_dropped = tr.parent_task_run_id in dropped
+            if parent_dropped or (tr.task_id in error_ids and tr.id not in restarted):
+                dropped.add(tr.id)
+                continue
+            keep.append(tr)
+        self.ex.task_run_list = keep
+        self.state.kill_state = None
+        self.ex.metadata.attempt_number += 1
+        self.set_state(self.ex, State.RESTARTED)
+        self.set_state(self.ex, State.RUNNING)
+
+    def _error_branch_task_ids(self) -> set[str]:
+        if self.flow is None:
+            return set()
+        ids: set[str] = set()
+
+        def collect(tasks: list[Task]) -> None:
+            for t in tasks:
+                ids.add(t.id)
+                for child in getattr(t, "all_child_tasks", lambda: [])():
+                    collect([child])
+
+        collect(self.flow.errors)
+        for task in self.flow.all_tasks():
+            collect(list(getattr(task, "errors", None) or []))
+        return ids
+
+    # ------------------------------------------------------------------ processing
+    def process(self) -> None:
+        if self.flow is None:
+            return
+        for _ in range(_MAX_PASSES):
+            if self.ex.state.current.terminal or self.ex.state.current in (
+                State.QUEUED,
+                State.CREATED,
+            ):
+                return
+            changed = self.process_task_runs()
+            changed = self.process_root() or changed
+            if not changed:
+                break
+        self.sync_paused()
+
+    def sync_paused(self) -> None:
+        if self.ex.state.current.terminal or self.ex.state.current == State.KILLING:
+            return
+        paused = any(tr.state.current == State.PAUSED for tr in self.ex.task_run_list)
+        if paused and self.ex.state.current == State.RUNNING:
+            self.set_state(self.ex, State.PAUSED)
+        elif not paused and self.ex.state.current == State.PAUSED:
+            self.set_state(self.ex, State.RUNNING)
+
+    def process_task_runs(self) -> bool:
+        changed = False
+        killing = self.ex.state.current == State.KILLING
+        for tr in list(self.ex.task_run_list):
+            task = self.tasks.get(tr.task_id)
+            current = tr.state.current
+            if current.terminal:
+                continue
+            if task is None:
+                self.fail_task_run(tr, f"task '{tr.task_id}' no longer exists in the flow")
+                changed = True
+                continue
+            if killing and current in (State.CREATED, State.RETRYING, State.RESTARTED):
+                if not (
+                    isinstance(task, RunnableTask)
+                    and tr.attempts
+                    and tr.attempts[-1].state.current in (State.CREATED, State.RUNNING)
+                ):
+                    self.set_state(tr, State.KILLED)
+                    changed = True
+                    continue
+            if current == State.CREATED and not self.submitted(tr):
+                self.start_task_run(tr, task)
+                changed = True
+            elif current == State.RETRYING and not killing and not self.submitted(tr):
+                if tr.next_date is None or self.now >= tr.next_date:
+                    self.submit(tr, task)
+                    changed = True
+            elif current == State.RUNNING and isinstance(task, FlowableTask):
+                changed = self.resolve_flowable(tr, task) or changed
+        return changed
+
+    @staticmethod
+    def submitted(tr: TaskRun) -> bool:
+        return bool(tr.attempts) and not tr.attempts[-1].state.current.terminal
+
+    def start_task_run(self, tr: TaskRun, task: Task) -> None:
+        if task.run_if is not None and not tr.attempts:
+            try:
+                condition = task.run_if
+                rendered = (
+                    self.render(condition, tr) if isinstance(condition, str) else str(condition)
+                )
+            except LannerError as exc:
+                self.fail_task_run(tr, f"runIf of '{task.id}' could not be rendered: {exc}")
+                return
+            if not is_true(rendered):
+                self.set_state(tr, State.SKIPPED)
+                return
+        if isinstance(task, RunnableTask):
+            self.submit(tr, task)
+        elif isinstance(task, Pause):
+            self.set_state(tr, State.RUNNING)
+            if tr.outputs is None or "onResume" not in tr.outputs:
+                self.set_state(tr, State.PAUSED)
+                delay = task.resume_after()
+                timeout = task.fail_after()
+                if delay is not None:
+                    self.state.wakeups[f"pause-resume:{tr.id}"] = self.now + delay
+                if timeout is not None:
+                    self.state.wakeups[f"pause-timeout:{tr.id}"] = self.now + timeout
+        elif isinstance(task, FlowableTask):
+            self.set_state(tr, State.RUNNING)
+        elif isinstance(task, ExecutableTask):
+            self.start_subflow(tr, task)
+        elif isinstance(task, ExecutorTask):
+            self.apply_executor_task(tr, task)
+        else:
+            self.fail_task_run(tr, f"task type '{task.type}' cannot be run")
+
+    def submit(self, tr: TaskRun, task: Task) -> None:
+        attempt = Attempt()
+        attempt.set_state(State.CREATED, self.now)
+        tr.attempts.append(attempt)
+        tr.next_date = None
+        variables = self.variables(tr)
+        variables["__errorLogs__"] = self.vars.error_logs() if self.vars else []
+        self.result.worker_tasks.append(
+            WorkerTask(
+                task_run=tr.model_copy(deep=True),
+                task=task.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+                | {"id": task.id, "type": task.type},
+                variables=variables,
+                attempt=len(tr.attempts),
+                worker_group=task.worker_group.key if task.worker_group else None,
+                tenant_id=self.ex.tenant_id,
+            )
+        )
+        self.touched()
+
+    def start_subflow(self, tr: TaskRun, task: ExecutableTask) -> None:
+        assert isinstance(task, Subflow)
+        try:
+            inputs = self.render_typed(task.inputs, tr) if task.inputs else {}
+            labels = self.render_labels(task.labels, tr) if task.labels is not None else []
+            namespace = self.render(task.namespace, tr)
+            flow_id = self.render(task.flow_id, tr)
+        except LannerError as exc:
+            self.fail_task_run(tr, f"Subflow '{task.id}': {exc}")
+            return
+        child_id = self.new_id()
+        child_labels: list[Label] = []
+        if task.inherit_labels:
+            child_labels.extend(lb for lb in self.ex.labels if lb.key != "system.correlationId")
+        child_labels.extend(labels)
+        correlation = self.ex.label_map().get("system.correlationId", self.ex.id)
+        child_labels = [Label(key="system.correlationId", value=correlation), *child_labels]
+        child = Execution(
+            id=child_id,
+            namespace=namespace,
+            flow_id=flow_id,
+            flow_revision=task.revision or 0,
+            tenant_id=self.ex.tenant_id,
+            inputs=inputs,
+            labels=child_labels,
+            trigger=ExecutionTrigger(
+                id=task.id,
+                type=SUBFLOW_TRIGGER_TYPE,
+                variables={
+                    "executionId": self.ex.id,
+                    "namespace": self.ex.namespace,
+                    "flowId": self.ex.flow_id,
+                    "flowRevision": self.ex.flow_revision,
+                    "taskRunId": tr.id,
+                    "taskId": tr.task_id,
+                    "wait": task.wait,
+                },
+            ),
+        )
+        child.set_state(State.CREATED, self.now)
+        self.result.executor_inputs.append(
+            NewExecution(
+                id=f"new:{child_id}", execution_id=child_id, execution=child, validate_inputs=True
+            )
+        )
+        attempt = Attempt()
+        attempt.set_state(State.RUNNING, self.now)
+        tr.attempts.append(attempt)
+        tr.outputs = {"executionId": child_id}
+        self.set_state(tr, State.RUNNING)
+        if not task.wait:
+            self.end_task_run(tr, State.SUCCESS)
+
+    def render_labels(self, raw: Any, tr: TaskRun) -> list[Label]:
+        import json
+
+        value = self.render_typed(raw, tr)
+        if isinstance(value, str):
+            value = json.loads(value)
+        if isinstance(value, dict):
+            items = [(self.render(str(k), tr), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            items = [(item["key"], item["value"]) for item in value]
+        else:
+            raise ValueError(f"labels must be a map or a list, got {type(value).__name__}")
+        return [Label(key=str(k), value=_label_text(v)) for k, v in items]
+
+    def apply_executor_task(self, tr: TaskRun, task: ExecutorTask) -> None:
+        attempt = Attempt()
+        attempt.set_state(State.RUNNING, self.now)
+        tr.attempts.append(attempt)
+        try:
+            if isinstance(task, Labels):
+                new = self.render_labels(task.labels, tr)
+                for label in new:
+                    if label.key.startswith("system."):
+                        raise ValueError(f"label '{label.key}' is reserved for the system")
+                by_key = {lb.key: lb for lb in self.ex.labels}
+                for label in new:
+                    by_key[label.key] = label
+                self.ex.labels = list(by_key.values())
+            elif isinstance(task, ResumeTask):
+                target = self.render(task.execution_id, tr) if task.execution_id else None
+                if not target:
+                    raise ValueError("Resume needs an executionId")
+                inputs = self.render_typed(task.inputs, tr) if task.inputs else None
+                self.result.executor_inputs.append(
+                    Resume(id=f"resume:{self.new_id()}", execution_id=target, inputs=inputs)
+                )
+        except (LannerError, ValueError, KeyError, TypeError) as exc:
+            attempt.set_state(State.FAILED, self.now)
+            self.fail_task_run(tr, str(exc))
+            return
+        attempt.set_state(State.SUCCESS, self.now)
+        self.end_task_run(tr, State.SUCCESS)
+
+    def resolve_flowable(self, tr: TaskRun, task: FlowableTask) -> bool:
+        killing = self.ex.state.current == State.KILLING
+        before = len(self.ex.task_run_list)
+        try:
+            if not killing:
+                for resolved in task.resolve_nexts(self, tr):  # type: ignore[arg-type]
+                    self.create_task_run(resolved)
+            state = task.resolve_state(self, tr)  # type: ignore[arg-type]
+            if state is None and killing:
+                children = self.children(tr)
+                if all(c.state.current.terminal for c in children):
+                    state = State.KILLED
+            if state is not None:
+                outputs = task.outputs(self, tr)  # type: ignore[arg-type]
+                if outputs is not None:
+                    tr.outputs = {**(tr.outputs or {}), **outputs}
+                self.end_task_run(tr, state)
+                return True
+        except (LannerError, ValueError, KeyError, TypeError) as exc:
+            self.fail_task_run(tr, str(exc))
+            return True
+        return len(self.ex.task_run_list) != before
+
+    def create_task_run(self, resolved: ResolvedTask) -> TaskRun:
+        tr = TaskRun(
+            id=self.new_id(),
+            execution_id=self.ex.id,
+            namespace=self.ex.namespace,
+            flow_id=self.ex.flow_id,
+            task_id=resolved.task.id,
+            parent_task_run_id=resolved.parent_id,
+            value=resolved.value,
+            iteration=resolved.iteration,
+        )
+        tr.set_state(State.CREATED, self.now)
+        self.ex.task_run_list.append(tr)
+        self.touched()
+        return tr
+
+    def process_root(self) -> bool:
+        assert self.flow is not None
+        tasks = [ResolvedTask(task=t) for t in self.flow.tasks]
+        errors = [ResolvedTask(task=t) for t in self.flow.errors]
+        finally_ = [ResolvedTask(task=t) for t in self.flow.finally_]
+        changed = False
+        if self.ex.state.current != State.KILLING:
+            for resolved in fu.resolve_sequential_nexts(self.ex, tasks, errors, finally_, None):
+                self.create_task_run(resolved)
+                changed = True
+        if changed:
+            return True
+        state = fu.resolve_state(self.ex, tasks, errors, finally_, None)
+        if self.ex.state.current == State.KILLING:
+            if all(tr.state.current.terminal for tr in self.ex.task_run_list):
+                state = self.state.kill_state or State.KILLED
+            else:
+                state = None
+        if state is None or not state.terminal:
+            return False
+        self.end_execution(state)
+        return True
+
+    # ------------------------------------------------------------------ endings
+    def fail_task_run(self, tr: TaskRun, message: str) -> None:
+        tr.error = message
+        self.log("ERROR", message, tr)
+        self.end_task_run(tr, State.FAILED, retry=False)
+
+    def end_task_run(self, tr: TaskRun, state: State, *, retry: bool = True) -> None:
+        task = self.tasks.get(tr.task_id)
+        if state == State.FAILED and retry and task is not None and isinstance(task, RunnableTask):
+            delay = self.retry_delay(tr, task)
+            if delay is not None and self.ex.state.current != State.KILLING:
+                tr.next_date = self.now + delay
+                self.set_state(tr, State.FAILED)
+                self.set_state(tr, State.RETRYING)
+                self.state.wakeups[f"retry:{tr.id}"] = tr.next_date
+                return
+        if task is not None:
+            policy = task.retry or (self.flow.retry if self.flow else None)
+            if (
+                state == State.SUCCESS
+                and policy is not None
+                and policy.warning_on_retry
+                and len(tr.attempts) > 1
+            ):
+                state = State.WARNING
+            if state == State.FAILED and task.allow_failure:
+                self.set_state(tr, State.FAILED)
+                state = State.WARNING
+            if state == State.WARNING and task.allow_warning:
+                state = State.SUCCESS
+        self.state.wakeups.pop(f"retry:{tr.id}", None)
+        self.state.wakeups.pop(f"wake:{tr.id}", None)
+        self.set_state(tr, state)
+
+    def retry_delay(self, tr: TaskRun, task: Task) -> timedelta | None:
+        policy: Retry | None = task.retry
+        if policy is None and self.flow is not None and self.flow.retry is not None:
+            if self.flow.retry.behavior == "RETRY_FAILED_TASK":
+                policy = self.flow.retry
+        if policy is None or policy.behavior != "RETRY_FAILED_TASK":
+            return None
+        attempts = len(tr.attempts)
+        if policy.max_attempt is not None and attempts >= policy.max_attempt:
+            return None
+        if policy.type == "constant":
+            delay = parse_duration(policy.interval) or timedelta()
+        elif policy.type == "exponential":
+            base = parse_duration(policy.interval) or timedelta(seconds=1)
+            factor = policy.delay_factor or 2.0
+            delay = base * (factor ** (attempts - 1))
+            cap = parse_duration(policy.max_interval)
+            if cap is not None:
+                delay = min(delay, cap)
+        else:
+            low = parse_duration(policy.min_interval) or timedelta()
+            high = parse_duration(policy.max_interval) or low
+            # deterministic per (task run, attempt): a replayed input must give the same delay
+            rng = random.Random(f"{tr.id}:{attempts}")
+            delay = low + (high - low) * rng.random()
+        max_duration = parse_duration(policy.max_duration)
+        if max_duration is not None:
+            started = tr.state.start_date or self.now
+            if self.now + delay - started > max_duration:
+                return None
+        return delay
+
+    def end_execution(self, state: State) -> None:
+        assert self.flow is not None
+        if state in (State.SUCCESS, State.WARNING) and self.flow.outputs:
+            try:
+                outputs: dict[str, Any] = {}
+                for output in self.flow.outputs:
+                    if output.type == "STRING" and isinstance(output.value, str):
+                        outputs[output.id] = self.render(output.value, None)
+                    else:
+                        outputs[output.id] = self.render_typed(output.value, None)
+                self.ex.outputs = outputs
+            except LannerError as exc:
+                self.log("ERROR", f"Failed to render the flow outputs: {exc}")
+                self.ex.outputs = None
+                state = State.FAILED
+        retry = self.flow.retry
+        if (
+            state == State.FAILED
+            and retry is not None
+            and retry.behavior == "CREATE_NEW_EXECUTION"
+            and (retry.max_attempt is None or self.ex.metadata.attempt_number < retry.max_attempt)
+        ):
+            self.set_state(self.ex, State.FAILED)
+            self.set_state(self.ex, State.RETRIED)
+            self.create_retry_execution()
+        else:
+            self.set_state(self.ex, state)
+        self.state.wakeups.clear()
+
+    def create_retry_execution(self) -> None:
+        new_id = self.new_id()
+        retry = Execution(
+            id=new_id,
+            namespace=self.ex.namespace,
+            flow_id=self.ex.flow_id,
+            flow_revision=self.ex.flow_revision,
+            tenant_id=self.ex.tenant_id,
+            inputs=self.ex.inputs,
+            labels=self.ex.labels,
+            trigger=self.ex.trigger,
+            original_id=self.ex.original_id or self.ex.id,
+            metadata=self.ex.metadata.model_copy(
+                update={"attempt_number": self.ex.metadata.attempt_number + 1}
+            ),
+        )
+        retry.set_state(State.CREATED, self.now)
+        self.result.executor_inputs.append(
+            NewExecution(id=f"new:{new_id}", execution_id=new_id, execution=retry)
+        )
+
+    def on_end(self) -> None:
+        """Tell the parent execution (for a Subflow child) that this one ended."""
+        trigger = self.ex.trigger
+        if trigger is None or trigger.type != SUBFLOW_TRIGGER_TYPE:
+            return
+        parent_id = trigger.variables.get("executionId")
+        task_run_id = trigger.variables.get("taskRunId")
+        if not parent_id or not task_run_id or trigger.variables.get("wait") is False:
+            return
+        variables = self.variables(None) if self.vars is not None else None
+        self.result.executor_inputs.append(
+            SubflowEnded(
+                id=f"subflow-ended:{self.ex.id}",
+                execution_id=parent_id,
+                task_run_id=task_run_id,
+                child_execution_id=self.ex.id,
+                state=self.ex.state.current,
+                outputs=self.ex.outputs,
+                variables=variables,
+            )
+        )
+
+
+def _label_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _input_defaults(flow: Flow | None) -> dict[str, Any]:
+    if flow is None:
+        return {}
+    return {i.id: i.defaults for i in flow.inputs if i.defaults is not None}
+
+
+def nested_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    return nest_dotted(inputs)

@@ -1,0 +1,27 @@
+"""What the executor stores per execution, between two inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from common.models.base import WireModel
+from common.models.execution import Execution
+from common.models.state import State
+
+# Input ids remembered for deduplication. Worker results of one task run carry distinct ids, so
+# an execution rarely sees more than a few hundred; the oldest are dropped past this bound.
+MAX_APPLIED = 5000
+
+
+class ExecutorState(WireModel):
+    execution: Execution
+    applied: list[str] = Field(default_factory=list)
+    # state the execution ends in once every task run stopped after a kill (KILLED, FAILED, ...)
+    kill_state: State | None = None
+    # key -> when the core wants to be called again (retry delays, pauses, WaitFor, SLA)
+    wakeups: dict[str, datetime] = Field(default_factory=dict)
+
+    def next_wakeup(self) -> datetime | None:
+        return min(self.wakeups.values()) if self.wakeups else None

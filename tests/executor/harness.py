@@ -1,0 +1,261 @@
+"""A deterministic, in-memory driver of ``executor.core.step`` for unit and property tests.
+
+It plays the role of the shells and of the workers: runnable tasks are run by their plugin's
+``run`` with a minimal context (or by a scripted outcome), time is virtual and advances to the
+next wake-up only when nothing else is pending. No threads, no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from common.errors import LannerError
+from common.flow import parse_flow
+from common.models.execution import Execution
+from common.models.flow import Flow
+from common.models.messages import (
+    ExecutorInput,
+    Kill,
+    LogEntry,
+    NewExecution,
+    Restart,
+    Resume,
+    TaskResult,
+    Timer,
+    WorkerTask,
+    WorkerTaskResult,
+)
+from common.models.state import State
+from common.plugins.registry import registry
+from common.templating import render, render_object, render_typed
+from executor.core import CoreConfig, step
+from executor.state import ExecutorState
+
+START = datetime(2024, 1, 1, 10, 0, 0, tzinfo=UTC)
+
+# (task_id, attempt) -> state; lets tests script outcomes instead of running plugins
+Outcome = Callable[[WorkerTask], tuple[State, dict[str, Any] | None, str | None] | None]
+
+
+class _Ctx:
+    def __init__(self, wt: WorkerTask, logs: list[LogEntry], now: datetime) -> None:
+        self.wt = wt
+        self._logs = logs
+        self.now = now
+        errs = wt.variables.get("__errorLogs__", [])
+        self.functions = {"errorLogs": lambda: errs}
+
+    @property
+    def variables(self) -> Mapping[str, Any]:
+        return self.wt.variables
+
+    def render(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return render(value, self.wt.variables, functions=self.functions)
+        return render_object(value, self.wt.variables, functions=self.functions)
+
+    def render_typed(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return render_typed(value, self.wt.variables, functions=self.functions)
+        return render_object(value, self.wt.variables, functions=self.functions)
+
+    def log(self, level: str, message: str) -> None:
+        tr = self.wt.task_run
+        self._logs.append(
+            LogEntry(
+                namespace=tr.namespace,
+                flow_id=tr.flow_id,
+                execution_id=tr.execution_id,
+                task_id=tr.task_id,
+                task_run_id=tr.id,
+                timestamp=self.now,
+                level=level,  # type: ignore[arg-type]
+                message=message,
+            )
+        )
+
+    def metric(self, name: str, value: float, kind: str = "counter") -> None:
+        pass
+
+    def is_killed(self) -> bool:
+        return False
+
+    def wait_killed(self, timeout: float) -> bool:
+        return False
+
+    @property
+    def working_dir(self) -> str:
+        return "/tmp"
+
+
+@dataclass
+class Sim:
+    flows: dict[tuple[str, str], Flow] = field(default_factory=dict)
+    states: dict[str, ExecutorState] = field(default_factory=dict)
+    logs: list[LogEntry] = field(default_factory=list)
+    config: CoreConfig = field(default_factory=CoreConfig)
+    outcome: Outcome | None = None
+    now: datetime = START
+    inbox: deque[ExecutorInput] = field(default_factory=deque)
+    worker_queue: deque[WorkerTask] = field(default_factory=deque)
+    steps: int = 0
+    hold_workers: bool = False
+
+    def deploy(self, source: str) -> Flow:
+        flow = parse_flow(source)
+        self.flows[(flow.namespace, flow.id)] = flow
+        return flow
+
+    def create(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: dict[str, Any] | None = None,
+        execution_id: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> str:
+        from common.models.execution import Label
+
+        flow = self.flows[(namespace, flow_id)]
+        exec_id = execution_id or f"exec{len(self.states) + len(self.inbox) + 1}"
+        all_labels = {**flow.labels, **(labels or {})}
+        ex = Execution(
+            id=exec_id,
+            namespace=namespace,
+            flow_id=flow_id,
+            inputs=inputs,
+            labels=[Label(key=k, value=v) for k, v in all_labels.items()]
+            + [Label(key="system.correlationId", value=exec_id)],
+        )
+        ex.set_state(State.CREATED, self.now)
+        self.inbox.append(NewExecution(id=f"new:{exec_id}", execution_id=exec_id, execution=ex))
+        return exec_id
+
+    def execution(self, exec_id: str) -> Execution:
+        return self.states[exec_id].execution
+
+    def send(self, event: ExecutorInput) -> None:
+        self.inbox.append(event)
+
+    def kill(self, exec_id: str) -> None:
+        self.send(Kill(id=f"kill:{exec_id}:{self.steps}", execution_id=exec_id))
+
+    def resume(self, exec_id: str, inputs: dict[str, Any] | None = None) -> None:
+        self.send(Resume(id=f"resume:{exec_id}:{self.steps}", execution_id=exec_id, inputs=inputs))
+
+    def restart(self, exec_id: str) -> None:
+        self.send(Restart(id=f"restart:{exec_id}:{self.steps}", execution_id=exec_id))
+
+    def _running_count(self, flow: Flow | None, exec_id: str) -> int:
+        if flow is None:
+            return 0
+        return sum(
+            1
+            for s in self.states.values()
+            if s.execution.flow_id == flow.id
+            and s.execution.namespace == flow.namespace
+            and s.execution.id != exec_id
+            and s.execution.state.current in (State.RUNNING, State.PAUSED, State.KILLING)
+        )
+
+    def _apply(self, event: ExecutorInput) -> None:
+        state = self.states.get(event.execution_id)
+        ex = event.execution if isinstance(event, NewExecution) else (state and state.execution)
+        flow = self.flows.get((ex.namespace, ex.flow_id)) if ex is not None else None
+        result = step(
+            flow,
+            state,
+            event,
+            self.now,
+            self.config,
+            running_count=self._running_count(flow, event.execution_id),
+        )
+        self.steps += 1
+        if result.state is not None:
+            self.states[event.execution_id] = result.state
+        self.logs.extend(result.logs)
+        self.worker_queue.extend(result.worker_tasks)
+        self.inbox.extend(result.executor_inputs)
+        if result.ended and flow is not None and flow.concurrency is not None:
+            for s in self.states.values():
+                if s.execution.flow_id == flow.id and s.execution.state.current == State.QUEUED:
+                    from common.models.messages import Dequeue
+
+                    self.inbox.append(
+                        Dequeue(
+                            id=f"dequeue:{s.execution.id}:{self.steps}", execution_id=s.execution.id
+                        )
+                    )
+                    break
+
+    def _work(self, wt: WorkerTask) -> list[TaskResult]:
+        tr = wt.task_run
+
+        def result(
+            state: State, outputs: dict[str, Any] | None = None, error: str | None = None
+        ) -> TaskResult:
+            res = WorkerTaskResult(
+                execution_id=tr.execution_id,
+                task_run_id=tr.id,
+                attempt=wt.attempt,
+                state=state,
+                outputs=outputs,
+                error=error,
+                worker_id="sim",
+                date=self.now,
+            )
+            return TaskResult(id=res.input_id, execution_id=tr.execution_id, result=res)
+
+        out = [result(State.RUNNING)]
+        scripted = self.outcome(wt) if self.outcome else None
+        if scripted is not None:
+            out.append(result(*scripted))
+            return out
+        cls = registry().get(wt.task["type"])
+        assert cls is not None, wt.task["type"]
+        ctx = _Ctx(wt, self.logs, self.now)
+        try:
+            task = cls.model_validate(wt.task)
+            outputs = task.run(ctx)  # type: ignore[attr-defined]
+            final = getattr(outputs, "final_state", None)
+            out.append(
+                result(State(final) if final else State.SUCCESS, dict(outputs) if outputs else None)
+            )
+        except (LannerError, Exception) as exc:  # noqa: BLE001 - a task failure, like the worker
+            message = getattr(exc, "message", None) or str(exc)
+            ctx.log("ERROR", message)
+            out.append(result(State.FAILED, getattr(exc, "outputs", None), message))
+        return out
+
+    def run(self, max_steps: int = 100_000, until: Callable[[], bool] | None = None) -> None:
+        """Process until nothing is pending (advancing virtual time to wake-ups) or ``until``."""
+        while self.steps < max_steps:
+            if until is not None and until():
+                return
+            if self.inbox:
+                self._apply(self.inbox.popleft())
+                continue
+            if self.worker_queue and not self.hold_workers:
+                self.inbox.extend(self._work(self.worker_queue.popleft()))
+                continue
+            due = [
+                (when, exec_id, key)
+                for exec_id, s in self.states.items()
+                for key, when in s.wakeups.items()
+            ]
+            if not due:
+                return
+            when, exec_id, key = min(due)
+            if when > self.now:
+                self.now = when
+            self.inbox.append(
+                Timer(id=f"timer:{key}:{when.isoformat()}", execution_id=exec_id, key=key)
+            )
+        raise AssertionError(f"simulation did not settle after {max_steps} steps")
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
