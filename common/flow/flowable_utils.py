@@ -187,6 +187,14 @@ def resolve_state(
     """The flowable's own state once its current branch ended, else None."""
     current = current_tasks(execution, tasks, errors, finally_, parent)
     all_tasks = [*enabled(tasks), *enabled(errors), *enabled(finally_)]
+    parent_id = parent.id if parent else None
+    if any(
+        tr.parent_task_run_id == parent_id and not tr.state.current.terminal
+        for tr in execution.task_run_list
+    ):
+        # a failure ends the branch early, but children already started (Parallel siblings)
+        # finish first: a flowable never ends with a running child
+        return None
     if current:
         if is_terminated(execution, current, parent):
             return guess_final_state(execution, all_tasks, parent)
