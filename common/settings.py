@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +37,9 @@ class Settings(BaseSettings):
     max_output_bytes: int = 256 * 1024
     # templating: globals.* of Kestra (kestra.variables.globals)
     globals: dict[str, Any] = Field(default_factory=dict)
-    env_vars_prefix: str = "ENV_"  # env vars exposed as envs.*, like Kestra's KESTRA_ prefix
+    # environment variables with these prefixes are exposed as `envs.<name>` (lower case, prefix
+    # removed); KESTRA_ keeps Kestra flows that read `envs.*` working unchanged
+    env_vars_prefixes: list[str] = Field(default_factory=lambda: ["KESTRA_", "LANNER_ENV_"])
     secret_prefix: str = "SECRET_"
 
     @classmethod
@@ -51,6 +54,14 @@ class Settings(BaseSettings):
             values.update(loaded.get("lanner", loaded))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def template_envs(self, environ: Mapping[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, value in environ.items():
+            for prefix in self.env_vars_prefixes:
+                if key.startswith(prefix) and len(key) > len(prefix):
+                    out[key[len(prefix) :].lower()] = value
+        return out
 
     @property
     def sqlite_path(self) -> Path:

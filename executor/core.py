@@ -236,7 +236,11 @@ class _Core:
                 self.set_state(self.ex, State.RUNNING)
         elif isinstance(event, Timer):
             self.state.wakeups.pop(event.key, None)
-            self.on_timer(event.key)
+            if event.key == "start:":
+                if self.ex.state.current == State.CREATED and self.flow is not None:
+                    self.begin(running_count)
+            else:
+                self.on_timer(event.key)
 
     def start(self, event: NewExecution, running_count: int) -> None:
         if self.flow is None:
@@ -259,6 +263,13 @@ class _Core:
         if self.flow.disabled:
             self.fail_execution(f"Flow {self.flow.namespace}.{self.flow.id} is disabled")
             return
+        if self.ex.schedule_date is not None and self.ex.schedule_date > self.now:
+            self.state.wakeups["start:"] = self.ex.schedule_date
+            return
+        self.begin(running_count)
+
+    def begin(self, running_count: int) -> None:
+        assert self.flow is not None
         limit = self.flow.concurrency
         if limit is not None and running_count >= limit.limit:
             if limit.behavior == "QUEUE":

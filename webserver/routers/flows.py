@@ -6,9 +6,7 @@ Writes go to the flow repository directly and are announced on the ``flows`` top
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -18,6 +16,7 @@ from fastapi import APIRouter, Query, Request, Response
 from common.backends import Backends
 from common.errors import ConflictError, FlowValidationError, NotFoundError, Problem
 from common.flow.parser import parse_flow
+from common.flow.store import flow_event, flow_key, save_flow
 from common.models.flow import Flow
 from common.queue.base import FLOWS
 from common.repository.base import FlowRecord
@@ -77,47 +76,6 @@ def flow_json(record: FlowRecord, flow: Flow | None = None) -> dict[str, Any]:
     return body
 
 
-def flow_event(record: FlowRecord, deleted: bool = False) -> bytes:
-    return json.dumps(
-        {
-            "source": record.source,
-            "revision": record.revision,
-            "tenant": record.tenant_id,
-            "namespace": record.namespace,
-            "id": record.id,
-            "deleted": deleted,
-        }
-    ).encode()
-
-
-def flow_key(tenant: str, namespace: str, flow_id: str) -> str:
-    return f"{tenant}/{namespace}/{flow_id}"
-
-
-def _save_and_announce(backends: Backends, tenant: str, flow: Flow, source: str) -> FlowRecord:
-    repo = backends.repositories.flows
-    previous = repo.get(tenant, flow.namespace, flow.id)
-    repo.save(
-        FlowRecord(
-            tenant_id=tenant,
-            namespace=flow.namespace,
-            id=flow.id,
-            revision=(previous.revision + 1) if previous else 1,
-            source=source,
-            updated=datetime.now(UTC),
-            disabled=flow.disabled,
-        )
-    )
-    saved = repo.get(tenant, flow.namespace, flow.id)
-    if saved is None:  # pragma: no cover - the repository just stored it
-        raise NotFoundError(f"flow {flow.namespace}.{flow.id} vanished while being saved")
-    if previous is None or previous.revision != saved.revision:
-        backends.queue.emit(
-            FLOWS, flow_key(tenant, flow.namespace, flow.id), flow_event(saved, deleted=False)
-        )
-    return saved
-
-
 def load_flow(backends: Backends, tenant: str, namespace: str, flow_id: str) -> FlowRecord:
     record = backends.repositories.flows.get(tenant, namespace, flow_id)
     if record is None:
@@ -136,7 +94,7 @@ async def create_flow(request: Request, backends: BackendsDep, tenant: TenantDep
                 f"flow {flow.namespace}.{flow.id} already exists: update it with "
                 f"PUT /api/v1/flows/{flow.namespace}/{flow.id}"
             )
-        return flow_json(_save_and_announce(backends, tenant, flow, source), flow)
+        return flow_json(save_flow(backends, tenant, flow, source), flow)
 
     return await anyio.to_thread.run_sync(create)
 
@@ -259,7 +217,7 @@ async def update_flow(
 
     def update() -> dict[str, Any]:
         load_flow(backends, tenant, namespace, flow_id)
-        return flow_json(_save_and_announce(backends, tenant, flow, source), flow)
+        return flow_json(save_flow(backends, tenant, flow, source), flow)
 
     return await anyio.to_thread.run_sync(update)
 

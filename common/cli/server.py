@@ -1,0 +1,183 @@
+"""``lanner server ...``: run the components. ``local`` runs all of them in one process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+log = logging.getLogger("lanner.server")
+
+
+@click.group()
+def server() -> None:
+    """Run Lanner's components."""
+
+
+@server.command()
+@click.option(
+    "--flows-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Deploy every *.yml / *.yaml flow of this directory at start.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the SQLite database and internal storage live (default ~/.lanner).",
+)
+@click.option("--host", default=None, help="Address the API listens on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port of the API (default 8080).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML configuration file.",
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+def local(
+    flows_dir: Path | None,
+    data_dir: Path | None,
+    host: str | None,
+    port: int | None,
+    config_file: Path | None,
+    log_format: str | None,
+) -> None:
+    """Everything in one process: API, executor, worker, scheduler, indexer on SQLite."""
+    from common.settings import Settings
+
+    settings = Settings.load(
+        config_file, data_dir=data_dir, host=host, port=port, log_format=log_format
+    )
+    _configure_logging(settings.log_format)
+    app = LocalServer(settings)
+    try:
+        app.start()
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot start: {exc}. Is another Lanner already using {settings.data_dir} or port "
+            f"{settings.port}? Stop it or pass --data-dir / --port."
+        ) from exc
+    if flows_dir is not None:
+        app.deploy_dir(flows_dir)
+    app.serve()
+
+
+class LocalServer:
+    """The embedded deployment: every component on one SQLite database and a local directory."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.components: list[Any] = []
+
+    def start(self) -> None:
+        from common.backends import Backends
+        from common.queue.sqlite import SqliteDatabase, SqliteQueue
+        from common.repository.sqlite import sqlite_repositories
+        from common.storage.local import LocalStorage
+        from executor import CoreConfig, EmbeddedExecutor
+        from indexer import Indexer
+        from worker import Worker
+
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = SqliteDatabase(str(settings.sqlite_path))
+        queue = SqliteQueue(self.db)
+        repositories = sqlite_repositories(self.db)
+        storage = LocalStorage(settings.storage_dir)
+        self.backends = Backends(queue, repositories, storage, settings)
+        self.worker = Worker(queue, storage, settings)
+        config = CoreConfig(globals=settings.globals, envs=settings.template_envs(os.environ))
+        self.executor = EmbeddedExecutor(
+            self.db,
+            queue,
+            repositories.flows,
+            config,
+            local_worker_ids=lambda: {self.worker.id},
+            worker_dead_after=settings.worker_dead_after_seconds,
+        )
+        self.indexer = Indexer(queue, repositories)
+        self.components = [self.indexer, self.worker, self.executor]
+        try:
+            from scheduler import Scheduler
+
+            self.components.append(Scheduler(queue, repositories, settings))
+        except ImportError:
+            log.warning("scheduler not available: Schedule triggers will not fire")
+        for component in self.components:
+            component.start()
+
+    def deploy_dir(self, flows_dir: Path) -> None:
+        from common.errors import FlowValidationError
+        from common.flow import parse_flow
+        from common.flow.store import save_flow
+
+        if not flows_dir.is_dir():
+            raise click.ClickException(f"--flows-dir {flows_dir} is not a directory")
+        files = sorted([*flows_dir.rglob("*.yml"), *flows_dir.rglob("*.yaml")])
+        for path in files:
+            source = path.read_text()
+            try:
+                flow = parse_flow(source)
+            except FlowValidationError as exc:
+                click.echo(f"{path}: not deployed: {exc}", err=True)
+                continue
+            record = save_flow(self.backends, self.settings.tenant, flow, source)
+            click.echo(f"deployed {flow.namespace}.{flow.id} (revision {record.revision})")
+
+    def serve(self) -> None:
+        import uvicorn
+
+        from webserver.app import create_app
+
+        app = create_app(self.settings, self.backends)
+        config = uvicorn.Config(
+            app,
+            host=self.settings.host,
+            port=self.settings.port,
+            log_level="warning",
+            access_log=False,
+        )
+        server_ = uvicorn.Server(config)
+        click.echo(
+            f"Lanner is running: API http://{self.settings.host}:{self.settings.port}/api/v1 "
+            f"(docs /api/docs), data in {self.settings.data_dir}"
+        )
+        try:
+            server_.run()
+        finally:
+            self.stop()
+        if not server_.started:
+            raise click.ClickException(
+                f"the API could not listen on {self.settings.host}:{self.settings.port}: is the "
+                "port in use? Pass --port to choose another."
+            )
+
+    def stop(self) -> None:
+        for component in reversed(self.components):
+            try:
+                component.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                log.exception("error while stopping %s", type(component).__name__)
+        self.components = []
+
+
+def _configure_logging(fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        from common.logging_setup import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -1,0 +1,435 @@
+"""The executor on the embedded SQLite queue: decode, load state, ``core.step``, store, emit.
+
+One thread consumes the ``executor`` topic. Each polled batch is applied in one SQLite
+transaction that stores the new states, emits every message and commits the offsets, so a
+SIGKILL at any point leaves either all of a batch or none of it: exactly-once in this mode.
+
+Around the core it does what needs I/O or a clock: due wake-ups become ``Timer`` inputs, the
+flow's running executions are counted for concurrency limits, a QUEUED execution is released
+when a slot frees, flow triggers fire when an execution ends, and task runs held by a worker
+that died (every worker of a previous process, or one that stopped heartbeating) are handed
+back as ``WorkerDied`` inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from common.errors import FlowValidationError
+from common.flow import parse_flow
+from common.models.execution import Execution
+from common.models.flow import Flow
+from common.models.messages import (
+    EXECUTOR_INPUT,
+    Dequeue,
+    ExecutorInput,
+    NewExecution,
+    Timer,
+    WorkerDied,
+    WorkerHeartbeat,
+    WorkerJob,
+)
+from common.models.state import State
+from common.plugins.core.triggers import FlowTrigger
+from common.queue import base as topics
+from common.queue.sqlite import SqliteDatabase, SqliteQueue
+from common.repository.base import FlowRepository
+
+from . import flow_triggers
+from .core import CoreConfig, StepResult, step
+from .metrics import EXECUTOR_METRICS
+from .state import ExecutorState
+
+log = logging.getLogger("lanner.executor")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executor_states (
+    execution_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created REAL NOT NULL,
+    next_wakeup REAL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executor_states_flow ON executor_states (namespace, flow_id, state);
+CREATE INDEX IF NOT EXISTS executor_states_wakeup ON executor_states (next_wakeup);
+CREATE TABLE IF NOT EXISTS executor_worker_jobs (
+    task_run_id TEXT PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    worker_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executor_workers (
+    worker_id TEXT PRIMARY KEY,
+    last_seen REAL NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executor_multiple_conditions (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+"""
+
+_ACTIVE = (State.RUNNING.value, State.PAUSED.value, State.KILLING.value)
+GROUP = "executor"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EmbeddedExecutor:
+    """The executor of ``lanner server local``. ``start()``, then ``stop()``."""
+
+    def __init__(
+        self,
+        db: SqliteDatabase,
+        queue: SqliteQueue,
+        flows: FlowRepository,
+        config: CoreConfig | None = None,
+        *,
+        local_worker_ids: Callable[[], set[str]] | None = None,
+        worker_dead_after: float = 30.0,
+        clock: Callable[[], datetime] = _now,
+        batch_size: int = 200,
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.flows = flows
+        self.config = config or CoreConfig()
+        self.clock = clock
+        self.batch_size = batch_size
+        self.worker_dead_after = worker_dead_after
+        self.local_worker_ids = local_worker_ids
+        db.executescript(_SCHEMA)
+        self._flow_cache: dict[tuple[str, str, str, int | None], Flow | None] = {}
+        self._trigger_flows: list[Flow] | None = None
+        self._timers_sent: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._sub = self.queue.subscribe([topics.EXECUTOR], GROUP)
+        self._side = self.queue.subscribe(
+            [topics.FLOWS, topics.WORKER_JOBS, topics.WORKERS], f"{GROUP}-side"
+        )
+        self._recover_lost_jobs()
+        self._thread = threading.Thread(target=self._run, name="lanner-executor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        last_maintenance = 0.0
+        while not self._stop.is_set():
+            try:
+                records = self._sub.poll(self.batch_size, timeout=0.1)
+                if records:
+                    self._process(records)
+                if time.monotonic() - last_maintenance >= 0.1:
+                    last_maintenance = time.monotonic()
+                    self._side_topics()
+                    self._emit_due_timers()
+                    self._check_dead_workers()
+            except Exception:  # noqa: BLE001 - the loop must survive anything and retry
+                log.exception("executor loop failed; retrying")
+                EXECUTOR_METRICS.errors.inc()
+                self._stop.wait(0.5)
+
+    # ------------------------------------------------------------------ main path
+    def _process(self, records: list[Any]) -> None:
+        started = time.perf_counter()
+        with self.db.transaction() as conn:
+            snapshots: dict[str, Execution] = {}
+            states: dict[str, ExecutorState | None] = {}
+            for record in records:
+                try:
+                    event = EXECUTOR_INPUT.validate_json(record.value)
+                except ValidationError as exc:
+                    log.error("skipping an undecodable executor input: %s", exc)
+                    continue
+                self._apply(conn, event, states, snapshots)
+            emitted = [(topics.EXECUTIONS, ex.id, ex.to_json()) for ex in snapshots.values()]
+            self.queue.emit_many(emitted)
+            self._sub.commit(records)
+        EXECUTOR_METRICS.batch_seconds.observe(time.perf_counter() - started)
+
+    def _load(
+        self, conn: Any, execution_id: str, cache: dict[str, ExecutorState | None]
+    ) -> ExecutorState | None:
+        if execution_id in cache:
+            return cache[execution_id]
+        row = conn.execute(
+            "SELECT body FROM executor_states WHERE execution_id = ?", (execution_id,)
+        ).fetchone()
+        state = ExecutorState.model_validate_json(row[0]) if row else None
+        cache[execution_id] = state
+        return state
+
+    def _apply(
+        self,
+        conn: Any,
+        event: ExecutorInput,
+        states: dict[str, ExecutorState | None],
+        snapshots: dict[str, Execution],
+    ) -> None:
+        state = self._load(conn, event.execution_id, states)
+        execution = (
+            event.execution
+            if isinstance(event, NewExecution)
+            else (state.execution if state else None)
+        )
+        if execution is None:
+            log.warning("input %s for unknown execution %s ignored", event.kind, event.execution_id)
+            return
+        flow = self._flow(execution)
+        running = self._running_count(conn, execution) if flow and flow.concurrency else 0
+        result = step(flow, state, event, self.clock(), self.config, running_count=running)
+        if result.state is None or result.state is state:
+            return
+        states[event.execution_id] = result.state
+        self._store(conn, result.state)
+        snapshots[execution.id] = result.state.execution
+        self._emit(result)
+        EXECUTOR_METRICS.inputs.labels(kind=event.kind).inc()
+        if result.ended:
+            self._on_end(conn, result.state.execution, flow)
+
+    def _store(self, conn: Any, state: ExecutorState) -> None:
+        ex = state.execution
+        wake = state.next_wakeup()
+        conn.execute(
+            "INSERT INTO executor_states (execution_id, tenant, namespace, flow_id, state, created,"
+            " next_wakeup, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO"
+            " UPDATE SET state = excluded.state, next_wakeup = excluded.next_wakeup,"
+            " body = excluded.body",
+            (
+                ex.id,
+                ex.tenant_id or "main",
+                ex.namespace,
+                ex.flow_id,
+                ex.state.current.value,
+                (ex.state.start_date or self.clock()).timestamp(),
+                wake.timestamp() if wake else None,
+                state.model_dump_json(by_alias=True, exclude_none=True),
+            ),
+        )
+
+    def _emit(self, result: StepResult) -> None:
+        records: list[tuple[str, str | None, bytes | None]] = []
+        for wt in result.worker_tasks:
+            records.append(
+                (topics.worker_tasks_topic(wt.worker_group), wt.task_run.id, wt.to_json())
+            )
+        for inp in result.executor_inputs:
+            records.append((topics.EXECUTOR, inp.execution_id, inp.to_json()))
+        for order in result.kill_orders:
+            records.append((topics.KILLS, order.execution_id, order.to_json()))
+        for entry in result.logs:
+            records.append((topics.LOGS, entry.execution_id, entry.to_json()))
+        self.queue.emit_many(records)
+
+    # ------------------------------------------------------------------ around the core
+    def _flow(self, execution: Execution) -> Flow | None:
+        tenant = execution.tenant_id or "main"
+        revision = execution.flow_revision or None
+        key = (tenant, execution.namespace, execution.flow_id, revision)
+        if key not in self._flow_cache:
+            record = self.flows.get(tenant, execution.namespace, execution.flow_id, revision)
+            if record is None and revision is not None:
+                record = self.flows.get(tenant, execution.namespace, execution.flow_id)
+            flow: Flow | None = None
+            if record is not None and not record.deleted:
+                try:
+                    flow = parse_flow(record.source)
+                    flow = flow.model_copy(update={"revision": record.revision})
+                except FlowValidationError as exc:
+                    log.error("stored flow %s.%s is invalid: %s", record.namespace, record.id, exc)
+            self._flow_cache[key] = flow
+        return self._flow_cache[key]
+
+    def _running_count(self, conn: Any, execution: Execution) -> int:
+        marks = ",".join("?" * len(_ACTIVE))
+        row = conn.execute(
+            f"SELECT COUNT(*) FROM executor_states WHERE namespace = ? AND flow_id = ? AND state IN"
+            f" ({marks}) AND execution_id != ?",
+            (execution.namespace, execution.flow_id, *_ACTIVE, execution.id),
+        ).fetchone()
+        return int(row[0])
+
+    def _on_end(self, conn: Any, execution: Execution, flow: Flow | None) -> None:
+        now = self.clock()
+        records: list[tuple[str, str | None, bytes | None]] = []
+        if flow is not None and flow.concurrency is not None:
+            row = conn.execute(
+                "SELECT execution_id FROM executor_states WHERE namespace = ? AND flow_id = ? AND"
+                " state = ? ORDER BY created LIMIT 1",
+                (execution.namespace, execution.flow_id, State.QUEUED.value),
+            ).fetchone()
+            if row:
+                dequeue = Dequeue(id=f"dequeue:{row[0]}:{execution.id}", execution_id=row[0])
+                records.append((topics.EXECUTOR, row[0], dequeue.to_json()))
+        multi = {
+            key: json.loads(body)
+            for key, body in conn.execute("SELECT key, body FROM executor_multiple_conditions")
+        }
+        before = json.dumps(multi, sort_keys=True)
+        for new in flow_triggers.evaluate(self._flows_with_triggers(), execution, now, multi):
+            inp = NewExecution(
+                id=f"new:{new.id}", execution_id=new.id, execution=new, validate_inputs=True
+            )
+            records.append((topics.EXECUTOR, new.id, inp.to_json()))
+        if json.dumps(multi, sort_keys=True) != before:
+            conn.executemany(
+                "INSERT INTO executor_multiple_conditions (key, body) VALUES (?, ?) ON CONFLICT"
+                " (key) DO UPDATE SET body = excluded.body",
+                [(k, json.dumps(v)) for k, v in multi.items()],
+            )
+        self.queue.emit_many(records)
+        EXECUTOR_METRICS.ended.labels(state=execution.state.current.value).inc()
+
+    def _flows_with_triggers(self) -> list[Flow]:
+        if self._trigger_flows is None:
+            found: list[Flow] = []
+            for tenant in self._tenants():
+                for record in self.flows.find(tenant):
+                    try:
+                        flow = parse_flow(record.source)
+                    except FlowValidationError:
+                        continue
+                    if any(isinstance(t, FlowTrigger) for t in flow.triggers):
+                        found.append(flow)
+            self._trigger_flows = found
+        return self._trigger_flows
+
+    def _tenants(self) -> list[str]:
+        with self.db.lock:
+            try:
+                rows = self.db.conn.execute("SELECT DISTINCT tenant FROM flows").fetchall()
+            except Exception:  # noqa: BLE001 - repository without that table
+                return ["main"]
+        return [r[0] for r in rows] or ["main"]
+
+    def _side_topics(self) -> None:
+        records = self._side.poll(500, timeout=0)
+        if not records:
+            return
+        with self.db.transaction() as conn:
+            for record in records:
+                if record.topic == topics.FLOWS:
+                    self._flow_cache.clear()
+                    self._trigger_flows = None
+                elif record.topic == topics.WORKER_JOBS:
+                    if record.value is None:
+                        conn.execute(
+                            "DELETE FROM executor_worker_jobs WHERE task_run_id = ?", (record.key,)
+                        )
+                        continue
+                    job = WorkerJob.model_validate_json(record.value)
+                    conn.execute(
+                        "INSERT INTO executor_worker_jobs VALUES (?, ?, ?, ?) ON CONFLICT"
+                        " (task_run_id) DO UPDATE SET attempt = excluded.attempt,"
+                        " worker_id = excluded.worker_id",
+                        (job.task_run_id, job.execution_id, job.attempt, job.worker_id),
+                    )
+                elif record.topic == topics.WORKERS and record.value is not None:
+                    beat = WorkerHeartbeat.model_validate_json(record.value)
+                    conn.execute(
+                        "INSERT INTO executor_workers VALUES (?, ?, ?) ON CONFLICT (worker_id) DO"
+                        " UPDATE SET last_seen = excluded.last_seen, status = excluded.status",
+                        (beat.worker_id, beat.date.timestamp(), beat.status),
+                    )
+            self._side.commit(records)
+
+    def _emit_due_timers(self) -> None:
+        now = self.clock()
+        with self.db.lock:
+            rows = self.db.conn.execute(
+                "SELECT execution_id, body FROM executor_states WHERE next_wakeup IS NOT NULL AND"
+                " next_wakeup <= ?",
+                (now.timestamp(),),
+            ).fetchall()
+        records: list[tuple[str, str | None, bytes | None]] = []
+        mono = time.monotonic()
+        for execution_id, body in rows:
+            wakeups = json.loads(body).get("wakeups") or {}
+            for key, when in wakeups.items():
+                due = datetime.fromisoformat(when.replace("Z", "+00:00"))
+                if due > now:
+                    continue
+                timer_id = f"timer:{key}:{due.isoformat()}"
+                # emitted once; again only if it was not applied after a while (lost batch)
+                if mono - self._timers_sent.get(timer_id, -1e9) < 5.0:
+                    continue
+                self._timers_sent[timer_id] = mono
+                timer = Timer(id=timer_id, execution_id=execution_id, key=key)
+                records.append((topics.EXECUTOR, execution_id, timer.to_json()))
+        if len(self._timers_sent) > 10_000:
+            self._timers_sent = {k: v for k, v in self._timers_sent.items() if mono - v < 60}
+        self.queue.emit_many(records)
+
+    def _recover_lost_jobs(self) -> None:
+        """Jobs held by workers of a previous process: that process died, hand them back."""
+        self._side_topics()
+        local = self.local_worker_ids() if self.local_worker_ids else set()
+        with self.db.lock:
+            rows = self.db.conn.execute(
+                "SELECT task_run_id, execution_id, attempt, worker_id FROM executor_worker_jobs"
+            ).fetchall()
+        lost = [r for r in rows if r[3] not in local]
+        self._hand_back(lost, "the previous process stopped")
+
+    def _check_dead_workers(self) -> None:
+        deadline = time.time() - self.worker_dead_after
+        with self.db.lock:
+            rows = self.db.conn.execute(
+                "SELECT j.task_run_id, j.execution_id, j.attempt, j.worker_id FROM"
+                " executor_worker_jobs j JOIN executor_workers w ON w.worker_id = j.worker_id"
+                " WHERE w.last_seen < ? OR w.status = 'DEAD'",
+                (deadline,),
+            ).fetchall()
+        self._hand_back(rows, "it stopped sending heartbeats")
+
+    def _hand_back(self, rows: list[Any], why: str) -> None:
+        if not rows:
+            return
+        records: list[tuple[str, str | None, bytes | None]] = []
+        for task_run_id, execution_id, attempt, worker_id in rows:
+            log.warning(
+                "task run %s lost with worker %s (%s): resubmitting", task_run_id, worker_id, why
+            )
+            died = WorkerDied(
+                id=f"worker-died:{task_run_id}:{attempt}",
+                execution_id=execution_id,
+                task_run_id=task_run_id,
+                attempt=attempt,
+                worker_id=worker_id,
+            )
+            records.append((topics.EXECUTOR, execution_id, died.to_json()))
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "DELETE FROM executor_worker_jobs WHERE task_run_id = ?", [(r[0],) for r in rows]
+            )
+            self.queue.emit_many(records)
+        EXECUTOR_METRICS.resubmitted.inc(len(rows))
+
+
+__all__ = ["EmbeddedExecutor"]
