@@ -8,10 +8,11 @@ string (keys too) of a nested structure, and ``render_condition`` applies Kestra
 
 from __future__ import annotations
 
+from ._engine import check_syntax as check_syntax
 from ._engine import is_true as is_true
 from ._engine import render as render
 from ._engine import render_condition as render_condition
 from ._engine import render_object as render_object
 from ._engine import render_typed as render_typed
 
-__all__ = ["is_true", "render", "render_condition", "render_object", "render_typed"]
+__all__ = ["check_syntax", "is_true", "render", "render_condition", "render_object", "render_typed"]

@@ -379,3 +379,15 @@ def render_condition(
     functions: Mapping[str, Callable[..., Any]] | None = None,
 ) -> bool:
     return is_true(render(template, variables, functions=functions))
+
+
+def check_syntax(template: str) -> None:
+    """Raise ``TemplateError`` if ``template`` cannot be parsed; render nothing."""
+    if "{" not in template:
+        return
+    try:
+        _compile(template)
+    except TemplateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's template
+        raise _error(template, str(exc)) from exc

@@ -144,3 +144,33 @@ def test_validate_several_documents(client: TestClient) -> None:
     assert second["flow"] == "broken" and "unknown task type" in second["constraints"]
     hello_lines = HELLO.count("\n")
     assert second["errors"][0]["line"] == hello_lines + 5
+
+
+def test_template_syntax_error_is_located(client: TestClient) -> None:
+    source = (
+        "id: x\nnamespace: n\ntasks:\n"
+        "  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
+        '    message: "{{ outputs.a.value "\n'
+    )
+    response = post_flow(client, source)
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["path"] == "tasks[0].message" and error["line"] == 6
+    assert "invalid template" in error["message"]
+    assert client.get("/health/live").status_code == 200
+
+
+def test_dag_cycle_is_refused(client: TestClient) -> None:
+    source = (
+        "id: x\nnamespace: n\ntasks:\n"
+        "  - id: dag\n    type: io.kestra.plugin.core.flow.Dag\n    tasks:\n"
+        "      - task: {id: a, type: io.kestra.plugin.core.log.Log, message: a}\n"
+        "        dependsOn: [b]\n"
+        "      - task: {id: b, type: io.kestra.plugin.core.log.Log, message: b}\n"
+        "        dependsOn: [a]\n"
+    )
+    response = post_flow(client, source)
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["path"] == "tasks[0]" and "cycle: a -> b -> a" in error["message"]
+    assert client.get("/health/live").status_code == 200
