@@ -1,0 +1,1 @@
+"""``make bench``: throughput and latency of ``lanner server local`` (see ``__main__``)."""
