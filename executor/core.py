@@ -841,6 +841,21 @@ class _Core:
                 self.ex.outputs = None
                 state = State.FAILED
         retry = self.flow.retry
+        if retry is None or retry.behavior != "CREATE_NEW_EXECUTION":
+            # a task's own `retry` with CREATE_NEW_EXECUTION retries the whole execution too
+            failed = (
+                self.tasks.get(tr.task_id)
+                for tr in self.ex.task_run_list
+                if tr.current == State.FAILED
+            )
+            retry = next(
+                (
+                    t.retry
+                    for t in failed
+                    if t and t.retry and t.retry.behavior == "CREATE_NEW_EXECUTION"
+                ),
+                retry,
+            )
         if (
             state == State.FAILED
             and retry is not None
