@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import croniter  # type: ignore[import-untyped]
 
 from common.errors import InputValidationError
 from common.executions import new_execution
@@ -423,7 +423,7 @@ class _Evaluation:
         )
         for condition in conditions:
             try:
-                if not condition.test(ctx):
+                if not condition.test(ctx):  # type: ignore[attr-defined]
                     return False
             except Exception as exc:  # a plugin's test() failing refuses the date
                 self.log("ERROR", f"Condition {condition.type} failed: {exc}")

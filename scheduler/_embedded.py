@@ -1,0 +1,284 @@
+"""The scheduler loop: keep the flows with Schedule triggers, tick every second, emit executions.
+
+Each tick does the same steps: read new flow events (``flows`` topic, group ``scheduler``),
+evaluate every Schedule trigger with ``scheduler.schedule.evaluate`` at the clock's ``now``, then
+store the changed trigger states and emit, in one commit:
+
+- ``executor``: ``NewExecution`` keyed by execution id (``id = "new:<execution id>"``);
+- ``triggers``: the new ``TriggerState`` keyed by trigger uid (tombstone when it goes away);
+- ``logs``: skipped dates and trigger errors, keyed by trigger uid.
+
+At start the flows come from the flow repository, then the ``flows`` topic keeps them fresh (a
+record of a revision older than the one known is ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from common.errors import LannerError
+from common.flow.parser import parse_flow
+from common.models.flow import Flow
+from common.models.trigger import TriggerState, trigger_uid
+from common.plugins.core.triggers import Schedule
+from common.queue.base import EXECUTOR, FLOWS, LOGS, TRIGGERS, Queue, Record, Subscription
+from common.repository.base import Repositories
+from common.settings import Settings
+
+from ._store import QueueRecord, TriggerStore, default_store
+from .schedule import evaluate
+
+log = logging.getLogger("lanner.scheduler")
+
+CONSUMER_GROUP = "scheduler"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _KnownFlow:
+    tenant: str
+    revision: int
+    flow: Flow | None  # None: deleted, or a source that no longer parses
+
+
+class Scheduler:
+    """Evaluates the Schedule triggers of every deployed flow, once per ``tick_interval``.
+
+    Args:
+        queue: the queue (a ``SqliteQueue`` stores trigger states in the same database and
+            transaction as the emitted executions).
+        repositories: where the flows are read at start (``repositories.flows``).
+        settings: ``settings.tenant`` is the tenant whose flows are loaded at start; flows of
+            any tenant arrive through the ``flows`` topic.
+        clock: returns the current aware datetime; tests pass a fake one.
+        store: where trigger states live; by default chosen from the queue.
+        tick_interval: seconds of real time between two ticks.
+        tenants: tenants whose flows are loaded at start (default: ``[settings.tenant]``).
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        repositories: Repositories,
+        settings: Settings,
+        clock: Callable[[], datetime] = _utcnow,
+        *,
+        store: TriggerStore | None = None,
+        tick_interval: float = 1.0,
+        tenants: Sequence[str] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.repositories = repositories
+        self.settings = settings
+        self.clock = clock
+        self.store = store or default_store(queue)
+        self.tick_interval = tick_interval
+        self.tenants = list(tenants) if tenants else [settings.tenant]
+        self._flows: dict[tuple[str, str, str], _KnownFlow] = {}
+        self._states: dict[str, TriggerState] = {}
+        self._recovered: set[str] = set()
+        self._pending_deletes: set[str] = set()
+        self._subscription: Subscription | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self.ticks = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Load flows and trigger states, then tick in a daemon thread until ``stop``."""
+        if self._thread is not None:
+            return
+        self.load()
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="lanner-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the current tick and stop; the queue stays open (it belongs to the caller)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+
+    def load(self) -> None:
+        """Read the flows of ``tenants`` from the repository and the stored trigger states.
+
+        ``start`` calls it; call it directly to drive the scheduler with ``tick`` alone.
+        """
+        with self._lock:
+            for tenant in self.tenants:
+                for record in self.repositories.flows.find(tenant):
+                    self._apply_flow(
+                        tenant, record.namespace, record.id, record.revision, record.source, False
+                    )
+            self._states = self.store.load()
+            for uid, state in self._states.items():
+                key = (state.tenant_id, state.namespace, state.flow_id)
+                if state.tenant_id in self.tenants and key not in self._flows:
+                    self._pending_deletes.add(uid)  # its flow was deleted while we were down
+            self._subscription = self.queue.subscribe([FLOWS], CONSUMER_GROUP)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.tick()
+            except Exception:  # keep ticking: a failing store or queue may come back
+                log.exception("scheduler tick failed")
+            self._stopping.wait(self.tick_interval)
+
+    # ---------------------------------------------------------------- one tick
+
+    def tick(self) -> int:
+        """Read flow changes, evaluate every Schedule trigger now; return executions emitted."""
+        with self._lock:
+            self._read_flows()
+            now = self.clock()
+            changed: list[TriggerState] = []
+            records: list[QueueRecord] = []
+            for key in sorted(self._flows):
+                known = self._flows[key]
+                if known.flow is None:
+                    continue
+                for trigger in known.flow.triggers:
+                    if isinstance(trigger, Schedule):
+                        self._evaluate(known, trigger, now, changed, records)
+            deleted = sorted(self._pending_deletes)
+            records.extend((TRIGGERS, uid, None) for uid in deleted)
+            if changed or deleted or records:
+                self.store.commit(changed, deleted, records)
+            for state in changed:
+                self._states[state.uid] = state
+            for uid in deleted:
+                self._states.pop(uid, None)
+            self._pending_deletes.clear()
+            self.ticks += 1
+            return sum(1 for topic, _, _ in records if topic == EXECUTOR)
+
+    def _evaluate(
+        self,
+        known: _KnownFlow,
+        trigger: Schedule,
+        now: datetime,
+        changed: list[TriggerState],
+        records: list[QueueRecord],
+    ) -> None:
+        assert known.flow is not None
+        flow = known.flow
+        uid = trigger_uid(known.tenant, flow.namespace, flow.id, trigger.id)
+        recovering = uid not in self._recovered
+        try:
+            result = evaluate(
+                flow,
+                trigger,
+                self._states.get(uid),
+                now,
+                tenant_id=known.tenant,
+                recovering=recovering,
+            )
+        except Exception:  # one broken trigger must not stop the others
+            log.exception("evaluating trigger %s failed", uid)
+            return
+        self._recovered.add(uid)
+        for entry in result.logs:
+            getattr(log, "warning" if entry.level in ("WARN", "ERROR") else "info")(
+                "%s: %s", uid, entry.message
+            )
+            records.append((LOGS, uid, entry.to_json()))
+        for new in result.executions:
+            records.append((EXECUTOR, new.execution_id, new.to_json()))
+        if result.changed:
+            changed.append(result.state)
+            records.append((TRIGGERS, uid, result.state.to_json()))
+
+    # ---------------------------------------------------------------- flows
+
+    def _read_flows(self) -> None:
+        if self._subscription is None:
+            return
+        while True:
+            batch = self._subscription.poll(max_records=500, timeout=0)
+            if not batch:
+                return
+            for record in batch:
+                self._on_flow_record(record)
+            self._subscription.commit(batch)
+
+    def _on_flow_record(self, record: Record) -> None:
+        key_parts = (record.key or "").split("/")
+        if record.value is None:  # tombstone
+            if len(key_parts) == 3:
+                self._forget(tuple(key_parts), None)  # type: ignore[arg-type]
+            return
+        try:
+            data = json.loads(record.value)
+            tenant = str(data.get("tenant") or self.settings.tenant)
+            revision = int(data.get("revision") or 0)
+            source = data.get("source") or ""
+            namespace = data.get("namespace")
+            flow_id = data.get("id")
+        except (ValueError, TypeError, AttributeError):
+            log.warning("ignoring an unreadable record on the flows topic (key %s)", record.key)
+            return
+        if not namespace or not flow_id:
+            if len(key_parts) != 3:
+                return
+            _, namespace, flow_id = key_parts
+        if data.get("deleted"):
+            self._forget((tenant, namespace, flow_id), revision)
+        else:
+            self._apply_flow(tenant, namespace, flow_id, revision, source, True)
+
+    def _apply_flow(
+        self, tenant: str, namespace: str, flow_id: str, revision: int, source: str, live: bool
+    ) -> None:
+        key = (tenant, namespace, flow_id)
+        known = self._flows.get(key)
+        if known is not None and known.revision > revision:
+            return  # an older revision replayed after a newer one was loaded
+        try:
+            flow: Flow | None = parse_flow(source).model_copy(
+                update={"revision": revision, "tenant_id": tenant}
+            )
+        except (LannerError, ValueError) as exc:
+            log.warning("flow %s.%s rev %s unschedulable: %s", namespace, flow_id, revision, exc)
+            flow = None
+        if known is not None and known.flow is not None:
+            kept = {t.id for t in (flow.triggers if flow else []) if isinstance(t, Schedule)}
+            for trigger in known.flow.triggers:
+                if isinstance(trigger, Schedule) and trigger.id not in kept:
+                    self._pending_deletes.add(trigger_uid(tenant, namespace, flow_id, trigger.id))
+        for trigger in flow.triggers if flow else []:
+            self._pending_deletes.discard(trigger_uid(tenant, namespace, flow_id, trigger.id))
+        self._flows[key] = _KnownFlow(tenant=tenant, revision=revision, flow=flow)
+
+    def _forget(self, key: tuple[str, str, str], revision: int | None) -> None:
+        known = self._flows.get(key)
+        if known is None:
+            return
+        if revision is not None and known.revision > revision:
+            return  # deleted, then deployed again with a newer revision
+        tenant, namespace, flow_id = key
+        for trigger in known.flow.triggers if known.flow else []:
+            if isinstance(trigger, Schedule):
+                self._pending_deletes.add(trigger_uid(tenant, namespace, flow_id, trigger.id))
+        del self._flows[key]
+
+    # ---------------------------------------------------------------- inspection
+
+    def states(self) -> dict[str, TriggerState]:
+        """A copy of the current trigger states by uid (for health checks and tests)."""
+        with self._lock:
+            return dict(self._states)
