@@ -835,8 +835,8 @@ class _Core:
                         outputs[output.id] = self.render(output.value, None)
                     else:
                         outputs[output.id] = self.render_typed(output.value, None)
-                self.ex.outputs = outputs
-            except LannerError as exc:
+                self.ex.outputs = {**outputs, **_typed_outputs(self.flow, outputs)}
+            except (LannerError, ValueError) as exc:
                 self.log("ERROR", f"Failed to render the flow outputs: {exc}")
                 self.ex.outputs = None
                 state = State.FAILED
@@ -919,6 +919,21 @@ def _label_text(value: Any) -> str:
     if value is None:
         return ""
     return str(value)
+
+
+def _typed_outputs(flow: Flow, rendered: dict[str, Any]) -> dict[str, Any]:
+    """Flow outputs coerced to their declared type, as Kestra's ``typedOutputs`` does."""
+    from common.flow.inputs import validate_inputs
+    from common.models.flow import Input
+
+    specs = [
+        Input(id=o.id, type=o.type, required=False)  # type: ignore[arg-type]
+        for o in flow.outputs
+        if o.type not in ("STRING", "FILE")
+    ]
+    if not specs:
+        return {}
+    return validate_inputs(flow.model_copy(update={"inputs": specs}), rendered)
 
 
 def _input_defaults(flow: Flow | None) -> dict[str, Any]:
