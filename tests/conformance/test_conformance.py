@@ -1,0 +1,167 @@
+"""Kestra's own test flows (``../shared/conformance/manifest.yaml``) on ``lanner server local``.
+
+One session starts the real server as a subprocess (env and globals the manifest needs), deploys
+every flow of ``flows/`` through ``POST /api/v1/flows`` and runs every selected scenario through
+the API, concurrently (``tests/conformance/runner.py``); then one test per manifest entry reports
+what differs from what Kestra's tests assert.
+
+Translation: expected values written with Kestra's internal-storage scheme ``kestra:///`` are
+compared as ``lanner:///`` (our scheme, same layout); nothing else of an expectation is changed.
+
+Scenarios whose flows react to other executions of their namespace (Flow triggers) run one at a
+time, so that an execution of another scenario can never trigger them.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conformance.manifest import entries, load_manifest
+from tests.conformance.runner import Api, CaseError, CaseRun, flow_files, flow_key
+from tests.infra.processes import ManagedProcess, free_ports, http_ok, start_lanner, tail
+
+ENTRIES = entries()
+READY_SECONDS = 60.0
+PARALLEL_CASES = 16
+TRIGGER_NAMESPACES = {"io.kestra.tests.trigger"}
+
+
+@dataclass
+class Server:
+    url: str
+    process: ManagedProcess
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+
+def _server_environment() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for entry in ENTRIES:
+        for key, value in (entry.get("environment") or {}).items():
+            if env.get(key, value) != value:
+                raise AssertionError(f"manifest entries disagree on the env var {key}")
+            env[key] = str(value)
+    return env
+
+
+def _server_globals() -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for entry in ENTRIES:
+        merged.update(entry.get("globals") or {})
+    return merged
+
+
+@pytest.fixture(scope="session")
+def conformance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("conformance")
+    config = base / "lanner.yaml"
+    config.write_text(yaml.safe_dump({"globals": _server_globals()}))
+    (port,) = free_ports(1)
+    process = start_lanner(
+        [
+            "server",
+            "local",
+            "--data-dir",
+            str(base / "data"),
+            "--port",
+            str(port),
+            "--config",
+            str(config),
+        ],
+        base / "server.log",
+        env=_server_environment(),
+        cwd=base,
+        name="lanner server local (conformance)",
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        process.wait_for(lambda: http_ok(url + "/health/ready"), READY_SECONDS, "ready")
+        yield Server(url, process)
+    finally:
+        process.stop()
+        left = process.pids()
+        assert not left, f"processes left behind by the server: {left}"
+
+
+@pytest.fixture(scope="session")
+def outcomes(conformance_server: Server, request: pytest.FixtureRequest) -> dict[str, list[str]]:
+    """Runs every selected scenario once; maps each case to the problems found."""
+    selected = {
+        item.callspec.params["entry"]["case"]
+        for item in request.session.items
+        if hasattr(item, "callspec") and "entry" in item.callspec.params
+    }
+    timeout = float(load_manifest()["defaults"]["run_timeout_seconds"])
+    client = httpx.Client(base_url=conformance_server.url, timeout=30.0)
+    api = Api(client)
+    files = flow_files()
+    keys = Counter(flow_key(p.name) for p in files)
+    shared_ids = {k for k, n in keys.items() if n > 1}
+    deploy_errors: dict[str, str] = {}
+    for path in files:
+        if flow_key(path.name) not in shared_ids:
+            try:
+                api.deploy(path.read_text())
+            except CaseError as exc:
+                deploy_errors[path.name] = str(exc)
+    deploy_lock = threading.Lock()
+    trigger_lock = threading.Lock()
+
+    def run(entry: dict[str, Any]) -> list[str]:
+        case = CaseRun(api, entry, timeout)
+        needed = [*(entry.get("needs") or []), entry["file"]]
+        exclusive = any(flow_key(f)[0] in TRIGGER_NAMESPACES for f in needed)
+        redeploy = [f for f in needed if flow_key(f) in shared_ids]
+        try:
+            with (
+                deploy_lock if redeploy else nullcontext(),
+                trigger_lock if exclusive else nullcontext(),
+            ):
+                for file in redeploy:
+                    api.deploy((files[0].parent / file).read_text())
+                case.run()
+        except CaseError as exc:
+            case.problems.append(f"stopped: {exc}")
+        except Exception:  # noqa: BLE001 - reported as the case's failure
+            case.problems.append("error:\n" + traceback.format_exc())
+        return case.problems
+
+    chosen = [e for e in ENTRIES if e["case"] in selected]
+    try:
+        with ThreadPoolExecutor(PARALLEL_CASES) as pool:
+            results = dict(zip([e["case"] for e in chosen], pool.map(run, chosen), strict=True))
+    finally:
+        client.close()
+    return results
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["case"] for e in ENTRIES])
+def test_conformance(
+    entry: dict[str, Any], outcomes: dict[str, list[str]], conformance_server: Server
+) -> None:
+    problems = outcomes[entry["case"]]
+    assert not problems, (
+        f"{entry['case']} ({entry['file']}):\n  "
+        + "\n  ".join(problems)
+        + f"\nserver log: {conformance_server.log_path}\n{tail(conformance_server.log_path, 10)}"
+        + (f"\nnotes: {entry['notes']}" if "notes" in entry else "")
+    )
+
+
+def test_manifest_entries_are_unique() -> None:
+    cases = [e["case"] for e in ENTRIES]
+    assert len(cases) == len(set(cases))
