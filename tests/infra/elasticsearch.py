@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import urllib.error
 import urllib.request
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 
 from . import provision
 from .errors import InfraError
-from .processes import ManagedProcess, ensure_port_free, free_ports
+from .processes import ManagedProcess, ensure_port_free, free_ports, signal_group
 
 START_TIMEOUT = 180.0
 
@@ -215,9 +216,13 @@ class ElasticsearchCluster:
         self.wait_node_ready(node, timeout)
 
     def stop(self) -> None:
-        for node in self.nodes:
-            if node.process is not None:
-                node.process.stop(timeout=60)
+        """Stops every node; they shut down in parallel (SIGTERM to all, then wait for each)."""
+        running = [n.process for n in self.nodes if n.process is not None and n.process.running]
+        for process in running:
+            if process.pid is not None:
+                signal_group(process.pid, signal.SIGTERM)
+        for process in running:
+            process.stop(timeout=60)
 
     def pids(self) -> list[int]:
         return [pid for node in self.nodes if node.process for pid in node.process.pids()]

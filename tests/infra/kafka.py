@@ -8,6 +8,7 @@ quorum and serves topics with replication factor 3 while any one node is down.
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -15,7 +16,14 @@ from pathlib import Path
 
 from . import provision
 from .errors import InfraError
-from .processes import ManagedProcess, ensure_port_free, free_ports, port_open, tail
+from .processes import (
+    ManagedProcess,
+    ensure_port_free,
+    free_ports,
+    port_open,
+    signal_group,
+    tail,
+)
 
 HEAP = "-Xmx512m"
 START_TIMEOUT = 120.0
@@ -230,10 +238,15 @@ class KafkaCluster:
         self._launch(node)
         self.wait_node_ready(node, timeout)
 
-    def stop(self) -> None:
-        for node in self.nodes:
-            if node.process is not None:
-                node.process.stop()
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stops every node, in parallel: stopped one by one, the last nodes of a three-node
+        cluster wait for a controller quorum that is already gone (then get SIGKILL)."""
+        running = [n.process for n in self.nodes if n.process is not None and n.process.running]
+        for process in running:
+            if process.pid is not None:
+                signal_group(process.pid, signal.SIGTERM)
+        for process in running:
+            process.stop(timeout=timeout)
 
     def pids(self) -> list[int]:
         return [pid for node in self.nodes if node.process for pid in node.process.pids()]
