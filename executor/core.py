@@ -251,6 +251,13 @@ class _Core:
             return
         if self.ex.state.current != State.CREATED:
             return  # a replayed or restarted execution arrives already started
+        if self.ex.trigger is not None and self.ex.trigger.type == SUBFLOW_TRIGGER_TYPE:
+            # the parent did not know the child flow: its labels join now (Kestra's newExecution)
+            present = {lb.key for lb in self.ex.labels}
+            extra = [Label(key=k, value=v) for k, v in self.flow.labels.items() if k not in present]
+            if extra:
+                self.ex.labels = [*self.ex.labels, *extra]
+                self.touched()
         if event.validate_inputs:
             from common.flow.inputs import validate_inputs
 
