@@ -10,6 +10,12 @@ from typing import Protocol
 SCHEME = "lanner://"
 
 
+def execution_uri(namespace: str, flow_id: str, execution_id: str) -> str:
+    """Where an execution's files live, in Kestra's layout (``kestra:///io/kestra/tests/flow/
+    executions/<id>/``): the namespace's dots become folders; ends with ``/``."""
+    return f"{SCHEME}/{namespace.replace('.', '/')}/{flow_id}/executions/{execution_id}/"
+
+
 class Storage(Protocol):
     def put(self, uri: str, data: bytes) -> str: ...
 

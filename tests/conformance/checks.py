@@ -97,7 +97,29 @@ def _norm(value: Any) -> Any:
     return value
 
 
+_MATCHERS = {
+    "contains",
+    "startswith",
+    "matches",
+    "has_items",
+    "in_any_order",
+    "any_of",
+    "gte",
+    "not_null",
+    "equals",
+    "not_equals",
+    "iso_datetime_within_seconds_of_now",
+}
+
+
 def matches(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, dict) and not (len(expected) == 1 and set(expected) <= _MATCHERS):
+        # a map of expectations: every expected key matches (matchers may be nested)
+        return (
+            isinstance(actual, dict)
+            and set(actual) == set(expected)
+            and all(matches(actual[k], v) for k, v in expected.items())
+        )
     if isinstance(expected, dict) and len(expected) == 1:
         ((op, arg),) = expected.items()
         if op == "contains":
@@ -173,7 +195,8 @@ def check_execution(
         fail(f"state {state} is not terminal")
     if "expect_taskrun_count" in spec and len(runs) != spec["expect_taskrun_count"]:
         fail(
-            f"{len(runs)} task runs != {spec['expect_taskrun_count']}: {[t['taskId'] for t in runs]}"
+            f"{len(runs)} task runs != {spec['expect_taskrun_count']}: "
+            f"{[t['taskId'] for t in runs]}"
         )
     for index, task_id in (spec.get("expect_taskrun_order") or {}).items():
         i = int(index)

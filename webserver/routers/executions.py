@@ -36,7 +36,7 @@ from common.plugins.registry import canonical_type
 from common.queue.base import EXECUTIONS, EXECUTOR
 from common.replay import replay
 from common.repository.base import ExecutionQuery
-from common.storage.base import SCHEME
+from common.storage.base import SCHEME, execution_uri
 from webserver._sse import KEEPALIVE, close_quietly, records_for_key, sse_event, subscribe_live
 from webserver.deps import BackendsDep, TenantDep
 from webserver.routers.flows import load_flow
@@ -141,6 +141,7 @@ async def create_execution(
     uploads: Mapping[str, UploadFile],
     labels: Mapping[str, str],
     trigger: ExecutionTrigger | None = None,
+    schedule_date: datetime | None = None,
 ) -> Execution:
     if flow.disabled:
         raise InputValidationError(
@@ -150,8 +151,8 @@ async def create_execution(
     declared_files = {i.id for i in flow.inputs if i.type == "FILE"}
     uris = {
         input_id: (
-            f"{SCHEME}{tenant}/{flow.namespace}/{flow.id}/executions/{execution_id}/inputs/"
-            f"{input_id}/{_safe_filename(upload.filename)}"
+            execution_uri(flow.namespace, flow.id, execution_id)
+            + f"inputs/{input_id}/{_safe_filename(upload.filename)}"
         )
         for input_id, upload in uploads.items()
         if input_id in declared_files
@@ -168,6 +169,7 @@ async def create_execution(
         now=datetime.now(UTC),
         trigger=trigger,
         tenant_id=tenant,
+        schedule_date=schedule_date,
     )
     await anyio.to_thread.run_sync(_submit, backends, execution)
     return execution
@@ -258,6 +260,17 @@ async def kill_execution(execution_id: str, backends: BackendsDep, tenant: Tenan
     return await anyio.to_thread.run_sync(kill)
 
 
+def _restarted(execution: Execution, now: datetime) -> Execution:
+    """What the restart order makes of ``execution`` first (Kestra answers with it): the same
+    id, RESTARTED, and its failed or killed task runs RESTARTED."""
+    copy = execution.model_copy(deep=True)
+    for task_run in copy.task_run_list:
+        if task_run.state.current in _RESTARTABLE:
+            task_run.set_state(State.RESTARTED, now)
+    copy.set_state(State.RESTARTED, now)
+    return copy
+
+
 @router.post("/executions/{execution_id}/restart", summary="Restart a failed or killed execution")
 async def restart_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
     def restart() -> dict[str, Any]:
@@ -269,7 +282,7 @@ async def restart_execution(execution_id: str, backends: BackendsDep, tenant: Te
             )
         order = Restart(id=new_id(), execution_id=execution_id)
         backends.queue.emit(EXECUTOR, execution_id, order.to_json())
-        return execution_json(execution)
+        return execution_json(_restarted(execution, datetime.now(UTC)))
 
     return await anyio.to_thread.run_sync(restart)
 
@@ -312,8 +325,8 @@ async def resume_execution(
     inputs = dict(raw)
     for input_id, upload in uploads.items():
         uri = (
-            f"{SCHEME}{tenant}/{execution.namespace}/{execution.flow_id}/executions/"
-            f"{execution_id}/resume/{input_id}/{_safe_filename(upload.filename)}"
+            execution_uri(execution.namespace, execution.flow_id, execution_id)
+            + f"resume/{input_id}/{_safe_filename(upload.filename)}"
         )
         data = await upload.read()
         await anyio.to_thread.run_sync(backends.storage.put, uri, data)
@@ -372,10 +385,12 @@ async def download_file(
     path: Annotated[str, Query(description="lanner:// URI of the file")],
 ) -> Response:
     execution = await anyio.to_thread.run_sync(_get_execution, backends, tenant, execution_id)
-    allowed = f"{SCHEME}{tenant}/{execution.namespace}/"
+    # inputs use Kestra's layout; task output files are still under the tenant's folder
+    own = execution_uri(execution.namespace, execution.flow_id, execution_id)
+    allowed = (own, f"{SCHEME}{tenant}/{execution.namespace}/")
     if not path.startswith(allowed) or "/../" in path or path.endswith("/.."):
         raise InputValidationError(
-            [Problem("path", f"'{path}' is not a file of this execution (expected {allowed}...)")]
+            [Problem("path", f"'{path}' is not a file of this execution (expected {own}...)")]
         )
     data = await anyio.to_thread.run_sync(backends.storage.get, path)
     name = posixpath.basename(path) or "file"
@@ -423,7 +438,11 @@ async def _webhook(
     backends: Backends,
     tenant: str,
 ) -> Any:
-    record = await anyio.to_thread.run_sync(load_flow, backends, tenant, namespace, flow_id)
+    try:
+        record = await anyio.to_thread.run_sync(load_flow, backends, tenant, namespace, flow_id)
+    except NotFoundError:
+        # Kestra's wording, which webhook callers may test for
+        raise NotFoundError(f"Not Found: Flow not found: {namespace}.{flow_id}") from None
     trigger = _webhook_trigger(record.source, key)
     if trigger is None:
         raise NotFoundError(f"flow {namespace}.{flow_id} has no webhook trigger with this key")
@@ -503,11 +522,19 @@ async def create(
     tenant: TenantDep,
     labels: Annotated[list[str] | None, Query(description="key:value, repeatable")] = None,
     wait: bool = False,
+    schedule_date: Annotated[
+        datetime | None,
+        Query(alias="scheduleDate", description="ISO date-time: the execution starts then"),
+    ] = None,
 ) -> Any:
     label_map = parse_labels(labels)
     flow = await anyio.to_thread.run_sync(_flow_of, backends, tenant, namespace, flow_id)
     raw, uploads = await _read_inputs(request)
-    execution = await create_execution(backends, tenant, flow, raw, uploads, label_map)
+    if schedule_date is not None and schedule_date.tzinfo is None:
+        schedule_date = schedule_date.replace(tzinfo=UTC)
+    execution = await create_execution(
+        backends, tenant, flow, raw, uploads, label_map, schedule_date=schedule_date
+    )
     if wait:
         execution = await wait_terminal(backends, tenant, execution)
     return execution_json(execution)
