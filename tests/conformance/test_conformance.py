@@ -126,6 +126,9 @@ def outcomes(conformance_server: Server, request: pytest.FixtureRequest) -> dict
         needed = [*(entry.get("needs") or []), entry["file"]]
         exclusive = any(flow_key(f)[0] in TRIGGER_NAMESPACES for f in needed)
         redeploy = [f for f in needed if flow_key(f) in shared_ids]
+        refused = [f"deploy {f}: {deploy_errors[f]}" for f in needed if f in deploy_errors]
+        if refused:
+            return refused
         try:
             with (
                 deploy_lock if redeploy else nullcontext(),
