@@ -144,7 +144,7 @@ def test_nested_foreach_and_parents() -> None:
     ]
     assert runs(ex, "read")[0].outputs == {"value": "b-2"}
     # one inner ForEach task run per outer value
-    assert sorted(tr.value for tr in runs(ex, "inner")) == ["a", "b"]
+    assert sorted(str(tr.value) for tr in runs(ex, "inner")) == ["a", "b"]
 
 
 def test_failed_iteration_fails_foreach_and_stops_next_iterations() -> None:
