@@ -205,7 +205,7 @@ class CaseRun:
 
     def inputs_for(self, spec: Json, file: str) -> Mapping[str, Any] | None:
         if "inputs" in spec:
-            return dict(spec["inputs"])
+            return dict(substitute(spec["inputs"], self.lookup))
         if file == self.file:
             return self.entry.get("inputs")
         return None
