@@ -21,7 +21,6 @@ from common.queue.sqlite import SqliteDatabase, SqliteQueue
 from common.repository.sqlite import sqlite_repositories
 from common.settings import Settings
 from common.storage.local import LocalStorage
-from tests.plugin_stubs import use_stub_plugins
 from webserver.app import create_app
 
 HELLO = """\
@@ -48,11 +47,6 @@ triggers:
     type: io.kestra.plugin.core.trigger.Webhook
     key: s3cr3t
 """
-
-
-@pytest.fixture(autouse=True)
-def _plugins(monkeypatch: pytest.MonkeyPatch) -> None:
-    use_stub_plugins(monkeypatch)
 
 
 @pytest.fixture
