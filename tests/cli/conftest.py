@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.webserver.conftest import _plugins, app, backends, server
+from tests.webserver.conftest import app, backends, server
 
-__all__ = ["_plugins", "app", "backends", "server"]
+__all__ = ["app", "backends", "server"]
