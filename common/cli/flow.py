@@ -32,7 +32,7 @@ def validate(files: tuple[Path, ...]) -> None:
             invalid += 1
             continue
         try:
-            parsed = parse_flow(source)
+            parsed = parse_flow(source, check_templates=True)
         except FlowValidationError as exc:
             invalid += 1
             click.echo(f"{path}: invalid", err=True)

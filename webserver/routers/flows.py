@@ -131,7 +131,7 @@ def _validate_one(index: int, line_offset: int, document: str) -> dict[str, Any]
         result["flow"] = loaded.get("id")
         result["namespace"] = loaded.get("namespace")
     try:
-        parse_flow(document)
+        parse_flow(document, check_templates=True)
     except FlowValidationError as exc:
         problems = [
             Problem(p.path, p.message, None if p.line is None else p.line + line_offset)
