@@ -328,10 +328,10 @@ class EmbeddedExecutor:
                 return ["main"]
         return [r[0] for r in rows] or ["main"]
 
-    def _side_topics(self) -> None:
+    def _side_topics(self) -> int:
         records = self._side.poll(500, timeout=0)
         if not records:
-            return
+            return 0
         with self.db.transaction() as conn:
             for record in records:
                 if record.topic == topics.FLOWS:
@@ -358,6 +358,7 @@ class EmbeddedExecutor:
                         (beat.worker_id, beat.date.timestamp(), beat.status),
                     )
             self._side.commit(records)
+        return len(records)
 
     def _emit_due_timers(self) -> None:
         now = self.clock()
@@ -388,7 +389,9 @@ class EmbeddedExecutor:
 
     def _recover_lost_jobs(self) -> None:
         """Jobs held by workers of a previous process: that process died, hand them back."""
-        self._side_topics()
+        # every job record of the previous process first (more than one poll after a busy run)
+        while self._side_topics():
+            pass
         local = self.local_worker_ids() if self.local_worker_ids else set()
         with self.db.lock:
             rows = self.db.conn.execute(
