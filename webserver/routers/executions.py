@@ -8,6 +8,7 @@ execution is also stored in the repository at once so that a GET right after it 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import mimetypes
 import posixpath
@@ -70,9 +71,15 @@ def execution_json(execution: Execution) -> dict[str, Any]:
     return execution.to_dict()
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(source: str) -> Flow:
+    # parsing the YAML was a tenth of the CPU of creating an execution; a source is immutable
+    return parse_flow(source)
+
+
 def _flow_of(backends: Backends, tenant: str, namespace: str, flow_id: str) -> Flow:
     record = load_flow(backends, tenant, namespace, flow_id)
-    flow = parse_flow(record.source)
+    flow = _parsed(record.source)
     return flow.model_copy(update={"revision": record.revision, "tenant_id": tenant})
 
 
