@@ -249,8 +249,22 @@ class CaseRun:
         return self.seen[-1]
 
     def triggered(self, file: str) -> list[Json]:
+        """Executions of ``file`` triggered by this scenario's executions (directly or through
+        other triggered ones): those of earlier scenarios on the same server do not count."""
         namespace, flow_id = flow_key(file)
-        return [ex for ex in self.api.search(namespace, flow_id) if ex.get("trigger")]
+        family = {execution_id for _, execution_id in self.seen}
+        candidates = [ex for ex in self.api.search(namespace, flow_id) if ex.get("trigger")]
+        found: list[Json] = []
+        grew = True
+        while grew:
+            grew = False
+            for ex in candidates:
+                parent = ((ex.get("trigger") or {}).get("variables") or {}).get("executionId")
+                if ex["id"] not in family and parent in family:
+                    family.add(ex["id"])
+                    found.append(ex)
+                    grew = True
+        return found
 
     # -------------------------------------------------------------- phases
     def run(self) -> None:
