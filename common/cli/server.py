@@ -125,7 +125,7 @@ class LocalServer:
         for path in files:
             source = path.read_text()
             try:
-                flow = parse_flow(source)
+                flow = parse_flow(source, check_templates=True)
             except FlowValidationError as exc:
                 click.echo(f"{path}: not deployed: {exc}", err=True)
                 continue

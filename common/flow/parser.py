@@ -72,10 +72,10 @@ def _line_for(path: str, lines: dict[str, int]) -> int | None:
 def parse_flow(source: str, *, check_templates: bool = False) -> Flow:
     """Parse and validate a flow's YAML source; raise ``FlowValidationError`` on any problem.
 
-    Template syntax is only checked with ``check_templates`` (the validate endpoint and
-    ``lanner flow validate``): Kestra saves and runs a flow whose template cannot parse, and
-    the task run rendering it fails (BadFlowableTest#flowableWithParentFail), so a stored flow
-    must always load.
+    Template syntax is checked with ``check_templates``: where a user hands us a flow (the API's
+    create/update/validate, ``lanner flow validate``, ``--flows-dir``), so a typo in a template
+    is a 422 naming its path and line. Loading a flow that is already stored skips it: a stored
+    flow must always load, even if a later templating version became stricter.
     """
     if len(source.encode()) > MAX_SOURCE_BYTES:
         raise FlowValidationError([Problem("", f"flow source over {MAX_SOURCE_BYTES} bytes")])

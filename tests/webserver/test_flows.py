@@ -157,8 +157,11 @@ def test_template_syntax_error_is_located(client: TestClient) -> None:
     constraints = response.json()[0]["constraints"]
     assert "tasks[0].message" in constraints and "6" in constraints
     assert "invalid template" in constraints
-    # as Kestra, the flow itself is saved: the task run rendering it fails at run time
-    assert post_flow(client, source).status_code == 200
+    response = post_flow(client, source)
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["path"] == "tasks[0].message" and error["line"] == 6
+    assert "invalid template" in error["message"]
     assert client.get("/health/live").status_code == 200
 
 

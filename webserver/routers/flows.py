@@ -86,7 +86,7 @@ def load_flow(backends: Backends, tenant: str, namespace: str, flow_id: str) -> 
 @router.post("/flows", openapi_extra=_YAML_BODY, summary="Create a flow from its YAML source")
 async def create_flow(request: Request, backends: BackendsDep, tenant: TenantDep) -> Any:
     source = await read_source(request)
-    flow = parse_flow(source)
+    flow = parse_flow(source, check_templates=True)
 
     def create() -> dict[str, Any]:
         if backends.repositories.flows.get(tenant, flow.namespace, flow.id) is not None:
@@ -204,7 +204,7 @@ async def update_flow(
     namespace: str, flow_id: str, request: Request, backends: BackendsDep, tenant: TenantDep
 ) -> Any:
     source = await read_source(request)
-    flow = parse_flow(source)
+    flow = parse_flow(source, check_templates=True)
     problems = []
     if flow.namespace != namespace:
         problems.append(
