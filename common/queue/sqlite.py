@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from common.errors import QueueError
 
@@ -40,19 +41,39 @@ CREATE TABLE IF NOT EXISTS queue_offsets (
 class SqliteDatabase:
     """One SQLite file shared by the embedded queue, executor state and repository.
 
-    A single connection behind a re-entrant lock: SQLite has one writer at a time anyway, and one
-    connection lets a transaction span queue, state and repository tables.
+    Writes go through a single connection behind a re-entrant lock: SQLite has one writer at a
+    time anyway, and one connection lets a transaction span queue, state and repository tables.
+    Reads outside a transaction (``query``) use a connection per thread instead: in WAL mode
+    they see every committed transaction and never wait for the writer's lock, so an API read
+    or a consumer's poll is not held up by the executor's batch.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.lock = threading.RLock()
-        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.conn = self._connect()
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA busy_timeout=10000")
         self._depth = 0
+        self._owner: int | None = None
         self._hooks: list[Callable[[], None]] = []
+        self._local = threading.local()
+        self._shared = path == ":memory:" or path.startswith("file::memory:")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Rows of a read; inside this thread's transaction it sees that transaction's writes."""
+        if self._shared or self._owner == threading.get_ident():
+            with self.lock:
+                return self.conn.execute(sql, tuple(params)).fetchall()
+        reader: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if reader is None:
+            reader = self._local.conn = self._connect()
+        return reader.execute(sql, tuple(params)).fetchall()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -60,16 +81,19 @@ class SqliteDatabase:
             outer = self._depth == 0
             if outer:
                 self.conn.execute("BEGIN IMMEDIATE")
+                self._owner = threading.get_ident()
             self._depth += 1
             try:
                 yield self.conn
             except BaseException:
                 self._depth -= 1
                 if outer:
+                    self._owner = None
                     self.conn.execute("ROLLBACK")
                 raise
             self._depth -= 1
             if outer:
+                self._owner = None
                 self.conn.execute("COMMIT")
                 self.after_commit()
 
@@ -93,17 +117,32 @@ class SqliteQueue:
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
         db.executescript(_SCHEMA)
-        self._changed = threading.Condition()
-        self._version = 0
-        self._pending = False
+        # Each subscription has its own event, set when a transaction that wrote to one of its
+        # topics commits: an emit wakes only the consumers of that topic (waking every consumer
+        # on every commit made each of them query SQLite under the shared lock for nothing).
+        self._waiters: dict[str, set[threading.Event]] = {}
+        self._waiters_lock = threading.Lock()
+        self._pending: set[str] = set()
         db.on_commit(self._notify_if_pending)
 
     def _notify_if_pending(self) -> None:
-        if self._pending:
-            self._pending = False
-            with self._changed:
-                self._version += 1
-                self._changed.notify_all()
+        if not self._pending:
+            return
+        written, self._pending = self._pending, set()
+        with self._waiters_lock:
+            events = {e for topic in written for e in self._waiters.get(topic, ())}
+        for event in events:
+            event.set()
+
+    def register(self, topics: Sequence[str], event: threading.Event) -> None:
+        with self._waiters_lock:
+            for topic in topics:
+                self._waiters.setdefault(topic, set()).add(event)
+
+    def unregister(self, topics: Sequence[str], event: threading.Event) -> None:
+        with self._waiters_lock:
+            for topic in topics:
+                self._waiters.get(topic, set()).discard(event)
 
     def emit(self, topic: str, key: str | None, value: bytes | None) -> None:
         self.emit_many([(topic, key, value)])
@@ -116,7 +155,7 @@ class SqliteQueue:
                 conn.executemany(
                     "INSERT INTO queue_records (topic, key, value) VALUES (?, ?, ?)", records
                 )
-                self._pending = True
+                self._pending.update(r[0] for r in records)
         except sqlite3.Error as exc:
             raise QueueError(f"cannot write to the embedded queue {self.db.path}: {exc}") from exc
 
@@ -125,16 +164,11 @@ class SqliteQueue:
     ) -> SqliteSubscription:
         return SqliteSubscription(self, list(topics), group, from_latest)
 
-    def wait_change(self, seen_version: int, timeout: float) -> int:
-        with self._changed:
-            if self._version == seen_version:
-                self._changed.wait(timeout)
-            return self._version
-
     def close(self) -> None:
-        with self._changed:
-            self._version += 1
-            self._changed.notify_all()
+        with self._waiters_lock:
+            events = {e for waiting in self._waiters.values() for e in waiting}
+        for event in events:
+            event.set()
 
     def purge(self, keep_last: int = 10_000) -> int:
         """Delete records every group has committed, keeping the newest ``keep_last``."""
@@ -174,20 +208,20 @@ class SqliteSubscription:
             f"SELECT offset, topic, key, value FROM queue_records WHERE topic IN ({marks}) "
             "AND offset > ? ORDER BY offset LIMIT ?"
         )
+        self._changed = threading.Event()
+        queue.register(self.topics, self._changed)
 
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
-        version = self.queue._version
-        for _ in range(2):
+        for attempt in range(2):
             if self._closed:
                 return []
-            with self.queue.db.lock:
-                rows = self.queue.db.conn.execute(
-                    self._query, (*self.topics, self._position, max_records)
-                ).fetchall()
+            self._changed.clear()  # before the query: a commit after it sets it again
+            rows = self.queue.db.query(self._query, (*self.topics, self._position, max_records))
             if rows:
                 self._position = rows[-1][0]
                 return [Record(topic=r[1], key=r[2], value=r[3], offset=r[0]) for r in rows]
-            version = self.queue.wait_change(version, timeout)
+            if attempt == 0 and timeout > 0:
+                self._changed.wait(timeout)
         return []
 
     def commit(self, records: Sequence[Record]) -> None:
@@ -203,3 +237,5 @@ class SqliteSubscription:
 
     def close(self) -> None:
         self._closed = True
+        self.queue.unregister(self.topics, self._changed)
+        self._changed.set()

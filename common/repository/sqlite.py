@@ -131,8 +131,7 @@ class _Base:
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         try:
-            with self.db.lock:
-                return list(self.db.conn.execute(sql, tuple(params)).fetchall())
+            return list(self.db.query(sql, params))
         except sqlite3.Error as exc:
             raise RepositoryError(f"SQLite repository error: {exc}") from exc
 
