@@ -76,7 +76,7 @@ def _server_globals() -> dict[str, Any]:
     return merged
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def conformance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("conformance")
     config = base / "lanner.yaml"
@@ -108,7 +108,7 @@ def conformance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         assert not left, f"processes left behind by the server: {left}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def outcomes(conformance_server: Server, request: pytest.FixtureRequest) -> dict[str, list[str]]:
     """Runs every selected scenario once; maps each case to the problems found."""
     selected = {
