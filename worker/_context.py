@@ -7,7 +7,8 @@ put there by the executor); ``secret(name)`` is wrapped so its values are masked
 Logs go to the ``logs`` topic (key: execution id) and to Python logging; every occurrence of a
 secret (``variables["__secrets__"]`` and values returned by ``secret()``) is replaced by
 ``********`` first. Files live under
-``lanner://<tenant>/<namespace>/<flow>/executions/<execution>/tasks/<task>/<taskrun>/``.
+``lanner:///<namespace as folders>/<flow>/executions/<execution>/tasks/<task>/<taskrun>/``
+(Kestra's layout, as for FILE inputs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from common.ids import new_id
 from common.models.messages import LogEntry, MetricEntry, WorkerTask
 from common.plugins.core._support import ProcessResult
 from common.queue.base import LOGS, METRICS, Queue
-from common.storage.base import SCHEME, Storage
+from common.storage.base import Storage, execution_uri
 
 from ._scripts import run_process
 
@@ -81,8 +82,8 @@ class TaskRunContext:
         self.min_level = LEVEL_ORDER.get(normalize_level(min_level or "TRACE"), 0)
         run = task.task_run
         self.base_uri = (
-            f"{SCHEME}{task.tenant_id or tenant}/{run.namespace}/{run.flow_id}/executions/"
-            f"{run.execution_id}/tasks/{run.task_id}/{run.id}/"
+            execution_uri(run.namespace, run.flow_id, run.execution_id)
+            + f"tasks/{run.task_id}/{run.id}/"
         )
         self._variables = dict(task.variables)
         raw = self._variables.get("__secrets__") or []

@@ -1,6 +1,7 @@
 """Internal storage: where files (FILE inputs, large outputs, script output files) live.
 
-Files are addressed by ``lanner://<tenant>/<namespace>/<flow>/executions/<id>/...`` URIs.
+Files are addressed by ``lanner:///<namespace as folders>/<flow>/executions/<id>/...`` URIs,
+Kestra's layout with our scheme (see ``execution_uri``).
 """
 
 from __future__ import annotations
