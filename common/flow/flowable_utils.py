@@ -157,7 +157,6 @@ def resolve_grouped_nexts(
     groups: dict[str | None, list[ResolvedTask]] = {}
     for t in current:
         groups.setdefault(t.value, []).append(t)
-    started = 0
     active = 0
     waiting: list[list[ResolvedTask]] = []
     nexts: list[ResolvedTask] = []
@@ -166,7 +165,6 @@ def resolve_grouped_nexts(
         if not runs:
             waiting.append(group)
             continue
-        started += 1
         if is_terminated(execution, group, parent):
             continue
         active += 1
