@@ -251,8 +251,11 @@ class _Core:
                 "the execution again"
             )
             return
+        if self.ex.state.current == State.RESTARTED:
+            self.set_state(self.ex, State.RUNNING)  # a replay arrives RESTARTED: carry on
+            return
         if self.ex.state.current != State.CREATED:
-            return  # a replayed or restarted execution arrives already started
+            return
         if self.ex.trigger is not None and self.ex.trigger.type == SUBFLOW_TRIGGER_TYPE:
             # the parent did not know the child flow: its labels join now (Kestra's newExecution)
             present = {lb.key for lb in self.ex.labels}
