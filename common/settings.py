@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.secrets import SecretBox
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -41,6 +43,12 @@ class Settings(BaseSettings):
     # removed); KESTRA_ keeps Kestra flows that read `envs.*` working unchanged
     env_vars_prefixes: list[str] = Field(default_factory=lambda: ["KESTRA_", "LANNER_ENV_"])
     secret_prefix: str = "SECRET_"
+    # Fernet key encrypting SECRET inputs (same on webserver and workers); the embedded server
+    # keeps one in <data_dir>/encryption.key when this is not set
+    encryption_key: str | None = None
+
+    def secret_box(self) -> SecretBox | None:
+        return SecretBox(self.encryption_key) if self.encryption_key else None
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -27,11 +27,12 @@ from common.ids import new_id
 from common.models.messages import LogEntry, MetricEntry, WorkerTask
 from common.plugins.core._support import ProcessResult
 from common.queue.base import LOGS, METRICS, Queue
+from common.secrets import SecretBox
+from common.secrets import mask as mask_secrets
 from common.storage.base import Storage, execution_uri
 
 from ._scripts import run_process
 
-MASK = "********"
 LEVEL_ORDER = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "ERROR": 4}
 _PY_LEVELS = {
     "TRACE": logging.DEBUG,
@@ -73,6 +74,7 @@ class TaskRunContext:
         kill_event: threading.Event,
         min_level: str | None = None,
         kill_grace: float = 5.0,
+        secret_box: SecretBox | None = None,
     ) -> None:
         self.task = task
         self.queue = queue
@@ -88,6 +90,8 @@ class TaskRunContext:
         self._variables = dict(task.variables)
         raw = self._variables.get("__secrets__") or []
         self._secrets: set[str] = {str(s) for s in raw if s}
+        if "inputs" in self._variables and secret_box is not None:
+            self._variables["inputs"] = secret_box.reveal(self._variables["inputs"], self._secrets)
         self._workdir: str | None = None
         self._functions: dict[str, Callable[..., Any]] = {
             "read": self._read,
@@ -142,9 +146,11 @@ class TaskRunContext:
     # -------------------------------------------------------------- logs and metrics
 
     def mask(self, message: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            message = message.replace(secret, MASK)
-        return message
+        return str(mask_secrets(message, self._secrets))
+
+    def mask_outputs(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Outputs travel to the API: a secret inside them is masked too."""
+        return dict(mask_secrets(outputs, self._secrets))
 
     def log(self, level: str, message: str) -> None:
         level = normalize_level(level)

@@ -41,6 +41,7 @@ from common.models.state import State
 from common.plugins.base import RunnableTask, parse_duration
 from common.plugins.registry import registry
 from common.queue.base import EXECUTOR, KILLS, WORKER_JOBS, Queue, Record, worker_tasks_topic
+from common.secrets import SecretBox
 from common.settings import Settings
 from common.storage.base import Storage
 
@@ -77,6 +78,7 @@ class WorkerConfig:
     kill_grace: float = 5.0
     poll_timeout: float = 0.5
     worker_id: str | None = None
+    encryption_key: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -86,6 +88,7 @@ class WorkerConfig:
             tenant=settings.tenant,
             heartbeat_interval=settings.heartbeat_interval_seconds,
             max_output_bytes=settings.max_output_bytes,
+            encryption_key=settings.encryption_key,
         )
 
 
@@ -120,6 +123,9 @@ class Worker:
         self.storage = storage
         self.threads = self.config.threads or 8 * (os.cpu_count() or 1)
         self.id = self.config.worker_id or new_id()
+        self.secret_box = (
+            SecretBox(self.config.encryption_key) if self.config.encryption_key else None
+        )
         self._cond = threading.Condition()
         self._running: dict[str, _Job] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
@@ -319,6 +325,7 @@ class Worker:
             kill_event=job.kill,
             min_level=min_level if isinstance(min_level, str) else None,
             kill_grace=self.config.kill_grace,
+            secret_box=self.secret_box,
         )
         try:
             state, outputs, error = self._attempt(job, ctx)
@@ -422,7 +429,7 @@ class Worker:
         return cls.model_validate(task.task)
 
     def _outputs(self, ctx: TaskRunContext, outputs: Mapping[str, Any]) -> dict[str, Any]:
-        safe = json_safe(outputs)
+        safe = ctx.mask_outputs(json_safe(outputs))
         result, moved = offload(safe, self.config.max_output_bytes, ctx.put_data)
         for key in moved:
             ctx.log(

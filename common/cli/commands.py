@@ -12,6 +12,7 @@ _COMMANDS = {
     "flow": "flow",
     "execution": "execution",
     "kafka": "kafka",
+    "secret": "secret",
 }
 
 

@@ -81,6 +81,7 @@ class LocalServer:
         from common.backends import Backends
         from common.queue.sqlite import SqliteDatabase, SqliteQueue
         from common.repository.sqlite import sqlite_repositories
+        from common.secrets import key_file_key
         from common.storage.local import LocalStorage
         from executor import CoreConfig, EmbeddedExecutor
         from indexer import Indexer
@@ -88,6 +89,8 @@ class LocalServer:
 
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not settings.encryption_key:
+            settings.encryption_key = key_file_key(settings.data_dir)
         self.db = SqliteDatabase(str(settings.sqlite_path))
         queue = SqliteQueue(self.db)
         repositories = sqlite_repositories(self.db)

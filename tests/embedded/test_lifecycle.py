@@ -148,3 +148,46 @@ def test_follow_streams_until_the_end(client: httpx.Client) -> None:
                 if states[-1] in TERMINAL:
                     break
     assert states and states[-1] == "SUCCESS"
+
+
+SECRET_FLOW = f"""\
+id: secret
+namespace: {NAMESPACE}
+inputs:
+  - id: password
+    type: SECRET
+tasks:
+  - id: log
+    type: io.kestra.plugin.core.log.Log
+    message: "the password is {{{{ inputs.password }}}}"
+  - id: echo
+    type: io.kestra.plugin.scripts.shell.Commands
+    env:
+      PASSWORD: "{{{{ inputs.password }}}}"
+    commands:
+      - 'test "$PASSWORD" = "hunter2-secret" && echo "checked $PASSWORD"'
+  - id: out
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{{{ inputs.password }}}}"
+"""
+
+
+def test_secret_inputs_never_reach_logs_or_api(client: httpx.Client) -> None:
+    client.post(
+        "/api/v1/flows", content=SECRET_FLOW, headers={"content-type": "application/x-yaml"}
+    ).raise_for_status()
+    response = client.post(
+        f"/api/v1/executions/{NAMESPACE}/secret", files={"password": (None, "hunter2-secret")}
+    )
+    response.raise_for_status()
+    assert "hunter2" not in response.text
+    execution_id = response.json()["id"]
+    ended = _terminal(client, execution_id)
+    # the task saw the real value (the shell test passed) ...
+    assert ended["state"]["current"] == "SUCCESS", ended
+    logs = client.get(f"/api/v1/logs/{execution_id}").text
+    # ... but neither the execution, its outputs nor its logs show it
+    assert "hunter2" not in json.dumps(ended)
+    assert "hunter2" not in logs
+    assert "the password is ********" in logs and "checked ********" in logs
+    assert ended["inputs"]["password"].startswith("lanner:secret:v1:")

@@ -37,6 +37,7 @@ from common.plugins.registry import canonical_type
 from common.queue.base import EXECUTIONS, EXECUTOR
 from common.replay import replay
 from common.repository.base import ExecutionQuery
+from common.secrets import encrypt_secret_inputs
 from common.storage.base import SCHEME, execution_uri
 from webserver._sse import KEEPALIVE, close_quietly, records_for_key, sse_event, subscribe_live
 from webserver.deps import BackendsDep, TenantDep
@@ -164,7 +165,11 @@ async def create_execution(
         for input_id, upload in uploads.items()
         if input_id in declared_files
     }
-    inputs = validate_inputs(flow, raw, uris)
+    inputs = encrypt_secret_inputs(
+        validate_inputs(flow, raw, uris),
+        {i.id for i in flow.inputs if i.type == "SECRET"},
+        backends.settings.secret_box(),
+    )
     for input_id, uri in uris.items():
         data = await uploads[input_id].read()
         await anyio.to_thread.run_sync(backends.storage.put, uri, data)
