@@ -89,21 +89,27 @@ def step(
     config: CoreConfig | None = None,
     *,
     running_count: int = 0,
+    owned: bool = False,
 ) -> StepResult:
     """Apply ``event`` to the execution held in ``state``.
 
     ``running_count`` is the number of other executions of the flow currently running; the
     shell provides it so the core can apply the flow's ``concurrency`` limit.
+
+    ``state`` and ``event`` are left unchanged, unless ``owned``: the caller hands them over
+    and never reads them again, so the new state is made from them in place instead of from a
+    copy (copying the whole execution was a quarter of the embedded executor's time). The
+    result is the same either way; ``changed`` tells whether the input was applied.
     """
     if state is not None and event.id in state.applied:
         return StepResult(state=state)
     if isinstance(event, NewExecution):
         if state is not None:
             return StepResult(state=state)
-        state = ExecutorState(execution=_copy(event.execution))
+        state = ExecutorState(execution=event.execution if owned else _copy(event.execution))
     elif state is None:
         return StepResult(state=None)
-    else:
+    elif not owned:
         state = _copy(state)
     was_terminal = state.execution.state.current.terminal
     core = _Core(flow, state, now, config or CoreConfig(), event.id)
