@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +81,7 @@ CREATE TABLE IF NOT EXISTS executor_multiple_conditions (
 );
 """
 
+_CACHED_STATES = 2000
 _ACTIVE = (State.RUNNING.value, State.PAUSED.value, State.KILLING.value)
 GROUP = "executor"
 
@@ -115,6 +117,8 @@ class EmbeddedExecutor:
         self._flow_cache: dict[tuple[str, str, str, int | None], Flow | None] = {}
         self._trigger_flows: list[Flow] | None = None
         self._timers_sent: dict[str, float] = {}
+        # states as last stored: this executor is their only writer (one per database)
+        self._states: OrderedDict[str, ExecutorState] = OrderedDict()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
@@ -157,41 +161,36 @@ class EmbeddedExecutor:
     # ------------------------------------------------------------------ main path
     def _process(self, records: list[Any]) -> None:
         started = time.perf_counter()
-        with self.db.transaction() as conn:
-            snapshots: dict[str, Execution] = {}
-            states: dict[str, ExecutorState | None] = {}
-            for record in records:
-                try:
-                    event = EXECUTOR_INPUT.validate_json(record.value)
-                except ValidationError as exc:
-                    log.error("skipping an undecodable executor input: %s", exc)
-                    continue
-                self._apply(conn, event, states, snapshots)
-            emitted = [(topics.EXECUTIONS, ex.id, ex.to_json()) for ex in snapshots.values()]
-            self.queue.emit_many(emitted)
-            self._sub.commit(records)
+        try:
+            with self.db.transaction() as conn:
+                dirty: dict[str, ExecutorState] = {}
+                for record in records:
+                    try:
+                        event = EXECUTOR_INPUT.validate_json(record.value)
+                    except ValidationError as exc:
+                        log.error("skipping an undecodable executor input: %s", exc)
+                        continue
+                    self._apply(conn, event, dirty)
+                emitted = self._flush(conn, dirty)
+                self.queue.emit_many(emitted)
+                self._sub.commit(records)
+        except BaseException:
+            # the cached states were changed in place by a batch that is rolled back
+            self._states.clear()
+            raise
         EXECUTOR_METRICS.batch_seconds.observe(time.perf_counter() - started)
 
-    def _load(
-        self, conn: Any, execution_id: str, cache: dict[str, ExecutorState | None]
-    ) -> ExecutorState | None:
-        if execution_id in cache:
-            return cache[execution_id]
+    def _load(self, conn: Any, execution_id: str) -> ExecutorState | None:
+        state = self._states.get(execution_id)
+        if state is not None:
+            return state
         row = conn.execute(
             "SELECT body FROM executor_states WHERE execution_id = ?", (execution_id,)
         ).fetchone()
-        state = ExecutorState.model_validate_json(row[0]) if row else None
-        cache[execution_id] = state
-        return state
+        return ExecutorState.model_validate_json(row[0]) if row else None
 
-    def _apply(
-        self,
-        conn: Any,
-        event: ExecutorInput,
-        states: dict[str, ExecutorState | None],
-        snapshots: dict[str, Execution],
-    ) -> None:
-        state = self._load(conn, event.execution_id, states)
+    def _apply(self, conn: Any, event: ExecutorInput, dirty: dict[str, ExecutorState]) -> None:
+        state = self._load(conn, event.execution_id)
         execution = (
             event.execution
             if isinstance(event, NewExecution)
@@ -201,21 +200,51 @@ class EmbeddedExecutor:
             log.warning("input %s for unknown execution %s ignored", event.kind, event.execution_id)
             return
         flow = self._flow(execution)
-        running = self._running_count(conn, execution) if flow and flow.concurrency else 0
-        result = step(flow, state, event, self.clock(), self.config, running_count=running)
-        if result.state is None or result.state is state:
+        running = 0
+        if flow and flow.concurrency:
+            self._flush(conn, dirty)
+            running = self._running_count(conn, execution)
+        # owned: the state is this executor's own (cached or just decoded); on a rollback the
+        # cache is dropped, so changing it in place is safe and saves copying the execution
+        result = step(
+            flow, state, event, self.clock(), self.config, running_count=running, owned=True
+        )
+        if result.state is None or not result.changed:
             return
-        states[event.execution_id] = result.state
-        self._store(conn, result.state)
-        snapshots[execution.id] = result.state.execution
+        self._cache(result.state)
+        dirty[execution.id] = result.state
         self._emit(result)
         EXECUTOR_METRICS.inputs.labels(kind=event.kind).inc()
         if result.ended:
+            if flow is not None and flow.concurrency is not None:
+                self._flush(conn, dirty)
             self._on_end(conn, result.state.execution, flow)
 
-    def _store(self, conn: Any, state: ExecutorState) -> None:
+    def _cache(self, state: ExecutorState) -> None:
+        self._states[state.execution.id] = state
+        self._states.move_to_end(state.execution.id)
+        while len(self._states) > _CACHED_STATES:
+            self._states.popitem(last=False)
+
+    def _flush(
+        self, conn: Any, dirty: dict[str, ExecutorState]
+    ) -> list[tuple[str, str | None, bytes | None]]:
+        """Store the states changed since the last flush (once per execution, however many
+        inputs it got); returns their ``executions`` snapshots."""
+        snapshots: list[tuple[str, str | None, bytes | None]] = []
+        for state in dirty.values():
+            snapshot = state.execution.to_json()
+            self._store(conn, state, snapshot)
+            snapshots.append((topics.EXECUTIONS, state.execution.id, snapshot))
+        dirty.clear()
+        return snapshots
+
+    def _store(self, conn: Any, state: ExecutorState, snapshot: bytes) -> None:
         ex = state.execution
         wake = state.next_wakeup()
+        # the body is the state's JSON; its execution part is the snapshot, serialized once
+        rest = state.model_dump_json(by_alias=True, exclude_none=True, exclude={"execution"})
+        body = '{"execution":' + snapshot.decode() + ("," + rest[1:] if rest != "{}" else "}")
         conn.execute(
             "INSERT INTO executor_states (execution_id, tenant, namespace, flow_id, state, created,"
             " next_wakeup, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO"
@@ -229,7 +258,7 @@ class EmbeddedExecutor:
                 ex.state.current.value,
                 (ex.state.start_date or self.clock()).timestamp(),
                 wake.timestamp() if wake else None,
-                state.model_dump_json(by_alias=True, exclude_none=True),
+                body,
             ),
         )
 
