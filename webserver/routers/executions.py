@@ -72,6 +72,12 @@ def execution_json(execution: Execution) -> dict[str, Any]:
     return execution.to_dict()
 
 
+def execution_response(execution: Execution) -> Response:
+    """The execution's JSON as pydantic writes it: the same body as ``execution_json``, without
+    FastAPI's generic encoding of that dict (a fifth of the CPU of POST /executions)."""
+    return Response(execution.to_json(), media_type="application/json")
+
+
 @functools.lru_cache(maxsize=256)
 def _parsed(source: str) -> Flow:
     # parsing the YAML was a tenth of the CPU of creating an execution; a source is immutable
@@ -241,7 +247,7 @@ async def search_executions(
 @router.get("/executions/{execution_id}", summary="Get an execution")
 async def get_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
     execution = await anyio.to_thread.run_sync(_get_execution, backends, tenant, execution_id)
-    return execution_json(execution)
+    return execution_response(execution)
 
 
 @router.delete("/executions/{execution_id}", status_code=204, summary="Delete an execution")
@@ -549,4 +555,4 @@ async def create(
     )
     if wait:
         execution = await wait_terminal(backends, tenant, execution)
-    return execution_json(execution)
+    return execution_response(execution)
