@@ -171,8 +171,7 @@ class EmbeddedExecutor:
                         log.error("skipping an undecodable executor input: %s", exc)
                         continue
                     self._apply(conn, event, dirty)
-                emitted = self._flush(conn, dirty)
-                self.queue.emit_many(emitted)
+                self._flush(conn, dirty)
                 self._sub.commit(records)
         except BaseException:
             # the cached states were changed in place by a batch that is rolled back
@@ -226,18 +225,19 @@ class EmbeddedExecutor:
         while len(self._states) > _CACHED_STATES:
             self._states.popitem(last=False)
 
-    def _flush(
-        self, conn: Any, dirty: dict[str, ExecutorState]
-    ) -> list[tuple[str, str | None, bytes | None]]:
+    def _flush(self, conn: Any, dirty: dict[str, ExecutorState]) -> None:
         """Store the states changed since the last flush (once per execution, however many
-        inputs it got); returns their ``executions`` snapshots."""
+        inputs it got) and emit their ``executions`` snapshots, in the batch's transaction.
+
+        Called mid-batch too (concurrency counts read the stored states), so it must emit what
+        it stores: a snapshot left out here would never reach the repository."""
         snapshots: list[tuple[str, str | None, bytes | None]] = []
         for state in dirty.values():
             snapshot = state.execution.to_json()
             self._store(conn, state, snapshot)
             snapshots.append((topics.EXECUTIONS, state.execution.id, snapshot))
         dirty.clear()
-        return snapshots
+        self.queue.emit_many(snapshots)
 
     def _store(self, conn: Any, state: ExecutorState, snapshot: bytes) -> None:
         ex = state.execution
