@@ -37,12 +37,16 @@ def task_runs_for(
     if not tasks:
         return []
     parent_id = parent.id if parent else None
-    ids = {t.task.id for t in tasks}
+    by_id: dict[str, list[ResolvedTask]] = {}
+    for t in tasks:
+        by_id.setdefault(t.task.id, []).append(t)
     out = []
     for tr in execution.task_run_list:
-        if tr.task_id not in ids or tr.parent_task_run_id != parent_id:
+        if tr.parent_task_run_id != parent_id:
             continue
-        if any(is_task_run_for(t, tr, parent) for t in tasks):
+        # only the tasks of that id can match (was: every task, for every task run)
+        candidates = by_id.get(tr.task_id)
+        if candidates and any(is_task_run_for(t, tr, parent) for t in candidates):
             out.append(tr)
     return out
 
