@@ -146,6 +146,7 @@ class _Core:
         self.counter = 0
         self.result = StepResult(state=state)
         self.tasks: dict[str, Task] = {t.id: t for t in flow.all_tasks()} if flow else {}
+        self._root: tuple[list[ResolvedTask], list[ResolvedTask], list[ResolvedTask]] | None = None
         self.vars = (
             VariableBuilder(flow, self.ex, config.globals, config.envs, _input_defaults(flow))
             if flow
@@ -756,9 +757,13 @@ class _Core:
 
     def process_root(self) -> bool:
         assert self.flow is not None
-        tasks = [ResolvedTask(task=t) for t in self.flow.tasks]
-        errors = [ResolvedTask(task=t) for t in self.flow.errors]
-        finally_ = [ResolvedTask(task=t) for t in self.flow.finally_]
+        if self._root is None:  # built once per step, not once per pass
+            self._root = (
+                [ResolvedTask(task=t) for t in self.flow.tasks],
+                [ResolvedTask(task=t) for t in self.flow.errors],
+                [ResolvedTask(task=t) for t in self.flow.finally_],
+            )
+        tasks, errors, finally_ = self._root
         changed = False
         if self.ex.state.current != State.KILLING:
             for resolved in fu.resolve_sequential_nexts(self.ex, tasks, errors, finally_, None):
