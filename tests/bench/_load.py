@@ -161,6 +161,10 @@ async def open_loop(
     result.creator_lag_ms = max(0.0, time.monotonic() - (start + (total - 1) * interval)) * 1000
     if pending:
         await asyncio.wait(pending)
+    progress(
+        f"  {per_minute}/min: {result.created} created in {time.monotonic() - start:.1f}s "
+        f"(window {seconds:g}s; last send {result.creator_lag_ms:.0f} ms late)"
+    )
     for error in errors:
         progress(f"  creation error: {error}")
 
