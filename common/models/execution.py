@@ -133,6 +133,20 @@ class Execution(Stateful):
         return {label.key: label.value for label in self.labels}
 
 
+class ExecutionHead(Stateful):
+    """The fields of an execution JSON that a repository indexes; decoding only them skips the
+    task runs, inputs and outputs (the indexer stores the JSON as it came)."""
+
+    id: str
+    namespace: str
+    flow_id: str
+    tenant_id: str | None = None
+    labels: list[Label] = Field(default_factory=list)
+    parent_id: str | None = None
+    deleted: bool = False
+    sequence: int = 0
+
+
 class ExecutionSummary(WireModel):
     """What search results show of an execution."""
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from common.errors import RepositoryError
-from common.models.execution import Execution
+from common.models.execution import Execution, ExecutionHead
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
 from common.queue.sqlite import SqliteDatabase
 
@@ -269,8 +269,20 @@ class SqliteExecutionRepository(_Base):
                     written += 1
         return written
 
+    def save_json_many(self, items: Sequence[tuple[ExecutionHead, bytes]]) -> int:
+        """``save_many`` of executions given as their JSON (stored as is) and its indexed
+        fields, for the indexer, which would otherwise decode and re-encode every snapshot."""
+        written = 0
+        with self._tx() as conn:
+            for head, body in items:
+                if self._write(conn, head, body.decode()):
+                    written += 1
+        return written
+
     @staticmethod
-    def _write(conn: sqlite3.Connection, execution: Execution) -> bool:
+    def _write(
+        conn: sqlite3.Connection, execution: Execution | ExecutionHead, body: str | None = None
+    ) -> bool:
         tenant = _tenant(execution.tenant_id)
         labels = execution.labels
         search_text = " ".join(
@@ -299,7 +311,7 @@ class SqliteExecutionRepository(_Base):
                 execution.parent_id,
                 search_text,
                 int(execution.deleted),
-                execution.to_json().decode(),
+                body if body is not None else execution.to_json().decode(),
             ),
         )
         if cur.rowcount != 1:

@@ -117,7 +117,7 @@ class _Flaky:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
-        if name not in ("save", "save_many"):
+        if name not in ("save", "save_many", "save_json_many"):
             return attr
 
         def write(*args: Any, **kwargs: Any) -> Any:
