@@ -160,18 +160,35 @@ class EmbeddedExecutor:
 
     # ------------------------------------------------------------------ main path
     def _process(self, records: list[Any]) -> None:
+        """Steps run before the transaction, which then only stores, emits and commits: the
+        database lock (shared with the API, the worker and the indexer) is held for the writes
+        alone. An input that needs the stored states (a flow with a concurrency limit) and the
+        ones after it are applied inside the transaction, as before."""
         started = time.perf_counter()
+        dirty: dict[str, ExecutorState] = {}
+        out: list[tuple[str, str | None, bytes | None]] = []
+        ends: list[tuple[Execution, Flow | None]] = []
         try:
+            events = []
+            for record in records:
+                try:
+                    events.append(EXECUTOR_INPUT.validate_json(record.value))
+                except ValidationError as exc:
+                    log.error("skipping an undecodable executor input: %s", exc)
+            done = 0
+            for event in events:
+                if not self._apply(None, event, dirty, out, ends):
+                    break
+                done += 1
+            snapshots = [(state, state.execution.to_json()) for state in dirty.values()]
             with self.db.transaction() as conn:
-                dirty: dict[str, ExecutorState] = {}
-                for record in records:
-                    try:
-                        event = EXECUTOR_INPUT.validate_json(record.value)
-                    except ValidationError as exc:
-                        log.error("skipping an undecodable executor input: %s", exc)
-                        continue
-                    self._apply(conn, event, dirty)
+                self._flush(conn, dirty, snapshots)
+                for execution, flow in ends:
+                    self._on_end(conn, execution, flow, out)
+                for event in events[done:]:
+                    self._apply(conn, event, dirty, out, ends)
                 self._flush(conn, dirty)
+                self.queue.emit_many(out)
                 self._sub.commit(records)
         except BaseException:
             # the cached states were changed in place by a batch that is rolled back
@@ -183,12 +200,24 @@ class EmbeddedExecutor:
         state = self._states.get(execution_id)
         if state is not None:
             return state
-        row = conn.execute(
-            "SELECT body FROM executor_states WHERE execution_id = ?", (execution_id,)
-        ).fetchone()
-        return ExecutorState.model_validate_json(row[0]) if row else None
+        sql = "SELECT body FROM executor_states WHERE execution_id = ?"
+        rows = (
+            conn.execute(sql, (execution_id,)).fetchall()
+            if conn
+            else self.db.query(sql, (execution_id,))
+        )
+        return ExecutorState.model_validate_json(rows[0][0]) if rows else None
 
-    def _apply(self, conn: Any, event: ExecutorInput, dirty: dict[str, ExecutorState]) -> None:
+    def _apply(
+        self,
+        conn: Any | None,
+        event: ExecutorInput,
+        dirty: dict[str, ExecutorState],
+        out: list[tuple[str, str | None, bytes | None]],
+        ends: list[tuple[Execution, Flow | None]],
+    ) -> bool:
+        """Apply one input; without ``conn`` (outside the transaction), returns False without
+        applying it when it needs the stored states, and leaves execution ends in ``ends``."""
         state = self._load(conn, event.execution_id)
         execution = (
             event.execution
@@ -197,10 +226,12 @@ class EmbeddedExecutor:
         )
         if execution is None:
             log.warning("input %s for unknown execution %s ignored", event.kind, event.execution_id)
-            return
+            return True
         flow = self._flow(execution)
         running = 0
         if flow and flow.concurrency:
+            if conn is None:
+                return False
             self._flush(conn, dirty)
             running = self._running_count(conn, execution)
         # owned: the state is this executor's own (cached or just decoded); on a rollback the
@@ -209,15 +240,19 @@ class EmbeddedExecutor:
             flow, state, event, self.clock(), self.config, running_count=running, owned=True
         )
         if result.state is None or not result.changed:
-            return
+            return True
         self._cache(result.state)
         dirty[execution.id] = result.state
-        self._emit(result)
+        out.extend(self._records(result))
         EXECUTOR_METRICS.inputs.labels(kind=event.kind).inc()
         if result.ended:
+            if conn is None:
+                ends.append((result.state.execution, flow))
+                return True
             if flow is not None and flow.concurrency is not None:
                 self._flush(conn, dirty)
-            self._on_end(conn, result.state.execution, flow)
+            self._on_end(conn, result.state.execution, flow, out)
+        return True
 
     def _cache(self, state: ExecutorState) -> None:
         self._states[state.execution.id] = state
@@ -225,15 +260,22 @@ class EmbeddedExecutor:
         while len(self._states) > _CACHED_STATES:
             self._states.popitem(last=False)
 
-    def _flush(self, conn: Any, dirty: dict[str, ExecutorState]) -> None:
+    def _flush(
+        self,
+        conn: Any,
+        dirty: dict[str, ExecutorState],
+        serialized: list[tuple[ExecutorState, bytes]] | None = None,
+    ) -> None:
         """Store the states changed since the last flush (once per execution, however many
         inputs it got) and emit their ``executions`` snapshots, in the batch's transaction.
 
         Called mid-batch too (concurrency counts read the stored states), so it must emit what
-        it stores: a snapshot left out here would never reach the repository."""
+        it stores: a snapshot left out here would never reach the repository. ``serialized``:
+        the dirty states with their snapshot JSON, made before the transaction."""
+        if serialized is None:
+            serialized = [(state, state.execution.to_json()) for state in dirty.values()]
         snapshots: list[tuple[str, str | None, bytes | None]] = []
-        for state in dirty.values():
-            snapshot = state.execution.to_json()
+        for state, snapshot in serialized:
             self._store(conn, state, snapshot)
             snapshots.append((topics.EXECUTIONS, state.execution.id, snapshot))
         dirty.clear()
@@ -262,7 +304,8 @@ class EmbeddedExecutor:
             ),
         )
 
-    def _emit(self, result: StepResult) -> None:
+    @staticmethod
+    def _records(result: StepResult) -> list[tuple[str, str | None, bytes | None]]:
         records: list[tuple[str, str | None, bytes | None]] = []
         for wt in result.worker_tasks:
             records.append(
@@ -274,7 +317,7 @@ class EmbeddedExecutor:
             records.append((topics.KILLS, order.execution_id, order.to_json()))
         for entry in result.logs:
             records.append((topics.LOGS, entry.execution_id, entry.to_json()))
-        self.queue.emit_many(records)
+        return records
 
     # ------------------------------------------------------------------ around the core
     def _flow(self, execution: Execution) -> Flow | None:
@@ -304,7 +347,13 @@ class EmbeddedExecutor:
         ).fetchone()
         return int(row[0])
 
-    def _on_end(self, conn: Any, execution: Execution, flow: Flow | None) -> None:
+    def _on_end(
+        self,
+        conn: Any,
+        execution: Execution,
+        flow: Flow | None,
+        out: list[tuple[str, str | None, bytes | None]],
+    ) -> None:
         now = self.clock()
         records: list[tuple[str, str | None, bytes | None]] = []
         if flow is not None and flow.concurrency is not None:
@@ -332,7 +381,7 @@ class EmbeddedExecutor:
                 " (key) DO UPDATE SET body = excluded.body",
                 [(k, json.dumps(v)) for k, v in multi.items()],
             )
-        self.queue.emit_many(records)
+        out.extend(records)
         EXECUTOR_METRICS.ended.labels(state=execution.state.current.value).inc()
 
     def _flows_with_triggers(self) -> list[Flow]:
