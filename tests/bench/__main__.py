@@ -86,6 +86,7 @@ async def run(args: argparse.Namespace, url: str) -> str:
                     f"r{rate}-{stamp}",
                     drain_seconds=args.drain,
                     progress=_progress,
+                    concurrency=args.connections,
                 )
                 rates.append(result)
                 _progress(

@@ -124,6 +124,7 @@ async def open_loop(
     *,
     drain_seconds: float,
     progress: Progress,
+    concurrency: int = 64,
 ) -> RateResult:
     """Creates executions at ``per_minute`` for ``seconds`` whatever the server does, then waits
     up to ``drain_seconds`` for them to end and measures them."""
@@ -131,11 +132,15 @@ async def open_loop(
     interval = 60.0 / per_minute
     total = int(seconds * per_minute / 60)
     pending: set[asyncio.Task[Any]] = set()
+    limit = asyncio.Semaphore(concurrency)
     errors: list[str] = []
 
     async def one() -> None:
         try:
-            await _create(client, flow_id, label, {"name": "bench"})
+            # at most `concurrency` requests in httpx: a deeper pool queue costs the client
+            # CPU quadratically (httpcore scans its waiters), which starves the server it loads
+            async with limit:
+                await _create(client, flow_id, label, {"name": "bench"})
             result.created += 1
         except (httpx.HTTPError, ValueError) as exc:
             result.create_errors += 1
