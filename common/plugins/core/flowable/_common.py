@@ -17,18 +17,11 @@ def resolve(tasks: list[Task], parent: TaskRun, value: str | None = None) -> lis
     return [ResolvedTask(task=t, parent_id=parent.id, value=value) for t in tasks]
 
 
-class WithChildren(FlowableTask):
-    """A flowable with ``tasks``, ``errors`` and ``finally``."""
+class WithBranches(FlowableTask):
+    """A flowable with ``errors`` and ``finally`` branches around its own children."""
 
-    tasks: list[AnyTask] = Field(default_factory=list)
     errors: list[AnyTask] = Field(default_factory=list)
     finally_: list[AnyTask] = Field(default_factory=list, alias="finally")
-
-    def all_child_tasks(self) -> list[Task]:
-        return [*self.tasks, *self.errors, *self.finally_]
-
-    def child_tasks(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
-        return resolve(self.tasks, parent)
 
     def error_tasks(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
         return resolve(self.errors, parent)
@@ -44,6 +37,18 @@ class WithChildren(FlowableTask):
             self.finally_tasks(ctx, parent),
             parent,
         )
+
+
+class WithChildren(WithBranches):
+    """A flowable with ``tasks``, ``errors`` and ``finally``."""
+
+    tasks: list[AnyTask] = Field(default_factory=list)
+
+    def all_child_tasks(self) -> list[Task]:
+        return [*self.tasks, *self.errors, *self.finally_]
+
+    def child_tasks(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
+        return resolve(self.tasks, parent)
 
     def _sequential(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
         return fu.resolve_sequential_nexts(

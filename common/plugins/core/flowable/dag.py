@@ -9,10 +9,10 @@ from pydantic import Field, model_validator
 from common.flow import flowable_utils as fu
 from common.models.execution import TaskRun
 from common.models.state import State
-from common.plugins.base import FlowableTask, FlowModel, ResolveContext, ResolvedTask, Task
+from common.plugins.base import FlowModel, ResolveContext, ResolvedTask, Task
 from common.plugins.registry import AnyTask
 
-from ._common import resolve
+from ._common import WithBranches, resolve
 
 
 class DagTask(FlowModel):
@@ -20,12 +20,10 @@ class DagTask(FlowModel):
     depends_on: list[str] = Field(default_factory=list, alias="dependsOn")
 
 
-class Dag(FlowableTask):
+class Dag(WithBranches):
     TYPE: ClassVar[str] = "lanner.core.flow.Dag"
     tasks: list[DagTask] = Field(min_length=1)
     concurrent: int = 0
-    errors: list[AnyTask] = Field(default_factory=list)
-    finally_: list[AnyTask] = Field(default_factory=list, alias="finally")
 
     @model_validator(mode="after")
     def _acyclic(self) -> Dag:
@@ -60,12 +58,6 @@ class Dag(FlowableTask):
     def child_tasks(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
         return resolve([t.task for t in self.tasks], parent)
 
-    def error_tasks(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
-        return resolve(self.errors, parent)
-
-    def finally_tasks(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
-        return resolve(self.finally_, parent)
-
     def resolve_nexts(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
         tasks = self.child_tasks(ctx, parent)
         errors = self.error_tasks(ctx, parent)
@@ -91,12 +83,3 @@ class Dag(FlowableTask):
         if self.concurrent > 0:
             ready = ready[: max(self.concurrent - active, 0)]
         return ready
-
-    def resolve_state(self, ctx: ResolveContext, parent: TaskRun) -> State | None:
-        return fu.resolve_state(
-            ctx.execution,
-            self.child_tasks(ctx, parent),
-            self.error_tasks(ctx, parent),
-            self.finally_tasks(ctx, parent),
-            parent,
-        )
