@@ -128,6 +128,34 @@ def step(
     return result
 
 
+def fail(
+    flow: Flow | None,
+    state: ExecutorState,
+    message: str,
+    now: datetime,
+    config: CoreConfig | None = None,
+) -> StepResult:
+    """End the execution FAILED because its shell could not apply an input to it.
+
+    A defect must not stall every other execution behind one input: the shell isolates the
+    input that keeps failing and ends its execution with an ERROR log instead.
+    """
+    state = _copy(state)
+    core = _Core(flow, state, now, config or CoreConfig(), f"fail:{now.isoformat()}")
+    result = core.result
+    result.state = state
+    if state.execution.state.current.terminal:
+        return result
+    core.fail_execution(message)
+    result.kill_orders.append(KillOrder(execution_id=state.execution.id))
+    state.wakeups.clear()
+    state.execution.sequence += 1
+    result.changed = True
+    result.ended = True
+    core.on_end()
+    return result
+
+
 class _Core:
     def __init__(
         self,

@@ -46,6 +46,7 @@ from common.repository.base import FlowRepository
 
 from . import flow_triggers
 from .core import CoreConfig, StepResult, step
+from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS
 from .state import ExecutorState
 
@@ -84,6 +85,8 @@ CREATE TABLE IF NOT EXISTS executor_multiple_conditions (
 _CACHED_STATES = 2000
 _ACTIVE = (State.RUNNING.value, State.PAUSED.value, State.KILLING.value)
 GROUP = "executor"
+# a batch failing this many times in a row is applied one input at a time to isolate the culprit
+_ISOLATE_AFTER = 3
 
 
 def _now() -> datetime:
@@ -143,20 +146,66 @@ class EmbeddedExecutor:
 
     def _run(self) -> None:
         last_maintenance = 0.0
+        pending: list[Any] = []  # a batch that failed: retried, never skipped
+        failures = 0
         while not self._stop.is_set():
-            try:
-                records = self._sub.poll(self.batch_size, timeout=0.1)
-                if records:
+            records = pending or self._sub.poll(self.batch_size, timeout=0.1)
+            if records:
+                try:
                     self._process(records)
-                if time.monotonic() - last_maintenance >= 0.1:
-                    last_maintenance = time.monotonic()
+                    pending, failures = [], 0
+                except Exception:  # noqa: BLE001 - the loop must survive anything and retry
+                    failures += 1
+                    log.exception("executor batch failed (%d time(s)); retrying", failures)
+                    EXECUTOR_METRICS.errors.inc()
+                    pending = records
+                    if failures >= _ISOLATE_AFTER:
+                        self._isolate(records)
+                        pending, failures = [], 0
+                    else:
+                        self._stop.wait(0.2 * failures)
+            if time.monotonic() - last_maintenance >= 0.1:
+                last_maintenance = time.monotonic()
+                try:
                     self._side_topics()
                     self._emit_due_timers()
                     self._check_dead_workers()
-            except Exception:  # noqa: BLE001 - the loop must survive anything and retry
-                log.exception("executor loop failed; retrying")
-                EXECUTOR_METRICS.errors.inc()
-                self._stop.wait(0.5)
+                except Exception:  # noqa: BLE001 - retried at the next tick
+                    log.exception("executor maintenance failed; retrying")
+                    EXECUTOR_METRICS.errors.inc()
+
+    def _isolate(self, records: list[Any]) -> None:
+        """Apply a batch that keeps failing one input at a time; an input that still fails
+        ends its execution FAILED (with the reason in its logs) instead of blocking the rest."""
+        for record in records:
+            try:
+                self._process([record])
+            except Exception as exc:  # noqa: BLE001 - this input is the culprit
+                log.exception("executor input at offset %s cannot be applied", record.offset)
+                self._quarantine(record, exc)
+
+    def _quarantine(self, record: Any, exc: Exception) -> None:
+        self._states.clear()
+        try:
+            event = EXECUTOR_INPUT.validate_json(record.value)
+            state = self._load(None, event.execution_id)
+            with self.db.transaction() as conn:
+                if state is not None:
+                    flow = self._flow(state.execution)
+                    message = (
+                        f"Lanner could not apply a '{event.kind}' input to this execution "
+                        f"({type(exc).__name__}: {exc}); the execution was stopped. This is a "
+                        "defect: please report it with the server log."
+                    )
+                    result = core_fail(flow, state, message, self.clock(), self.config)
+                    if result.state is not None and result.changed:
+                        dirty = {result.state.execution.id: result.state}
+                        self._flush(conn, dirty)
+                        self.queue.emit_many(self._records(result))
+                self._sub.commit([record])
+        except Exception:  # noqa: BLE001 - last resort: never block the other executions
+            log.exception("could not stop the execution of offset %s; skipping it", record.offset)
+            self._sub.commit([record])
 
     # ------------------------------------------------------------------ main path
     def _process(self, records: list[Any]) -> None:
