@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,10 @@ _PY_LEVELS = {
     "ERROR": logging.ERROR,
 }
 task_logger = logging.getLogger("lanner.worker.task")
+#: buffered log lines are flushed when there are more than this many...
+LOG_FLUSH_LINES = 100
+#: ...or this many seconds after the first buffered line
+LOG_FLUSH_SECONDS = 0.5
 
 
 def normalize_level(level: str) -> str:
@@ -75,6 +80,8 @@ class TaskRunContext:
         min_level: str | None = None,
         kill_grace: float = 5.0,
         secret_box: SecretBox | None = None,
+        buffer_logs: bool = False,
+        on_buffered: Callable[[], None] | None = None,
     ) -> None:
         self.task = task
         self.queue = queue
@@ -93,6 +100,13 @@ class TaskRunContext:
         if "inputs" in self._variables and secret_box is not None:
             self._variables["inputs"] = secret_box.reveal(self._variables["inputs"], self._secrets)
         self._workdir: str | None = None
+        # log records not emitted yet (``buffer_logs``): flushed by ``log`` past
+        # LOG_FLUSH_LINES lines or LOG_FLUSH_SECONDS, or taken by the worker with the result
+        self._buffering = buffer_logs
+        self._log_lock = threading.Lock()
+        self._log_buffer: list[tuple[str, str | None, bytes | None]] = []
+        self._log_since = 0.0
+        self._on_buffered = on_buffered  # called when a line lands in an empty buffer
         self._functions: dict[str, Callable[..., Any]] = {
             "read": self._read,
             "fileExists": self.storage.exists,
@@ -181,7 +195,50 @@ class TaskRunContext:
                 "attempt": self.task.attempt,
             },
         )
-        self.queue.emit(LOGS, run.execution_id, entry.to_json())
+        record = (LOGS, run.execution_id, entry.to_json())
+        if not self._buffering:
+            self.queue.emit(*record)
+            return
+        with self._log_lock:
+            if not self._buffering:  # taken meanwhile (an abandoned task still logging)
+                self.queue.emit(*record)
+                return
+            first = not self._log_buffer
+            if first:
+                self._log_since = time.monotonic()
+            self._log_buffer.append(record)
+            if (
+                len(self._log_buffer) > LOG_FLUSH_LINES
+                or time.monotonic() - self._log_since >= LOG_FLUSH_SECONDS
+            ):
+                self._flush_locked()
+        if first and self._on_buffered is not None:
+            self._on_buffered()  # the worker flushes it in time if no other line comes
+
+    def _flush_locked(self) -> None:
+        if self._log_buffer:
+            self.queue.emit_many(self._log_buffer)  # kept if it fails: never lost
+            self._log_buffer = []
+
+    def flush_logs(self) -> None:
+        """Emit the buffered log lines now."""
+        with self._log_lock:
+            self._flush_locked()
+
+    def log_flush_due(self) -> float | None:
+        """Seconds until the buffered lines are due (<= 0: now); None if there are none."""
+        with self._log_lock:
+            if not self._log_buffer:
+                return None
+            return self._log_since + LOG_FLUSH_SECONDS - time.monotonic()
+
+    def take_logs(self) -> list[tuple[str, str | None, bytes | None]]:
+        """The buffered log records, for the worker to emit with the attempt's result; lines
+        logged after this call (by an abandoned task thread) are emitted one by one."""
+        with self._log_lock:
+            self._buffering = False
+            taken, self._log_buffer = self._log_buffer, []
+            return taken
 
     def metric(
         self,

@@ -45,7 +45,7 @@ from common.secrets import SecretBox
 from common.settings import Settings
 from common.storage.base import Storage
 
-from ._context import TaskRunContext
+from ._context import LOG_FLUSH_SECONDS, TaskRunContext
 from ._heartbeat import Heartbeat
 from ._outputs import json_safe, offload
 
@@ -326,6 +326,8 @@ class Worker:
             min_level=min_level if isinstance(min_level, str) else None,
             kill_grace=self.config.kill_grace,
             secret_box=self.secret_box,
+            buffer_logs=True,
+            on_buffered=job.wake.set,
         )
         try:
             state, outputs, error = self._attempt(job, ctx)
@@ -335,12 +337,11 @@ class Worker:
         finally:
             ctx.cleanup()
         try:
-            self.queue.emit_many(
-                [
-                    (EXECUTOR, run.execution_id, self._result(task, state, outputs, error)),
-                    (WORKER_JOBS, run.id, None),
-                ]
-            )
+            # the buffered log lines, the result and the tombstone: one transaction
+            records = ctx.take_logs()
+            records.append((EXECUTOR, run.execution_id, self._result(task, state, outputs, error)))
+            records.append((WORKER_JOBS, run.id, None))
+            self.queue.emit_many(records)
         except Exception:
             log.exception("worker %s: cannot report the result of %s", self.id, task.job_id)
         finally:
@@ -385,7 +386,16 @@ class Worker:
                 ctx.log("ERROR", f"Timeout after {format_iso_duration(timeout)}")
                 job.stop("timeout")
                 break
-            job.wake.wait(remaining)
+            due = ctx.log_flush_due()  # a task logging once then working long still shows it
+            if due is not None and due <= 0:
+                try:
+                    ctx.flush_logs()
+                    due = ctx.log_flush_due()
+                except Exception:  # kept in the buffer: they go out with the result
+                    log.exception("worker %s: cannot emit the logs of %s", self.id, job.task.job_id)
+                    due = LOG_FLUSH_SECONDS
+            wait = remaining if due is None else due if remaining is None else min(due, remaining)
+            job.wake.wait(wait)
             job.wake.clear()
         if not done.is_set():
             if not done.wait(self.config.kill_grace + 1.0):

@@ -228,3 +228,36 @@ def test_config_from_settings(harness: Harness, tmp_path: Path) -> None:
     worker = Worker(harness.queue, harness.storage, settings)
     assert (worker.threads, worker.config.group, worker.config.max_output_bytes) == (3, "g", 9)
     assert Worker(harness.queue, harness.storage).threads == 8 * (os.cpu_count() or 1)
+
+
+def test_logs_of_a_long_task_show_while_it_runs_and_none_are_lost_on_kill(
+    running: Harness,
+) -> None:
+    task = running.submit(
+        {
+            "id": "sh",
+            "type": "io.kestra.plugin.scripts.shell.Commands",
+            "commands": ["echo started", "sleep 60"],
+        }
+    )
+    # the line is buffered, then flushed ~0.5 s later while the task still sleeps
+    _wait_until(lambda: any("started" in e.message for e in running.logs_of(task)), running.results)
+    assert not any(r.state.terminal for r in running.results_of(task))
+    running.kill(task.task_run.execution_id, task.task_run.id)
+    assert running.final(task).state == State.KILLED
+    messages = [e.message for e in running.logs_of(task)]
+    assert messages.count("started") == 1
+    assert any("killed" in m for m in messages)
+
+
+def test_many_log_lines_all_arrive_in_order(running: Harness) -> None:
+    result, logs = running.run(
+        {
+            "id": "sh",
+            "type": "io.kestra.plugin.scripts.shell.Commands",
+            "commands": ["for i in $(seq 1 250); do echo line$i; done"],
+        }
+    )
+    assert result.state == State.SUCCESS
+    lines = [e.message for e in logs if e.message.startswith("line")]
+    assert lines == [f"line{i}" for i in range(1, 251)]
