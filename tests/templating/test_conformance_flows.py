@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import pathlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,8 +11,9 @@ import yaml
 
 from common.errors import TemplateError
 from common.templating import render, render_typed
+from tests.conformance.manifest import CONFORMANCE_DIR
 
-FLOWS = pathlib.Path("/work/shared/conformance/flows")
+FLOWS = CONFORMANCE_DIR / "flows"
 START = dt.datetime(2024, 1, 1, 10, 0, 0, 123000, tzinfo=dt.UTC)
 
 
