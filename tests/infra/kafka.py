@@ -253,7 +253,11 @@ class KafkaCluster:
 
 
 def _random_cluster_id() -> str:
-    # Kafka cluster ids are 16 random bytes, base64url without padding (22 characters).
+    # Kafka cluster ids are 16 random bytes, base64url without padding (22 characters). One in
+    # 32 starts with "-", which kafka-storage's argument parser takes for an option: draw again.
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
