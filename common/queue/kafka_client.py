@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -214,6 +215,7 @@ def ensure_topics(
                     raise
             else:
                 changes[name] = TopicChange(name, "created")
+        _wait_visible(admin, [t.name for t in missing], timeout)
 
     present = [t for t in topics if t.name not in changes]
     if present:
@@ -225,6 +227,30 @@ def ensure_topics(
             detail = "; ".join(d for d in [change.detail, *shape] if d)
             changes[topic.name] = TopicChange(topic.name, action, detail)
     return [changes[topic.name] for topic in topics]
+
+
+def _wait_visible(admin: AdminClient, names: Sequence[str], timeout: float) -> None:
+    """Return once every topic has a leader for each partition: a created topic is usable only
+    then (altering or producing to it earlier fails with UNKNOWN_TOPIC_OR_PART)."""
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        with map_errors("reading cluster metadata"):
+            metadata = admin.list_topics(timeout=timeout).topics
+        pending = {
+            name
+            for name in pending
+            if name not in metadata
+            or not metadata[name].partitions
+            or any(p.leader < 0 for p in metadata[name].partitions.values())
+        }
+        if pending and time.monotonic() >= deadline:
+            raise QueueError(
+                f"topics {sorted(pending)} were created but have no leader after {timeout:g} s: "
+                "check that the brokers are up"
+            )
+        if pending:
+            time.sleep(0.1)
 
 
 def _shape_differences(topic: KafkaTopic, metadata: Any) -> list[str]:
