@@ -18,18 +18,26 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import yaml
 
 from tests.conformance.checks import _lookup, check_execution, matches, select, substitute
 from tests.conformance.manifest import CONFORMANCE_DIR, flow_source, input_file
+from tests.infra.waiting import WaitTimeout, wait_until
 
 Json = dict[str, Any]
 
 TERMINAL = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "RETRIED", "SKIPPED"}
+T = TypeVar("T")
 POLL_SECONDS = 0.1
+
+
+def _poll(predicate: Callable[[], T], timeout: float, what: str) -> T:
+    return wait_until(predicate, timeout, what, interval=POLL_SECONDS)
+
+
 # After an execution ended, its logs and spawned executions reach the repository through the
 # indexer: a failing check is retried for this long before it is reported.
 SETTLE_SECONDS = 3.0
@@ -114,17 +122,22 @@ class Api:
         return list(found["results"])
 
     def wait(self, execution_id: str, until: Callable[[Json], bool], timeout: float) -> Json:
-        deadline = time.monotonic() + timeout
-        ex: Json = {}
-        while time.monotonic() < deadline:
+        last: Json = {}
+
+        def reached() -> bool:
             response = self.client.get(f"/api/v1/executions/{execution_id}")
-            if response.status_code == 200:
-                ex = response.json()
-                if until(ex):
-                    return ex
-            time.sleep(POLL_SECONDS)
-        state = ex.get("state", {}).get("current")
-        raise CaseError(f"execution {execution_id} still {state} after {timeout:g}s")
+            if response.status_code != 200:
+                return False
+            last.clear()
+            last.update(response.json())
+            return until(last)
+
+        try:
+            _poll(reached, timeout, f"execution {execution_id}")
+        except WaitTimeout:
+            state = last.get("state", {}).get("current")
+            raise CaseError(f"execution {execution_id} still {state} after {timeout:g}s") from None
+        return last
 
     def wait_terminal(self, execution_id: str, timeout: float) -> Json:
         return self.wait(execution_id, lambda ex: ex["state"]["current"] in TERMINAL, timeout)
@@ -187,21 +200,28 @@ class CaseRun:
         """Checks ``ex`` against ``spec``; a failure is retried (re-reading the execution and its
         logs) for ``SETTLE_SECONDS`` in case the repository lags behind."""
         spec = kestra_to_lanner(spec)
-        deadline = time.monotonic() + (SETTLE_SECONDS if settle else 0)
-        while True:
-            found: list[str] = []
+        current = [ex]
+        found: list[str] = []
+
+        def passes() -> bool:
+            if found:  # a previous try failed: read the execution again
+                current[0] = self.api.execution(ex["id"])
+            found.clear()
             logs = (
                 self.api.logs(ex["id"]) if "expect_logs" in spec or "expect_no_logs" in spec else []
             )
             try:
-                check_execution(ex, spec, logs, self.lookup, found, where=where)
+                check_execution(current[0], spec, logs, self.lookup, found, where=where)
             except (CaseError, AssertionError, KeyError, IndexError) as exc:
                 found.append(f"{where}check error: {exc!r}")
-            if not found or time.monotonic() >= deadline:
-                self.problems.extend(found)
-                return ex
-            time.sleep(POLL_SECONDS)
-            ex = self.api.execution(ex["id"])
+            return not found
+
+        try:
+            _poll(passes, SETTLE_SECONDS if settle else 0, f"{where}expectations")
+        except WaitTimeout:
+            pass  # the problems of the last try are the case's
+        self.problems.extend(found)
+        return current[0]
 
     def inputs_for(self, spec: Json, file: str) -> Mapping[str, Any] | None:
         if "inputs" in spec:
@@ -354,21 +374,29 @@ class CaseRun:
         raise CaseError(f"unknown phase verb {verb!r}")
 
     def await_triggered(self, spec: Json, file: str, timeout: float, where: str) -> str | None:
-        deadline = time.monotonic() + timeout
         count = int(spec.get("count", 1))
         wanted = spec.get("first_with_state")
-        while True:
-            found = self.triggered(file)
-            if wanted is not None:
-                done = [e for e in found if e["state"]["current"] == wanted]
-            else:
-                done = [e for e in found if e["state"]["current"] in TERMINAL]
-            if len(done) >= count:
-                break
-            if time.monotonic() >= deadline:
-                states = [e["state"]["current"] for e in found]
-                raise CaseError(f"{where}{file}: {len(done)} of {count} triggered ({states})")
-            time.sleep(POLL_SECONDS)
+        found: list[Json] = []
+        done: list[Json] = []
+
+        def enough() -> bool:
+            found[:] = self.triggered(file)
+            done[:] = [
+                e
+                for e in found
+                if (
+                    e["state"]["current"] == wanted
+                    if wanted is not None
+                    else e["state"]["current"] in TERMINAL
+                )
+            ]
+            return len(done) >= count
+
+        try:
+            _poll(enough, timeout, f"{file} triggered")
+        except WaitTimeout:
+            states = [e["state"]["current"] for e in found]
+            raise CaseError(f"{where}{file}: {len(done)} of {count} triggered ({states})") from None
         done.sort(key=lambda e: e["state"]["startDate"])
         ex = done[0]
         self.seen.append((file, ex["id"]))
@@ -484,28 +512,33 @@ class CaseRun:
 
     def find_child(self, file: str, parents: set[str]) -> Json:
         namespace, flow_id = flow_key(file)
-        deadline = time.monotonic() + self.timeout
-        while True:
+
+        def child() -> Json | None:
             for ex in self.api.search(namespace, flow_id):
                 variables = (ex.get("trigger") or {}).get("variables") or {}
                 if variables.get("executionId") in parents:
                     return ex
-            if time.monotonic() >= deadline:
-                raise CaseError(f"no execution of {file} started by {sorted(parents)}")
-            time.sleep(POLL_SECONDS)
+            return None
+
+        try:
+            return _poll(child, self.timeout, f"a child of {sorted(parents)}")
+        except WaitTimeout:
+            raise CaseError(f"no execution of {file} started by {sorted(parents)}") from None
 
     def check_flow_states(self) -> None:
         expected = self.entry["expect_flow_execution_states"]
         want = len(expected.get("in_any_order", [])) if isinstance(expected, dict) else 0
         namespace, flow_id = flow_key(self.file)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            found = self.api.search(namespace, flow_id)
-            states = [e["state"]["current"] for e in found]
-            settled = all(s in TERMINAL for s in states) and len(states) >= want
-            if settled or time.monotonic() >= deadline:
-                break
-            time.sleep(POLL_SECONDS)
+        states: list[str] = []
+
+        def settled() -> bool:
+            states[:] = [e["state"]["current"] for e in self.api.search(namespace, flow_id)]
+            return all(s in TERMINAL for s in states) and len(states) >= want
+
+        try:
+            _poll(settled, self.timeout, f"executions of {flow_id} to end")
+        except WaitTimeout:
+            pass  # compared as they are
         if not matches(states, expected):
             self.problems.append(f"executions of {flow_id}: states {states} != {expected}")
 
