@@ -219,7 +219,9 @@ class SqliteSubscription:
             rows = self.queue.db.query(self._query, (*self.topics, self._position, max_records))
             if rows:
                 self._position = rows[-1][0]
-                return [Record(topic=r[1], key=r[2], value=r[3], offset=r[0]) for r in rows]
+                return [
+                    Record(topic=r[1], key=r[2], value=r[3], partition=0, offset=r[0]) for r in rows
+                ]
             if attempt == 0 and timeout > 0:
                 self._changed.wait(timeout)
         return []
