@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from common.models.execution import Execution
 from common.models.state import State
 
-from .core_util import one, run
+from .core_util import flow_yaml, one, run
 from .harness import START, Sim
 
 
@@ -187,3 +188,70 @@ def test_task_retry_create_new_execution() -> None:
         )
     )
     assert sorted(_executions(sim)) == sorted([State.RETRIED, State.RETRIED, State.FAILED])
+
+
+def _chain(body: str) -> list[Execution]:
+    """The executions a CREATE_NEW_EXECUTION retry made, first to last.
+
+    A chain that never ends (the bug these tests guard against) fails ``run`` with "did not
+    settle" instead of looping for ever.
+    """
+    sim = Sim()
+    sim.deploy(flow_yaml(body))
+    sim.create("ns", "f")
+    sim.run(max_steps=5_000)
+    return sorted(
+        (s.execution for s in sim.states.values()), key=lambda e: e.metadata.attempt_number
+    )
+
+
+def _running_since(ex: Execution) -> timedelta:
+    return next(h.date for h in ex.state.histories if h.state == State.RUNNING) - START
+
+
+def test_task_retry_create_new_execution_stops_at_max_duration_without_max_attempt() -> None:
+    chain = _chain(
+        _retry_flow(
+            "      behavior: CREATE_NEW_EXECUTION\n      type: constant\n"
+            "      interval: PT2S\n      maxDuration: PT5S\n"
+        )
+    )
+    # attempts at 0s, 2s, 4s; a fourth at 6s would pass 5s after the first execution began
+    assert [e.state.current for e in chain] == [State.RETRIED, State.RETRIED, State.FAILED]
+    assert [e.metadata.attempt_number for e in chain] == [1, 2, 3]
+    assert [_running_since(e) for e in chain] == [timedelta(seconds=s) for s in (0, 2, 4)]
+    first = chain[0]
+    assert all(e.metadata.original_created_date == first.state.start_date for e in chain[1:])
+    assert all(e.original_id == first.id for e in chain[1:])
+
+
+def test_flow_retry_create_new_execution_stops_at_max_duration_without_max_attempt() -> None:
+    chain = _chain(
+        """
+        retry:
+          behavior: CREATE_NEW_EXECUTION
+          type: exponential
+          interval: PT1S
+          maxInterval: PT10S
+          maxDuration: PT8S
+        tasks:
+          - id: t
+            type: io.kestra.plugin.core.execution.Fail
+        """
+    )
+    # delays 1, 2, 4 (attempts at 0, 1, 3, 7); the next one, 8s later, would pass 8s
+    assert [e.state.current for e in chain] == [State.RETRIED] * 3 + [State.FAILED]
+    assert [_running_since(e) for e in chain] == [timedelta(seconds=s) for s in (0, 1, 3, 7)]
+
+
+def test_create_new_execution_waits_for_the_interval_and_counts_attempts_across_executions() -> (
+    None
+):
+    chain = _chain(
+        _retry_flow(
+            "      behavior: CREATE_NEW_EXECUTION\n      type: constant\n"
+            "      maxAttempt: 3\n      interval: PT30S\n      maxDuration: PT1H\n"
+        )
+    )
+    assert [e.state.current for e in chain] == [State.RETRIED, State.RETRIED, State.FAILED]
+    assert [_running_since(e) for e in chain] == [timedelta(seconds=s) for s in (0, 30, 60)]

@@ -1,0 +1,83 @@
+"""Task retries on a real ``lanner server local`` process, through the API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.bench._server import LocalServer
+from tests.infra.waiting import wait_until
+
+NAMESPACE = "lanner.retries"
+TERMINAL = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED", "RETRIED"}
+FLOWS = [
+    f"""\
+id: new-execution-duration
+namespace: {NAMESPACE}
+tasks:
+  - id: fail
+    type: io.kestra.plugin.core.execution.Fail
+    retry:
+      behavior: CREATE_NEW_EXECUTION
+      type: constant
+      interval: PT0.5S
+      maxDuration: PT3S
+""",
+]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    server = LocalServer(Path(tmp_path_factory.mktemp("retries")))
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for source in FLOWS:
+                http.post(
+                    "/api/v1/flows", content=source, headers={"content-type": "application/x-yaml"}
+                ).raise_for_status()
+            yield http
+    finally:
+        server.stop()
+
+
+def _create(client: httpx.Client, flow_id: str) -> str:
+    response = client.post(f"/api/v1/executions/{NAMESPACE}/{flow_id}")
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def _executions(client: httpx.Client, flow_id: str) -> list[dict[str, Any]]:
+    response = client.get(
+        "/api/v1/executions/search",
+        params={"namespace": NAMESPACE, "flowId": flow_id, "size": 1000},
+    )
+    response.raise_for_status()
+    return list(response.json()["results"])
+
+
+def test_create_new_execution_with_only_max_duration_ends(client: httpx.Client) -> None:
+    first_id = _create(client, "new-execution-duration")
+
+    def chain_ended() -> list[dict[str, Any]]:
+        found = _executions(client, "new-execution-duration")
+        ended = [e for e in found if e["state"]["current"] in TERMINAL]
+        last = max((e["metadata"]["attemptNumber"] for e in found), default=0)
+        # the chain ends with one FAILED execution, once every execution it made is indexed
+        failed = [e for e in found if e["state"]["current"] == "FAILED"]
+        return found if failed and len(ended) == len(found) == last else []
+
+    chain = wait_until(chain_ended, 30, "the retried executions to end in one FAILED execution")
+    chain.sort(key=lambda e: e["metadata"]["attemptNumber"])
+    assert [e["metadata"]["attemptNumber"] for e in chain] == list(range(1, len(chain) + 1))
+    assert [e["state"]["current"] for e in chain] == ["RETRIED"] * (len(chain) - 1) + ["FAILED"]
+    # an interval of 0.5 s within 3 s leaves room for at least one retry
+    assert len(chain) >= 2
+    assert chain[0]["id"] == first_id
+    assert all(e["originalId"] == first_id for e in chain[1:])
+    origin = chain[0]["metadata"]["originalCreatedDate"]
+    assert origin and all(e["metadata"]["originalCreatedDate"] == origin for e in chain)
