@@ -11,7 +11,6 @@ A task or template error becomes a FAILED task run with an ERROR log, never an e
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 
 from common.errors import InputValidationError, LannerError
 from common.flow import flowable_utils as fu
+from common.flow import retries
 from common.ids import derived_id
 from common.models.base import WireModel
 from common.models.execution import Attempt, Execution, ExecutionTrigger, Label, TaskRun
@@ -819,9 +819,9 @@ class _Core:
     def end_task_run(self, tr: TaskRun, state: State, *, retry: bool = True) -> None:
         task = self.tasks.get(tr.task_id)
         if state == State.FAILED and retry and task is not None and isinstance(task, RunnableTask):
-            delay = self.retry_delay(tr, task)
-            if delay is not None and self.ex.state.current != State.KILLING:
-                tr.next_date = self.now + delay
+            due = self.retry_at(tr, task)
+            if due is not None and self.ex.state.current != State.KILLING:
+                tr.next_date = due
                 self.set_state(tr, State.FAILED)
                 self.set_state(tr, State.RETRYING)
                 self.state.wakeups[f"retry:{tr.id}"] = tr.next_date
@@ -844,7 +844,8 @@ class _Core:
         self.state.wakeups.pop(f"wake:{tr.id}", None)
         self.set_state(tr, state)
 
-    def retry_delay(self, tr: TaskRun, task: Task) -> timedelta | None:
+    def retry_at(self, tr: TaskRun, task: Task) -> datetime | None:
+        """When the failed ``tr`` runs again as a new attempt, or None if it does not."""
         policy: Retry | None = task.retry
         if policy is None and self.flow is not None and self.flow.retry is not None:
             if self.flow.retry.behavior == "RETRY_FAILED_TASK":
@@ -852,29 +853,8 @@ class _Core:
         if policy is None or policy.behavior != "RETRY_FAILED_TASK":
             return None
         attempts = len(tr.attempts)
-        if policy.max_attempt is not None and attempts >= policy.max_attempt:
-            return None
-        if policy.type == "constant":
-            delay = parse_duration(policy.interval) or timedelta()
-        elif policy.type == "exponential":
-            base = parse_duration(policy.interval) or timedelta(seconds=1)
-            factor = policy.delay_factor or 2.0
-            delay = base * (factor ** (attempts - 1))
-            cap = parse_duration(policy.max_interval)
-            if cap is not None:
-                delay = min(delay, cap)
-        else:
-            low = parse_duration(policy.min_interval) or timedelta()
-            high = parse_duration(policy.max_interval) or low
-            # deterministic per (task run, attempt): a replayed input must give the same delay
-            rng = random.Random(f"{tr.id}:{attempts}")
-            delay = low + (high - low) * rng.random()
-        max_duration = parse_duration(policy.max_duration)
-        if max_duration is not None:
-            started = tr.state.start_date or self.now
-            if self.now + delay - started > max_duration:
-                return None
-        return delay
+        first = tr.state.start_date or self.now
+        return retries.next_attempt_at(policy, attempts, self.now, first, f"{tr.id}:{attempts}")
 
     def end_execution(self, state: State) -> None:
         assert self.flow is not None
@@ -907,20 +887,26 @@ class _Core:
                 ),
                 retry,
             )
-        if (
-            state == State.FAILED
-            and retry is not None
-            and retry.behavior == "CREATE_NEW_EXECUTION"
-            and (retry.max_attempt is None or self.ex.metadata.attempt_number < retry.max_attempt)
-        ):
+        due = None
+        if state == State.FAILED and retry is not None and retry.behavior == "CREATE_NEW_EXECUTION":
+            # the limits count executions of the chain, from the first one's creation
+            attempts = self.ex.metadata.attempt_number
+            first = self.first_created()
+            seed = f"{self.ex.id}:{attempts}"
+            due = retries.next_attempt_at(retry, attempts, self.now, first, seed)
+        if due is not None:
             self.set_state(self.ex, State.FAILED)
             self.set_state(self.ex, State.RETRIED)
-            self.create_retry_execution()
+            self.create_retry_execution(due)
         else:
             self.set_state(self.ex, state)
         self.state.wakeups.clear()
 
-    def create_retry_execution(self) -> None:
+    def first_created(self) -> datetime:
+        """When the first execution of a retry chain was created."""
+        return self.ex.metadata.original_created_date or self.ex.state.start_date or self.now
+
+    def create_retry_execution(self, due: datetime) -> None:
         new_id = self.new_id()
         retry = Execution(
             id=new_id,
@@ -933,8 +919,13 @@ class _Core:
             trigger=self.ex.trigger,
             original_id=self.ex.original_id or self.ex.id,
             metadata=self.ex.metadata.model_copy(
-                update={"attempt_number": self.ex.metadata.attempt_number + 1}
+                update={
+                    "attempt_number": self.ex.metadata.attempt_number + 1,
+                    "original_created_date": self.first_created(),
+                }
             ),
+            # it waits for the retry interval, as an execution scheduled for later does
+            schedule_date=due,
         )
         retry.set_state(State.CREATED, self.now)
         self.result.executor_inputs.append(
