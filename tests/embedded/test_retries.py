@@ -27,6 +27,40 @@ tasks:
       interval: PT0.5S
       maxDuration: PT3S
 """,
+    f"""\
+id: flowable-retry
+namespace: {NAMESPACE}
+tasks:
+  - id: flowable
+    type: io.kestra.plugin.core.flow.Sequential
+    retry:
+      type: constant
+      interval: PT0.2S
+      maxAttempt: 3
+    tasks:
+      - id: child
+        type: io.kestra.plugin.core.execution.Fail
+""",
+    f"""\
+id: failing-child
+namespace: {NAMESPACE}
+tasks:
+  - id: fail
+    type: io.kestra.plugin.core.execution.Fail
+""",
+    f"""\
+id: subflow-retry
+namespace: {NAMESPACE}
+tasks:
+  - id: subflow
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: {NAMESPACE}
+    flowId: failing-child
+    retry:
+      type: constant
+      interval: PT0.2S
+      maxAttempt: 3
+""",
 ]
 
 
@@ -49,6 +83,16 @@ def _create(client: httpx.Client, flow_id: str) -> str:
     response = client.post(f"/api/v1/executions/{NAMESPACE}/{flow_id}")
     response.raise_for_status()
     return str(response.json()["id"])
+
+
+def _terminal(client: httpx.Client, execution_id: str) -> dict[str, Any]:
+    def ended() -> dict[str, Any] | None:
+        response = client.get(f"/api/v1/executions/{execution_id}")
+        response.raise_for_status()
+        found: dict[str, Any] = response.json()
+        return found if found["state"]["current"] in TERMINAL else None
+
+    return wait_until(ended, 30, f"execution {execution_id} to end")
 
 
 def _executions(client: httpx.Client, flow_id: str) -> list[dict[str, Any]]:
@@ -81,3 +125,36 @@ def test_create_new_execution_with_only_max_duration_ends(client: httpx.Client) 
     assert all(e["originalId"] == first_id for e in chain[1:])
     origin = chain[0]["metadata"]["originalCreatedDate"]
     assert origin and all(e["metadata"]["originalCreatedDate"] == origin for e in chain)
+
+
+def _task_run(execution: dict[str, Any], task_id: str) -> dict[str, Any]:
+    (found,) = [t for t in execution["taskRunList"] if t["taskId"] == task_id]
+    return found
+
+
+def test_retry_on_a_sequential_runs_its_failed_child_again(client: httpx.Client) -> None:
+    ended = _terminal(client, _create(client, "flowable-retry"))
+    assert ended["state"]["current"] == "FAILED"
+    assert [t["taskId"] for t in ended["taskRunList"]] == ["flowable", "child"]
+    child = _task_run(ended, "child")
+    assert [a["state"]["current"] for a in child["attempts"]] == ["FAILED"] * 3
+
+
+def test_retry_on_a_subflow_task_starts_a_new_subflow_execution(client: httpx.Client) -> None:
+    parent_id = _create(client, "subflow-retry")
+    ended = _terminal(client, parent_id)
+    assert ended["state"]["current"] == "FAILED"
+    subflow = _task_run(ended, "subflow")
+    assert [a["state"]["current"] for a in subflow["attempts"]] == ["FAILED"] * 3
+
+    def children() -> list[dict[str, Any]]:
+        found = [
+            e
+            for e in _executions(client, "failing-child")
+            if (e.get("trigger") or {}).get("variables", {}).get("executionId") == parent_id
+        ]
+        return found if len(found) >= 3 else []
+
+    found = wait_until(children, 30, "the three subflow executions to be indexed")
+    assert sorted(e["state"]["current"] for e in found) == ["FAILED"] * 3
+    assert subflow["outputs"]["executionId"] in {e["id"] for e in found}
