@@ -428,6 +428,10 @@ class _Core:
         tr = self.ex.find_task_run(event.task_run_id)
         if tr is None or tr.state.current.terminal:
             return
+        if (tr.outputs or {}).get("executionId", event.child_execution_id) != (
+            event.child_execution_id
+        ):
+            return  # the subflow execution of an earlier attempt
         task = self.tasks.get(tr.task_id)
         outputs: dict[str, Any] = {
             "executionId": event.child_execution_id,
@@ -440,6 +444,7 @@ class _Core:
                 flow_outputs.update(rendered)
             except LannerError as exc:
                 tr.outputs = outputs
+                self.end_attempt(tr, State.FAILED)
                 self.fail_task_run(tr, f"Unable to render the subflow outputs: {exc}")
                 return
         if flow_outputs:
@@ -451,7 +456,13 @@ class _Core:
             state = State.FAILED if task.transmit_failed else State.SUCCESS
             if event.state == State.KILLED and task.transmit_failed:
                 state = State.KILLED
+        self.end_attempt(tr, state)
         self.end_task_run(tr, state)
+
+    def end_attempt(self, tr: TaskRun, state: State) -> None:
+        """End the attempt a subflow execution ran, so that a retry can start the next one."""
+        if tr.attempts and not tr.attempts[-1].state.current.terminal:
+            tr.attempts[-1].set_state(state, self.now)
 
     def on_timer(self, key: str) -> None:
         kind, _, target = key.partition(":")
@@ -584,7 +595,10 @@ class _Core:
                 changed = True
             elif current == State.RETRYING and not killing and not self.submitted(tr):
                 if tr.next_date is None or self.now >= tr.next_date:
-                    self.submit(tr, task)
+                    if isinstance(task, Subflow):
+                        self.start_subflow(tr, task)
+                    else:
+                        self.submit(tr, task)
                     changed = True
             elif current == State.RUNNING and isinstance(task, FlowableTask):
                 changed = self.resolve_flowable(tr, task) or changed
@@ -818,7 +832,7 @@ class _Core:
 
     def end_task_run(self, tr: TaskRun, state: State, *, retry: bool = True) -> None:
         task = self.tasks.get(tr.task_id)
-        if state == State.FAILED and retry and task is not None and isinstance(task, RunnableTask):
+        if state == State.FAILED and retry and isinstance(task, RunnableTask | Subflow):
             due = self.retry_at(tr, task)
             if due is not None and self.ex.state.current != State.KILLING:
                 tr.next_date = due
@@ -827,14 +841,10 @@ class _Core:
                 self.state.wakeups[f"retry:{tr.id}"] = tr.next_date
                 return
         if task is not None:
-            policy = task.retry or (self.flow.retry if self.flow else None)
-            if (
-                state == State.SUCCESS
-                and policy is not None
-                and policy.warning_on_retry
-                and len(tr.attempts) > 1
-            ):
-                state = State.WARNING
+            if state == State.SUCCESS and len(tr.attempts) > 1:
+                policy = self.retry_policy(tr, task)
+                if policy is not None and policy.warning_on_retry:
+                    state = State.WARNING
             if state == State.FAILED and task.allow_failure:
                 self.set_state(tr, State.FAILED)
                 state = State.WARNING
@@ -844,12 +854,17 @@ class _Core:
         self.state.wakeups.pop(f"wake:{tr.id}", None)
         self.set_state(tr, state)
 
+    def retry_policy(self, tr: TaskRun, task: Task) -> Retry | None:
+        ancestors: list[Task] = []
+        if task.retry is None and tr.parent_task_run_id is not None:
+            ancestors = [
+                self.tasks[p.task_id] for p in fu.parents(self.ex, tr) if p.task_id in self.tasks
+            ]
+        return retries.policy_for(task, ancestors, self.flow.retry if self.flow else None)
+
     def retry_at(self, tr: TaskRun, task: Task) -> datetime | None:
         """When the failed ``tr`` runs again as a new attempt, or None if it does not."""
-        policy: Retry | None = task.retry
-        if policy is None and self.flow is not None and self.flow.retry is not None:
-            if self.flow.retry.behavior == "RETRY_FAILED_TASK":
-                policy = self.flow.retry
+        policy = self.retry_policy(tr, task)
         if policy is None or policy.behavior != "RETRY_FAILED_TASK":
             return None
         attempts = len(tr.attempts)

@@ -25,15 +25,10 @@ def _seconds(*values: float) -> list[timedelta]:
     return [timedelta(seconds=v) for v in values]
 
 
-def _fails_until(attempt: int) -> object:
-    """An outcome: every task run fails until its ``attempt``-th attempt, which succeeds."""
-
-    def outcome(wt: WorkerTask) -> tuple[State, dict[str, object] | None, str | None]:
-        if wt.attempt >= attempt:
-            return (State.SUCCESS, {}, None)
+def _child_fails_once(wt: WorkerTask) -> tuple[State, dict[str, object] | None, str | None]:
+    if wt.task_run.task_id == "child" and wt.attempt == 1:
         return (State.FAILED, None, "not yet")
-
-    return outcome
+    return (State.SUCCESS, {}, None)
 
 
 def test_retry_on_a_sequential_retries_its_failed_child() -> None:
@@ -190,7 +185,7 @@ def test_flowable_retry_warning_on_retry_and_the_sequence_goes_on() -> None:
                 type: {LOG}
                 message: n
         """,
-        outcome=_fails_until(2),
+        outcome=_child_fails_once,
     )
     child = one(ex, "child")
     assert [a.state.current for a in child.attempts] == [State.FAILED, State.SUCCESS]
