@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from common.errors import NotFoundError, StorageError
 
-from .base import SCHEME
+from .base import CHUNK_SIZE, SCHEME
 
 
 class LocalStorage:
@@ -25,11 +28,15 @@ class LocalStorage:
             raise StorageError(f"'{uri}' points outside the internal storage")
         return path
 
-    def put(self, uri: str, data: bytes) -> str:
+    def put(self, uri: str, data: bytes | BinaryIO) -> str:
         path = self._path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as out:
+            if isinstance(data, bytes):
+                out.write(data)
+            else:
+                shutil.copyfileobj(data, out, CHUNK_SIZE)
         os.replace(tmp, path)
         return uri
 
@@ -37,6 +44,27 @@ class LocalStorage:
         path = self._path(uri)
         try:
             return path.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"file '{uri}' not found in internal storage") from None
+
+    def stream(self, uri: str) -> Iterator[bytes]:
+        path = self._path(uri)
+        try:
+            handle = open(path, "rb")  # closed by _chunks, when read to the end or dropped
+        except FileNotFoundError:
+            raise NotFoundError(f"file '{uri}' not found in internal storage") from None
+        return self._chunks(handle)
+
+    @staticmethod
+    def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+        with handle:
+            while chunk := handle.read(CHUNK_SIZE):
+                yield chunk
+
+    def size(self, uri: str) -> int:
+        path = self._path(uri)
+        try:
+            return path.stat().st_size
         except FileNotFoundError:
             raise NotFoundError(f"file '{uri}' not found in internal storage") from None
 
