@@ -59,6 +59,10 @@ def test_file_input_goes_to_internal_storage(
     assert backends.storage.get(uri) == b"a,b\n1,2\n"
     download = client.get(f"/api/v1/executions/{body['id']}/file", params={"path": uri})
     assert download.status_code == 200 and download.content == b"a,b\n1,2\n"
+    missing = client.get(
+        f"/api/v1/executions/{body['id']}/file", params={"path": uri.replace("rows", "none")}
+    )
+    assert missing.status_code == 404 and "not found" in missing.json()["message"]
     outside = client.get(
         f"/api/v1/executions/{body['id']}/file", params={"path": "lanner://main/other/x"}
     )

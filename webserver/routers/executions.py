@@ -177,8 +177,8 @@ async def create_execution(
         backends.settings.secret_box(),
     )
     for input_id, uri in uris.items():
-        data = await uploads[input_id].read()
-        await anyio.to_thread.run_sync(backends.storage.put, uri, data)
+        # the upload's spooled file, streamed: an input file may not fit in memory
+        await anyio.to_thread.run_sync(backends.storage.put, uri, uploads[input_id].file)
     execution = new_execution(
         flow,
         inputs,
@@ -358,8 +358,7 @@ async def resume_execution(
             execution_uri(execution.namespace, execution.flow_id, execution_id)
             + f"resume/{input_id}/{_safe_filename(upload.filename)}"
         )
-        data = await upload.read()
-        await anyio.to_thread.run_sync(backends.storage.put, uri, data)
+        await anyio.to_thread.run_sync(backends.storage.put, uri, upload.file)
         inputs[input_id] = uri
     order = Resume(id=new_id(), execution_id=execution_id, inputs=inputs or None)
     await anyio.to_thread.run_sync(backends.queue.emit, EXECUTOR, execution_id, order.to_json())
@@ -422,11 +421,12 @@ async def download_file(
         raise InputValidationError(
             [Problem("path", f"'{path}' is not a file of this execution (expected {own}...)")]
         )
-    data = await anyio.to_thread.run_sync(backends.storage.get, path)
+    # streamed: the file may not fit in memory; a missing file is a 404 before any byte is sent
+    chunks = await anyio.to_thread.run_sync(backends.storage.stream, path)
     name = posixpath.basename(path) or "file"
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return Response(
-        data,
+    return StreamingResponse(
+        chunks,
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
