@@ -51,7 +51,7 @@ class LocalStorage:
             raise StorageError(f"cannot write '{uri}': {exc.strerror}") from exc
         try:
             with os.fdopen(fd, "wb") as out:
-                if isinstance(data, bytes):
+                if isinstance(data, bytes | bytearray | memoryview):
                     out.write(data)
                 else:
                     shutil.copyfileobj(data, out, CHUNK_SIZE)
