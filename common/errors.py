@@ -3,6 +3,7 @@
     LannerError
     ├── FlowValidationError    a flow source is invalid (each problem has a path, a line, a reason)
     ├── InputValidationError   execution inputs do not match the flow's declared inputs
+    ├── QueryError             a repository query out of bounds (page size, depth, cursor)
     ├── TemplateError          a template failed to parse or render
     ├── PluginError            an unknown task/trigger type or a plugin that misbehaves
     ├── NotFoundError          a flow, execution or file does not exist
@@ -61,6 +62,11 @@ class FlowValidationError(_ProblemsError):
 class InputValidationError(_ProblemsError):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__(problems, "Invalid inputs")
+
+
+class QueryError(_ProblemsError):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(problems, "Invalid query")
 
 
 class TemplateError(LannerError):

@@ -1,8 +1,9 @@
 """One place mapping errors to JSON responses.
 
 ``FlowValidationError`` / ``InputValidationError`` → 422 with every located problem,
-``NotFoundError`` → 404, ``ConflictError`` → 409, backend outages → 503, request validation
-→ 422 naming the field, anything unexpected → 500 without a stack trace (logged here).
+``QueryError`` (a search out of bounds) → 400 naming the parameter, ``NotFoundError`` → 404,
+``ConflictError`` → 409, backend outages → 503, request validation → 422 naming the field,
+anything unexpected → 500 without a stack trace (logged here).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from common.errors import (
     NotFoundError,
     PluginError,
     Problem,
+    QueryError,
     QueueError,
     RepositoryError,
     StorageError,
@@ -35,6 +37,7 @@ log = logging.getLogger("lanner.webserver")
 _STATUS: list[tuple[type[LannerError], int]] = [
     (FlowValidationError, 422),
     (InputValidationError, 422),
+    (QueryError, 400),
     (TemplateError, 422),
     (PluginError, 422),
     (NotFoundError, 404),

@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from common.ids import new_id
@@ -298,7 +297,8 @@ class TaskRunContext:
         return self.storage.put(self._new_uri(name), data)
 
     def put_file(self, path: str) -> str:
-        return self.put_data(os.path.basename(path), Path(path).read_bytes())
+        with open(path, "rb") as source:  # streamed: an output file may not fit in memory
+            return self.storage.put(self._new_uri(os.path.basename(path)), source)
 
     def get_file(self, uri: str) -> bytes:
         return self.storage.get(uri)
@@ -307,7 +307,7 @@ class TaskRunContext:
         return self.storage.delete(uri)
 
     def file_size(self, uri: str) -> int:
-        return len(self.storage.get(str(uri)))
+        return self.storage.size(str(uri))
 
     # -------------------------------------------------------------- subprocesses
 

@@ -3,26 +3,42 @@
 One interface per entity (Kestra's ``<Entity>RepositoryInterface``); backends are
 ``sqlite`` (embedded) and ``elasticsearch``. Every ``save`` is idempotent, and executions are
 versioned by ``Execution.sequence`` so a replayed older snapshot never overwrites a newer one.
+
+Reads are bounded whatever the backend: a page holds at most ``MAX_PAGE_SIZE`` results, numbered
+pages reach at most ``MAX_RESULT_WINDOW`` results deep (Elasticsearch's ``max_result_window``),
+and deeper pages follow the opaque cursor ``Page.next`` (``search_after``). Statistics are
+aggregations computed by the backend, never a walk over every execution.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
+from common.errors import Problem, QueryError
 from common.models.execution import Execution
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
 from common.models.state import State
 
 T = TypeVar("T")
 
+MAX_PAGE_SIZE = 1000
+MAX_RESULT_WINDOW = 10_000
+MAX_BUCKETS = 10_000  # histogram buckets of one aggregation (per state)
+MAX_FLOW_GROUPS = 1000  # flows of one per-flow aggregation
+
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
     results: list[T]
     total: int
+    next: str | None = None  # cursor of the page after this one; None on the last page
 
 
 @dataclass(frozen=True)
@@ -50,9 +66,115 @@ class ExecutionQuery:
     end_date: datetime | None = None
     q: str | None = None  # full text over id, namespace, flow id, labels
     parent_id: str | None = None  # executions replayed from / triggered by this one
-    page: int = 1
-    size: int = 25
-    sort_desc: bool = True
+    page: int = 1  # numbered pages reach MAX_RESULT_WINDOW results deep; then use `after`
+    size: int = 25  # at most MAX_PAGE_SIZE
+    sort_desc: bool = True  # by start date, then id (a total order: cursors never skip a tie)
+    after: str | None = None  # a previous page's `next`: the page after it (with page=1)
+
+
+class Interval(StrEnum):
+    DAY = "day"
+    HOUR = "hour"
+
+    @property
+    def length(self) -> timedelta:
+        return timedelta(days=1) if self is Interval.DAY else timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Durations in seconds of the ended executions of a bucket (start to end)."""
+
+    count: int = 0
+    sum: float = 0.0
+    min: float = 0.0
+    max: float = 0.0
+
+    def merge(self, other: Durations) -> Durations:
+        if not self.count or not other.count:
+            return other if other.count else self
+        return Durations(
+            self.count + other.count,
+            self.sum + other.sum,
+            min(self.min, other.min),
+            max(self.max, other.max),
+        )
+
+
+@dataclass(frozen=True)
+class StateBucket:
+    """Executions started in ``[start, start + interval)`` (UTC) now in ``state``."""
+
+    start: datetime
+    state: State
+    count: int
+    durations: Durations
+
+
+@dataclass(frozen=True)
+class FlowStateCount:
+    namespace: str
+    flow_id: str
+    state: State
+    count: int
+
+
+def check_page(query: ExecutionQuery) -> None:
+    """Raises ``QueryError`` when ``query`` asks for a page out of bounds. Problem paths are the
+    API's parameter names, which these share."""
+    problems = []
+    if not 1 <= query.size <= MAX_PAGE_SIZE:
+        problems.append(Problem("size", f"must be between 1 and {MAX_PAGE_SIZE}"))
+    if query.page < 1:
+        problems.append(Problem("page", "must be 1 or more"))
+    elif query.after is not None and query.page != 1:
+        problems.append(Problem("page", "must be 1 with a cursor (`after` says where to start)"))
+    elif query.page * query.size > MAX_RESULT_WINDOW:
+        problems.append(
+            Problem(
+                "page",
+                f"page {query.page} of {query.size} goes past the first {MAX_RESULT_WINDOW} "
+                "results; follow the `next` cursor of the previous pages instead",
+            )
+        )
+    if problems:
+        raise QueryError(problems)
+
+
+def check_histogram(query: ExecutionQuery, interval: Interval) -> tuple[datetime, datetime]:
+    """The histogram's date range, or ``QueryError`` if it is open or too many buckets long."""
+    if query.start_date is None or query.end_date is None:
+        missing = "startDate" if query.start_date is None else "endDate"
+        raise QueryError([Problem(missing, "required for statistics")])
+    if query.end_date < query.start_date:
+        raise QueryError([Problem("endDate", "must not be before startDate")])
+    if (query.end_date - query.start_date) / interval.length > MAX_BUCKETS:
+        raise QueryError(
+            [Problem("startDate", f"the range spans more than {MAX_BUCKETS} {interval}s")]
+        )
+    return query.start_date, query.end_date
+
+
+def encode_cursor(sort_values: Sequence[object], sort_desc: bool) -> str:
+    """An opaque cursor: the sort values of a page's last result, and the direction they hold
+    for. Each backend puts its own sort values in it (``search_after``)."""
+    text = json.dumps({"v": list(sort_values), "d": "desc" if sort_desc else "asc"})
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def decode_cursor(cursor: str, sort_desc: bool, length: int) -> list[object]:
+    """The sort values of ``encode_cursor``; ``QueryError`` on ``after`` if not one of ours."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        values = data["v"]
+        direction = data["d"]
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        raise QueryError([Problem("after", "not a cursor returned by a previous page")]) from None
+    if not isinstance(values, list) or len(values) != length:
+        raise QueryError([Problem("after", "not a cursor returned by a previous page")])
+    if direction != ("desc" if sort_desc else "asc"):
+        raise QueryError([Problem("after", "the cursor was made for the other sort order")])
+    return values
 
 
 class FlowRepository(Protocol):
@@ -80,7 +202,27 @@ class ExecutionRepository(Protocol):
 
     def get(self, tenant_id: str, execution_id: str) -> Execution | None: ...
 
-    def search(self, query: ExecutionQuery) -> Page[Execution]: ...
+    def search(self, query: ExecutionQuery) -> Page[Execution]:
+        """One bounded page of the matching executions, sorted by start date then id.
+
+        Raises ``QueryError`` naming ``size``, ``page`` or ``after`` when the query is out of
+        bounds (page too large or too deep) or the cursor is not one of this backend's."""
+        ...
+
+    def count_by_state(self, query: ExecutionQuery) -> dict[State, int]:
+        """How many executions match, per current state (paging fields are ignored)."""
+        ...
+
+    def histogram(self, query: ExecutionQuery, interval: Interval) -> list[StateBucket]:
+        """Matching executions per start-date bucket and state, with their durations; only
+        non-empty buckets, by start then state. ``query.start_date`` and ``end_date`` are
+        required and span at most ``MAX_BUCKETS`` intervals (else ``QueryError``)."""
+        ...
+
+    def count_by_flow(self, query: ExecutionQuery) -> list[FlowStateCount]:
+        """Matching executions per flow and state, for the ``MAX_FLOW_GROUPS`` flows with the
+        most executions; sorted by namespace, flow id, state."""
+        ...
 
     def delete(self, tenant_id: str, execution_id: str) -> None: ...
 

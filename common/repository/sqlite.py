@@ -14,12 +14,27 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from common.errors import RepositoryError
+from common.errors import Problem, QueryError, RepositoryError
 from common.models.execution import Execution, ExecutionHead
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
+from common.models.state import State
 from common.queue.sqlite import SqliteDatabase
 
-from .base import ExecutionQuery, FlowRecord, Page, Repositories
+from .base import (
+    MAX_FLOW_GROUPS,
+    Durations,
+    ExecutionQuery,
+    FlowRecord,
+    FlowStateCount,
+    Interval,
+    Page,
+    Repositories,
+    StateBucket,
+    check_histogram,
+    check_page,
+    decode_cursor,
+    encode_cursor,
+)
 
 DEFAULT_TENANT = "main"
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
@@ -334,7 +349,9 @@ class SqliteExecutionRepository(_Base):
         )
         return Execution.model_validate_json(str(rows[0][0])) if rows else None
 
-    def search(self, query: ExecutionQuery) -> Page[Execution]:
+    @staticmethod
+    def _where(query: ExecutionQuery) -> tuple[str, list[object]]:
+        """The WHERE clause of a query's filters (not its paging) and its parameters."""
         where = ["tenant = ?", "deleted = 0"]
         params: list[object] = [_tenant(query.tenant_id)]
         if query.namespace:
@@ -365,18 +382,112 @@ class SqliteExecutionRepository(_Base):
         if query.parent_id:
             where.append("parent_id = ?")
             params.append(query.parent_id)
-        clause = " AND ".join(where)
+        return " AND ".join(where), params
+
+    @staticmethod
+    def _after(query: ExecutionQuery, cursor: str) -> tuple[str, list[object]]:
+        """Rows after the cursor's (start date, id) in the query's order. SQLite sorts a missing
+        start date (NULL) first, so it comes last in descending order and first in ascending."""
+        start, last_id = decode_cursor(cursor, query.sort_desc, 2)
+        if not isinstance(last_id, str) or not (start is None or isinstance(start, str)):
+            raise QueryError([Problem("after", "not a cursor returned by a previous page")])
+        if query.sort_desc:
+            if start is None:
+                return "(start_date IS NULL AND id < ?)", [last_id]
+            return (
+                "(start_date < ? OR (start_date = ? AND id < ?) OR start_date IS NULL)",
+                [start, start, last_id],
+            )
+        if start is None:
+            return "(start_date IS NOT NULL OR id > ?)", [last_id]
+        return "(start_date > ? OR (start_date = ? AND id > ?))", [start, start, last_id]
+
+    def search(self, query: ExecutionQuery) -> Page[Execution]:
+        check_page(query)
+        clause, params = self._where(query)
         total_rows = self._read(f"SELECT COUNT(*) FROM repo_executions WHERE {clause}", params)
         total = int(total_rows[0][0])  # type: ignore[call-overload]
-        size = max(1, query.size)
-        offset = max(0, query.page - 1) * size
+        offset = (query.page - 1) * query.size
+        if query.after is not None:
+            after, after_params = self._after(query, query.after)
+            clause, params, offset = f"{clause} AND {after}", [*params, *after_params], 0
         order = "DESC" if query.sort_desc else "ASC"
+        # one row more than the page says whether a next page exists
         rows = self._read(
-            f"SELECT body FROM repo_executions WHERE {clause} "
+            f"SELECT start_date, id, body FROM repo_executions WHERE {clause} "
             f"ORDER BY start_date {order}, id {order} LIMIT ? OFFSET ?",
-            [*params, size, offset],
+            [*params, query.size + 1, offset],
         )
-        return Page([Execution.model_validate_json(str(r[0])) for r in rows], total)
+        more = len(rows) > query.size
+        rows = rows[: query.size]
+        cursor = encode_cursor([rows[-1][0], rows[-1][1]], query.sort_desc) if more else None
+        return Page([Execution.model_validate_json(str(r[2])) for r in rows], total, cursor)
+
+    def count_by_state(self, query: ExecutionQuery) -> dict[State, int]:
+        clause, params = self._where(query)
+        rows = self._read(
+            f"SELECT state, COUNT(*) FROM repo_executions WHERE {clause} GROUP BY state", params
+        )
+        return {State(str(r[0])): int(r[1]) for r in rows}  # type: ignore[call-overload]
+
+    # Exact microseconds between two stored dates (fixed width: micros at characters 21-26);
+    # julianday() would round them.
+    _DURATION_US = (
+        "((strftime('%s', end_date) - strftime('%s', start_date)) * 1000000 "
+        "+ CAST(substr(end_date, 21, 6) AS INTEGER) - CAST(substr(start_date, 21, 6) AS INTEGER))"
+    )
+
+    def histogram(self, query: ExecutionQuery, interval: Interval) -> list[StateBucket]:
+        check_histogram(query, interval)
+        clause, params = self._where(query)
+        width = 10 if interval is Interval.DAY else 13  # 2024-05-01 / 2024-05-01T12
+        rows = self._read(
+            f"SELECT bucket, state, COUNT(*), COUNT(us), SUM(us), MIN(us), MAX(us) FROM ("
+            f"SELECT substr(start_date, 1, {width}) AS bucket, state, "
+            f"CASE WHEN end_date IS NOT NULL THEN {self._DURATION_US} END AS us "
+            f"FROM repo_executions WHERE {clause} AND start_date IS NOT NULL"
+            ") GROUP BY bucket, state ORDER BY bucket, state",
+            params,
+        )
+        suffix = "T00:00:00+00:00" if interval is Interval.DAY else ":00:00+00:00"
+        buckets = []
+        for bucket, state, count, ended, total_us, min_us, max_us in rows:
+            durations = (
+                Durations(
+                    int(ended),  # type: ignore[call-overload]
+                    int(total_us) / 1e6,  # type: ignore[call-overload]
+                    int(min_us) / 1e6,  # type: ignore[call-overload]
+                    int(max_us) / 1e6,  # type: ignore[call-overload]
+                )
+                if ended
+                else Durations()
+            )
+            buckets.append(
+                StateBucket(
+                    start=datetime.fromisoformat(str(bucket) + suffix),
+                    state=State(str(state)),
+                    count=int(count),  # type: ignore[call-overload]
+                    durations=durations,
+                )
+            )
+        return buckets
+
+    def count_by_flow(self, query: ExecutionQuery) -> list[FlowStateCount]:
+        clause, params = self._where(query)
+        rows = self._read(
+            "WITH matching AS (SELECT namespace, flow_id, state FROM repo_executions "
+            f"WHERE {clause}), "
+            "top AS (SELECT namespace, flow_id FROM matching GROUP BY namespace, flow_id "
+            "ORDER BY COUNT(*) DESC, namespace, flow_id LIMIT ?) "
+            "SELECT namespace, flow_id, state, COUNT(*) FROM matching "
+            "JOIN top USING (namespace, flow_id) "
+            "GROUP BY namespace, flow_id, state ORDER BY namespace, flow_id, state",
+            [*params, MAX_FLOW_GROUPS],
+        )
+        return [
+            FlowStateCount(str(r[0]), str(r[1]), State(str(r[2])), int(r[3]))  # type: ignore[call-overload]
+            for r in rows
+        ]
 
     def delete(self, tenant_id: str, execution_id: str) -> None:
         # a tombstone, so that a late snapshot from the indexer cannot bring it back

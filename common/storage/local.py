@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from common.errors import NotFoundError, StorageError
 
-from .base import SCHEME
+from .base import CHUNK_SIZE, SCHEME
+
+# A file being written is a uniquely named sibling of its target until it is renamed into place:
+# never a name a user's file could have (the prefix is refused in URIs), never listed.
+_PARTIAL = ".lanner-partial-"
 
 
 class LocalStorage:
@@ -20,25 +29,70 @@ class LocalStorage:
             raise StorageError(
                 f"'{uri}' is not an internal storage URI (it must start with {SCHEME})"
             )
-        path = (self.base / uri[len(SCHEME) :].lstrip("/")).resolve()
+        relative = uri[len(SCHEME) :].lstrip("/")
+        if any(part.startswith(_PARTIAL) for part in relative.split("/")):
+            raise StorageError(f"'{uri}': names starting with {_PARTIAL} are reserved")
+        path = (self.base / relative).resolve()
         if self.base not in path.parents and path != self.base:
             raise StorageError(f"'{uri}' points outside the internal storage")
         return path
 
-    def put(self, uri: str, data: bytes) -> str:
+    def _missing(self, uri: str) -> NotFoundError:
+        return NotFoundError(f"file '{uri}' not found in internal storage")
+
+    def put(self, uri: str, data: bytes | BinaryIO) -> str:
         path = self._path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        if path == self.base or uri.endswith("/"):
+            raise StorageError(f"cannot write '{uri}': it names a folder, not a file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_PARTIAL, dir=path.parent)
+        except OSError as exc:  # a part of the path is a file, or no permission
+            raise StorageError(f"cannot write '{uri}': {exc.strerror}") from exc
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if isinstance(data, bytes | bytearray | memoryview):
+                    out.write(data)
+                else:
+                    shutil.copyfileobj(data, out, CHUNK_SIZE)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot write '{uri}': {exc.strerror}") from exc
+            raise
         return uri
 
     def get(self, uri: str) -> bytes:
         path = self._path(uri)
         try:
             return path.read_bytes()
-        except FileNotFoundError:
-            raise NotFoundError(f"file '{uri}' not found in internal storage") from None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise self._missing(uri) from None
+
+    def stream(self, uri: str) -> Iterator[bytes]:
+        path = self._path(uri)
+        try:
+            handle = open(path, "rb")  # closed by _chunks, when read to the end or dropped
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise self._missing(uri) from None
+        return self._chunks(handle)
+
+    @staticmethod
+    def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+        with handle:
+            while chunk := handle.read(CHUNK_SIZE):
+                yield chunk
+
+    def size(self, uri: str) -> int:
+        path = self._path(uri)
+        try:
+            found = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(uri) from None
+        if not stat.S_ISREG(found.st_mode):
+            raise self._missing(uri)
+        return found.st_size
 
     def exists(self, uri: str) -> bool:
         return self._path(uri).is_file()
@@ -48,13 +102,15 @@ class LocalStorage:
         try:
             path.unlink()
             return True
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return False
 
     def list(self, prefix: str) -> list[str]:
         root = self._path(prefix)
-        if not root.exists():
+        if not root.is_dir():
             return []
         return sorted(
-            SCHEME + str(p.relative_to(self.base)) for p in root.rglob("*") if p.is_file()
+            f"{SCHEME}/{p.relative_to(self.base).as_posix()}"
+            for p in root.rglob("*")
+            if p.is_file() and not p.name.startswith(_PARTIAL)
         )

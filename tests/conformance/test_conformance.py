@@ -1,4 +1,4 @@
-"""Kestra's own test flows (``../shared/conformance/manifest.yaml``) on ``lanner server local``.
+"""Kestra's own test flows (``$LANNER_CONFORMANCE_DIR/manifest.yaml``) on ``lanner server local``.
 
 One session starts the real server as a subprocess (env and globals the manifest needs), deploys
 every flow of ``flows/`` through ``POST /api/v1/flows`` and runs every selected scenario through
@@ -42,7 +42,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conformance.manifest import entries, load_manifest
+from tests.conformance.manifest import MANIFEST_CASES, entries, load_manifest
 from tests.conformance.runner import Api, CaseError, CaseRun, flow_files, flow_key
 from tests.infra.processes import ManagedProcess, free_ports, http_ok, start_lanner, tail
 
@@ -203,6 +203,13 @@ def test_conformance(
 def test_manifest_entries_are_unique() -> None:
     cases = [e["case"] for e in ENTRIES]
     assert len(cases) == len(set(cases))
+
+
+def test_manifest_holds_the_cases_counted_when_it_is_absent() -> None:
+    assert len(ENTRIES) == MANIFEST_CASES, (
+        f"the manifest has {len(ENTRIES)} cases: set MANIFEST_CASES in tests/conformance/"
+        "manifest.py, the count printed when the data is absent"
+    )
 
 
 def test_divergence_missing_required_input_is_refused(conformance_server: Server) -> None:

@@ -7,12 +7,26 @@ example Elasticsearch) override ``refresh`` to make writes visible to searches.
 
 from __future__ import annotations
 
+import random
+from collections import Counter, defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from common.errors import QueryError
 from common.models.execution import Execution, Label, StateEntry, StateInfo
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
 from common.models.state import State
-from common.repository.base import ExecutionQuery, FlowRecord, Repositories
+from common.repository.base import (
+    MAX_BUCKETS,
+    MAX_PAGE_SIZE,
+    MAX_RESULT_WINDOW,
+    ExecutionQuery,
+    FlowRecord,
+    Interval,
+    Repositories,
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -31,10 +45,11 @@ def make_execution(
     sequence: int = 0,
     tenant_id: str | None = None,
     parent_id: str | None = None,
+    took: timedelta = timedelta(seconds=5),
 ) -> Execution:
     histories = [StateEntry(state=State.CREATED, date=start)]
     if state != State.CREATED:
-        histories.append(StateEntry(state=state, date=start + timedelta(seconds=5)))
+        histories.append(StateEntry(state=state, date=start + took))
     return Execution(
         id=execution_id,
         namespace=namespace,
@@ -45,6 +60,42 @@ def make_execution(
         sequence=sequence,
         parent_id=parent_id,
     )
+
+
+STATES = (State.CREATED, State.RUNNING, State.SUCCESS, State.FAILED, State.WARNING, State.KILLED)
+
+
+def varied_executions(count: int, seed: int = 7) -> list[Execution]:
+    """Executions over three days in two tenants, three flows and six states, with many equal
+    start dates (ties for the sort) and durations to the microsecond."""
+    rng = random.Random(seed)
+    flows = [("company.team", "hello"), ("company.team", "bye"), ("company.other", "hello")]
+    executions = []
+    for i in range(count):
+        namespace, flow_id = rng.choice(flows)
+        executions.append(
+            make_execution(
+                f"v{i:04d}",
+                namespace=namespace,
+                flow_id=flow_id,
+                state=rng.choice(STATES),
+                start=T0 + timedelta(minutes=rng.randrange(0, 3 * 24 * 60, 90)),
+                labels={"team": rng.choice(["data", "ops"])},
+                tenant_id=rng.choice([None, None, None, "other"]),
+                took=timedelta(microseconds=rng.randrange(1, 3_600_000_000)),
+            )
+        )
+    return executions
+
+
+def by_hand(executions: list[Execution], tenant: str = "main", **match: str) -> list[Execution]:
+    """The executions a query with these filters should match, computed without the backend."""
+    return [
+        e
+        for e in executions
+        if (e.tenant_id or "main") == tenant
+        and all(getattr(e, field) == value for field, value in match.items())
+    ]
 
 
 def flow_record(source: str = SOURCE_A, revision: int = 1, **kw: object) -> FlowRecord:
@@ -268,3 +319,188 @@ class RepositoryContract:
         self.refresh(repositories)
         workers = {w.worker_id: w for w in repositories.workers.all()}
         assert set(workers) == {"w1", "w2"} and workers["w1"].running == 3
+
+    # ------------------------------------------------------------------ bounded pages
+
+    def test_page_size_is_bounded(self, repositories: Repositories) -> None:
+        repo = repositories.executions
+        for size in (0, MAX_PAGE_SIZE + 1):
+            with pytest.raises(QueryError) as caught:
+                repo.search(ExecutionQuery(size=size))
+            assert [p.path for p in caught.value.problems] == ["size"]
+        assert repo.search(ExecutionQuery(size=MAX_PAGE_SIZE)).results == []
+
+    def test_numbered_pages_stop_at_the_result_window(self, repositories: Repositories) -> None:
+        repo = repositories.executions
+        last = MAX_RESULT_WINDOW // 100
+        assert repo.search(ExecutionQuery(size=100, page=last)).results == []
+        for page in (0, last + 1):
+            with pytest.raises(QueryError) as caught:
+                repo.search(ExecutionQuery(size=100, page=page))
+            assert [p.path for p in caught.value.problems] == ["page"]
+
+    def _walk(self, repositories: Repositories, query: ExecutionQuery) -> list[str]:
+        """Every id of ``query`` following the cursors from its first page."""
+        seen: list[str] = []
+        page = repositories.executions.search(query)
+        for _ in range(MAX_RESULT_WINDOW):
+            seen += [e.id for e in page.results]
+            assert len(page.results) == query.size or page.next is None
+            if page.next is None:
+                return seen
+            page = repositories.executions.search(replace(query, after=page.next))
+        raise AssertionError(f"the cursor never ends (after {len(seen)} results)")
+
+    def test_cursor_visits_every_execution_once_despite_equal_sort_keys(
+        self, repositories: Repositories
+    ) -> None:
+        executions = varied_executions(230)
+        for execution in executions:
+            repositories.executions.save(execution)
+        self.refresh(repositories)
+        mine = by_hand(executions)
+        assert len({e.state.start_date for e in mine}) < len(mine) / 2  # ties are the rule
+
+        def expected(desc: bool, subset: list[Execution]) -> list[str]:
+            keyed = sorted(subset, key=lambda e: (e.state.start_date, e.id), reverse=desc)
+            return [e.id for e in keyed]
+
+        for desc in (True, False):
+            walked = self._walk(repositories, ExecutionQuery(size=7, sort_desc=desc))
+            assert walked == expected(desc, mine)
+            team = self._walk(repositories, ExecutionQuery(size=4, namespace="company.team"))
+            assert team == expected(True, [e for e in mine if e.namespace == "company.team"])
+        # a full last page has no next cursor: nothing is fetched twice or missed at the end
+        exact = ExecutionQuery(size=len(mine))
+        assert repositories.executions.search(exact).next is None
+
+    def test_cursor_continues_a_numbered_page(self, repositories: Repositories) -> None:
+        repo = repositories.executions
+        for i in range(9):
+            repo.save(make_execution(f"p{i}", start=T0 + timedelta(minutes=i // 3)))
+        self.refresh(repositories)
+        second = repo.search(ExecutionQuery(size=2, page=2))
+        assert second.total == 9 and second.next is not None
+        rest = repo.search(ExecutionQuery(size=5, after=second.next))
+        assert [e.id for e in second.results] == ["p6", "p5"]
+        assert [e.id for e in rest.results] == ["p4", "p3", "p2", "p1", "p0"]
+        assert rest.next is None
+        assert rest.total == 9
+
+    def test_bad_cursors_are_refused(self, repositories: Repositories) -> None:
+        repo = repositories.executions
+        for i in range(3):
+            repo.save(make_execution(f"p{i}", start=T0 + timedelta(minutes=i)))
+        self.refresh(repositories)
+        cursor = repo.search(ExecutionQuery(size=1)).next
+        assert cursor is not None
+        for query in (
+            ExecutionQuery(after="not a cursor"),
+            ExecutionQuery(after=cursor, sort_desc=False),
+            ExecutionQuery(after=cursor, page=2),
+        ):
+            with pytest.raises(QueryError) as caught:
+                repo.search(query)
+            assert [p.path for p in caught.value.problems] in (["after"], ["page"])
+
+    # ------------------------------------------------------------------ aggregations
+
+    def test_counts_by_state_equal_counts_by_hand(self, repositories: Repositories) -> None:
+        executions = varied_executions(150)
+        for execution in executions:
+            repositories.executions.save(execution)
+        self.refresh(repositories)
+        repo = repositories.executions
+        cases: list[tuple[ExecutionQuery, list[Execution]]] = [
+            (ExecutionQuery(), by_hand(executions)),
+            (ExecutionQuery(tenant_id="other"), by_hand(executions, "other")),
+            (ExecutionQuery(flow_id="hello"), by_hand(executions, flow_id="hello")),
+            (
+                ExecutionQuery(namespace="company.team", labels={"team": "ops"}),
+                [
+                    e
+                    for e in by_hand(executions, namespace="company.team")
+                    if e.label_map() == {"team": "ops"}
+                ],
+            ),
+            (
+                ExecutionQuery(start_date=T0 + timedelta(days=1), end_date=T0 + timedelta(days=2)),
+                [
+                    e
+                    for e in by_hand(executions)
+                    if T0 + timedelta(days=1)
+                    <= e.state.start_date  # type: ignore[operator]
+                    <= T0 + timedelta(days=2)
+                ],
+            ),
+        ]
+        for query, matching in cases:
+            assert matching, query
+            assert repo.count_by_state(query) == Counter(e.state.current for e in matching)
+            assert repo.search(query).total == len(matching)
+
+    def test_histograms_equal_buckets_by_hand(self, repositories: Repositories) -> None:
+        executions = varied_executions(200)
+        for execution in executions:
+            repositories.executions.save(execution)
+        self.refresh(repositories)
+        start, end = T0 - timedelta(hours=3), T0 + timedelta(days=3)
+        mine = by_hand(executions)
+        for interval in Interval:
+            expected: dict[tuple[datetime, State], list[Execution]] = defaultdict(list)
+            for e in mine:
+                started = e.state.start_date
+                assert started is not None
+                if interval is Interval.DAY:
+                    key = started.replace(hour=0, minute=0, second=0, microsecond=0)
+                else:
+                    key = started.replace(minute=0, second=0, microsecond=0)
+                expected[(key, e.state.current)].append(e)
+            buckets = repositories.executions.histogram(
+                ExecutionQuery(start_date=start, end_date=end), interval
+            )
+            assert [(b.start, b.state) for b in buckets] == sorted(expected)
+            for bucket in buckets:
+                group = expected[(bucket.start, bucket.state)]
+                assert bucket.count == len(group)
+                seconds = [
+                    (e.state.end_date - e.state.start_date).total_seconds()  # type: ignore[operator]
+                    for e in group
+                    if e.state.end_date is not None
+                ]
+                assert bucket.durations.count == len(seconds)
+                if seconds:
+                    assert bucket.durations.sum == pytest.approx(sum(seconds), abs=1e-3)
+                    assert bucket.durations.min == pytest.approx(min(seconds), abs=1e-3)
+                    assert bucket.durations.max == pytest.approx(max(seconds), abs=1e-3)
+
+    def test_histogram_ranges_are_bounded(self, repositories: Repositories) -> None:
+        repo = repositories.executions
+        too_long = T0 + Interval.HOUR.length * (MAX_BUCKETS + 1)
+        for query, path in (
+            (ExecutionQuery(end_date=T0), "startDate"),
+            (ExecutionQuery(start_date=T0), "endDate"),
+            (ExecutionQuery(start_date=T0, end_date=T0 - timedelta(days=1)), "endDate"),
+            (ExecutionQuery(start_date=T0, end_date=too_long), "startDate"),
+        ):
+            with pytest.raises(QueryError) as caught:
+                repo.histogram(query, Interval.HOUR)
+            assert [p.path for p in caught.value.problems] == [path]
+        assert repo.histogram(ExecutionQuery(start_date=T0, end_date=too_long), Interval.DAY) == []
+
+    def test_counts_by_flow_equal_counts_by_hand(self, repositories: Repositories) -> None:
+        executions = varied_executions(120)
+        for execution in executions:
+            repositories.executions.save(execution)
+        self.refresh(repositories)
+        for query, matching in (
+            (ExecutionQuery(), by_hand(executions)),
+            (
+                ExecutionQuery(namespace="company.team"),
+                by_hand(executions, namespace="company.team"),
+            ),
+        ):
+            counted = Counter((e.namespace, e.flow_id, e.state.current) for e in matching)
+            found = repositories.executions.count_by_flow(query)
+            assert [(c.namespace, c.flow_id, c.state) for c in found] == sorted(counted)
+            assert {(c.namespace, c.flow_id, c.state): c.count for c in found} == counted

@@ -190,6 +190,33 @@ def test_kill_9_leaves_no_process(tmp_path: Path) -> None:
     assert not [pid for pid in pids if pid_alive(pid)]
 
 
+# The main thread (the thread-group leader) exits alone and the server lives on in its other
+# thread: /proc shows the leader as a zombie although the process is alive and serving, the
+# state a multi-threaded process also passes through while SIGKILL reaches its threads.
+_LEADER_EXITS_FIRST = """
+import ctypes, sys, threading
+from http.server import HTTPServer, SimpleHTTPRequestHandler
+server = HTTPServer(("127.0.0.1", int(sys.argv[1])), SimpleHTTPRequestHandler)
+threading.Thread(target=server.serve_forever).start()
+ctypes.CDLL(None).syscall(60, 0)  # exit(2) of the calling thread only
+"""
+
+
+def test_kill_9_waits_for_a_process_whose_leader_thread_exited(tmp_path: Path) -> None:
+    port = free_ports(1)[0]
+    server = ManagedProcess(
+        "http server",
+        [sys.executable, "-c", _LEADER_EXITS_FIRST, str(port)],
+        tmp_path / "server.log",
+        cwd=tmp_path,
+    ).start()
+    server.wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/"), 30, "the server to answer")
+    assert server.pids() == [server.pid]
+    server.kill()
+    assert server.returncode == -9
+    assert not http_ok(f"http://127.0.0.1:{port}/")
+
+
 @pytest.mark.kafka
 def test_kafka_init_on_three_brokers_replicates_three_times(
     kafka_cluster3: KafkaCluster, unique_name: str

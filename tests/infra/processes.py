@@ -31,14 +31,28 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
+def _stat_fields(path: str) -> list[str] | None:
+    """The fields of a ``/proc/.../stat`` file after the command name (state first)."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
+        with open(path) as stat:
+            return stat.read().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True while one thread of ``pid`` is not a zombie. The leader thread alone is not enough:
+    it shows as a zombie as soon as it exits, while the other threads (and the process) live on
+    until the last of them has exited, and only then can the process be reaped."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return state not in ("Z", "X")
+    for tid in tids:
+        fields = _stat_fields(f"/proc/{pid}/task/{tid}/stat")
+        if fields is not None and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -47,12 +61,8 @@ def group_pids(pgid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+        fields = _stat_fields(f"/proc/{entry}/stat")
+        if fields is not None and int(fields[2]) == pgid and pid_alive(int(entry)):
             pids.append(int(entry))
     return pids
 
@@ -228,8 +238,9 @@ class ManagedProcess:
         pgid = self.pid
 
         def gone() -> bool:
-            if self._popen is not None:
-                self._popen.poll()
+            # our own child is gone once reaped, so that ``returncode`` is set on return
+            if self._popen is not None and self._popen.poll() is None:
+                return False
             return not group_pids(pgid)
 
         wait_until(gone, timeout, f"{self.name} (process group {pgid}) to exit")

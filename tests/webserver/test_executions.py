@@ -59,6 +59,10 @@ def test_file_input_goes_to_internal_storage(
     assert backends.storage.get(uri) == b"a,b\n1,2\n"
     download = client.get(f"/api/v1/executions/{body['id']}/file", params={"path": uri})
     assert download.status_code == 200 and download.content == b"a,b\n1,2\n"
+    missing = client.get(
+        f"/api/v1/executions/{body['id']}/file", params={"path": uri.replace("rows", "none")}
+    )
+    assert missing.status_code == 404 and "not found" in missing.json()["message"]
     outside = client.get(
         f"/api/v1/executions/{body['id']}/file", params={"path": "lanner://main/other/x"}
     )
@@ -142,6 +146,29 @@ def test_search(client: TestClient, backends: Backends) -> None:
     assert ids(q="other") == ["b"]
     assert ids(startDate="2030-01-01T00:00:00Z") == []
     assert client.get("/api/v1/acme/executions/search").json()["total"] == 1
+
+
+def test_search_pages_follow_the_cursor_and_refuse_deep_numbered_pages(
+    client: TestClient, backends: Backends
+) -> None:
+    for i in range(7):
+        backends.repositories.executions.save(make_execution(f"p{i}"))  # one start date: ties
+    seen: list[str] = []
+    params: dict[str, Any] = {"size": 3}
+    while True:
+        body = client.get("/api/v1/executions/search", params=params).json()
+        assert body["total"] == 7
+        seen += [e["id"] for e in body["results"]]
+        if body["next"] is None:
+            break
+        params = {"size": 3, "after": body["next"]}
+    assert seen == [f"p{i}" for i in reversed(range(7))]
+
+    deep = client.get("/api/v1/executions/search", params={"size": 1000, "page": 11})
+    assert deep.status_code == 400 and deep.json()["errors"][0]["path"] == "page"
+    assert "next" in deep.json()["errors"][0]["message"]
+    bad = client.get("/api/v1/executions/search", params={"after": "garbage"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["path"] == "after"
 
 
 def test_get_and_delete(client: TestClient, backends: Backends) -> None:

@@ -121,3 +121,13 @@ def test_workers_and_daily_stats(client: TestClient, backends: Backends) -> None
     assert [d["startDate"] for d in stats] == ["2024-04-30", "2024-05-01", "2024-05-02"]
     assert stats[1]["executionCounts"] == {"SUCCESS": 1, "FAILED": 1}
     assert stats[1]["duration"]["avg"] == 5.0
+    assert stats[0]["executionCounts"] == {} and stats[0]["duration"]["count"] == 0
+    backwards = client.get(
+        "/api/v1/stats/executions/daily",
+        params={"startDate": "2024-05-02T00:00:00Z", "endDate": "2024-05-01T00:00:00Z"},
+    )
+    assert backwards.status_code == 400
+    assert backwards.json()["errors"][0]["path"] == "endDate"
+    too_long = client.get("/api/v1/stats/executions/daily", params={"startDate": "1900-01-01"})
+    assert too_long.status_code == 400
+    assert too_long.json()["errors"][0]["path"] == "startDate"

@@ -8,24 +8,9 @@ from pathlib import Path
 from common.models.messages import WorkerHeartbeat
 from common.models.state import State
 from common.queue.base import WORKER_JOBS, WORKERS, Record
+from tests.infra.processes import group_pids
 
 from .conftest import Harness, Reader
-
-
-def _process_group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group, from /proc."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
-    return members
 
 
 def _wait_until(predicate: object, reader: Reader) -> None:
@@ -82,10 +67,10 @@ def test_kill_running_shell_leaves_no_process(running: Harness, tmp_path: Path) 
     )
     _wait_until(pidfile.exists, running.results)
     pgid = int(pidfile.read_text())
-    assert _process_group_members(pgid)
+    assert group_pids(pgid)
     running.kill(task.task_run.execution_id, task.task_run.id)
     assert running.final(task).state == State.KILLED
-    _wait_until(lambda: not _process_group_members(pgid), running.results)
+    _wait_until(lambda: not group_pids(pgid), running.results)
 
 
 def test_kill_of_another_execution_does_not_stop_the_task(running: Harness) -> None:

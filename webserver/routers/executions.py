@@ -36,7 +36,7 @@ from common.models.state import State
 from common.plugins.registry import canonical_type
 from common.queue.base import EXECUTIONS, EXECUTOR
 from common.replay import replay
-from common.repository.base import ExecutionQuery
+from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQuery
 from common.secrets import encrypt_secret_inputs
 from common.storage.base import SCHEME, execution_uri
 from webserver._sse import KEEPALIVE, close_quietly, records_for_key, sse_event, subscribe_live
@@ -177,8 +177,8 @@ async def create_execution(
         backends.settings.secret_box(),
     )
     for input_id, uri in uris.items():
-        data = await uploads[input_id].read()
-        await anyio.to_thread.run_sync(backends.storage.put, uri, data)
+        # the upload's spooled file, streamed: an input file may not fit in memory
+        await anyio.to_thread.run_sync(backends.storage.put, uri, uploads[input_id].file)
     execution = new_execution(
         flow,
         inputs,
@@ -221,9 +221,16 @@ async def search_executions(
     q: str | None = None,
     parent_id: Annotated[str | None, Query(alias="parentId")] = None,
     page: Annotated[int, Query(ge=1)] = 1,
-    size: Annotated[int, Query(ge=1, le=1000)] = 25,
+    size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 25,
     sort: Annotated[
         str | None, Query(description="state.startDate:asc or state.startDate:desc")
+    ] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            description="the `next` cursor of the previous page: pages past "
+            f"{MAX_RESULT_WINDOW} results are reached this way"
+        ),
     ] = None,
 ) -> dict[str, Any]:
     query = ExecutionQuery(
@@ -239,9 +246,14 @@ async def search_executions(
         page=page,
         size=size,
         sort_desc=not (sort or "").endswith(":asc"),
+        after=after,
     )
     found = await anyio.to_thread.run_sync(backends.repositories.executions.search, query)
-    return {"results": [execution_json(e) for e in found.results], "total": found.total}
+    return {
+        "results": [execution_json(e) for e in found.results],
+        "total": found.total,
+        "next": found.next,
+    }
 
 
 @router.get("/executions/{execution_id}", summary="Get an execution")
@@ -346,8 +358,7 @@ async def resume_execution(
             execution_uri(execution.namespace, execution.flow_id, execution_id)
             + f"resume/{input_id}/{_safe_filename(upload.filename)}"
         )
-        data = await upload.read()
-        await anyio.to_thread.run_sync(backends.storage.put, uri, data)
+        await anyio.to_thread.run_sync(backends.storage.put, uri, upload.file)
         inputs[input_id] = uri
     order = Resume(id=new_id(), execution_id=execution_id, inputs=inputs or None)
     await anyio.to_thread.run_sync(backends.queue.emit, EXECUTOR, execution_id, order.to_json())
@@ -410,11 +421,12 @@ async def download_file(
         raise InputValidationError(
             [Problem("path", f"'{path}' is not a file of this execution (expected {own}...)")]
         )
-    data = await anyio.to_thread.run_sync(backends.storage.get, path)
+    # streamed: the file may not fit in memory; a missing file is a 404 before any byte is sent
+    chunks = await anyio.to_thread.run_sync(backends.storage.stream, path)
     name = posixpath.basename(path) or "file"
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return Response(
-        data,
+    return StreamingResponse(
+        chunks,
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
