@@ -4,6 +4,7 @@
     ├── FlowValidationError    a flow source is invalid (each problem has a path, a line, a reason)
     ├── InputValidationError   execution inputs do not match the flow's declared inputs
     ├── TemplateError          a template failed to parse or render
+    ├── PropertyError          a task property's rendered value does not have the property's type
     ├── PluginError            an unknown task/trigger type or a plugin that misbehaves
     ├── NotFoundError          a flow, execution or file does not exist
     ├── ConflictError          the operation does not apply to the object's current state
@@ -64,6 +65,10 @@ class InputValidationError(_ProblemsError):
 
 
 class TemplateError(LannerError):
+    pass
+
+
+class PropertyError(LannerError):
     pass
 
 
