@@ -35,3 +35,46 @@ def test_invalid_rendered_timeout_names_the_property(running: Harness) -> None:
     assert result.state == State.FAILED
     assert result.error is not None and "timeout: 'later' is not a duration" in result.error
     assert any(e.level == "ERROR" and "timeout: 'later'" in e.message for e in logs)
+
+
+def test_script_properties_accept_templates(running: Harness) -> None:
+    result, logs = running.run(
+        {
+            "id": "w",
+            "type": "io.kestra.plugin.scripts.shell.Commands",
+            "warningOnStdErr": "{{ vars.warn }}",
+            "failFast": "{{ vars.fast }}",
+            "env": "{{ vars.env }}",
+            "commands": ["false", "echo $WHO >&2"],
+        },
+        {"vars": {"warn": True, "fast": False, "env": {"WHO": "careful"}}},
+    )
+    # failFast false: `false` did not stop the script; warningOnStdErr: stderr is a warning
+    assert result.state == State.WARNING, result.error
+    assert ("WARN", "careful") in [(e.level, e.message) for e in logs]
+
+
+def test_storage_properties_accept_templates(running: Harness) -> None:
+    written, _ = running.run(
+        {"id": "w", "type": "lanner.core.storage.Write", "content": "a\nb\nc\n"}
+    )
+    assert written.outputs is not None
+    uri = written.outputs["uri"]
+    split, _ = running.run(
+        {"id": "p", "type": "lanner.core.storage.Split", "from": uri, "rows": "{{ vars.rows }}"},
+        {"vars": {"rows": 2}},
+    )
+    assert split.state == State.SUCCESS, split.error
+    assert split.outputs is not None and len(split.outputs["uris"]) == 2
+    running.run({"id": "d", "type": "lanner.core.storage.Delete", "uri": uri})
+    missing, _ = running.run(
+        {
+            "id": "d",
+            "type": "lanner.core.storage.Delete",
+            "uri": uri,
+            "errorOnMissing": "{{ vars.strict }}",
+        },
+        {"vars": {"strict": "true"}},
+    )
+    assert missing.state == State.FAILED
+    assert missing.error == f"Unable to find file '{uri}'"
