@@ -5,6 +5,7 @@
     ├── InputValidationError   execution inputs do not match the flow's declared inputs
     ├── QueryError             a repository query out of bounds (page size, depth, cursor)
     ├── TemplateError          a template failed to parse or render
+    ├── PropertyError          a task property's rendered value does not have the property's type
     ├── PluginError            an unknown task/trigger type or a plugin that misbehaves
     ├── NotFoundError          a flow, execution or file does not exist
     ├── ConflictError          the operation does not apply to the object's current state
@@ -70,6 +71,10 @@ class QueryError(_ProblemsError):
 
 
 class TemplateError(LannerError):
+    pass
+
+
+class PropertyError(LannerError):
     pass
 
 

@@ -11,7 +11,7 @@ A task or template error becomes a FAILED task run with an ERROR log, never an e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -51,6 +51,7 @@ from common.plugins.base import (
 )
 from common.plugins.core.flowable import Labels, Pause, Subflow
 from common.plugins.core.flowable import Resume as ResumeTask
+from common.plugins.dynamic import resolve, resolve_model
 from common.templating import is_true, render, render_object, render_typed
 
 from ._variables import VariableBuilder, nest_dotted
@@ -222,6 +223,25 @@ class _Core:
         if isinstance(value, str):
             return render_typed(value, self.variables(task_run), functions=self.functions())
         return render_object(value, self.variables(task_run), functions=self.functions())
+
+    def renderer(self, task_run: TaskRun | None) -> Callable[[str], Any]:
+        return lambda value: self.render_typed(value, task_run)
+
+    def resolved(self, value: Any, task_run: TaskRun | None, default: Any) -> Any:
+        """A typed property that may be a template; a bad value is logged and gives
+        ``default`` (where the task run is ending anyway and cannot fail on it)."""
+        try:
+            return resolve(value, self.renderer(task_run))
+        except LannerError as exc:
+            self.log("ERROR", str(exc), task_run)
+            return default
+
+    def resolved_retry(self, policy: Retry, task_run: TaskRun | None) -> Retry | None:
+        try:
+            return resolve_model(policy, self.renderer(task_run))
+        except LannerError as exc:
+            self.log("ERROR", f"retry: {exc}", task_run)
+            return None
 
     def children(self, parent: TaskRun) -> list[TaskRun]:
         return [tr for tr in self.ex.task_run_list if tr.parent_task_run_id == parent.id]
@@ -453,8 +473,13 @@ class _Core:
         self.touched()
         state = event.state
         if state in (State.FAILED, State.KILLED, State.CANCELLED) and isinstance(task, Subflow):
-            state = State.FAILED if task.transmit_failed else State.SUCCESS
-            if event.state == State.KILLED and task.transmit_failed:
+            try:
+                transmit_failed = resolve(task.transmit_failed, self.renderer(tr))
+            except LannerError as exc:
+                self.fail_task_run(tr, str(exc))
+                return
+            state = State.FAILED if transmit_failed else State.SUCCESS
+            if event.state == State.KILLED and transmit_failed:
                 state = State.KILLED
         self.end_attempt(tr, state)
         self.end_task_run(tr, state)
@@ -626,9 +651,13 @@ class _Core:
         elif isinstance(task, Pause):
             self.set_state(tr, State.RUNNING)
             if tr.outputs is None or "onResume" not in tr.outputs:
+                try:
+                    delay = task.resume_after(self.renderer(tr))
+                    timeout = task.fail_after(self.renderer(tr))
+                except LannerError as exc:
+                    self.fail_task_run(tr, str(exc))
+                    return
                 self.set_state(tr, State.PAUSED)
-                delay = task.resume_after()
-                timeout = task.fail_after()
                 if delay is not None:
                     self.state.wakeups[f"pause-resume:{tr.id}"] = self.now + delay
                 if timeout is not None:
@@ -665,7 +694,10 @@ class _Core:
     def start_subflow(self, tr: TaskRun, task: ExecutableTask) -> None:
         assert isinstance(task, Subflow)
         try:
-            inputs = self.render_typed(task.inputs, tr) if task.inputs else {}
+            render = self.renderer(tr)
+            inputs = resolve(task.inputs, render, items=render) or {}
+            wait = resolve(task.wait, render)
+            inherit_labels = resolve(task.inherit_labels, render)
             labels = self.render_labels(task.labels, tr) if task.labels is not None else []
             namespace = self.render(task.namespace, tr)
             flow_id = self.render(task.flow_id, tr)
@@ -674,7 +706,7 @@ class _Core:
             return
         child_id = self.new_id()
         child_labels: list[Label] = []
-        if task.inherit_labels:
+        if inherit_labels:
             child_labels.extend(lb for lb in self.ex.labels if lb.key != "system.correlationId")
         child_labels.extend(labels)
         correlation = self.ex.label_map().get("system.correlationId", self.ex.id)
@@ -697,7 +729,7 @@ class _Core:
                     "flowRevision": self.ex.flow_revision,
                     "taskRunId": tr.id,
                     "taskId": tr.task_id,
-                    "wait": task.wait,
+                    "wait": wait,
                 },
             ),
         )
@@ -712,7 +744,7 @@ class _Core:
         tr.attempts.append(attempt)
         tr.outputs = {"executionId": child_id}
         self.set_state(tr, State.RUNNING)
-        if not task.wait:
+        if not wait:
             self.end_task_run(tr, State.SUCCESS)
 
     def render_labels(self, raw: Any, tr: TaskRun) -> list[Label]:
@@ -843,12 +875,12 @@ class _Core:
         if task is not None:
             if state == State.SUCCESS and len(tr.attempts) > 1:
                 policy = self.retry_policy(tr, task)
-                if policy is not None and policy.warning_on_retry:
+                if policy is not None and self.resolved(policy.warning_on_retry, tr, False):
                     state = State.WARNING
-            if state == State.FAILED and task.allow_failure:
+            if state == State.FAILED and self.resolved(task.allow_failure, tr, False):
                 self.set_state(tr, State.FAILED)
                 state = State.WARNING
-            if state == State.WARNING and task.allow_warning:
+            if state == State.WARNING and self.resolved(task.allow_warning, tr, False):
                 state = State.SUCCESS
         self.state.wakeups.pop(f"retry:{tr.id}", None)
         self.state.wakeups.pop(f"wake:{tr.id}", None)
@@ -866,6 +898,9 @@ class _Core:
         """When the failed ``tr`` runs again as a new attempt, or None if it does not."""
         policy = self.retry_policy(tr, task)
         if policy is None or policy.behavior != "RETRY_FAILED_TASK":
+            return None
+        policy = self.resolved_retry(policy, tr)
+        if policy is None:
             return None
         attempts = len(tr.attempts)
         first = tr.state.start_date or self.now
@@ -902,6 +937,8 @@ class _Core:
                 ),
                 retry,
             )
+        if retry is not None:
+            retry = self.resolved_retry(retry, None)
         due = None
         if state == State.FAILED and retry is not None and retry.behavior == "CREATE_NEW_EXECUTION":
             # the limits count executions of the chain, from the first one's creation

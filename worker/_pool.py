@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,7 +38,8 @@ from common.models.messages import (
     WorkerTaskResult,
 )
 from common.models.state import State
-from common.plugins.base import RunnableTask, parse_duration
+from common.plugins.base import RunnableTask
+from common.plugins.dynamic import resolve
 from common.plugins.registry import registry
 from common.queue.base import EXECUTOR, KILLS, WORKER_JOBS, Queue, Record, worker_tasks_topic
 from common.secrets import SecretBox
@@ -355,9 +356,8 @@ class Worker:
             return State.KILLED, None, None
         try:
             runnable = self._parse(job.task)
-            timeout = None
-            if runnable.timeout:
-                timeout = parse_duration(str(ctx.render(runnable.timeout)))
+            # PT0S is no timeout, as Kestra reads it
+            timeout: timedelta | None = resolve(runnable.timeout, ctx.render_typed) or None
         except Exception as exc:
             message = _message(exc)
             ctx.log("ERROR", message)

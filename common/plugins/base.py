@@ -8,9 +8,11 @@ A plugin is a pydantic model whose capability comes from its base class, as in K
 - ``ExecutableTask``: resolved by the executor into another execution (Subflow).
 - ``Trigger`` / ``Condition``: start executions / filter them.
 
-Properties that accept templates are plain ``str``/``Any`` fields rendered at run time through
-the context (``ctx.render(self.message)``), because they may refer to outputs produced after the
-flow was parsed.
+Text properties that accept templates are plain ``str``/``Any`` fields rendered at run time
+through the context (``ctx.render(self.message)``), because they may refer to outputs produced
+after the flow was parsed. Typed properties (durations, numbers, booleans, lists, maps) that
+Kestra renders too are declared with ``common.plugins.dynamic``'s types and read through
+``dynamic.resolve``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+from .dynamic import DynamicBool, DynamicDuration, DynamicFloat, DynamicPositive
 
 if TYPE_CHECKING:
     from common.models.execution import Execution, TaskRun
@@ -42,17 +46,17 @@ class FlowModel(BaseModel):
 
 class Retry(FlowModel):
     type: Literal["constant", "exponential", "random"]
-    max_attempt: int | None = Field(default=None, alias="maxAttempt", ge=1)
-    max_duration: str | None = Field(default=None, alias="maxDuration")
-    warning_on_retry: bool = Field(default=False, alias="warningOnRetry")
+    max_attempt: DynamicPositive | None = Field(default=None, alias="maxAttempt")
+    max_duration: DynamicDuration | None = Field(default=None, alias="maxDuration")
+    warning_on_retry: DynamicBool = Field(default=False, alias="warningOnRetry")
     behavior: Literal["RETRY_FAILED_TASK", "CREATE_NEW_EXECUTION"] = "RETRY_FAILED_TASK"
     # constant
-    interval: str | None = None
+    interval: DynamicDuration | None = None
     # exponential
-    max_interval: str | None = Field(default=None, alias="maxInterval")
-    delay_factor: float | None = Field(default=None, alias="delayFactor")
+    max_interval: DynamicDuration | None = Field(default=None, alias="maxInterval")
+    delay_factor: DynamicFloat | None = Field(default=None, alias="delayFactor")
     # random
-    min_interval: str | None = Field(default=None, alias="minInterval")
+    min_interval: DynamicDuration | None = Field(default=None, alias="minInterval")
 
 
 class WorkerGroup(FlowModel):
@@ -68,10 +72,10 @@ class Task(FlowModel):
     type: str
     description: str | None = None
     retry: Retry | None = None
-    timeout: str | None = None
+    timeout: DynamicDuration | None = None
     disabled: bool = False
-    allow_failure: bool = Field(default=False, alias="allowFailure")
-    allow_warning: bool = Field(default=False, alias="allowWarning")
+    allow_failure: DynamicBool = Field(default=False, alias="allowFailure")
+    allow_warning: DynamicBool = Field(default=False, alias="allowWarning")
     run_if: str | bool | None = Field(default=None, alias="runIf")
     worker_group: WorkerGroup | None = Field(default=None, alias="workerGroup")
     log_level: str | None = Field(default=None, alias="logLevel")

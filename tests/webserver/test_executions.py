@@ -284,3 +284,45 @@ def test_openapi_health_and_metrics(client: TestClient) -> None:
     assert "lanner_webserver_http_requests_total" in metrics
     assert 'path="/api/v1/executions/{execution_id}"' in metrics
     assert "lanner_webserver_http_request_duration_seconds_bucket" in metrics
+
+
+TEMPLATED_KEYS = """\
+id: templated
+namespace: company.team
+variables:
+  secret: s3cr3t
+tasks:
+  - id: log
+    type: io.kestra.plugin.core.log.Log
+    message: "{{ trigger.body }}"
+triggers:
+  - id: by_id
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: "{{ flow.id }}"
+  - id: by_vars
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: "{{ vars.secret }}-{{ flow.namespace }}"
+  - id: broken
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: "{{ nothing.here }}"
+"""
+
+
+def test_webhook_key_is_rendered_with_the_flow_variables(
+    client: TestClient, backends: Backends
+) -> None:
+    created = client.post(
+        "/api/v1/flows", content=TEMPLATED_KEYS, headers={"Content-Type": "application/x-yaml"}
+    )
+    assert created.status_code == 200, created.text
+    base = "/api/v1/executions/webhook/company.team/templated"
+    by_id = client.post(f"{base}/templated", json={"a": 1})
+    assert by_id.status_code == 200, by_id.text
+    assert by_id.json()["trigger"]["id"] == "by_id"
+    by_vars = client.post(f"{base}/s3cr3t-company.team")
+    assert by_vars.status_code == 200, by_vars.text
+    assert by_vars.json()["trigger"]["id"] == "by_vars"
+    # the template itself is not a key, and a key that cannot render matches nothing
+    assert client.post(f"{base}/{{{{ flow.id }}}}").status_code == 404
+    assert client.post(f"{base}/wrong").status_code == 404
+    assert len(executor_inputs(backends)) == 2

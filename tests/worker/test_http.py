@@ -131,3 +131,52 @@ def test_connection_refused_fails(running: Harness) -> None:
     )
     assert result.state == State.FAILED
     assert result.error and "ConnectError" in result.error
+
+
+def test_options_and_headers_accept_templates(running: Harness, server: str) -> None:
+    variables = {
+        "vars": {"codes": "[404]", "follow": "false", "secs": "PT5S"},
+        "inputs": {"headers": {"X-Auth": "from-a-map"}},
+    }
+    result, _ = running.run(
+        {
+            "id": "miss",
+            "type": "io.kestra.plugin.core.http.Request",
+            "uri": f"{server}/missing",
+            "options": {
+                "allowedResponseCodes": "{{ vars.codes }}",
+                "followRedirects": "{{ vars.follow }}",
+                "timeout": {"connectTimeout": "{{ vars.secs }}"},
+                "readTimeout": "{{ vars.secs }}",
+            },
+        },
+        variables,
+    )
+    assert result.state == State.SUCCESS, result.error
+    assert result.outputs is not None and result.outputs["code"] == 404
+    posted, _ = running.run(
+        {
+            "id": "post",
+            "type": "io.kestra.plugin.core.http.Request",
+            "uri": f"{server}/echo",
+            "method": "POST",
+            "body": "x",
+            "headers": "{{ inputs.headers }}",
+        },
+        variables,
+    )
+    assert posted.state == State.SUCCESS, posted.error
+    assert posted.outputs is not None and json.loads(posted.outputs["body"])["auth"] == "from-a-map"
+
+
+def test_invalid_rendered_option_names_the_property(running: Harness, server: str) -> None:
+    result, _ = running.run(
+        {
+            "id": "get",
+            "type": "io.kestra.plugin.core.http.Request",
+            "uri": f"{server}/hello",
+            "options": {"readTimeout": "{{ 'whenever' }}"},
+        }
+    )
+    assert result.state == State.FAILED
+    assert result.error is not None and "readTimeout: 'whenever' is not a duration" in result.error

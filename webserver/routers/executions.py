@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import json
+import logging
 import mimetypes
+import os
 import posixpath
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -18,13 +21,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
-import yaml
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
 from common.backends import Backends
-from common.errors import ConflictError, InputValidationError, NotFoundError, Problem
+from common.errors import ConflictError, InputValidationError, LannerError, NotFoundError, Problem
 from common.executions import new_execution
 from common.flow.inputs import validate_inputs
 from common.flow.parser import parse_flow
@@ -33,19 +35,21 @@ from common.models.execution import Execution, ExecutionTrigger
 from common.models.flow import Flow
 from common.models.messages import Kill, NewExecution, Restart, Resume
 from common.models.state import State
-from common.plugins.registry import canonical_type
+from common.plugins.core.triggers import Webhook
 from common.queue.base import EXECUTIONS, EXECUTOR
 from common.replay import replay
 from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQuery
 from common.secrets import encrypt_secret_inputs
+from common.settings import Settings
 from common.storage.base import SCHEME, execution_uri
+from common.templating import render
 from webserver._sse import KEEPALIVE, close_quietly, records_for_key, sse_event, subscribe_live
 from webserver.deps import BackendsDep, TenantDep
 from webserver.routers.flows import load_flow
 
 router = APIRouter(tags=["executions"])
 
-WEBHOOK_TYPE = "lanner.core.trigger.Webhook"
+log = logging.getLogger("lanner.webserver")
 WAIT_POLL_SECONDS = 0.2
 WAIT_DEADLINE_SECONDS = 3600.0
 _RESTARTABLE = (State.FAILED, State.KILLED)
@@ -435,20 +439,38 @@ async def download_file(
 # ---------------------------------------------------------------- webhooks
 
 
-def _webhook_trigger(source: str, key: str) -> dict[str, Any] | None:
-    try:
-        data = yaml.safe_load(source)
-    except yaml.YAMLError:
-        return None
-    triggers = data.get("triggers") if isinstance(data, dict) else None
-    for trigger in triggers or []:
-        if (
-            isinstance(trigger, dict)
-            and isinstance(trigger.get("type"), str)
-            and canonical_type(trigger["type"]) == WEBHOOK_TYPE
-            and str(trigger.get("key")) == key
-            and not trigger.get("disabled", False)
-        ):
+def _webhook_trigger(flow: Flow, key: str, settings: Settings) -> Webhook | None:
+    """The enabled Webhook trigger whose key, rendered as Kestra renders it, is ``key``."""
+    for trigger in flow.triggers:
+        if not isinstance(trigger, Webhook) or trigger.disabled:
+            continue
+        variables = {
+            "flow": {
+                "id": flow.id,
+                "namespace": flow.namespace,
+                "revision": flow.revision,
+                "tenantId": flow.tenant_id,
+            },
+            "vars": flow.variables,
+            "labels": dict(flow.labels),
+            "trigger": {"id": trigger.id, "type": trigger.type},
+            "envs": settings.template_envs(os.environ),
+            "globals": settings.globals,
+        }
+        try:
+            expected = render(trigger.key, variables)
+        except LannerError as exc:
+            # as Kestra: a key that cannot render matches no request, the others still work
+            log.warning(
+                "webhook %s of %s.%s: key not rendered: %s",
+                trigger.id,
+                flow.namespace,
+                flow.id,
+                exc,
+            )
+            continue
+        # constant time: the key is the webhook's only secret
+        if hmac.compare_digest(expected.encode(), key.encode()):
             return trigger
     return None
 
@@ -473,12 +495,12 @@ async def _webhook(
     except NotFoundError:
         # Kestra's wording, which webhook callers may test for
         raise NotFoundError(f"Not Found: Flow not found: {namespace}.{flow_id}") from None
-    trigger = _webhook_trigger(record.source, key)
-    if trigger is None:
-        raise NotFoundError(f"flow {namespace}.{flow_id} has no webhook trigger with this key")
     flow = parse_flow(record.source).model_copy(
         update={"revision": record.revision, "tenant_id": tenant}
     )
+    trigger = _webhook_trigger(flow, key, backends.settings)
+    if trigger is None:
+        raise NotFoundError(f"flow {namespace}.{flow_id} has no webhook trigger with this key")
     raw_body = await request.body()
     body: Any = None
     if raw_body:
@@ -499,9 +521,7 @@ async def _webhook(
         {},
         {},
         {},
-        trigger=ExecutionTrigger(
-            id=str(trigger.get("id")), type=trigger["type"], variables=variables
-        ),
+        trigger=ExecutionTrigger(id=trigger.id, type=trigger.type, variables=variables),
     )
     return execution_json(execution)
 

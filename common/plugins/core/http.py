@@ -7,12 +7,15 @@ output is its ``lanner://`` URI (read it with ``{{ read(outputs.t.body) }}``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import ConfigDict, Field
 
-from common.plugins.base import FlowModel, RunContext, RunnableTask, parse_duration
+from common.plugins.base import FlowModel, RunContext, RunnableTask
+from common.plugins.dynamic import DynamicBool, DynamicDuration, DynamicIntList, DynamicMap, resolve
 
 from ._support import TaskFailed, worker_context
 
@@ -20,30 +23,30 @@ MAX_INLINE_BODY = 1024 * 1024
 
 
 class HttpTimeout(FlowModel):
-    connect_timeout: str | None = Field(default=None, alias="connectTimeout")
-    read_idle_timeout: str | None = Field(default=None, alias="readIdleTimeout")
+    connect_timeout: DynamicDuration | None = Field(default=None, alias="connectTimeout")
+    read_idle_timeout: DynamicDuration | None = Field(default=None, alias="readIdleTimeout")
 
 
 class HttpOptions(FlowModel):
     """Kestra's ``HttpConfiguration``; options Lanner has no use for are accepted and ignored."""
 
     model_config = ConfigDict(extra="ignore")
-    timeout: HttpTimeout | str | None = None
-    connect_timeout: str | None = Field(default=None, alias="connectTimeout")
-    read_timeout: str | None = Field(default=None, alias="readTimeout")
-    read_idle_timeout: str | None = Field(default=None, alias="readIdleTimeout")
-    follow_redirects: bool = Field(default=True, alias="followRedirects")
-    allow_failed: bool = Field(default=False, alias="allowFailed")
-    allowed_response_codes: list[int] | None = Field(default=None, alias="allowedResponseCodes")
+    timeout: HttpTimeout | DynamicDuration | None = Field(default=None, union_mode="left_to_right")
+    connect_timeout: DynamicDuration | None = Field(default=None, alias="connectTimeout")
+    read_timeout: DynamicDuration | None = Field(default=None, alias="readTimeout")
+    read_idle_timeout: DynamicDuration | None = Field(default=None, alias="readIdleTimeout")
+    follow_redirects: DynamicBool = Field(default=True, alias="followRedirects")
+    allow_failed: DynamicBool = Field(default=False, alias="allowFailed")
+    allowed_response_codes: DynamicIntList | None = Field(
+        default=None, alias="allowedResponseCodes"
+    )
     basic_auth_user: str | None = Field(default=None, alias="basicAuthUser")
     basic_auth_password: str | None = Field(default=None, alias="basicAuthPassword")
     default_charset: str | None = Field(default="UTF-8", alias="defaultCharset")
 
-    def timeouts(self, ctx: RunContext) -> httpx.Timeout:
-        def seconds(value: str | None) -> float | None:
-            if value is None:
-                return None
-            delta = parse_duration(str(ctx.render(value)))
+    def timeouts(self, render: Callable[[str], Any]) -> httpx.Timeout:
+        def seconds(value: timedelta | str | None) -> float | None:
+            delta: timedelta | None = resolve(value, render)
             return delta.total_seconds() if delta is not None else None
 
         connect = seconds(self.connect_timeout)
@@ -51,7 +54,7 @@ class HttpOptions(FlowModel):
         if isinstance(self.timeout, HttpTimeout):
             connect = connect or seconds(self.timeout.connect_timeout)
             read = read or seconds(self.timeout.read_idle_timeout)
-        elif isinstance(self.timeout, str):
+        else:
             read = read or seconds(self.timeout)
         return httpx.Timeout(read or 60.0, connect=connect or 30.0)
 
@@ -63,22 +66,24 @@ class Request(RunnableTask):
     uri: str
     method: str = "GET"
     body: Any = None
-    form_data: dict[str, Any] | None = Field(default=None, alias="formData")
+    form_data: DynamicMap | None = Field(default=None, alias="formData")
     content_type: str | None = Field(default=None, alias="contentType")
-    headers: dict[str, Any] | None = None
+    headers: DynamicMap | None = None
     options: HttpOptions = Field(default_factory=HttpOptions)
-    allow_failed: bool | None = Field(default=None, alias="allowFailed")
+    allow_failed: DynamicBool | None = Field(default=None, alias="allowFailed")
     encrypt_body: bool = Field(default=False, alias="encryptBody")
     ssl_options: dict[str, Any] | None = Field(default=None, alias="sslOptions")
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         uri = str(ctx.render(self.uri))
         method = str(ctx.render(self.method)).upper()
-        headers = {str(k): str(v) for k, v in (ctx.render(self.headers) or {}).items()}
+        render = ctx.render_typed
+        rendered = resolve(self.headers, render, items=ctx.render) or {}
+        headers = {str(k): str(v) for k, v in rendered.items()}
         content_type = str(ctx.render(self.content_type)) if self.content_type else None
         kwargs: dict[str, Any] = {}
         if self.form_data is not None:
-            form = ctx.render(self.form_data)
+            form = resolve(self.form_data, render, items=ctx.render)
             if content_type and content_type.startswith("multipart/"):
                 kwargs["files"] = {k: (None, str(v)) for k, v in form.items()}
             else:
@@ -101,8 +106,8 @@ class Request(RunnableTask):
         ctx.log("DEBUG", f"Request {method} {uri}")
         with (
             httpx.Client(
-                timeout=self.options.timeouts(ctx),
-                follow_redirects=self.options.follow_redirects,
+                timeout=self.options.timeouts(render),
+                follow_redirects=resolve(self.options.follow_redirects, render),
                 verify=verify,
                 auth=auth,
             ) as client,
@@ -123,8 +128,10 @@ class Request(RunnableTask):
                 },
                 "body": stored or bytes(data).decode(charset, errors="replace"),
             }
-        allow_failed = self.allow_failed or self.options.allow_failed
-        allowed = self.options.allowed_response_codes
+        allow_failed = resolve(self.allow_failed, render) or resolve(
+            self.options.allow_failed, render
+        )
+        allowed = resolve(self.options.allowed_response_codes, render)
         ok = response.status_code in allowed if allowed else response.status_code < 400
         if not ok and not allow_failed:
             raise TaskFailed(

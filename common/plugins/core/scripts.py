@@ -25,6 +25,7 @@ from pydantic import Field
 
 from common.ids import new_id
 from common.plugins.base import RunContext, RunnableTask
+from common.plugins.dynamic import DynamicBool, DynamicMap, resolve
 
 from ._support import FinalOutputs, TaskFailed, WorkerContext, worker_context
 
@@ -34,11 +35,11 @@ _SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "ash"}
 class _ScriptTask(RunnableTask):
     interpreter: list[str] = Field(default_factory=lambda: ["/bin/sh", "-c"])
     before_commands: list[str] | None = Field(default=None, alias="beforeCommands")
-    env: dict[str, Any] | None = None
+    env: DynamicMap | None = None
     input_files: dict[str, str] | str | None = Field(default=None, alias="inputFiles")
     output_files: list[str] | None = Field(default=None, alias="outputFiles")
-    warning_on_std_err: bool | None = Field(default=None, alias="warningOnStdErr")
-    fail_fast: bool = Field(default=True, alias="failFast")
+    warning_on_std_err: DynamicBool | None = Field(default=None, alias="warningOnStdErr")
+    fail_fast: DynamicBool = Field(default=True, alias="failFast")
     container_image: str | None = Field(default=None, alias="containerImage")
     task_runner: dict[str, Any] | None = Field(default=None, alias="taskRunner")
     docker: dict[str, Any] | None = None
@@ -64,12 +65,16 @@ class _ScriptTask(RunnableTask):
         lines = [str(wctx.render_with(c, extra)) for c in self.before_commands or []]
         lines += self._main_commands(wctx, extra)
         interpreter = [str(wctx.render_with(part, extra)) for part in self.interpreter]
-        if self.fail_fast and Path(interpreter[0]).name in _SHELLS:
+        if resolve(self.fail_fast, ctx.render_typed) and Path(interpreter[0]).name in _SHELLS:
             lines.insert(0, "set -e")
         env = {"WORKING_DIR": str(workdir), "OUTPUT_DIR": str(workdir)}
-        for key, value in (self.env or {}).items():
-            env[str(key)] = str(wctx.render_with(value, extra))
-        warn = bool(self.warning_on_std_err)
+
+        def render(value: Any) -> Any:
+            return wctx.render_with(value, extra)
+
+        for key, value in (resolve(self.env, render, items=render) or {}).items():
+            env[str(key)] = str(value)
+        warn = bool(resolve(self.warning_on_std_err, ctx.render_typed))
         result = wctx.run_process(
             [*interpreter, "\n".join(lines)], env, stderr_level="WARN" if warn else "ERROR"
         )

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import ClassVar
 
-from common.plugins.base import RunContext, RunnableTask, parse_duration
+from common.plugins.base import RunContext, RunnableTask
+from common.plugins.dynamic import DynamicDuration, resolve
 
 
 class Sleep(RunnableTask):
     """Waits ``duration`` (ISO-8601); a kill order wakes it at once."""
 
     TYPE: ClassVar[str] = "lanner.core.flow.Sleep"
-    duration: str
+    duration: DynamicDuration
 
     def run(self, ctx: RunContext) -> None:
-        delta = parse_duration(str(ctx.render(self.duration)))
-        assert delta is not None
+        delta: timedelta = resolve(self.duration, ctx.render_typed)
         ctx.wait_killed(max(delta.total_seconds(), 0.0))
         return None
 

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from common.errors import NotFoundError
 from common.plugins.base import RunContext, RunnableTask
+from common.plugins.dynamic import DynamicBool, DynamicPositive, resolve
 
 from ._support import TaskFailed, worker_context
 
@@ -49,12 +50,12 @@ class Delete(RunnableTask):
 
     TYPE: ClassVar[str] = "lanner.core.storage.Delete"
     uri: str
-    error_on_missing: bool = Field(default=False, alias="errorOnMissing")
+    error_on_missing: DynamicBool = Field(default=False, alias="errorOnMissing")
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         uri = str(ctx.render(self.uri))
         deleted = worker_context(ctx).delete_file(uri)
-        if not deleted and self.error_on_missing:
+        if not deleted and resolve(self.error_on_missing, ctx.render_typed):
             raise TaskFailed(f"Unable to find file '{uri}'")
         return {"uri": uri, "deleted": deleted}
 
@@ -98,9 +99,9 @@ class Split(RunnableTask):
 
     TYPE: ClassVar[str] = "lanner.core.storage.Split"
     from_: str = Field(alias="from")
-    rows: int | None = None
+    rows: DynamicPositive | None = None
     bytes: str | None = None
-    partitions: int | None = None
+    partitions: DynamicPositive | None = None
     separator: str = "\n"
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
@@ -112,10 +113,12 @@ class Split(RunnableTask):
         if lines and lines[-1] == "":
             lines.pop()
         chunks: list[list[str]] = []
-        if self.rows:
-            chunks = [lines[i : i + self.rows] for i in range(0, len(lines), self.rows)]
-        elif self.partitions:
-            size = -(-len(lines) // self.partitions) if lines else 1
+        rows: int | None = resolve(self.rows, ctx.render_typed)
+        partitions: int | None = resolve(self.partitions, ctx.render_typed)
+        if rows:
+            chunks = [lines[i : i + rows] for i in range(0, len(lines), rows)]
+        elif partitions:
+            size = -(-len(lines) // partitions) if lines else 1
             chunks = [lines[i : i + size] for i in range(0, len(lines), size)]
         elif self.bytes:
             limit = parse_size(str(ctx.render(self.bytes)))

@@ -9,7 +9,9 @@ from pydantic import Field, model_validator
 from common.flow import flowable_utils as fu
 from common.models.execution import TaskRun
 from common.models.state import State
+from common.plugins import dynamic
 from common.plugins.base import FlowModel, ResolveContext, ResolvedTask, Task
+from common.plugins.dynamic import DynamicCount
 from common.plugins.registry import AnyTask
 
 from ._common import WithBranches, resolve
@@ -23,7 +25,7 @@ class DagTask(FlowModel):
 class Dag(WithBranches):
     TYPE: ClassVar[str] = "lanner.core.flow.Dag"
     tasks: list[DagTask] = Field(min_length=1)
-    concurrent: int = 0
+    concurrent: DynamicCount = 0
 
     @model_validator(mode="after")
     def _acyclic(self) -> Dag:
@@ -80,6 +82,7 @@ class Dag(WithBranches):
                 continue
             if all(d in done_ok or d in disabled for d in dag_task.depends_on):
                 ready.append(ResolvedTask(task=dag_task.task, parent_id=parent.id))
-        if self.concurrent > 0:
-            ready = ready[: max(self.concurrent - active, 0)]
+        concurrent: int = dynamic.resolve(self.concurrent, lambda v: ctx.render_typed(v, parent))
+        if concurrent > 0:
+            ready = ready[: max(concurrent - active, 0)]
         return ready

@@ -10,6 +10,7 @@ from pydantic import Field
 from common.flow import flowable_utils as fu
 from common.models.execution import TaskRun
 from common.plugins.base import ResolveContext, ResolvedTask
+from common.plugins.dynamic import DynamicCount, resolve
 
 from ._common import WithChildren
 
@@ -74,7 +75,7 @@ class _Each(WithChildren):
 class ForEach(_Each):
     TYPE: ClassVar[str] = "lanner.core.flow.ForEach"
     values: Any
-    concurrency_limit: int = Field(default=1, alias="concurrencyLimit", ge=0)
+    concurrency_limit: DynamicCount = Field(default=1, alias="concurrencyLimit")
 
     def child_tasks(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
         return self._each(ctx, parent, self.values)
@@ -86,7 +87,7 @@ class ForEach(_Each):
             self.error_tasks(ctx, parent),
             self.finally_tasks(ctx, parent),
             parent,
-            self.concurrency_limit,
+            resolve(self.concurrency_limit, lambda v: ctx.render_typed(v, parent)),
         )
 
 
@@ -104,10 +105,11 @@ class EachSequential(_Each):
 class EachParallel(_Each):
     TYPE: ClassVar[str] = "lanner.core.flow.EachParallel"
     value: Any
-    concurrent: int = 0
+    concurrent: DynamicCount = 0
 
     def child_tasks(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
         return self._each(ctx, parent, self.value)
 
     def resolve_nexts(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
-        return self._parallel(ctx, parent, self.concurrent)
+        concurrent = resolve(self.concurrent, lambda v: ctx.render_typed(v, parent))
+        return self._parallel(ctx, parent, concurrent)

@@ -7,6 +7,7 @@ from typing import ClassVar
 from common.models.execution import TaskRun
 from common.models.state import State
 from common.plugins.base import ResolveContext, ResolvedTask
+from common.plugins.dynamic import DynamicCount, resolve
 
 from ._common import WithChildren
 
@@ -20,10 +21,11 @@ class Sequential(WithChildren):
 
 class Parallel(WithChildren):
     TYPE: ClassVar[str] = "lanner.core.flow.Parallel"
-    concurrent: int = 0
+    concurrent: DynamicCount = 0
 
     def resolve_nexts(self, ctx: ResolveContext, parent: TaskRun) -> list[ResolvedTask]:
-        return self._parallel(ctx, parent, self.concurrent)
+        concurrent = resolve(self.concurrent, lambda v: ctx.render_typed(v, parent))
+        return self._parallel(ctx, parent, concurrent)
 
 
 class AllowFailure(WithChildren):

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from common.plugins.base import ExecutableTask
+from common.plugins.dynamic import DynamicBool, DynamicMap
 
 
 class Subflow(ExecutableTask):
@@ -14,11 +15,11 @@ class Subflow(ExecutableTask):
     namespace: str
     flow_id: str = Field(alias="flowId")
     revision: int | None = None
-    inputs: dict[str, Any] = Field(default_factory=dict)
+    inputs: DynamicMap = Field(default_factory=dict)
     labels: Any = None
-    wait: bool = True
-    transmit_failed: bool = Field(default=True, alias="transmitFailed")
-    inherit_labels: bool = Field(default=False, alias="inheritLabels")
+    wait: DynamicBool = True
+    transmit_failed: DynamicBool = Field(default=True, alias="transmitFailed")
+    inherit_labels: DynamicBool = Field(default=False, alias="inheritLabels")
     # deprecated in Kestra but still used: rendered against the child execution when it ends
     outputs: dict[str, Any] | None = None
     schedule_date: str | None = Field(default=None, alias="scheduleDate")

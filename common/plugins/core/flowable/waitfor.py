@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import ClassVar
 
 from pydantic import Field
@@ -9,23 +10,24 @@ from pydantic import Field
 from common.flow import flowable_utils as fu
 from common.models.execution import TaskRun
 from common.models.state import State
-from common.plugins.base import FlowModel, ResolveContext, ResolvedTask, parse_duration
+from common.plugins.base import FlowModel, ResolveContext, ResolvedTask
+from common.plugins.dynamic import DynamicBool, DynamicDuration, DynamicPositive, resolve
 from common.templating import is_true
 
 from ._common import WithChildren
 
 
 class CheckFrequency(FlowModel):
-    interval: str = "PT1S"
-    max_iterations: int = Field(default=100, alias="maxIterations", ge=1)
-    max_duration: str = Field(default="PT1H", alias="maxDuration")
+    interval: DynamicDuration = timedelta(seconds=1)
+    max_iterations: DynamicPositive = Field(default=100, alias="maxIterations")
+    max_duration: DynamicDuration = Field(default=timedelta(hours=1), alias="maxDuration")
 
 
 class WaitFor(WithChildren):
     TYPE: ClassVar[str] = "lanner.core.flow.WaitFor"
     condition: str
     check_frequency: CheckFrequency = Field(default_factory=CheckFrequency, alias="checkFrequency")
-    fail_on_max_reached: bool = Field(default=False, alias="failOnMaxReached")
+    fail_on_max_reached: DynamicBool = Field(default=False, alias="failOnMaxReached")
 
     @staticmethod
     def _iteration(parent: TaskRun) -> int:
@@ -55,14 +57,16 @@ class WaitFor(WithChildren):
             return State.SUCCESS
         it = self._iteration(parent) + 1
         frequency = self.check_frequency
+
+        def render(value: str) -> object:
+            return ctx.render_typed(value, parent)
+
         started = parent.state.start_date or ctx.now
-        max_duration = parse_duration(frequency.max_duration)
-        if it >= frequency.max_iterations or (
-            max_duration is not None and ctx.now - started >= max_duration
-        ):
-            return State.FAILED if self.fail_on_max_reached else State.SUCCESS
+        max_duration: timedelta = resolve(frequency.max_duration, render)
+        if it >= resolve(frequency.max_iterations, render) or ctx.now - started >= max_duration:
+            return State.FAILED if resolve(self.fail_on_max_reached, render) else State.SUCCESS
         parent.outputs = {"iterationCount": it}
-        interval = parse_duration(frequency.interval)
+        interval: timedelta = resolve(frequency.interval, render)
         if interval:
             parent.next_date = ctx.now + interval
             ctx.wake_at(parent, parent.next_date)
