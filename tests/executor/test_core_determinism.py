@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,8 @@ from common.templating._functions import GLOBALS
 from executor.core import CoreConfig, StepResult, fail, step
 from executor.state import ExecutorState
 
-from .harness import Sim
+from .core_util import one, run, runs
+from .harness import START, Sim
 
 RETURN = "io.kestra.plugin.core.debug.Return"
 FLOW = "io.kestra.plugin.core.flow"
@@ -335,3 +337,72 @@ def test_step_twice_with_equal_arguments_gives_identical_results(flows: tuple[st
     sim.run(max_steps=5_000)
     assert sim.execution(eid).state.current.terminal, parent
     assert sim.compared > 0
+
+
+# ------------------------------------------------------------------ what the core's functions give
+
+
+def test_now_in_the_core_is_the_now_of_the_step() -> None:
+    sim, ex = run(
+        """
+        tasks:
+          - id: stamp
+            type: io.kestra.plugin.core.execution.Labels
+            labels:
+              at: "{{ now() }}"
+              paris: "{{ now(timeZone='Europe/Paris') }}"
+        """
+    )
+    assert ex.label_map()["at"] == "2024-01-01T10:00:00.000Z"
+    assert ex.label_map()["paris"] == "2024-01-01T11:00:00.000+01:00"
+    assert sim.now == START
+
+
+def test_random_values_hold_for_a_task_run_and_differ_between_executions() -> None:
+    body = """
+        tasks:
+          - id: each
+            type: io.kestra.plugin.core.flow.ForEach
+            values: "{{ [uuid(), uuid(), randomInt(0, 1000000000)] }}"
+            tasks:
+              - id: leaf
+                type: io.kestra.plugin.core.debug.Return
+                format: "{{ taskrun.value }}"
+        """
+    sim, first = run(body)
+    # rendered again at every input, the values stay those of the first render: three children
+    values = [tr.value for tr in runs(first, "leaf")]
+    assert first.state.current == State.SUCCESS
+    assert len(values) == 3 and len(set(values)) == 3, values
+    uuid.UUID(values[0], version=4)
+    eid = sim.create("ns", "f")
+    sim.run()
+    again = [tr.value for tr in runs(sim.execution(eid), "leaf")]
+    assert len(again) == 3 and set(again).isdisjoint(values)
+
+
+def test_secret_in_a_property_the_executor_renders_fails_that_task_run() -> None:
+    os.environ[SECRET_ENV] = base64.b64encode(b"s3cr3t-value").decode()
+    try:
+        _, ex = run(
+            """
+            tasks:
+              - id: check
+                type: io.kestra.plugin.core.flow.If
+                condition: "{{ secret('LANNER_DETERMINISM') | length > 0 }}"
+                then:
+                  - id: ok
+                    type: io.kestra.plugin.core.debug.Return
+                    format: "ok"
+            """
+        )
+    finally:
+        del os.environ[SECRET_ENV]
+    check = one(ex, "check")
+    assert check.state.current == State.FAILED
+    assert check.error is not None
+    assert "function 'secret()' is only available in the properties of tasks run by a worker" in (
+        check.error
+    )
+    assert "s3cr3t" not in check.error
+    assert ex.state.current == State.FAILED
