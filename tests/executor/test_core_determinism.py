@@ -69,7 +69,7 @@ EXPRESSIONS: dict[str, list[str]] = {
     "fileSize": ["fileSize('lanner:///ns/f/file.txt')"],
     # operators and variables that come from the step's arguments
     "??": ["missing.key ?? uuid()", "outputs.nothing ?? randomInt(0, 1000000)"],
-    "envs": ["envs.home ?? 'none'", "envs.region"],
+    "envs": ["envs.home ?? 'none'", "envs.home | upper"],
     "globals": ["globals.region", "globals.nested.key ?? uuid()"],
     "variables": [
         "execution.startDate | date('yyyy-MM-dd HH:mm')",
@@ -149,8 +149,9 @@ EXPRESSIONS["fromJson"] += ["('{\"a\": \"' ~ uuid() ~ '\"}') | fromJson | toJson
 EXPRESSIONS["json"] += ["('[' ~ randomInt(0, 9) ~ ']') is json", "{'a': now()} | json"]
 EXPRESSIONS["yaml"] += ["{'a': uuid()} | yaml"]
 
-# placed last in a template: they fail the render, and what follows them would not run
-_FAILING = {"secret", *WORKER_FUNCTIONS}
+# placed last in a template: they fail the render (errorLogs() in a Subflow's outputs,
+# currentEachOutput() under a ForEach can), and what follows them would not run
+_FAILING = {"secret", *WORKER_FUNCTIONS, "errorLogs", "currentEachOutput"}
 # values that change as the execution runs: kept out of ForEach values, which are rendered again
 # at each input (each new value would add children, whose results change the values again...)
 _PROGRESS = {"errorLogs", "currentEachOutput", "progress"}
