@@ -320,7 +320,7 @@ def _outcome(wt: WorkerTask) -> tuple[State, dict[str, Any] | None, str | None]:
 # no shrinking: each example runs a whole execution, three times per input, so shrinking a
 # failure takes minutes; the failing input id and flow are reported as they are
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
