@@ -7,6 +7,8 @@ emit. Ids it creates derive from the input id, so processing the same input twic
 same result, and an input already applied changes nothing.
 
 A task or template error becomes a FAILED task run with an ERROR log, never an exception.
+Templates rendered here get a ``RenderContext``: ``now()`` is the step's ``now``, ``uuid()`` and
+``randomInt()`` are seeded, and ``secret()`` and the file functions, which need a worker, fail.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from common.plugins.base import (
 from common.plugins.core.flowable import Labels, Pause, Subflow
 from common.plugins.core.flowable import Resume as ResumeTask
 from common.plugins.dynamic import resolve, resolve_model
-from common.templating import is_true, render, render_object, render_typed
+from common.templating import RenderContext, is_true, render, render_object, render_typed
 
 from ._variables import VariableBuilder, nest_dotted
 from .state import MAX_APPLIED, ExecutorState
@@ -209,20 +211,29 @@ class _Core:
         task = self.tasks.get(task_run.task_id) if task_run else None
         return self.vars.for_task_run(task, task_run)
 
-    def functions(self) -> dict[str, Any]:
+    def render_context(self, task_run: TaskRun | None, value: Any) -> RenderContext:
+        """The step's ``now``; ``uuid()``/``randomInt()`` seeded by the execution, the task run
+        (its id derives from the input that created it) and the property rendered, not by the
+        current input: a flowable renders its condition or values again at every input and
+        must get the same ones (a ForEach over ``uuid()``s would create children forever)."""
+        return RenderContext(self.now, self.ex.id, task_run.id if task_run else None, value)
+
+    def functions(self, task_run: TaskRun | None, value: Any) -> dict[str, Any]:
         assert self.vars is not None
         logs = self.vars.error_logs
-        return {"errorLogs": logs}
+        return {**self.render_context(task_run, value).functions(), "errorLogs": logs}
 
     def render(self, value: Any, task_run: TaskRun | None = None) -> Any:
+        functions = self.functions(task_run, value)
         if isinstance(value, str):
-            return render(value, self.variables(task_run), functions=self.functions())
-        return render_object(value, self.variables(task_run), functions=self.functions())
+            return render(value, self.variables(task_run), functions=functions)
+        return render_object(value, self.variables(task_run), functions=functions)
 
     def render_typed(self, value: Any, task_run: TaskRun | None = None) -> Any:
+        functions = self.functions(task_run, value)
         if isinstance(value, str):
-            return render_typed(value, self.variables(task_run), functions=self.functions())
-        return render_object(value, self.variables(task_run), functions=self.functions())
+            return render_typed(value, self.variables(task_run), functions=functions)
+        return render_object(value, self.variables(task_run), functions=functions)
 
     def renderer(self, task_run: TaskRun | None) -> Callable[[str], Any]:
         return lambda value: self.render_typed(value, task_run)
@@ -460,7 +471,8 @@ class _Core:
         flow_outputs = dict(event.outputs or {})
         if isinstance(task, Subflow) and task.outputs and event.variables is not None:
             try:
-                rendered = render_object(task.outputs, event.variables)
+                functions = self.render_context(tr, task.outputs).functions()
+                rendered = render_object(task.outputs, event.variables, functions=functions)
                 flow_outputs.update(rendered)
             except LannerError as exc:
                 tr.outputs = outputs

@@ -34,6 +34,8 @@ MAX_ITERATIONS = 1_000_000
 MAX_RENDER_DEPTH = 50
 
 _state = threading.local()
+# the worker's randomInt(); the executor's core passes a seeded one (``RenderContext``)
+_UNSEEDED = random.Random()
 
 
 def reset_budget() -> None:
@@ -164,14 +166,18 @@ def h_var(context: Context, name: str) -> Any:
 
 
 # -- functions -------------------------------------------------------------------------------
-def fn_now(timeZone: str | None = None) -> dt.datetime:  # noqa: N803 - Kestra's name
-    moment = dt.datetime.now(dt.UTC)
-    if timeZone:
+def at_zone(moment: dt.datetime, time_zone: str | None) -> dt.datetime:
+    """``now()``'s result: ``moment`` in ``time_zone`` (UTC when None)."""
+    if time_zone:
         try:
-            return moment.astimezone(_dates.zone(timeZone))
+            return moment.astimezone(_dates.zone(time_zone))
         except ValueError as exc:
             raise TemplateError(f"function 'now': {exc}") from exc
     return moment
+
+
+def fn_now(timeZone: str | None = None) -> dt.datetime:  # noqa: N803 - Kestra's name
+    return at_zone(dt.datetime.now(dt.UTC), timeZone)
 
 
 def fn_range(start: Any, end: Any, step: Any = 1) -> list[Any]:
@@ -230,8 +236,13 @@ def fn_uuid() -> str:
     return str(uuid.uuid4())
 
 
+def random_int(generator: random.Random, lower: Any, upper: Any) -> int:
+    """``randomInt(lower, upper)``: ``upper`` excluded."""
+    return generator.randrange(int(defined(lower)), int(defined(upper)))
+
+
 def fn_random_int(lower: int, upper: int) -> int:
-    return random.randrange(int(lower), int(upper))
+    return random_int(_UNSEEDED, lower, upper)
 
 
 def _get(value: Any, key: Any) -> Any:
