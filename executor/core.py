@@ -54,6 +54,7 @@ from common.plugins.core.flowable import Resume as ResumeTask
 from common.templating import is_true, render, render_object, render_typed
 
 from ._variables import VariableBuilder, nest_dotted
+from .concurrency import admit
 from .state import MAX_APPLIED, ExecutorState
 
 _M = TypeVar("_M", bound=WireModel)
@@ -269,8 +270,8 @@ class _Core:
         elif isinstance(event, WorkerDied):
             self.on_worker_died(event)
         elif isinstance(event, Dequeue):
-            if self.ex.state.current == State.QUEUED:
-                self.set_state(self.ex, State.RUNNING)
+            if self.ex.state.current == State.QUEUED and self.flow is not None:
+                self.begin(running_count)  # admitted like a new execution: limit, SLA
         elif isinstance(event, Timer):
             self.state.wakeups.pop(event.key, None)
             if event.key == "start:":
@@ -318,15 +319,14 @@ class _Core:
     def begin(self, running_count: int) -> None:
         assert self.flow is not None
         limit = self.flow.concurrency
-        if limit is not None and running_count >= limit.limit:
-            if limit.behavior == "QUEUE":
-                self.set_state(self.ex, State.QUEUED)
-            elif limit.behavior == "CANCEL":
-                self.set_state(self.ex, State.CANCELLED)
-            else:
-                self.fail_execution(
-                    f"Flow is limited to {limit.limit} concurrent execution(s): execution failed"
-                )
+        admitted = admit(limit, running_count)
+        if admitted == State.FAILED and limit is not None:
+            self.fail_execution(
+                f"Flow is limited to {limit.limit} concurrent execution(s): execution failed"
+            )
+            return
+        if admitted != State.RUNNING:
+            self.set_state(self.ex, admitted)
             return
         self.set_state(self.ex, State.RUNNING)
         for sla in self.flow.sla:

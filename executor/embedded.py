@@ -30,7 +30,6 @@ from common.models.execution import Execution
 from common.models.flow import Flow
 from common.models.messages import (
     EXECUTOR_INPUT,
-    Dequeue,
     ExecutorInput,
     NewExecution,
     Timer,
@@ -44,7 +43,7 @@ from common.queue import base as topics
 from common.queue.sqlite import SqliteDatabase, SqliteQueue
 from common.repository.base import FlowRepository
 
-from . import flow_triggers
+from . import concurrency, flow_triggers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS
@@ -76,6 +75,10 @@ CREATE TABLE IF NOT EXISTS executor_workers (
     last_seen REAL NOT NULL,
     status TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS executor_flow_slots (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS executor_multiple_conditions (
     key TEXT PRIMARY KEY,
     body TEXT NOT NULL
@@ -83,7 +86,8 @@ CREATE TABLE IF NOT EXISTS executor_multiple_conditions (
 """
 
 _CACHED_STATES = 2000
-_ACTIVE = (State.RUNNING.value, State.PAUSED.value, State.KILLING.value)
+# states of an execution holding or waiting for a concurrency slot
+_HOLDING = tuple(s.value for s in State if not s.terminal and s != State.CREATED)
 GROUP = "executor"
 # a batch failing this many times in a row is applied one input at a time to isolate the culprit
 _ISOLATE_AFTER = 3
@@ -122,6 +126,7 @@ class EmbeddedExecutor:
         self._timers_sent: dict[str, float] = {}
         # states as last stored: this executor is their only writer (one per database)
         self._states: OrderedDict[str, ExecutorState] = OrderedDict()
+        self._slots: dict[str, concurrency.FlowSlots] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
@@ -188,7 +193,7 @@ class EmbeddedExecutor:
         self._states.clear()
         try:
             event = EXECUTOR_INPUT.validate_json(record.value)
-            state = self._load(None, event.execution_id)
+            state = self._load(event.execution_id)
             with self.db.transaction() as conn:
                 if state is not None:
                     flow = self._flow(state.execution)
@@ -199,8 +204,8 @@ class EmbeddedExecutor:
                     )
                     result = core_fail(flow, state, message, self.clock(), self.config)
                     if result.state is not None and result.changed:
-                        dirty = {result.state.execution.id: result.state}
-                        self._flush(conn, dirty)
+                        serialized = [(result.state, result.state.execution.to_json())]
+                        self._flush(conn, {}, serialized)
                         self.queue.emit_many(self._records(result))
                 self._sub.commit([record])
         except Exception:  # noqa: BLE001 - last resort: never block the other executions
@@ -211,63 +216,53 @@ class EmbeddedExecutor:
     def _process(self, records: list[Any]) -> None:
         """Steps run before the transaction, which then only stores, emits and commits: the
         database lock (shared with the API, the worker and the indexer) is held for the writes
-        alone. An input that needs the stored states (a flow with a concurrency limit) and the
-        ones after it are applied inside the transaction, as before."""
+        alone."""
         started = time.perf_counter()
         dirty: dict[str, ExecutorState] = {}
+        dirty_slots: set[str] = set()
         out: list[tuple[str, str | None, bytes | None]] = []
         ends: list[tuple[Execution, Flow | None]] = []
         try:
-            events = []
             for record in records:
                 try:
-                    events.append(EXECUTOR_INPUT.validate_json(record.value))
+                    event = EXECUTOR_INPUT.validate_json(record.value)
                 except ValidationError as exc:
                     log.error("skipping an undecodable executor input: %s", exc)
-            done = 0
-            for event in events:
-                if not self._apply(None, event, dirty, out, ends):
-                    break
-                done += 1
+                    continue
+                self._apply(event, dirty, dirty_slots, out, ends)
             snapshots = [(state, state.execution.to_json()) for state in dirty.values()]
             with self.db.transaction() as conn:
                 self._flush(conn, dirty, snapshots)
+                self._store_slots(conn, dirty_slots)
                 for execution, flow in ends:
                     self._on_end(conn, execution, flow, out)
-                for event in events[done:]:
-                    self._apply(conn, event, dirty, out, ends)
-                self._flush(conn, dirty)
                 self.queue.emit_many(out)
                 self._sub.commit(records)
         except BaseException:
             # the cached states were changed in place by a batch that is rolled back
             self._states.clear()
+            self._slots.clear()
             raise
         EXECUTOR_METRICS.batch_seconds.observe(time.perf_counter() - started)
 
-    def _load(self, conn: Any, execution_id: str) -> ExecutorState | None:
+    def _load(self, execution_id: str) -> ExecutorState | None:
         state = self._states.get(execution_id)
         if state is not None:
             return state
-        sql = "SELECT body FROM executor_states WHERE execution_id = ?"
-        rows = (
-            conn.execute(sql, (execution_id,)).fetchall()
-            if conn
-            else self.db.query(sql, (execution_id,))
+        rows = self.db.query(
+            "SELECT body FROM executor_states WHERE execution_id = ?", (execution_id,)
         )
         return ExecutorState.model_validate_json(rows[0][0]) if rows else None
 
     def _apply(
         self,
-        conn: Any | None,
         event: ExecutorInput,
         dirty: dict[str, ExecutorState],
+        dirty_slots: set[str],
         out: list[tuple[str, str | None, bytes | None]],
         ends: list[tuple[Execution, Flow | None]],
-    ) -> bool:
-        """Apply one input; without ``conn`` (outside the transaction), returns False without
-        applying it when it needs the stored states, and leaves execution ends in ``ends``."""
-        state = self._load(conn, event.execution_id)
+    ) -> None:
+        state = self._load(event.execution_id)
         execution = (
             event.execution
             if isinstance(event, NewExecution)
@@ -275,33 +270,56 @@ class EmbeddedExecutor:
         )
         if execution is None:
             log.warning("input %s for unknown execution %s ignored", event.kind, event.execution_id)
-            return True
+            return
         flow = self._flow(execution)
-        running = 0
-        if flow and flow.concurrency:
-            if conn is None:
-                return False
-            self._flush(conn, dirty)
-            running = self._running_count(conn, execution)
+        slots = self._slots_of(execution) if flow and flow.concurrency else None
+        running = concurrency.running_count(slots, execution.id) if slots else 0
         # owned: the state is this executor's own (cached or just decoded); on a rollback the
         # cache is dropped, so changing it in place is safe and saves copying the execution
         result = step(
             flow, state, event, self.clock(), self.config, running_count=running, owned=True
         )
         if result.state is None or not result.changed:
-            return True
+            return
         self._cache(result.state)
         dirty[execution.id] = result.state
         out.extend(self._records(result))
+        if slots is not None and flow is not None:
+            for dequeue in concurrency.observe(slots, flow.concurrency, result.state.execution):
+                out.append((topics.EXECUTOR, dequeue.execution_id, dequeue.to_json()))
+            dirty_slots.add(concurrency.execution_flow_key(execution))
         EXECUTOR_METRICS.inputs.labels(kind=event.kind).inc()
         if result.ended:
-            if conn is None:
-                ends.append((result.state.execution, flow))
-                return True
-            if flow is not None and flow.concurrency is not None:
-                self._flush(conn, dirty)
-            self._on_end(conn, result.state.execution, flow, out)
-        return True
+            ends.append((result.state.execution, flow))
+
+    def _slots_of(self, execution: Execution) -> concurrency.FlowSlots:
+        key = concurrency.execution_flow_key(execution)
+        slots = self._slots.get(key)
+        if slots is not None:
+            return slots
+        rows = self.db.query("SELECT body FROM executor_flow_slots WHERE key = ?", (key,))
+        if rows:
+            slots = concurrency.FlowSlots.model_validate_json(rows[0][0])
+        else:  # first use (or a database from before the slots table): from the states
+            marks = ",".join("?" * len(_HOLDING))
+            held = self.db.query(
+                "SELECT execution_id, state FROM executor_states WHERE tenant = ? AND"
+                f" namespace = ? AND flow_id = ? AND state IN ({marks}) ORDER BY created",
+                (execution.tenant_id or "main", execution.namespace, execution.flow_id, *_HOLDING),
+            )
+            slots = concurrency.FlowSlots(
+                running=[e for e, s in held if s != State.QUEUED.value],
+                queued=[e for e, s in held if s == State.QUEUED.value],
+            )
+        self._slots[key] = slots
+        return slots
+
+    def _store_slots(self, conn: Any, keys: set[str]) -> None:
+        conn.executemany(
+            "INSERT INTO executor_flow_slots (key, body) VALUES (?, ?) ON CONFLICT (key) DO"
+            " UPDATE SET body = excluded.body",
+            [(key, self._slots[key].model_dump_json()) for key in keys],
+        )
 
     def _cache(self, state: ExecutorState) -> None:
         self._states[state.execution.id] = state
@@ -313,16 +331,11 @@ class EmbeddedExecutor:
         self,
         conn: Any,
         dirty: dict[str, ExecutorState],
-        serialized: list[tuple[ExecutorState, bytes]] | None = None,
+        serialized: list[tuple[ExecutorState, bytes]],
     ) -> None:
-        """Store the states changed since the last flush (once per execution, however many
-        inputs it got) and emit their ``executions`` snapshots, in the batch's transaction.
-
-        Called mid-batch too (concurrency counts read the stored states), so it must emit what
-        it stores: a snapshot left out here would never reach the repository. ``serialized``:
-        the dirty states with their snapshot JSON, made before the transaction."""
-        if serialized is None:
-            serialized = [(state, state.execution.to_json()) for state in dirty.values()]
+        """Store the states changed by the batch (once per execution, however many inputs it
+        got) and emit their ``executions`` snapshots. ``serialized``: the dirty states with
+        their snapshot JSON, made before the transaction."""
         snapshots: list[tuple[str, str | None, bytes | None]] = []
         for state, snapshot in serialized:
             self._store(conn, state, snapshot)
@@ -387,15 +400,6 @@ class EmbeddedExecutor:
             self._flow_cache[key] = flow
         return self._flow_cache[key]
 
-    def _running_count(self, conn: Any, execution: Execution) -> int:
-        marks = ",".join("?" * len(_ACTIVE))
-        row = conn.execute(
-            f"SELECT COUNT(*) FROM executor_states WHERE namespace = ? AND flow_id = ? AND state IN"
-            f" ({marks}) AND execution_id != ?",
-            (execution.namespace, execution.flow_id, *_ACTIVE, execution.id),
-        ).fetchone()
-        return int(row[0])
-
     def _on_end(
         self,
         conn: Any,
@@ -405,15 +409,6 @@ class EmbeddedExecutor:
     ) -> None:
         now = self.clock()
         records: list[tuple[str, str | None, bytes | None]] = []
-        if flow is not None and flow.concurrency is not None:
-            row = conn.execute(
-                "SELECT execution_id FROM executor_states WHERE namespace = ? AND flow_id = ? AND"
-                " state = ? ORDER BY created LIMIT 1",
-                (execution.namespace, execution.flow_id, State.QUEUED.value),
-            ).fetchone()
-            if row:
-                dequeue = Dequeue(id=f"dequeue:{row[0]}:{execution.id}", execution_id=row[0])
-                records.append((topics.EXECUTOR, row[0], dequeue.to_json()))
         multi = {
             key: json.loads(body)
             for key, body in conn.execute("SELECT key, body FROM executor_multiple_conditions")

@@ -32,6 +32,7 @@ from common.models.messages import (
 from common.models.state import State
 from common.plugins.registry import registry
 from common.templating import render, render_object, render_typed
+from executor import concurrency
 from executor.core import CoreConfig, step
 from executor.state import ExecutorState
 
@@ -104,6 +105,7 @@ class Sim:
     worker_queue: deque[WorkerTask] = field(default_factory=deque)
     steps: int = 0
     hold_workers: bool = False
+    slots: dict[str, concurrency.FlowSlots] = field(default_factory=dict)
 
     def deploy(self, source: str) -> Flow:
         flow = parse_flow(source)
@@ -150,29 +152,22 @@ class Sim:
     def restart(self, exec_id: str) -> None:
         self.send(Restart(id=f"restart:{exec_id}:{self.steps}", execution_id=exec_id))
 
-    def _running_count(self, flow: Flow | None, exec_id: str) -> int:
-        if flow is None:
-            return 0
-        return sum(
-            1
-            for s in self.states.values()
-            if s.execution.flow_id == flow.id
-            and s.execution.namespace == flow.namespace
-            and s.execution.id != exec_id
-            and s.execution.state.current in (State.RUNNING, State.PAUSED, State.KILLING)
-        )
-
     def _apply(self, event: ExecutorInput) -> None:
         state = self.states.get(event.execution_id)
         ex = event.execution if isinstance(event, NewExecution) else (state and state.execution)
         flow = self.flows.get((ex.namespace, ex.flow_id)) if ex is not None else None
+        slots = None
+        if ex is not None and flow is not None and flow.concurrency is not None:
+            slots = self.slots.setdefault(
+                concurrency.execution_flow_key(ex), concurrency.FlowSlots()
+            )
         result = step(
             flow,
             state,
             event,
             self.now,
             self.config,
-            running_count=self._running_count(flow, event.execution_id),
+            running_count=concurrency.running_count(slots, event.execution_id) if slots else 0,
         )
         self.steps += 1
         if result.state is not None:
@@ -180,17 +175,8 @@ class Sim:
         self.logs.extend(result.logs)
         self.worker_queue.extend(result.worker_tasks)
         self.inbox.extend(result.executor_inputs)
-        if result.ended and flow is not None and flow.concurrency is not None:
-            for s in self.states.values():
-                if s.execution.flow_id == flow.id and s.execution.state.current == State.QUEUED:
-                    from common.models.messages import Dequeue
-
-                    self.inbox.append(
-                        Dequeue(
-                            id=f"dequeue:{s.execution.id}:{self.steps}", execution_id=s.execution.id
-                        )
-                    )
-                    break
+        if slots is not None and flow is not None and result.state is not None and result.changed:
+            self.inbox.extend(concurrency.observe(slots, flow.concurrency, result.state.execution))
 
     def _work(self, wt: WorkerTask) -> list[TaskResult]:
         tr = wt.task_run

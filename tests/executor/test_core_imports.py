@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[2] / "executor" / "core.py"
-ALLOWED_LOCAL = {"executor._variables", "executor.state"}
+ALLOWED_LOCAL = {"executor._variables", "executor.concurrency", "executor.state"}
 
 
 def _imports(tree: ast.AST) -> list[str]:
