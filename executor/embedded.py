@@ -24,8 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.errors import FlowValidationError
-from common.flow import parse_flow
+from common.flow.catalog import FlowCatalog
 from common.models.execution import Execution
 from common.models.flow import Flow
 from common.models.messages import (
@@ -121,8 +120,7 @@ class EmbeddedExecutor:
         self.worker_dead_after = worker_dead_after
         self.local_worker_ids = local_worker_ids
         db.executescript(_SCHEMA)
-        self._flow_cache: dict[tuple[str, str, str, int | None], Flow | None] = {}
-        self._trigger_flows: list[Flow] | None = None
+        self.catalog = FlowCatalog(flows)
         self._timers_sent: dict[str, float] = {}
         # states as last stored: this executor is their only writer (one per database)
         self._states: OrderedDict[str, ExecutorState] = OrderedDict()
@@ -383,22 +381,7 @@ class EmbeddedExecutor:
 
     # ------------------------------------------------------------------ around the core
     def _flow(self, execution: Execution) -> Flow | None:
-        tenant = execution.tenant_id or "main"
-        revision = execution.flow_revision or None
-        key = (tenant, execution.namespace, execution.flow_id, revision)
-        if key not in self._flow_cache:
-            record = self.flows.get(tenant, execution.namespace, execution.flow_id, revision)
-            if record is None and revision is not None:
-                record = self.flows.get(tenant, execution.namespace, execution.flow_id)
-            flow: Flow | None = None
-            if record is not None and not record.deleted:
-                try:
-                    flow = parse_flow(record.source)
-                    flow = flow.model_copy(update={"revision": record.revision})
-                except FlowValidationError as exc:
-                    log.error("stored flow %s.%s is invalid: %s", record.namespace, record.id, exc)
-            self._flow_cache[key] = flow
-        return self._flow_cache[key]
+        return self.catalog.of(execution)
 
     def _on_end(
         self,
@@ -414,7 +397,9 @@ class EmbeddedExecutor:
             for key, body in conn.execute("SELECT key, body FROM executor_multiple_conditions")
         }
         before = json.dumps(multi, sort_keys=True)
-        for new in flow_triggers.evaluate(self._flows_with_triggers(), execution, now, multi):
+        for new in flow_triggers.evaluate(
+            self.catalog.with_trigger(FlowTrigger), execution, now, multi
+        ):
             # Kestra's Flow trigger passes its rendered inputs as they are: a flow whose required
             # input the trigger does not give still runs (FlowTriggerCaseTest)
             inp = NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
@@ -428,28 +413,6 @@ class EmbeddedExecutor:
         out.extend(records)
         EXECUTOR_METRICS.ended.labels(state=execution.state.current.value).inc()
 
-    def _flows_with_triggers(self) -> list[Flow]:
-        if self._trigger_flows is None:
-            found: list[Flow] = []
-            for tenant in self._tenants():
-                for record in self.flows.find(tenant):
-                    try:
-                        flow = parse_flow(record.source)
-                    except FlowValidationError:
-                        continue
-                    if any(isinstance(t, FlowTrigger) for t in flow.triggers):
-                        found.append(flow)
-            self._trigger_flows = found
-        return self._trigger_flows
-
-    def _tenants(self) -> list[str]:
-        with self.db.lock:
-            try:
-                rows = self.db.conn.execute("SELECT DISTINCT tenant FROM flows").fetchall()
-            except Exception:  # noqa: BLE001 - repository without that table
-                return ["main"]
-        return [r[0] for r in rows] or ["main"]
-
     def _side_topics(self) -> int:
         records = self._side.poll(500, timeout=0)
         if not records:
@@ -457,8 +420,7 @@ class EmbeddedExecutor:
         with self.db.transaction() as conn:
             for record in records:
                 if record.topic == topics.FLOWS:
-                    self._flow_cache.clear()
-                    self._trigger_flows = None
+                    self.catalog.changed()
                 elif record.topic == topics.WORKER_JOBS:
                     if record.value is None:
                         conn.execute(
