@@ -121,3 +121,41 @@ def test_an_input_that_keeps_failing_stops_only_its_execution(
     ]
     assert any("could not apply a 'kill' input" in m for m in messages), messages
     assert _state(db, "good-before") == State.RUNNING.value
+
+
+def test_an_input_on_which_the_core_raises_fails_its_own_execution_at_once(
+    setup: tuple[EmbeddedExecutor, Backends, SqliteDatabase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor, backends, db = setup
+    real_step = embedded.step
+    calls = {"poison": 0}
+
+    def step(flow: Any, state: Any, event: Any, *args: Any, **kwargs: Any) -> Any:
+        if event.execution_id == "poison":
+            calls["poison"] += 1
+            raise RuntimeError("a defect")
+        return real_step(flow, state, event, *args, **kwargs)
+
+    monkeypatch.setattr(embedded, "step", step)
+    logs = backends.queue.subscribe([topics.LOGS], "test-logs")
+    for execution_id in ("good-before", "poison", "good-after"):
+        _create(backends, execution_id)
+    executor.start()
+    wait_until(
+        lambda: (
+            _state(db, "good-before") == State.RUNNING.value
+            and _state(db, "good-after") == State.RUNNING.value
+            and _state(db, "poison") == State.FAILED.value
+        ),
+        15,
+        "the poisoned execution FAILED, the others running",
+        diagnose=lambda: str([_state(db, e) for e in ("good-before", "poison", "good-after")]),
+    )
+    # failed at the first attempt: the batch was neither retried nor split for it
+    assert calls["poison"] == 1
+    messages = [
+        LogEntry.model_validate_json(r.value).message
+        for r in logs.poll(1000, timeout=1)
+        if r.value and LogEntry.model_validate_json(r.value).execution_id == "poison"
+    ]
+    assert any("RuntimeError: a defect" in m for m in messages), messages
