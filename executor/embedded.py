@@ -274,9 +274,12 @@ class EmbeddedExecutor:
         running = concurrency.running_count(slots, execution.id) if slots else 0
         # owned: the state is this executor's own (cached or just decoded); on a rollback the
         # cache is dropped, so changing it in place is safe and saves copying the execution
-        result = step(
-            flow, state, event, self.clock(), self.config, running_count=running, owned=True
-        )
+        try:
+            result = step(
+                flow, state, event, self.clock(), self.config, running_count=running, owned=True
+            )
+        except Exception as exc:  # noqa: BLE001 - a defect on this input fails its execution only
+            result = self._failed(flow, state, event, exc)
         if result.state is None or not result.changed:
             return
         self._cache(result.state)
@@ -289,6 +292,22 @@ class EmbeddedExecutor:
         EXECUTOR_METRICS.inputs.labels(kind=event.kind).inc()
         if result.ended:
             ends.append((result.state.execution, flow))
+
+    def _failed(
+        self, flow: Flow | None, state: ExecutorState | None, event: ExecutorInput, exc: Exception
+    ) -> StepResult:
+        log.exception("executor input %s of execution %s failed", event.kind, event.execution_id)
+        EXECUTOR_METRICS.errors.inc()
+        if state is None:
+            if not isinstance(event, NewExecution):
+                return StepResult(state=None)
+            state = ExecutorState(execution=event.execution)
+        message = (
+            f"Lanner could not apply a '{event.kind}' input to this execution "
+            f"({type(exc).__name__}: {exc}); the execution was stopped. This is a defect: "
+            "please report it with the server log."
+        )
+        return core_fail(flow, state, message, self.clock(), self.config)
 
     def _slots_of(self, execution: Execution) -> concurrency.FlowSlots:
         key = concurrency.execution_flow_key(execution)

@@ -1,8 +1,9 @@
-"""The embedded executor survives failures of its own: a batch that fails is retried, never
-skipped, and an input that keeps failing stops its execution instead of blocking the others.
+"""The embedded executor survives failures of its own: a batch that fails on I/O is retried,
+never skipped, and an input on which the core raises stops its execution at once instead of
+blocking the others.
 
-The failure is injected into the shell's call of the core (a defect cannot be produced on
-purpose otherwise); everything else is real: SQLite queue, repositories, core, flows.
+The failure is injected into the shell's call of the core or its store (a defect cannot be
+produced on purpose otherwise); everything else is real: SQLite queue, repositories, core, flows.
 """
 
 from __future__ import annotations
@@ -69,16 +70,16 @@ def test_a_batch_that_fails_once_is_retried_not_skipped(
     setup: tuple[EmbeddedExecutor, Backends, SqliteDatabase], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     executor, backends, db = setup
-    real_step = embedded.step
+    real_store = embedded.EmbeddedExecutor._store
     calls = {"n": 0}
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
-            raise RuntimeError("transient")
-        return real_step(*args, **kwargs)
+            raise OSError("transient")  # an I/O failure: the batch is retried, nothing fails
+        return real_store(*args, **kwargs)
 
-    monkeypatch.setattr(embedded, "step", flaky)
+    monkeypatch.setattr(embedded.EmbeddedExecutor, "_store", flaky)
     _create(backends, "e1")
     executor.start()
     wait_until(lambda: _state(db, "e1") == State.RUNNING.value, 10, "e1 to start")
@@ -109,8 +110,8 @@ def test_an_input_that_keeps_failing_stops_only_its_execution(
         15,
         "the executions around the poisoned input to start",
     )
-    # a NewExecution that cannot be applied has no state to stop: it is skipped (server log)
-    assert _state(db, "poison") is None
+    # a NewExecution that cannot be applied is stored FAILED
+    wait_until(lambda: _state(db, "poison") == State.FAILED.value, 15, "poison FAILED")
     # an input of an existing execution that cannot be applied stops that execution
     poisoned.add("good-after")
     kill = Kill(id="kill-1", execution_id="good-after")
