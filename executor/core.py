@@ -148,7 +148,9 @@ def fail(
     if state.execution.state.current.terminal:
         return result
     core.fail_execution(message)
-    result.kill_orders.append(KillOrder(execution_id=state.execution.id))
+    result.kill_orders.append(
+        KillOrder(execution_id=state.execution.id, sequence=state.execution.sequence)
+    )
     state.wakeups.clear()
     state.execution.sequence += 1
     result.changed = True
@@ -375,7 +377,9 @@ class _Core:
             return
         self.state.kill_state = final
         self.set_state(self.ex, State.KILLING)
-        self.result.kill_orders.append(KillOrder(execution_id=self.ex.id))
+        self.result.kill_orders.append(
+            KillOrder(execution_id=self.ex.id, sequence=self.ex.sequence)
+        )
         for tr in self.ex.task_run_list:
             if tr.state.current.terminal:
                 continue
@@ -644,6 +648,7 @@ class _Core:
                 attempt=len(tr.attempts),
                 worker_group=task.worker_group.key if task.worker_group else None,
                 tenant_id=self.ex.tenant_id,
+                sequence=self.ex.sequence,
             )
         )
         self.touched()

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,7 +32,6 @@ from common.models.messages import (
     ExecutorInput,
     NewExecution,
     Timer,
-    WorkerDied,
     WorkerHeartbeat,
     WorkerJob,
 )
@@ -42,7 +41,7 @@ from common.queue import base as topics
 from common.queue.sqlite import SqliteDatabase, SqliteQueue
 from common.repository.base import FlowRepository
 
-from . import concurrency, flow_triggers
+from . import concurrency, flow_triggers, liveness
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS
@@ -121,6 +120,7 @@ class EmbeddedExecutor:
         self.local_worker_ids = local_worker_ids
         db.executescript(_SCHEMA)
         self.catalog = FlowCatalog(flows)
+        self.liveness = liveness.Liveness()
         self._timers_sent: dict[str, float] = {}
         # states as last stored: this executor is their only writer (one per database)
         self._states: OrderedDict[str, ExecutorState] = OrderedDict()
@@ -133,6 +133,7 @@ class EmbeddedExecutor:
     def start(self) -> None:
         if self._thread is not None:
             return
+        self.liveness = self._load_liveness()
         self._sub = self.queue.subscribe([topics.EXECUTOR], GROUP)
         self._side = self.queue.subscribe(
             [topics.FLOWS, topics.WORKER_JOBS, topics.WORKERS], f"{GROUP}-side"
@@ -436,29 +437,36 @@ class EmbeddedExecutor:
         records = self._side.poll(500, timeout=0)
         if not records:
             return 0
+        received_at = self.clock()
         with self.db.transaction() as conn:
             for record in records:
                 if record.topic == topics.FLOWS:
                     self.catalog.changed()
                 elif record.topic == topics.WORKER_JOBS:
-                    if record.value is None:
+                    job = (
+                        WorkerJob.model_validate_json(record.value)
+                        if record.value is not None
+                        else None
+                    )
+                    held = liveness.on_job(self.liveness, str(record.key), job)
+                    if held is None:
                         conn.execute(
                             "DELETE FROM executor_worker_jobs WHERE task_run_id = ?", (record.key,)
                         )
                         continue
-                    job = WorkerJob.model_validate_json(record.value)
                     conn.execute(
                         "INSERT INTO executor_worker_jobs VALUES (?, ?, ?, ?) ON CONFLICT"
                         " (task_run_id) DO UPDATE SET attempt = excluded.attempt,"
                         " worker_id = excluded.worker_id",
-                        (job.task_run_id, job.execution_id, job.attempt, job.worker_id),
+                        (held.task_run_id, held.execution_id, held.attempt, held.worker_id),
                     )
                 elif record.topic == topics.WORKERS and record.value is not None:
                     beat = WorkerHeartbeat.model_validate_json(record.value)
+                    seen = liveness.on_heartbeat(self.liveness, beat, received_at)
                     conn.execute(
                         "INSERT INTO executor_workers VALUES (?, ?, ?) ON CONFLICT (worker_id) DO"
                         " UPDATE SET last_seen = excluded.last_seen, status = excluded.status",
-                        (beat.worker_id, beat.date.timestamp(), beat.status),
+                        (beat.worker_id, seen.last_seen.timestamp(), seen.status),
                     )
             self._side.commit(records)
         return len(records)
@@ -490,52 +498,60 @@ class EmbeddedExecutor:
             self._timers_sent = {k: v for k, v in self._timers_sent.items() if mono - v < 60}
         self.queue.emit_many(records)
 
+    def _load_liveness(self) -> liveness.Liveness:
+        state = liveness.Liveness()
+        for worker_id, last_seen, status in self.db.query(
+            "SELECT worker_id, last_seen, status FROM executor_workers"
+        ):
+            state.workers[worker_id] = liveness.WorkerSeen(
+                last_seen=datetime.fromtimestamp(last_seen, UTC), status=status
+            )
+        for task_run_id, execution_id, attempt, worker_id in self.db.query(
+            "SELECT task_run_id, execution_id, attempt, worker_id FROM executor_worker_jobs"
+        ):
+            state.jobs[task_run_id] = liveness.Job(
+                task_run_id=task_run_id,
+                execution_id=execution_id,
+                attempt=attempt,
+                worker_id=worker_id,
+            )
+        return state
+
     def _recover_lost_jobs(self) -> None:
         """Jobs held by workers of a previous process: that process died, hand them back."""
         # every job record of the previous process first (more than one poll after a busy run)
         while self._side_topics():
             pass
         local = self.local_worker_ids() if self.local_worker_ids else set()
-        with self.db.lock:
-            rows = self.db.conn.execute(
-                "SELECT task_run_id, execution_id, attempt, worker_id FROM executor_worker_jobs"
-            ).fetchall()
-        lost = [r for r in rows if r[3] not in local]
-        self._hand_back(lost, "the previous process stopped")
+        self._hand_back(liveness.orphan_jobs(self.liveness, local), "the previous process stopped")
 
     def _check_dead_workers(self) -> None:
-        deadline = time.time() - self.worker_dead_after
-        with self.db.lock:
-            rows = self.db.conn.execute(
-                "SELECT j.task_run_id, j.execution_id, j.attempt, j.worker_id FROM"
-                " executor_worker_jobs j JOIN executor_workers w ON w.worker_id = j.worker_id"
-                " WHERE w.last_seen < ? OR w.status = 'DEAD'",
-                (deadline,),
-            ).fetchall()
-        self._hand_back(rows, "it stopped sending heartbeats")
+        dead_after = timedelta(seconds=self.worker_dead_after)
+        lost = liveness.lost_jobs(self.liveness, self.clock(), dead_after)
+        self._hand_back(lost, "it stopped sending heartbeats")
 
-    def _hand_back(self, rows: list[Any], why: str) -> None:
-        if not rows:
+    def _hand_back(self, jobs: list[liveness.Job], why: str) -> None:
+        if not jobs:
             return
-        records: list[tuple[str, str | None, bytes | None]] = []
-        for task_run_id, execution_id, attempt, worker_id in rows:
+        for job in jobs:
             log.warning(
-                "task run %s lost with worker %s (%s): resubmitting", task_run_id, worker_id, why
+                "task run %s lost with worker %s (%s): resubmitting",
+                job.task_run_id,
+                job.worker_id,
+                why,
             )
-            died = WorkerDied(
-                id=f"worker-died:{task_run_id}:{attempt}",
-                execution_id=execution_id,
-                task_run_id=task_run_id,
-                attempt=attempt,
-                worker_id=worker_id,
-            )
-            records.append((topics.EXECUTOR, execution_id, died.to_json()))
+        records: list[tuple[str, str | None, bytes | None]] = [
+            (topics.EXECUTOR, died.execution_id, died.to_json())
+            for died in liveness.worker_died(jobs)
+        ]
         with self.db.transaction() as conn:
             conn.executemany(
-                "DELETE FROM executor_worker_jobs WHERE task_run_id = ?", [(r[0],) for r in rows]
+                "DELETE FROM executor_worker_jobs WHERE task_run_id = ?",
+                [(job.task_run_id,) for job in jobs],
             )
             self.queue.emit_many(records)
-        EXECUTOR_METRICS.resubmitted.inc(len(rows))
+        liveness.forget(self.liveness, jobs)
+        EXECUTOR_METRICS.resubmitted.inc(len(jobs))
 
 
 __all__ = ["EmbeddedExecutor"]

@@ -146,7 +146,10 @@ def test_kill_waits_for_workers_then_ends_killed() -> None:
     from common.models.messages import Kill
 
     result = step(flow, sim.states[eid], Kill(id="k1", execution_id=eid), START)
-    assert result.kill_orders == [KillOrder(execution_id=eid)]
+    # the kill is ordered after the task it stops: its sequence is not below the task's
+    sequence = sim.states[eid].execution.sequence
+    assert result.kill_orders == [KillOrder(execution_id=eid, sequence=sequence)]
+    assert running.sequence <= sequence
     ex = result.state.execution  # type: ignore[union-attr]
     assert ex.state.current == State.KILLING
     assert one(ex, "a").state.current == State.RUNNING
