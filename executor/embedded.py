@@ -31,7 +31,6 @@ from common.models.messages import (
     EXECUTOR_INPUT,
     ExecutorInput,
     NewExecution,
-    Timer,
     WorkerHeartbeat,
     WorkerJob,
 )
@@ -41,7 +40,7 @@ from common.queue import base as topics
 from common.queue.sqlite import SqliteDatabase, SqliteQueue
 from common.repository.base import FlowRepository
 
-from . import concurrency, flow_triggers, liveness
+from . import concurrency, flow_triggers, liveness, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS
@@ -121,7 +120,7 @@ class EmbeddedExecutor:
         db.executescript(_SCHEMA)
         self.catalog = FlowCatalog(flows)
         self.liveness = liveness.Liveness()
-        self._timers_sent: dict[str, float] = {}
+        self._timers_sent = timers.Sent()
         # states as last stored: this executor is their only writer (one per database)
         self._states: OrderedDict[str, ExecutorState] = OrderedDict()
         self._slots: dict[str, concurrency.FlowSlots] = {}
@@ -473,29 +472,19 @@ class EmbeddedExecutor:
 
     def _emit_due_timers(self) -> None:
         now = self.clock()
-        with self.db.lock:
-            rows = self.db.conn.execute(
-                "SELECT execution_id, body FROM executor_states WHERE next_wakeup IS NOT NULL AND"
-                " next_wakeup <= ?",
-                (now.timestamp(),),
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT execution_id, body FROM executor_states WHERE next_wakeup IS NOT NULL AND"
+            " next_wakeup <= ?",
+            (now.timestamp(),),
+        )
         records: list[tuple[str, str | None, bytes | None]] = []
-        mono = time.monotonic()
         for execution_id, body in rows:
-            wakeups = json.loads(body).get("wakeups") or {}
-            for key, when in wakeups.items():
-                due = datetime.fromisoformat(when.replace("Z", "+00:00"))
-                if due > now:
-                    continue
-                timer_id = f"timer:{key}:{due.isoformat()}"
-                # emitted once; again only if it was not applied after a while (lost batch)
-                if mono - self._timers_sent.get(timer_id, -1e9) < 5.0:
-                    continue
-                self._timers_sent[timer_id] = mono
-                timer = Timer(id=timer_id, execution_id=execution_id, key=key)
+            wakeups = {
+                key: datetime.fromisoformat(when.replace("Z", "+00:00"))
+                for key, when in (json.loads(body).get("wakeups") or {}).items()
+            }
+            for timer in timers.to_send(self._timers_sent, execution_id, wakeups, now):
                 records.append((topics.EXECUTOR, execution_id, timer.to_json()))
-        if len(self._timers_sent) > 10_000:
-            self._timers_sent = {k: v for k, v in self._timers_sent.items() if mono - v < 60}
         self.queue.emit_many(records)
 
     def _load_liveness(self) -> liveness.Liveness:

@@ -25,14 +25,13 @@ from common.models.messages import (
     Restart,
     Resume,
     TaskResult,
-    Timer,
     WorkerTask,
     WorkerTaskResult,
 )
 from common.models.state import State
 from common.plugins.registry import registry
 from common.templating import render, render_object, render_typed
-from executor import concurrency
+from executor import concurrency, timers
 from executor.core import CoreConfig, step
 from executor.state import ExecutorState
 
@@ -228,19 +227,13 @@ class Sim:
             if self.worker_queue and not self.hold_workers:
                 self.inbox.extend(self._work(self.worker_queue.popleft()))
                 continue
-            due = [
-                (when, exec_id, key)
-                for exec_id, s in self.states.items()
-                for key, when in s.wakeups.items()
-            ]
-            if not due:
+            first = timers.earliest((eid, s.wakeups) for eid, s in self.states.items())
+            if first is None:
                 return
-            when, exec_id, key = min(due)
+            when, timer = first
             if when > self.now:
                 self.now = when
-            self.inbox.append(
-                Timer(id=f"timer:{key}:{when.isoformat()}", execution_id=exec_id, key=key)
-            )
+            self.inbox.append(timer)
         raise AssertionError(f"simulation did not settle after {max_steps} steps")
 
     def advance(self, delta: timedelta) -> None:
