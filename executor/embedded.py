@@ -1,14 +1,20 @@
-"""The executor on the embedded SQLite queue: decode, load state, ``core.step``, store, emit.
+"""The executor on the embedded SQLite queue: decode, load state, call the pure functions,
+store, emit, commit.
 
-One thread consumes the ``executor`` topic. Each polled batch is applied in one SQLite
-transaction that stores the new states, emits every message and commits the offsets, so a
-SIGKILL at any point leaves either all of a batch or none of it: exactly-once in this mode.
+One thread consumes the ``executor`` topic. Each polled batch is stepped by ``core.step``
+(outside the database lock), then applied in one SQLite transaction that stores the new
+states, emits every message and commits the offsets, so a SIGKILL at any point leaves either
+all of a batch or none of it: exactly-once in this mode.
 
-Around the core it does what needs I/O or a clock: due wake-ups become ``Timer`` inputs, the
-flow's running executions are counted for concurrency limits, a QUEUED execution is released
-when a slot frees, flow triggers fire when an execution ends, and task runs held by a worker
-that died (every worker of a previous process, or one that stopped heartbeating) are handed
-back as ``WorkerDied`` inputs.
+Every decision is made by a pure module shared with the Kafka shell and the test harness:
+``concurrency`` (flow slots, Dequeue), ``flow_triggers`` (executions started by others' state
+changes, windowed preconditions), ``timers`` (due wake-ups), ``liveness`` (jobs of dead
+workers) and the flow catalog (``common.flow.catalog``). This module only keeps their states
+(cached in memory, stored in its tables in the batch's transaction) and moves records.
+
+An input on which the core raises fails its own execution (``core.fail``) and the batch goes
+on; a batch that fails otherwise (I/O) is retried, and one that keeps failing is applied input
+by input so that only the input that still fails is given up.
 """
 
 from __future__ import annotations
@@ -124,6 +130,7 @@ class EmbeddedExecutor:
         # states as last stored: this executor is their only writer (one per database)
         self._states: OrderedDict[str, ExecutorState] = OrderedDict()
         self._slots: dict[str, concurrency.FlowSlots] = {}
+        self._windows: flow_triggers.Windows | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
@@ -218,8 +225,8 @@ class EmbeddedExecutor:
         started = time.perf_counter()
         dirty: dict[str, ExecutorState] = {}
         dirty_slots: set[str] = set()
+        dirty_windows: set[str] = set()
         out: list[tuple[str, str | None, bytes | None]] = []
-        ends: list[tuple[Execution, Flow | None]] = []
         try:
             for record in records:
                 try:
@@ -227,19 +234,19 @@ class EmbeddedExecutor:
                 except ValidationError as exc:
                     log.error("skipping an undecodable executor input: %s", exc)
                     continue
-                self._apply(event, dirty, dirty_slots, out, ends)
+                self._apply(event, dirty, dirty_slots, dirty_windows, out)
             snapshots = [(state, state.execution.to_json()) for state in dirty.values()]
             with self.db.transaction() as conn:
                 self._flush(conn, dirty, snapshots)
                 self._store_slots(conn, dirty_slots)
-                for execution, flow in ends:
-                    self._on_end(conn, execution, flow, out)
+                self._store_windows(conn, dirty_windows)
                 self.queue.emit_many(out)
                 self._sub.commit(records)
         except BaseException:
             # the cached states were changed in place by a batch that is rolled back
             self._states.clear()
             self._slots.clear()
+            self._windows = None
             raise
         EXECUTOR_METRICS.batch_seconds.observe(time.perf_counter() - started)
 
@@ -257,10 +264,11 @@ class EmbeddedExecutor:
         event: ExecutorInput,
         dirty: dict[str, ExecutorState],
         dirty_slots: set[str],
+        dirty_windows: set[str],
         out: list[tuple[str, str | None, bytes | None]],
-        ends: list[tuple[Execution, Flow | None]],
     ) -> None:
         state = self._load(event.execution_id)
+        previous = state.execution.state.current if state is not None else None
         execution = (
             event.execution
             if isinstance(event, NewExecution)
@@ -290,8 +298,11 @@ class EmbeddedExecutor:
                 out.append((topics.EXECUTOR, dequeue.execution_id, dequeue.to_json()))
             dirty_slots.add(concurrency.execution_flow_key(execution))
         EXECUTOR_METRICS.inputs.labels(kind=event.kind).inc()
+        current = result.state.execution.state.current
+        if current != previous:
+            self._flow_triggers(result.state.execution, previous, out, dirty_windows)
         if result.ended:
-            ends.append((result.state.execution, flow))
+            EXECUTOR_METRICS.ended.labels(state=current.value).inc()
 
     def _failed(
         self, flow: Flow | None, state: ExecutorState | None, event: ExecutorInput, exc: Exception
@@ -402,35 +413,41 @@ class EmbeddedExecutor:
     def _flow(self, execution: Execution) -> Flow | None:
         return self.catalog.of(execution)
 
-    def _on_end(
+    def _flow_triggers(
         self,
-        conn: Any,
         execution: Execution,
-        flow: Flow | None,
+        previous: State | None,
         out: list[tuple[str, str | None, bytes | None]],
+        dirty_windows: set[str],
     ) -> None:
-        now = self.clock()
-        records: list[tuple[str, str | None, bytes | None]] = []
-        multi = {
-            key: json.loads(body)
-            for key, body in conn.execute("SELECT key, body FROM executor_multiple_conditions")
-        }
-        before = json.dumps(multi, sort_keys=True)
-        for new in flow_triggers.evaluate(
-            self.catalog.with_trigger(FlowTrigger), execution, now, multi
-        ):
+        flows = self.catalog.with_trigger(FlowTrigger)
+        if not flows:
+            return
+        if self._windows is None:
+            self._windows = flow_triggers.Windows()
+            for key, body in self.db.query("SELECT key, body FROM executor_multiple_conditions"):
+                try:
+                    self._windows.windows[key] = flow_triggers.Window.model_validate_json(body)
+                except ValidationError:
+                    pass  # written by an older version: that window starts again
+        created, changed = flow_triggers.evaluate(
+            flows, execution, previous, self.clock(), self._windows
+        )
+        for new in created:
             # Kestra's Flow trigger passes its rendered inputs as they are: a flow whose required
             # input the trigger does not give still runs (FlowTriggerCaseTest)
             inp = NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
-            records.append((topics.EXECUTOR, new.id, inp.to_json()))
-        if json.dumps(multi, sort_keys=True) != before:
-            conn.executemany(
-                "INSERT INTO executor_multiple_conditions (key, body) VALUES (?, ?) ON CONFLICT"
-                " (key) DO UPDATE SET body = excluded.body",
-                [(k, json.dumps(v)) for k, v in multi.items()],
-            )
-        out.extend(records)
-        EXECUTOR_METRICS.ended.labels(state=execution.state.current.value).inc()
+            out.append((topics.EXECUTOR, new.id, inp.to_json()))
+        dirty_windows |= changed
+
+    def _store_windows(self, conn: Any, keys: set[str]) -> None:
+        if not keys or self._windows is None:
+            return
+        conn.executemany(
+            "INSERT INTO executor_multiple_conditions (key, body) VALUES (?, ?) ON CONFLICT"
+            " (key) DO UPDATE SET body = excluded.body",
+            [(key, self._windows.windows[key].model_dump_json()) for key in keys],
+        )
 
     def _side_topics(self) -> int:
         records = self._side.poll(500, timeout=0)

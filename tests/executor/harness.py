@@ -15,6 +15,7 @@ from typing import Any
 
 from common.errors import LannerError
 from common.flow import parse_flow
+from common.flow.catalog import FlowCatalog
 from common.models.execution import Execution
 from common.models.flow import Flow
 from common.models.messages import (
@@ -29,9 +30,11 @@ from common.models.messages import (
     WorkerTaskResult,
 )
 from common.models.state import State
+from common.plugins.core.triggers import FlowTrigger
 from common.plugins.registry import registry
+from common.repository.base import FlowRecord
 from common.templating import render, render_object, render_typed
-from executor import concurrency, timers
+from executor import concurrency, flow_triggers, timers
 from executor.core import CoreConfig, step
 from executor.state import ExecutorState
 
@@ -92,6 +95,38 @@ class _Ctx:
         return "/tmp"
 
 
+class _Flows:
+    """The deployed sources as a ``FlowRepository`` (one tenant, one revision per flow)."""
+
+    def __init__(self, sources: dict[tuple[str, str], str]) -> None:
+        self.sources = sources
+
+    def _record(self, namespace: str, flow_id: str) -> FlowRecord:
+        return FlowRecord(
+            tenant_id="main",
+            namespace=namespace,
+            id=flow_id,
+            revision=1,
+            source=self.sources[(namespace, flow_id)],
+            updated=START,
+        )
+
+    def get(
+        self, tenant_id: str, namespace: str, flow_id: str, revision: int | None = None
+    ) -> FlowRecord | None:
+        if (namespace, flow_id) not in self.sources:
+            return None
+        return self._record(namespace, flow_id)
+
+    def find(
+        self, tenant_id: str, namespace: str | None = None, q: str | None = None
+    ) -> list[FlowRecord]:
+        return [self._record(ns, fid) for ns, fid in self.sources]
+
+    def tenants(self) -> list[str]:
+        return ["main"]
+
+
 @dataclass
 class Sim:
     flows: dict[tuple[str, str], Flow] = field(default_factory=dict)
@@ -105,10 +140,17 @@ class Sim:
     steps: int = 0
     hold_workers: bool = False
     slots: dict[str, concurrency.FlowSlots] = field(default_factory=dict)
+    windows: flow_triggers.Windows = field(default_factory=flow_triggers.Windows)
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.catalog = FlowCatalog(_Flows(self.sources))
 
     def deploy(self, source: str) -> Flow:
         flow = parse_flow(source)
         self.flows[(flow.namespace, flow.id)] = flow
+        self.sources[(flow.namespace, flow.id)] = source
+        self.catalog.changed()
         return flow
 
     def create(
@@ -154,7 +196,8 @@ class Sim:
     def _apply(self, event: ExecutorInput) -> None:
         state = self.states.get(event.execution_id)
         ex = event.execution if isinstance(event, NewExecution) else (state and state.execution)
-        flow = self.flows.get((ex.namespace, ex.flow_id)) if ex is not None else None
+        flow = self.catalog.of(ex) if ex is not None else None
+        previous = state.execution.state.current if state is not None else None
         slots = None
         if ex is not None and flow is not None and flow.concurrency is not None:
             slots = self.slots.setdefault(
@@ -174,8 +217,22 @@ class Sim:
         self.logs.extend(result.logs)
         self.worker_queue.extend(result.worker_tasks)
         self.inbox.extend(result.executor_inputs)
-        if slots is not None and flow is not None and result.state is not None and result.changed:
+        if result.state is None or not result.changed:
+            return
+        if slots is not None and flow is not None:
             self.inbox.extend(concurrency.observe(slots, flow.concurrency, result.state.execution))
+        if result.state.execution.state.current != previous:
+            created, _ = flow_triggers.evaluate(
+                self.catalog.with_trigger(FlowTrigger),
+                result.state.execution,
+                previous,
+                self.now,
+                self.windows,
+            )
+            self.inbox.extend(
+                NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
+                for new in created
+            )
 
     def _work(self, wt: WorkerTask) -> list[TaskResult]:
         tr = wt.task_run
