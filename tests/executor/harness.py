@@ -26,6 +26,8 @@ from common.models.messages import (
     Restart,
     Resume,
     TaskResult,
+    WorkerHeartbeat,
+    WorkerJob,
     WorkerTask,
     WorkerTaskResult,
 )
@@ -34,7 +36,7 @@ from common.plugins.core.triggers import FlowTrigger
 from common.plugins.registry import registry
 from common.repository.base import FlowRecord
 from common.templating import render, render_object, render_typed
-from executor import concurrency, flow_triggers, timers
+from executor import concurrency, flow_triggers, liveness, timers
 from executor.core import CoreConfig, step
 from executor.state import ExecutorState
 
@@ -142,6 +144,7 @@ class Sim:
     slots: dict[str, concurrency.FlowSlots] = field(default_factory=dict)
     windows: flow_triggers.Windows = field(default_factory=flow_triggers.Windows)
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    liveness: liveness.Liveness = field(default_factory=liveness.Liveness)
 
     def __post_init__(self) -> None:
         self.catalog = FlowCatalog(_Flows(self.sources))
@@ -233,6 +236,29 @@ class Sim:
                 NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
                 for new in created
             )
+
+    def take(self, wt: WorkerTask, worker_id: str = "sim") -> TaskResult:
+        """Worker ``worker_id`` takes ``wt`` (job record, heartbeat); returns its RUNNING result."""
+        job = WorkerJob(
+            task_run_id=wt.task_run.id,
+            execution_id=wt.task_run.execution_id,
+            attempt=wt.attempt,
+            worker_id=worker_id,
+            date=self.now,
+        )
+        liveness.on_job(self.liveness, job.task_run_id, job)
+        beat = WorkerHeartbeat(
+            worker_id=worker_id, hostname="sim", threads=1, running=1, date=self.now
+        )
+        liveness.on_heartbeat(self.liveness, beat, self.now)
+        return self._work(wt)[0]
+
+    def silence(self, dead_after: timedelta) -> None:
+        """Time passes with no heartbeat: the jobs of the silent workers are handed back."""
+        self.now += dead_after + timedelta(seconds=1)
+        lost = liveness.lost_jobs(self.liveness, self.now, dead_after)
+        self.inbox.extend(liveness.worker_died(lost))
+        liveness.forget(self.liveness, lost)
 
     def _work(self, wt: WorkerTask) -> list[TaskResult]:
         tr = wt.task_run
