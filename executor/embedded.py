@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -30,6 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from common.errors import MessageTooLargeError, QueueError, RepositoryError
 from common.flow.catalog import FlowCatalog
 from common.models.execution import Execution
 from common.models.flow import Flow
@@ -100,6 +102,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _transient(exc: Exception) -> bool:
+    """An I/O failure: the batch is retried as long as it lasts, never given up."""
+    if isinstance(exc, MessageTooLargeError):
+        return False
+    return isinstance(exc, (sqlite3.OperationalError, OSError, QueueError, RepositoryError))
+
+
 class EmbeddedExecutor:
     """The executor of ``lanner server local``. ``start()``, then ``stop()``."""
 
@@ -164,16 +173,16 @@ class EmbeddedExecutor:
                 try:
                     self._process(records)
                     pending, failures = [], 0
-                except Exception:  # noqa: BLE001 - the loop must survive anything and retry
+                except Exception as exc:  # noqa: BLE001 - the loop must survive anything and retry
                     failures += 1
                     log.exception("executor batch failed (%d time(s)); retrying", failures)
                     EXECUTOR_METRICS.errors.inc()
                     pending = records
-                    if failures >= _ISOLATE_AFTER:
+                    if failures >= _ISOLATE_AFTER and not _transient(exc):
                         self._isolate(records)
                         pending, failures = [], 0
                     else:
-                        self._stop.wait(0.2 * failures)
+                        self._stop.wait(min(0.2 * failures, 5.0))
             if time.monotonic() - last_maintenance >= 0.1:
                 last_maintenance = time.monotonic()
                 try:
@@ -185,43 +194,25 @@ class EmbeddedExecutor:
                     EXECUTOR_METRICS.errors.inc()
 
     def _isolate(self, records: list[Any]) -> None:
-        """Apply a batch that keeps failing one input at a time; an input that still fails
-        ends its execution FAILED (with the reason in its logs) instead of blocking the rest."""
+        """Apply a batch that keeps failing (not on I/O) one input at a time; an input that
+        still fails ends its execution FAILED (with the reason in its logs) instead of blocking
+        the rest."""
         for record in records:
             try:
                 self._process([record])
             except Exception as exc:  # noqa: BLE001 - this input is the culprit
                 log.exception("executor input at offset %s cannot be applied", record.offset)
-                self._quarantine(record, exc)
-
-    def _quarantine(self, record: Any, exc: Exception) -> None:
-        self._states.clear()
-        try:
-            event = EXECUTOR_INPUT.validate_json(record.value)
-            state = self._load(event.execution_id)
-            with self.db.transaction() as conn:
-                if state is not None:
-                    flow = self._flow(state.execution)
-                    message = (
-                        f"Lanner could not apply a '{event.kind}' input to this execution "
-                        f"({type(exc).__name__}: {exc}); the execution was stopped. This is a "
-                        "defect: please report it with the server log."
-                    )
-                    result = core_fail(flow, state, message, self.clock(), self.config)
-                    if result.state is not None and result.changed:
-                        serialized = [(result.state, result.state.execution.to_json())]
-                        self._flush(conn, {}, serialized)
-                        self.queue.emit_many(self._records(result))
-                self._sub.commit([record])
-        except Exception:  # noqa: BLE001 - last resort: never block the other executions
-            log.exception("could not stop the execution of offset %s; skipping it", record.offset)
-            self._sub.commit([record])
+                try:
+                    self._process([record], failing=exc)
+                except Exception:  # noqa: BLE001 - last resort: never block the others
+                    log.exception("could not stop the execution of offset %s", record.offset)
+                    self._sub.commit([record])
 
     # ------------------------------------------------------------------ main path
-    def _process(self, records: list[Any]) -> None:
+    def _process(self, records: list[Any], failing: Exception | None = None) -> None:
         """Steps run before the transaction, which then only stores, emits and commits: the
         database lock (shared with the API, the worker and the indexer) is held for the writes
-        alone."""
+        alone. ``failing``: these inputs cannot be applied (this error); fail their executions."""
         started = time.perf_counter()
         dirty: dict[str, ExecutorState] = {}
         dirty_slots: set[str] = set()
@@ -234,7 +225,7 @@ class EmbeddedExecutor:
                 except ValidationError as exc:
                     log.error("skipping an undecodable executor input: %s", exc)
                     continue
-                self._apply(event, dirty, dirty_slots, dirty_windows, out)
+                self._apply(event, dirty, dirty_slots, dirty_windows, out, failing)
             snapshots = [(state, state.execution.to_json()) for state in dirty.values()]
             with self.db.transaction() as conn:
                 self._flush(conn, dirty, snapshots)
@@ -266,6 +257,7 @@ class EmbeddedExecutor:
         dirty_slots: set[str],
         dirty_windows: set[str],
         out: list[tuple[str, str | None, bytes | None]],
+        failing: Exception | None = None,
     ) -> None:
         state = self._load(event.execution_id)
         previous = state.execution.state.current if state is not None else None
@@ -283,6 +275,8 @@ class EmbeddedExecutor:
         # owned: the state is this executor's own (cached or just decoded); on a rollback the
         # cache is dropped, so changing it in place is safe and saves copying the execution
         try:
+            if failing is not None:
+                raise failing
             result = step(
                 flow, state, event, self.clock(), self.config, running_count=running, owned=True
             )

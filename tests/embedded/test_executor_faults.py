@@ -66,7 +66,7 @@ def _state(db: SqliteDatabase, execution_id: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-def test_a_batch_that_fails_once_is_retried_not_skipped(
+def test_a_batch_that_fails_on_io_is_retried_not_skipped(
     setup: tuple[EmbeddedExecutor, Backends, SqliteDatabase], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     executor, backends, db = setup
@@ -75,8 +75,9 @@ def test_a_batch_that_fails_once_is_retried_not_skipped(
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 1:
-            raise OSError("transient")  # an I/O failure: the batch is retried, nothing fails
+        # an I/O failure, longer than the isolation threshold: retried, nothing is given up
+        if calls["n"] <= embedded._ISOLATE_AFTER + 1:
+            raise OSError("transient")
         return real_store(*args, **kwargs)
 
     monkeypatch.setattr(embedded.EmbeddedExecutor, "_store", flaky)
@@ -160,3 +161,31 @@ def test_an_input_on_which_the_core_raises_fails_its_own_execution_at_once(
         if r.value and LogEntry.model_validate_json(r.value).execution_id == "poison"
     ]
     assert any("RuntimeError: a defect" in m for m in messages), messages
+
+
+def test_a_shell_defect_on_one_input_stops_only_its_execution(
+    setup: tuple[EmbeddedExecutor, Backends, SqliteDatabase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor, backends, db = setup
+    real_records = embedded.EmbeddedExecutor._records
+
+    def records(result: Any) -> Any:
+        execution = result.state.execution
+        if execution.id == "poison" and execution.state.current != State.FAILED:
+            raise RuntimeError("a shell defect")
+        return real_records(result)
+
+    monkeypatch.setattr(embedded.EmbeddedExecutor, "_records", staticmethod(records))
+    for execution_id in ("good-before", "poison", "good-after"):
+        _create(backends, execution_id)
+    executor.start()
+    wait_until(
+        lambda: (
+            _state(db, "good-before") == State.RUNNING.value
+            and _state(db, "good-after") == State.RUNNING.value
+            and _state(db, "poison") == State.FAILED.value
+        ),
+        15,
+        "the batch isolated: poison FAILED, the others running",
+        diagnose=lambda: str([_state(db, e) for e in ("good-before", "poison", "good-after")]),
+    )
