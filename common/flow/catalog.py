@@ -11,11 +11,12 @@ test harness read flows through it; the scheduler and the webserver can, as it o
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from common.errors import LannerError
 from common.models.execution import Execution
 from common.models.flow import Flow
-from common.repository.base import FlowRecord, FlowRepository
+from common.repository.base import FlowRecord
 
 from .parser import parse_flow
 
@@ -23,10 +24,24 @@ log = logging.getLogger("lanner.flows")
 DEFAULT_TENANT = "main"
 
 
+class FlowSource(Protocol):
+    """What the catalog reads of a ``FlowRepository``."""
+
+    def get(
+        self, tenant_id: str, namespace: str, flow_id: str, revision: int | None = None
+    ) -> FlowRecord | None: ...
+
+    def find(
+        self, tenant_id: str, namespace: str | None = None, q: str | None = None
+    ) -> list[FlowRecord]: ...
+
+    def tenants(self) -> list[str]: ...
+
+
 class FlowCatalog:
     """Parsed flows read through a ``FlowRepository``; not thread-safe (one per shell)."""
 
-    def __init__(self, repository: FlowRepository) -> None:
+    def __init__(self, repository: FlowSource) -> None:
         self.repository = repository
         self._revisions: dict[tuple[str, str, str, int | None], Flow | None] = {}
         self._with_trigger: dict[type, list[Flow]] = {}
@@ -83,4 +98,4 @@ class FlowCatalog:
         return flow.model_copy(update={"revision": record.revision, "tenant_id": record.tenant_id})
 
 
-__all__ = ["FlowCatalog"]
+__all__ = ["FlowCatalog", "FlowSource"]

@@ -198,7 +198,11 @@ class Sim:
 
     def _apply(self, event: ExecutorInput) -> None:
         state = self.states.get(event.execution_id)
-        ex = event.execution if isinstance(event, NewExecution) else (state and state.execution)
+        ex = (
+            event.execution
+            if isinstance(event, NewExecution)
+            else (state.execution if state else None)
+        )
         flow = self.catalog.of(ex) if ex is not None else None
         previous = state.execution.state.current if state is not None else None
         slots = None

@@ -8,6 +8,7 @@ the two in the execution (its ``sequence``), never on dates.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from common.ids import new_id
 from common.models.execution import TaskRun
@@ -23,14 +24,13 @@ RETURN = {"id": "ret", "type": "io.kestra.plugin.core.debug.Return", "format": "
 
 
 def _kill_first(harness: Harness, worker: Worker, execution_id: str, sequence: int) -> None:
-    # the sequence field is ignored by a worker that does not know it (unknown fields are)
-    order = KillOrder(execution_id=execution_id, sequence=sequence)  # type: ignore[call-arg]
+    order = KillOrder(execution_id=execution_id, sequence=sequence)
     harness.queue.emit(KILLS, execution_id, order.to_json())
     harness.results.wait_for(lambda _: execution_id in worker._kills)
 
 
 def _task(
-    harness: Harness, execution_id: str, task: dict[str, object], date: datetime, sequence: int
+    harness: Harness, execution_id: str, task: dict[str, Any], date: datetime, sequence: int
 ) -> WorkerTask:
     run = TaskRun(
         id=new_id(),
@@ -40,9 +40,7 @@ def _task(
         task_id=str(task["id"]),
     )
     run.set_state(State.CREATED, date)
-    worker_task = WorkerTask(  # type: ignore[call-arg]
-        task_run=run, task=task, variables={}, attempt=1, sequence=sequence
-    )
+    worker_task = WorkerTask(task_run=run, task=task, variables={}, attempt=1, sequence=sequence)
     harness.queue.emit(worker_tasks_topic(None), run.id, worker_task.to_json())
     return worker_task
 
