@@ -1,11 +1,12 @@
 """executor.concurrency on its own: whatever the order of creations and ends, no more than the
-limit hold a slot, every queued execution gets one, and each Dequeue names a distinct one."""
+limit hold a slot, executions start in the order they were created (a freed slot goes to the
+oldest waiting one, not to a newcomer), and each Dequeue names a distinct execution."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from common.models.execution import Execution
@@ -26,7 +27,11 @@ def _execution(execution_id: str, state: State) -> Execution:
     limit=st.integers(min_value=1, max_value=3),
     actions=st.lists(st.sampled_from(["create", "end", "dequeue"]), max_size=60),
 )
-def test_slots_never_exceed_the_limit_and_every_queued_execution_runs(
+# an end and a creation before the Dequeue is applied (one batch of the embedded executor)
+@example(limit=1, actions=["create", "create", "end", "create"])
+# two ends before the Dequeues are applied
+@example(limit=2, actions=["create"] * 4 + ["end", "end", "create"])
+def test_slots_never_exceed_the_limit_and_executions_start_in_order(
     limit: int, actions: list[str]
 ) -> None:
     rule = Concurrency(limit=limit, behavior="QUEUE")
@@ -34,6 +39,7 @@ def test_slots_never_exceed_the_limit_and_every_queued_execution_runs(
     states: dict[str, State] = {}
     pending: list[str] = []  # Dequeue inputs not applied yet
     dequeued: list[str] = []
+    started: list[str] = []
 
     def observe(execution_id: str) -> None:
         execution = _execution(execution_id, states[execution_id])
@@ -44,6 +50,8 @@ def test_slots_never_exceed_the_limit_and_every_queued_execution_runs(
     def begin(execution_id: str) -> None:
         running = concurrency.running_count(slots, execution_id)
         states[execution_id] = concurrency.admit(rule, running)
+        if states[execution_id] == State.RUNNING:
+            started.append(execution_id)
         observe(execution_id)
 
     for action in [*actions, *["dequeue", "end"] * 100]:
@@ -63,6 +71,7 @@ def test_slots_never_exceed_the_limit_and_every_queued_execution_runs(
         assert len(slots.running) <= limit
         assert len(set(slots.queued)) == len(slots.queued)
     assert all(s == State.SUCCESS for s in states.values())
+    assert started == sorted(states, key=lambda e: int(e[1:]))
     assert len(set(dequeued)) == len(dequeued)
     assert slots.running == [] and slots.queued == []
 
