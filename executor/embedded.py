@@ -150,9 +150,8 @@ class EmbeddedExecutor:
             return
         self.liveness = self._load_liveness()
         self._sub = self.queue.subscribe([topics.EXECUTOR], GROUP)
-        self._side = self.queue.subscribe(
-            [topics.FLOWS, topics.WORKER_JOBS, topics.WORKERS], f"{GROUP}-side"
-        )
+        self._flows_sub = self.queue.subscribe([topics.FLOWS], f"{GROUP}-flows")
+        self._side = self.queue.subscribe([topics.WORKER_JOBS, topics.WORKERS], f"{GROUP}-side")
         self._recover_lost_jobs()
         self._thread = threading.Thread(target=self._run, name="lanner-executor", daemon=True)
         self._thread.start()
@@ -171,6 +170,9 @@ class EmbeddedExecutor:
             records = pending or self._sub.poll(self.batch_size, timeout=0.1)
             if records:
                 try:
+                    # flows saved before these inputs were sent are known when they apply: a
+                    # Flow trigger deployed just before an execution ends sees it end
+                    self._refresh_flows()
                     self._process(records)
                     pending, failures = [], 0
                 except Exception as exc:  # noqa: BLE001 - the loop must survive anything and retry
@@ -186,6 +188,7 @@ class EmbeddedExecutor:
             if time.monotonic() - last_maintenance >= 0.1:
                 last_maintenance = time.monotonic()
                 try:
+                    self._refresh_flows()
                     self._side_topics()
                     self._emit_due_timers()
                     self._check_dead_workers()
@@ -443,6 +446,14 @@ class EmbeddedExecutor:
             [(key, self._windows.windows[key].model_dump_json()) for key in keys],
         )
 
+    def _refresh_flows(self) -> None:
+        """A flow saved or deleted: the catalog reads it again (a poll with nothing new is
+        one indexed SELECT, cheap enough before every batch)."""
+        records = self._flows_sub.poll(1000, timeout=0)
+        if records:
+            self.catalog.changed()
+            self._flows_sub.commit(records)
+
     def _side_topics(self) -> int:
         records = self._side.poll(500, timeout=0)
         if not records:
@@ -450,9 +461,7 @@ class EmbeddedExecutor:
         received_at = self.clock()
         with self.db.transaction() as conn:
             for record in records:
-                if record.topic == topics.FLOWS:
-                    self.catalog.changed()
-                elif record.topic == topics.WORKER_JOBS:
+                if record.topic == topics.WORKER_JOBS:
                     job = (
                         WorkerJob.model_validate_json(record.value)
                         if record.value is not None
