@@ -150,7 +150,7 @@ class EmbeddedExecutor:
             return
         self.liveness = self._load_liveness()
         self._sub = self.queue.subscribe([topics.EXECUTOR], GROUP)
-        self._flows_sub = self.queue.subscribe([topics.FLOWS], f"{GROUP}-flows")
+        self._flows_sub = self.queue.subscribe([topics.FLOWS], f"{GROUP}-catalog")
         self._side = self.queue.subscribe([topics.WORKER_JOBS, topics.WORKERS], f"{GROUP}-side")
         self._recover_lost_jobs()
         self._thread = threading.Thread(target=self._run, name="lanner-executor", daemon=True)
