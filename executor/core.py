@@ -57,6 +57,7 @@ from common.plugins.dynamic import resolve, resolve_model
 from common.templating import RenderContext, is_true, render, render_object, render_typed
 
 from ._variables import VariableBuilder, nest_dotted
+from .concurrency import admit
 from .state import MAX_APPLIED, ExecutorState
 
 _M = TypeVar("_M", bound=WireModel)
@@ -150,7 +151,9 @@ def fail(
     if state.execution.state.current.terminal:
         return result
     core.fail_execution(message)
-    result.kill_orders.append(KillOrder(execution_id=state.execution.id))
+    result.kill_orders.append(
+        KillOrder(execution_id=state.execution.id, sequence=state.execution.sequence)
+    )
     state.wakeups.clear()
     state.execution.sequence += 1
     result.changed = True
@@ -300,8 +303,8 @@ class _Core:
         elif isinstance(event, WorkerDied):
             self.on_worker_died(event)
         elif isinstance(event, Dequeue):
-            if self.ex.state.current == State.QUEUED:
-                self.set_state(self.ex, State.RUNNING)
+            if self.ex.state.current == State.QUEUED and self.flow is not None:
+                self.begin(running_count)  # admitted like a new execution: limit, SLA
         elif isinstance(event, Timer):
             self.state.wakeups.pop(event.key, None)
             if event.key == "start:":
@@ -349,15 +352,14 @@ class _Core:
     def begin(self, running_count: int) -> None:
         assert self.flow is not None
         limit = self.flow.concurrency
-        if limit is not None and running_count >= limit.limit:
-            if limit.behavior == "QUEUE":
-                self.set_state(self.ex, State.QUEUED)
-            elif limit.behavior == "CANCEL":
-                self.set_state(self.ex, State.CANCELLED)
-            else:
-                self.fail_execution(
-                    f"Flow is limited to {limit.limit} concurrent execution(s): execution failed"
-                )
+        admitted = admit(limit, running_count)
+        if admitted == State.FAILED and limit is not None:
+            self.fail_execution(
+                f"Flow is limited to {limit.limit} concurrent execution(s): execution failed"
+            )
+            return
+        if admitted != State.RUNNING:
+            self.set_state(self.ex, admitted)
             return
         self.set_state(self.ex, State.RUNNING)
         for sla in self.flow.sla:
@@ -406,7 +408,9 @@ class _Core:
             return
         self.state.kill_state = final
         self.set_state(self.ex, State.KILLING)
-        self.result.kill_orders.append(KillOrder(execution_id=self.ex.id))
+        self.result.kill_orders.append(
+            KillOrder(execution_id=self.ex.id, sequence=self.ex.sequence)
+        )
         for tr in self.ex.task_run_list:
             if tr.state.current.terminal:
                 continue
@@ -699,6 +703,7 @@ class _Core:
                 attempt=len(tr.attempts),
                 worker_group=task.worker_group.key if task.worker_group else None,
                 tenant_id=self.ex.tenant_id,
+                sequence=self.ex.sequence,
             )
         )
         self.touched()

@@ -1,40 +1,44 @@
-"""The executor on the embedded SQLite queue: decode, load state, ``core.step``, store, emit.
+"""The executor on the embedded SQLite queue: decode, load state, call the pure functions,
+store, emit, commit.
 
-One thread consumes the ``executor`` topic. Each polled batch is applied in one SQLite
-transaction that stores the new states, emits every message and commits the offsets, so a
-SIGKILL at any point leaves either all of a batch or none of it: exactly-once in this mode.
+One thread consumes the ``executor`` topic. Each polled batch is stepped by ``core.step``
+(outside the database lock), then applied in one SQLite transaction that stores the new
+states, emits every message and commits the offsets, so a SIGKILL at any point leaves either
+all of a batch or none of it: exactly-once in this mode.
 
-Around the core it does what needs I/O or a clock: due wake-ups become ``Timer`` inputs, the
-flow's running executions are counted for concurrency limits, a QUEUED execution is released
-when a slot frees, flow triggers fire when an execution ends, and task runs held by a worker
-that died (every worker of a previous process, or one that stopped heartbeating) are handed
-back as ``WorkerDied`` inputs.
+Every decision is made by a pure module shared with the Kafka shell and the test harness:
+``concurrency`` (flow slots, Dequeue), ``flow_triggers`` (executions started by others' state
+changes, windowed preconditions), ``timers`` (due wake-ups), ``liveness`` (jobs of dead
+workers) and the flow catalog (``common.flow.catalog``). This module only keeps their states
+(cached in memory, stored in its tables in the batch's transaction) and moves records.
+
+An input on which the core raises fails its own execution (``core.fail``) and the batch goes
+on; a batch that fails otherwise (I/O) is retried, and one that keeps failing is applied input
+by input so that only the input that still fails is given up.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from common.errors import FlowValidationError
-from common.flow import parse_flow
+from common.errors import MessageTooLargeError, QueueError, RepositoryError
+from common.flow.catalog import FlowCatalog
 from common.models.execution import Execution
 from common.models.flow import Flow
 from common.models.messages import (
     EXECUTOR_INPUT,
-    Dequeue,
     ExecutorInput,
     NewExecution,
-    Timer,
-    WorkerDied,
     WorkerHeartbeat,
     WorkerJob,
 )
@@ -44,7 +48,7 @@ from common.queue import base as topics
 from common.queue.sqlite import SqliteDatabase, SqliteQueue
 from common.repository.base import FlowRepository
 
-from . import flow_triggers
+from . import concurrency, flow_triggers, liveness, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS
@@ -76,6 +80,10 @@ CREATE TABLE IF NOT EXISTS executor_workers (
     last_seen REAL NOT NULL,
     status TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS executor_flow_slots (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS executor_multiple_conditions (
     key TEXT PRIMARY KEY,
     body TEXT NOT NULL
@@ -83,7 +91,8 @@ CREATE TABLE IF NOT EXISTS executor_multiple_conditions (
 """
 
 _CACHED_STATES = 2000
-_ACTIVE = (State.RUNNING.value, State.PAUSED.value, State.KILLING.value)
+# states of an execution holding or waiting for a concurrency slot
+_HOLDING = tuple(s.value for s in State if not s.terminal and s != State.CREATED)
 GROUP = "executor"
 # a batch failing this many times in a row is applied one input at a time to isolate the culprit
 _ISOLATE_AFTER = 3
@@ -91,6 +100,13 @@ _ISOLATE_AFTER = 3
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _transient(exc: Exception) -> bool:
+    """An I/O failure: the batch is retried as long as it lasts, never given up."""
+    if isinstance(exc, MessageTooLargeError):
+        return False
+    return isinstance(exc, (sqlite3.OperationalError, OSError, QueueError, RepositoryError))
 
 
 class EmbeddedExecutor:
@@ -117,11 +133,13 @@ class EmbeddedExecutor:
         self.worker_dead_after = worker_dead_after
         self.local_worker_ids = local_worker_ids
         db.executescript(_SCHEMA)
-        self._flow_cache: dict[tuple[str, str, str, int | None], Flow | None] = {}
-        self._trigger_flows: list[Flow] | None = None
-        self._timers_sent: dict[str, float] = {}
+        self.catalog = FlowCatalog(flows)
+        self.liveness = liveness.Liveness()
+        self._timers_sent = timers.Sent()
         # states as last stored: this executor is their only writer (one per database)
         self._states: OrderedDict[str, ExecutorState] = OrderedDict()
+        self._slots: dict[str, concurrency.FlowSlots] = {}
+        self._windows: flow_triggers.Windows | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
@@ -130,10 +148,10 @@ class EmbeddedExecutor:
     def start(self) -> None:
         if self._thread is not None:
             return
+        self.liveness = self._load_liveness()
         self._sub = self.queue.subscribe([topics.EXECUTOR], GROUP)
-        self._side = self.queue.subscribe(
-            [topics.FLOWS, topics.WORKER_JOBS, topics.WORKERS], f"{GROUP}-side"
-        )
+        self._flows_sub = self.queue.subscribe([topics.FLOWS], f"{GROUP}-catalog")
+        self._side = self.queue.subscribe([topics.WORKER_JOBS, topics.WORKERS], f"{GROUP}-side")
         self._recover_lost_jobs()
         self._thread = threading.Thread(target=self._run, name="lanner-executor", daemon=True)
         self._thread.start()
@@ -152,21 +170,25 @@ class EmbeddedExecutor:
             records = pending or self._sub.poll(self.batch_size, timeout=0.1)
             if records:
                 try:
+                    # flows saved before these inputs were sent are known when they apply: a
+                    # Flow trigger deployed just before an execution ends sees it end
+                    self._refresh_flows()
                     self._process(records)
                     pending, failures = [], 0
-                except Exception:  # noqa: BLE001 - the loop must survive anything and retry
+                except Exception as exc:  # noqa: BLE001 - the loop must survive anything and retry
                     failures += 1
                     log.exception("executor batch failed (%d time(s)); retrying", failures)
                     EXECUTOR_METRICS.errors.inc()
                     pending = records
-                    if failures >= _ISOLATE_AFTER:
+                    if failures >= _ISOLATE_AFTER and not _transient(exc):
                         self._isolate(records)
                         pending, failures = [], 0
                     else:
-                        self._stop.wait(0.2 * failures)
+                        self._stop.wait(min(0.2 * failures, 5.0))
             if time.monotonic() - last_maintenance >= 0.1:
                 last_maintenance = time.monotonic()
                 try:
+                    self._refresh_flows()
                     self._side_topics()
                     self._emit_due_timers()
                     self._check_dead_workers()
@@ -175,99 +197,73 @@ class EmbeddedExecutor:
                     EXECUTOR_METRICS.errors.inc()
 
     def _isolate(self, records: list[Any]) -> None:
-        """Apply a batch that keeps failing one input at a time; an input that still fails
-        ends its execution FAILED (with the reason in its logs) instead of blocking the rest."""
+        """Apply a batch that keeps failing (not on I/O) one input at a time; an input that
+        still fails ends its execution FAILED (with the reason in its logs) instead of blocking
+        the rest."""
         for record in records:
             try:
                 self._process([record])
             except Exception as exc:  # noqa: BLE001 - this input is the culprit
                 log.exception("executor input at offset %s cannot be applied", record.offset)
-                self._quarantine(record, exc)
-
-    def _quarantine(self, record: Any, exc: Exception) -> None:
-        self._states.clear()
-        try:
-            event = EXECUTOR_INPUT.validate_json(record.value)
-            state = self._load(None, event.execution_id)
-            with self.db.transaction() as conn:
-                if state is not None:
-                    flow = self._flow(state.execution)
-                    message = (
-                        f"Lanner could not apply a '{event.kind}' input to this execution "
-                        f"({type(exc).__name__}: {exc}); the execution was stopped. This is a "
-                        "defect: please report it with the server log."
-                    )
-                    result = core_fail(flow, state, message, self.clock(), self.config)
-                    if result.state is not None and result.changed:
-                        dirty = {result.state.execution.id: result.state}
-                        self._flush(conn, dirty)
-                        self.queue.emit_many(self._records(result))
-                self._sub.commit([record])
-        except Exception:  # noqa: BLE001 - last resort: never block the other executions
-            log.exception("could not stop the execution of offset %s; skipping it", record.offset)
-            self._sub.commit([record])
+                try:
+                    self._process([record], failing=exc)
+                except Exception:  # noqa: BLE001 - last resort: never block the others
+                    log.exception("could not stop the execution of offset %s", record.offset)
+                    self._sub.commit([record])
 
     # ------------------------------------------------------------------ main path
-    def _process(self, records: list[Any]) -> None:
+    def _process(self, records: list[Any], failing: Exception | None = None) -> None:
         """Steps run before the transaction, which then only stores, emits and commits: the
         database lock (shared with the API, the worker and the indexer) is held for the writes
-        alone. An input that needs the stored states (a flow with a concurrency limit) and the
-        ones after it are applied inside the transaction, as before."""
+        alone. ``failing``: these inputs cannot be applied (this error); fail their executions."""
         started = time.perf_counter()
         dirty: dict[str, ExecutorState] = {}
+        dirty_slots: set[str] = set()
+        dirty_windows: set[str] = set()
         out: list[tuple[str, str | None, bytes | None]] = []
-        ends: list[tuple[Execution, Flow | None]] = []
         try:
-            events = []
             for record in records:
                 try:
-                    events.append(EXECUTOR_INPUT.validate_json(record.value))
+                    event = EXECUTOR_INPUT.validate_json(record.value)
                 except ValidationError as exc:
                     log.error("skipping an undecodable executor input: %s", exc)
-            done = 0
-            for event in events:
-                if not self._apply(None, event, dirty, out, ends):
-                    break
-                done += 1
+                    continue
+                self._apply(event, dirty, dirty_slots, dirty_windows, out, failing)
             snapshots = [(state, state.execution.to_json()) for state in dirty.values()]
             with self.db.transaction() as conn:
                 self._flush(conn, dirty, snapshots)
-                for execution, flow in ends:
-                    self._on_end(conn, execution, flow, out)
-                for event in events[done:]:
-                    self._apply(conn, event, dirty, out, ends)
-                self._flush(conn, dirty)
+                self._store_slots(conn, dirty_slots)
+                self._store_windows(conn, dirty_windows)
                 self.queue.emit_many(out)
                 self._sub.commit(records)
         except BaseException:
             # the cached states were changed in place by a batch that is rolled back
             self._states.clear()
+            self._slots.clear()
+            self._windows = None
             raise
         EXECUTOR_METRICS.batch_seconds.observe(time.perf_counter() - started)
 
-    def _load(self, conn: Any, execution_id: str) -> ExecutorState | None:
+    def _load(self, execution_id: str) -> ExecutorState | None:
         state = self._states.get(execution_id)
         if state is not None:
             return state
-        sql = "SELECT body FROM executor_states WHERE execution_id = ?"
-        rows = (
-            conn.execute(sql, (execution_id,)).fetchall()
-            if conn
-            else self.db.query(sql, (execution_id,))
+        rows = self.db.query(
+            "SELECT body FROM executor_states WHERE execution_id = ?", (execution_id,)
         )
         return ExecutorState.model_validate_json(rows[0][0]) if rows else None
 
     def _apply(
         self,
-        conn: Any | None,
         event: ExecutorInput,
         dirty: dict[str, ExecutorState],
+        dirty_slots: set[str],
+        dirty_windows: set[str],
         out: list[tuple[str, str | None, bytes | None]],
-        ends: list[tuple[Execution, Flow | None]],
-    ) -> bool:
-        """Apply one input; without ``conn`` (outside the transaction), returns False without
-        applying it when it needs the stored states, and leaves execution ends in ``ends``."""
-        state = self._load(conn, event.execution_id)
+        failing: Exception | None = None,
+    ) -> None:
+        state = self._load(event.execution_id)
+        previous = state.execution.state.current if state is not None else None
         execution = (
             event.execution
             if isinstance(event, NewExecution)
@@ -275,33 +271,80 @@ class EmbeddedExecutor:
         )
         if execution is None:
             log.warning("input %s for unknown execution %s ignored", event.kind, event.execution_id)
-            return True
+            return
         flow = self._flow(execution)
-        running = 0
-        if flow and flow.concurrency:
-            if conn is None:
-                return False
-            self._flush(conn, dirty)
-            running = self._running_count(conn, execution)
+        slots = self._slots_of(execution) if flow and flow.concurrency else None
+        running = concurrency.running_count(slots, execution.id) if slots else 0
         # owned: the state is this executor's own (cached or just decoded); on a rollback the
         # cache is dropped, so changing it in place is safe and saves copying the execution
-        result = step(
-            flow, state, event, self.clock(), self.config, running_count=running, owned=True
-        )
+        try:
+            if failing is not None:
+                raise failing
+            result = step(
+                flow, state, event, self.clock(), self.config, running_count=running, owned=True
+            )
+        except Exception as exc:  # noqa: BLE001 - a defect on this input fails its execution only
+            result = self._failed(flow, state, event, exc)
         if result.state is None or not result.changed:
-            return True
+            return
         self._cache(result.state)
         dirty[execution.id] = result.state
         out.extend(self._records(result))
+        if slots is not None and flow is not None:
+            for dequeue in concurrency.observe(slots, flow.concurrency, result.state.execution):
+                out.append((topics.EXECUTOR, dequeue.execution_id, dequeue.to_json()))
+            dirty_slots.add(concurrency.execution_flow_key(execution))
         EXECUTOR_METRICS.inputs.labels(kind=event.kind).inc()
+        current = result.state.execution.state.current
+        if current != previous:
+            self._flow_triggers(result.state.execution, previous, out, dirty_windows)
         if result.ended:
-            if conn is None:
-                ends.append((result.state.execution, flow))
-                return True
-            if flow is not None and flow.concurrency is not None:
-                self._flush(conn, dirty)
-            self._on_end(conn, result.state.execution, flow, out)
-        return True
+            EXECUTOR_METRICS.ended.labels(state=current.value).inc()
+
+    def _failed(
+        self, flow: Flow | None, state: ExecutorState | None, event: ExecutorInput, exc: Exception
+    ) -> StepResult:
+        log.exception("executor input %s of execution %s failed", event.kind, event.execution_id)
+        EXECUTOR_METRICS.errors.inc()
+        if state is None:
+            if not isinstance(event, NewExecution):
+                return StepResult(state=None)
+            state = ExecutorState(execution=event.execution)
+        message = (
+            f"Lanner could not apply a '{event.kind}' input to this execution "
+            f"({type(exc).__name__}: {exc}); the execution was stopped. This is a defect: "
+            "please report it with the server log."
+        )
+        return core_fail(flow, state, message, self.clock(), self.config)
+
+    def _slots_of(self, execution: Execution) -> concurrency.FlowSlots:
+        key = concurrency.execution_flow_key(execution)
+        slots = self._slots.get(key)
+        if slots is not None:
+            return slots
+        rows = self.db.query("SELECT body FROM executor_flow_slots WHERE key = ?", (key,))
+        if rows:
+            slots = concurrency.FlowSlots.model_validate_json(rows[0][0])
+        else:  # first use (or a database from before the slots table): from the states
+            marks = ",".join("?" * len(_HOLDING))
+            held = self.db.query(
+                "SELECT execution_id, state FROM executor_states WHERE tenant = ? AND"
+                f" namespace = ? AND flow_id = ? AND state IN ({marks}) ORDER BY created",
+                (execution.tenant_id or "main", execution.namespace, execution.flow_id, *_HOLDING),
+            )
+            slots = concurrency.FlowSlots(
+                running=[e for e, s in held if s != State.QUEUED.value],
+                queued=[e for e, s in held if s == State.QUEUED.value],
+            )
+        self._slots[key] = slots
+        return slots
+
+    def _store_slots(self, conn: Any, keys: set[str]) -> None:
+        conn.executemany(
+            "INSERT INTO executor_flow_slots (key, body) VALUES (?, ?) ON CONFLICT (key) DO"
+            " UPDATE SET body = excluded.body",
+            [(key, self._slots[key].model_dump_json()) for key in keys],
+        )
 
     def _cache(self, state: ExecutorState) -> None:
         self._states[state.execution.id] = state
@@ -313,16 +356,11 @@ class EmbeddedExecutor:
         self,
         conn: Any,
         dirty: dict[str, ExecutorState],
-        serialized: list[tuple[ExecutorState, bytes]] | None = None,
+        serialized: list[tuple[ExecutorState, bytes]],
     ) -> None:
-        """Store the states changed since the last flush (once per execution, however many
-        inputs it got) and emit their ``executions`` snapshots, in the batch's transaction.
-
-        Called mid-batch too (concurrency counts read the stored states), so it must emit what
-        it stores: a snapshot left out here would never reach the repository. ``serialized``:
-        the dirty states with their snapshot JSON, made before the transaction."""
-        if serialized is None:
-            serialized = [(state, state.execution.to_json()) for state in dirty.values()]
+        """Store the states changed by the batch (once per execution, however many inputs it
+        got) and emit their ``executions`` snapshots. ``serialized``: the dirty states with
+        their snapshot JSON, made before the transaction."""
         snapshots: list[tuple[str, str | None, bytes | None]] = []
         for state, snapshot in serialized:
             self._store(conn, state, snapshot)
@@ -370,149 +408,123 @@ class EmbeddedExecutor:
 
     # ------------------------------------------------------------------ around the core
     def _flow(self, execution: Execution) -> Flow | None:
-        tenant = execution.tenant_id or "main"
-        revision = execution.flow_revision or None
-        key = (tenant, execution.namespace, execution.flow_id, revision)
-        if key not in self._flow_cache:
-            record = self.flows.get(tenant, execution.namespace, execution.flow_id, revision)
-            if record is None and revision is not None:
-                record = self.flows.get(tenant, execution.namespace, execution.flow_id)
-            flow: Flow | None = None
-            if record is not None and not record.deleted:
-                try:
-                    flow = parse_flow(record.source)
-                    flow = flow.model_copy(update={"revision": record.revision})
-                except FlowValidationError as exc:
-                    log.error("stored flow %s.%s is invalid: %s", record.namespace, record.id, exc)
-            self._flow_cache[key] = flow
-        return self._flow_cache[key]
+        return self.catalog.of(execution)
 
-    def _running_count(self, conn: Any, execution: Execution) -> int:
-        marks = ",".join("?" * len(_ACTIVE))
-        row = conn.execute(
-            f"SELECT COUNT(*) FROM executor_states WHERE namespace = ? AND flow_id = ? AND state IN"
-            f" ({marks}) AND execution_id != ?",
-            (execution.namespace, execution.flow_id, *_ACTIVE, execution.id),
-        ).fetchone()
-        return int(row[0])
-
-    def _on_end(
+    def _flow_triggers(
         self,
-        conn: Any,
         execution: Execution,
-        flow: Flow | None,
+        previous: State | None,
         out: list[tuple[str, str | None, bytes | None]],
+        dirty_windows: set[str],
     ) -> None:
-        now = self.clock()
-        records: list[tuple[str, str | None, bytes | None]] = []
-        if flow is not None and flow.concurrency is not None:
-            row = conn.execute(
-                "SELECT execution_id FROM executor_states WHERE namespace = ? AND flow_id = ? AND"
-                " state = ? ORDER BY created LIMIT 1",
-                (execution.namespace, execution.flow_id, State.QUEUED.value),
-            ).fetchone()
-            if row:
-                dequeue = Dequeue(id=f"dequeue:{row[0]}:{execution.id}", execution_id=row[0])
-                records.append((topics.EXECUTOR, row[0], dequeue.to_json()))
-        multi = {
-            key: json.loads(body)
-            for key, body in conn.execute("SELECT key, body FROM executor_multiple_conditions")
-        }
-        before = json.dumps(multi, sort_keys=True)
-        for new in flow_triggers.evaluate(self._flows_with_triggers(), execution, now, multi):
+        flows = self.catalog.with_trigger(FlowTrigger)
+        if not flows:
+            return
+        if self._windows is None:
+            self._windows = flow_triggers.Windows()
+            for key, body in self.db.query("SELECT key, body FROM executor_multiple_conditions"):
+                try:
+                    self._windows.windows[key] = flow_triggers.Window.model_validate_json(body)
+                except ValidationError:
+                    pass  # written by an older version: that window starts again
+        created, changed = flow_triggers.evaluate(
+            flows, execution, previous, self.clock(), self._windows
+        )
+        for new in created:
             # Kestra's Flow trigger passes its rendered inputs as they are: a flow whose required
             # input the trigger does not give still runs (FlowTriggerCaseTest)
             inp = NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
-            records.append((topics.EXECUTOR, new.id, inp.to_json()))
-        if json.dumps(multi, sort_keys=True) != before:
-            conn.executemany(
-                "INSERT INTO executor_multiple_conditions (key, body) VALUES (?, ?) ON CONFLICT"
-                " (key) DO UPDATE SET body = excluded.body",
-                [(k, json.dumps(v)) for k, v in multi.items()],
-            )
-        out.extend(records)
-        EXECUTOR_METRICS.ended.labels(state=execution.state.current.value).inc()
+            out.append((topics.EXECUTOR, new.id, inp.to_json()))
+        dirty_windows |= changed
 
-    def _flows_with_triggers(self) -> list[Flow]:
-        if self._trigger_flows is None:
-            found: list[Flow] = []
-            for tenant in self._tenants():
-                for record in self.flows.find(tenant):
-                    try:
-                        flow = parse_flow(record.source)
-                    except FlowValidationError:
-                        continue
-                    if any(isinstance(t, FlowTrigger) for t in flow.triggers):
-                        found.append(flow)
-            self._trigger_flows = found
-        return self._trigger_flows
+    def _store_windows(self, conn: Any, keys: set[str]) -> None:
+        if not keys or self._windows is None:
+            return
+        conn.executemany(
+            "INSERT INTO executor_multiple_conditions (key, body) VALUES (?, ?) ON CONFLICT"
+            " (key) DO UPDATE SET body = excluded.body",
+            [(key, self._windows.windows[key].model_dump_json()) for key in keys],
+        )
 
-    def _tenants(self) -> list[str]:
-        with self.db.lock:
-            try:
-                rows = self.db.conn.execute("SELECT DISTINCT tenant FROM flows").fetchall()
-            except Exception:  # noqa: BLE001 - repository without that table
-                return ["main"]
-        return [r[0] for r in rows] or ["main"]
+    def _refresh_flows(self) -> None:
+        """A flow saved or deleted: the catalog reads it again (a poll with nothing new is
+        one indexed SELECT, cheap enough before every batch)."""
+        records = self._flows_sub.poll(1000, timeout=0)
+        if records:
+            self.catalog.changed()
+            self._flows_sub.commit(records)
 
     def _side_topics(self) -> int:
         records = self._side.poll(500, timeout=0)
         if not records:
             return 0
+        received_at = self.clock()
         with self.db.transaction() as conn:
             for record in records:
-                if record.topic == topics.FLOWS:
-                    self._flow_cache.clear()
-                    self._trigger_flows = None
-                elif record.topic == topics.WORKER_JOBS:
-                    if record.value is None:
+                if record.topic == topics.WORKER_JOBS:
+                    job = (
+                        WorkerJob.model_validate_json(record.value)
+                        if record.value is not None
+                        else None
+                    )
+                    held = liveness.on_job(self.liveness, str(record.key), job)
+                    if held is None:
                         conn.execute(
                             "DELETE FROM executor_worker_jobs WHERE task_run_id = ?", (record.key,)
                         )
                         continue
-                    job = WorkerJob.model_validate_json(record.value)
                     conn.execute(
                         "INSERT INTO executor_worker_jobs VALUES (?, ?, ?, ?) ON CONFLICT"
                         " (task_run_id) DO UPDATE SET attempt = excluded.attempt,"
                         " worker_id = excluded.worker_id",
-                        (job.task_run_id, job.execution_id, job.attempt, job.worker_id),
+                        (held.task_run_id, held.execution_id, held.attempt, held.worker_id),
                     )
                 elif record.topic == topics.WORKERS and record.value is not None:
                     beat = WorkerHeartbeat.model_validate_json(record.value)
+                    seen = liveness.on_heartbeat(self.liveness, beat, received_at)
                     conn.execute(
                         "INSERT INTO executor_workers VALUES (?, ?, ?) ON CONFLICT (worker_id) DO"
                         " UPDATE SET last_seen = excluded.last_seen, status = excluded.status",
-                        (beat.worker_id, beat.date.timestamp(), beat.status),
+                        (beat.worker_id, seen.last_seen.timestamp(), seen.status),
                     )
             self._side.commit(records)
         return len(records)
 
     def _emit_due_timers(self) -> None:
         now = self.clock()
-        with self.db.lock:
-            rows = self.db.conn.execute(
-                "SELECT execution_id, body FROM executor_states WHERE next_wakeup IS NOT NULL AND"
-                " next_wakeup <= ?",
-                (now.timestamp(),),
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT execution_id, body FROM executor_states WHERE next_wakeup IS NOT NULL AND"
+            " next_wakeup <= ?",
+            (now.timestamp(),),
+        )
         records: list[tuple[str, str | None, bytes | None]] = []
-        mono = time.monotonic()
         for execution_id, body in rows:
-            wakeups = json.loads(body).get("wakeups") or {}
-            for key, when in wakeups.items():
-                due = datetime.fromisoformat(when.replace("Z", "+00:00"))
-                if due > now:
-                    continue
-                timer_id = f"timer:{key}:{due.isoformat()}"
-                # emitted once; again only if it was not applied after a while (lost batch)
-                if mono - self._timers_sent.get(timer_id, -1e9) < 5.0:
-                    continue
-                self._timers_sent[timer_id] = mono
-                timer = Timer(id=timer_id, execution_id=execution_id, key=key)
+            wakeups = {
+                key: datetime.fromisoformat(when.replace("Z", "+00:00"))
+                for key, when in (json.loads(body).get("wakeups") or {}).items()
+            }
+            for timer in timers.to_send(self._timers_sent, execution_id, wakeups, now):
                 records.append((topics.EXECUTOR, execution_id, timer.to_json()))
-        if len(self._timers_sent) > 10_000:
-            self._timers_sent = {k: v for k, v in self._timers_sent.items() if mono - v < 60}
         self.queue.emit_many(records)
+
+    def _load_liveness(self) -> liveness.Liveness:
+        state = liveness.Liveness()
+        for worker_id, last_seen, status in self.db.query(
+            "SELECT worker_id, last_seen, status FROM executor_workers"
+        ):
+            state.workers[worker_id] = liveness.WorkerSeen(
+                last_seen=datetime.fromtimestamp(last_seen, UTC), status=status
+            )
+        for task_run_id, execution_id, attempt, worker_id in self.db.query(
+            "SELECT task_run_id, execution_id, attempt, worker_id FROM executor_worker_jobs"
+        ):
+            state.jobs[task_run_id] = liveness.Job(
+                task_run_id=task_run_id,
+                execution_id=execution_id,
+                attempt=attempt,
+                worker_id=worker_id,
+            )
+        return state
 
     def _recover_lost_jobs(self) -> None:
         """Jobs held by workers of a previous process: that process died, hand them back."""
@@ -520,46 +532,35 @@ class EmbeddedExecutor:
         while self._side_topics():
             pass
         local = self.local_worker_ids() if self.local_worker_ids else set()
-        with self.db.lock:
-            rows = self.db.conn.execute(
-                "SELECT task_run_id, execution_id, attempt, worker_id FROM executor_worker_jobs"
-            ).fetchall()
-        lost = [r for r in rows if r[3] not in local]
-        self._hand_back(lost, "the previous process stopped")
+        self._hand_back(liveness.orphan_jobs(self.liveness, local), "the previous process stopped")
 
     def _check_dead_workers(self) -> None:
-        deadline = time.time() - self.worker_dead_after
-        with self.db.lock:
-            rows = self.db.conn.execute(
-                "SELECT j.task_run_id, j.execution_id, j.attempt, j.worker_id FROM"
-                " executor_worker_jobs j JOIN executor_workers w ON w.worker_id = j.worker_id"
-                " WHERE w.last_seen < ? OR w.status = 'DEAD'",
-                (deadline,),
-            ).fetchall()
-        self._hand_back(rows, "it stopped sending heartbeats")
+        dead_after = timedelta(seconds=self.worker_dead_after)
+        lost = liveness.lost_jobs(self.liveness, self.clock(), dead_after)
+        self._hand_back(lost, "it stopped sending heartbeats")
 
-    def _hand_back(self, rows: list[Any], why: str) -> None:
-        if not rows:
+    def _hand_back(self, jobs: list[liveness.Job], why: str) -> None:
+        if not jobs:
             return
-        records: list[tuple[str, str | None, bytes | None]] = []
-        for task_run_id, execution_id, attempt, worker_id in rows:
+        for job in jobs:
             log.warning(
-                "task run %s lost with worker %s (%s): resubmitting", task_run_id, worker_id, why
+                "task run %s lost with worker %s (%s): resubmitting",
+                job.task_run_id,
+                job.worker_id,
+                why,
             )
-            died = WorkerDied(
-                id=f"worker-died:{task_run_id}:{attempt}",
-                execution_id=execution_id,
-                task_run_id=task_run_id,
-                attempt=attempt,
-                worker_id=worker_id,
-            )
-            records.append((topics.EXECUTOR, execution_id, died.to_json()))
+        records: list[tuple[str, str | None, bytes | None]] = [
+            (topics.EXECUTOR, died.execution_id, died.to_json())
+            for died in liveness.worker_died(jobs)
+        ]
         with self.db.transaction() as conn:
             conn.executemany(
-                "DELETE FROM executor_worker_jobs WHERE task_run_id = ?", [(r[0],) for r in rows]
+                "DELETE FROM executor_worker_jobs WHERE task_run_id = ?",
+                [(job.task_run_id,) for job in jobs],
             )
             self.queue.emit_many(records)
-        EXECUTOR_METRICS.resubmitted.inc(len(rows))
+        liveness.forget(self.liveness, jobs)
+        EXECUTOR_METRICS.resubmitted.inc(len(jobs))
 
 
 __all__ = ["EmbeddedExecutor"]

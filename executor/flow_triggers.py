@@ -1,33 +1,262 @@
-"""Flow triggers: which executions to start when an execution ends (pure).
+"""Flow triggers (pure): which executions to start when an execution changes state.
 
-A flow with a ``io.kestra.plugin.core.trigger.Flow`` trigger starts when another execution ends
-and every condition of the trigger holds. ``MultipleCondition`` remembers, per trigger and per
-time window, which of its named conditions already matched; that memory is passed in and
-returned, so the caller stores it (a SQLite table, a Faust table).
+A flow with a ``io.kestra.plugin.core.trigger.Flow`` trigger starts when another execution
+reaches a state the trigger watches and every condition holds. ``states:`` defaults to the
+terminal states (RETRIED excepted); it may name others (RUNNING, PAUSED...): as in Kestra the
+trigger then fires on every matching state change of the watched execution, not only at its end.
+
+``MultipleCondition`` and ``preconditions`` (``flows`` and ``where``) are met by several
+executions over time: which of their named conditions matched, and when, is kept per trigger in
+a :class:`Windows` state inside a time window (``timeWindow``; MultipleCondition's ``window`` /
+``windowAdvance``). That state is passed in and changed in place, so the shell stores it (a
+SQLite table, a Faust table); ``evaluate`` returns the keys it changed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+
+from pydantic import Field, ValidationError
 
 from common.errors import LannerError
 from common.ids import derived_id
+from common.models.base import WireModel
 from common.models.execution import Execution, ExecutionTrigger, Label
 from common.models.flow import Flow
 from common.models.state import State
 from common.plugins.base import parse_duration
 from common.plugins.core.conditions import ConditionContext, MultipleCondition
-from common.plugins.core.triggers import FlowTrigger
-from common.templating import render_object
+from common.plugins.core.triggers import FlowTrigger, Preconditions, TimeWindow, WhereFilter
+from common.templating import render_condition, render_object
 
 from ._variables import outputs_map
 
 FLOW_TRIGGER_TYPE = "io.kestra.plugin.core.trigger.Flow"
+_DEFAULT_WINDOW = timedelta(hours=24)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# trigger uid -> {"window_start": iso, "matched": [names]}
-MultiState = dict[str, dict[str, Any]]
+
+class Window(WireModel):
+    """The matches of one windowed condition: condition name -> when it matched."""
+
+    start: datetime | None = None
+    matched: dict[str, datetime] = Field(default_factory=dict)
+
+
+class Windows(WireModel):
+    """Windowed condition state, keyed ``tenant/namespace/flowId/triggerId/condition``."""
+
+    windows: dict[str, Window] = Field(default_factory=dict)
+
+
+def watched(trigger: FlowTrigger, state: State) -> bool:
+    if trigger.states:
+        return state.value in trigger.states
+    return state.terminal and state != State.RETRIED
+
+
+def evaluate(
+    flows: Iterable[Flow],
+    execution: Execution,
+    previous: State | None,
+    now: datetime,
+    windows: Windows,
+) -> tuple[list[Execution], set[str]]:
+    """New executions to create because ``execution`` moved from ``previous`` (None: it is
+    new) to its current state, and the keys of ``windows`` changed on the way."""
+    current = execution.state.current
+    if current == previous:
+        return [], set()
+    created: list[Execution] = []
+    changed: set[str] = set()
+    for flow in flows:
+        if flow.disabled:
+            continue
+        for trigger in flow.triggers:
+            if not isinstance(trigger, FlowTrigger) or trigger.disabled:
+                continue
+            if not watched(trigger, current):
+                continue
+            if _matches(flow, trigger, execution, now, windows, changed):
+                created.append(_execution(flow, trigger, execution, now))
+    return created, changed
+
+
+def _matches(
+    flow: Flow,
+    trigger: FlowTrigger,
+    ended: Execution,
+    now: datetime,
+    windows: Windows,
+    changed: set[str],
+) -> bool:
+    if ended.namespace == flow.namespace and ended.flow_id == flow.id:
+        return False  # a flow never triggers itself
+    if (ended.tenant_id or "main") != (flow.tenant_id or "main"):
+        return False  # tenants never see each other's executions
+    ctx = ConditionContext(
+        namespace=flow.namespace,
+        flow_id=flow.id,
+        execution=ended,
+        variables={"trigger": _trigger_variables(ended)},
+    )
+    uid = f"{flow.tenant_id or 'main'}/{flow.namespace}/{flow.id}/{trigger.id}"
+    for condition in trigger.conditions:
+        if isinstance(condition, MultipleCondition):
+            names = {name for name, sub in condition.conditions.items() if _test(sub, ctx)}
+            key = f"{uid}/{condition.id or 'multiple'}"
+            window = _multiple_window(condition)
+            met = _record(windows, key, window, now, names, set(condition.conditions))
+            changed.add(key)
+            if not met:
+                return False
+            if condition.reset_on_success:
+                windows.windows[key].matched.clear()
+        elif not _test(condition, ctx):
+            return False
+    pre = trigger.preconditions
+    if pre is not None and (pre.flows or pre.where):
+        key = f"{uid}/preconditions"
+        wanted = {f"flow:{i}" for i in range(len(pre.flows))} | {f"where:{w.id}" for w in pre.where}
+        names = _preconditions_met(pre, ended, ctx)
+        met = _record(windows, key, pre.time_window or TimeWindow(), now, names, wanted)
+        changed.add(key)
+        if not met:
+            return False
+        if pre.reset_on_success:
+            windows.windows[key].matched.clear()
+    return True
+
+
+def _test(condition: Any, ctx: ConditionContext) -> bool:
+    try:
+        return bool(condition.test(ctx))
+    except (LannerError, NotImplementedError):
+        return False
+
+
+def _preconditions_met(pre: Preconditions, ended: Execution, ctx: ConditionContext) -> set[str]:
+    names: set[str] = set()
+    labels = ended.label_map()
+    for index, wanted in enumerate(pre.flows):
+        if wanted.namespace != ended.namespace or wanted.flow_id != ended.flow_id:
+            continue
+        if wanted.states and ended.state.current.value not in wanted.states:
+            continue
+        if any(labels.get(k) != v for k, v in wanted.labels.items()):
+            continue
+        names.add(f"flow:{index}")
+    for where in pre.where:
+        results = (_filter(f, ended, ctx) for f in where.filters)
+        if all(results) if where.operand == "AND" else any(results):
+            names.add(f"where:{where.id}")
+    return names
+
+
+def _filter(item: WhereFilter, ended: Execution, ctx: ConditionContext) -> bool:
+    value: Any
+    if item.field == "FLOW_ID":
+        value = ended.flow_id
+    elif item.field == "NAMESPACE":
+        value = ended.namespace
+    elif item.field == "STATE":
+        value = ended.state.current.value
+    else:  # EXPRESSION: the filter's value is the expression, tested true or false
+        try:
+            value = render_condition(str(item.value), ctx.variables)
+        except LannerError:
+            return False
+        return value if item.type != "IS_FALSE" else not value
+    wanted = item.value
+    kind = item.type
+    if kind == "EQUAL_TO":
+        return bool(value == wanted)
+    if kind == "NOT_EQUAL_TO":
+        return bool(value != wanted)
+    if kind == "IS_NULL":
+        return value is None
+    if kind == "IS_NOT_NULL":
+        return value is not None
+    if kind == "STARTS_WITH":
+        return str(value).startswith(str(wanted))
+    if kind == "ENDS_WITH":
+        return str(value).endswith(str(wanted))
+    if kind == "CONTAINS":
+        return str(wanted) in str(value)
+    if kind == "REGEX":
+        return re.fullmatch(str(wanted), str(value)) is not None
+    values = [str(v) for v in (item.values or ([wanted] if wanted is not None else []))]
+    if kind == "IN":
+        return str(value) in values
+    if kind == "NOT_IN":
+        return str(value) not in values
+    return False  # IS_TRUE / IS_FALSE only apply to EXPRESSION
+
+
+def _multiple_window(condition: MultipleCondition) -> TimeWindow:
+    if condition.time_window:
+        try:
+            return TimeWindow.model_validate(condition.time_window)
+        except ValidationError:
+            pass  # refused when the flow was parsed; never reached
+    return TimeWindow(window=condition.window, windowAdvance=condition.window_advance)
+
+
+def _bounds(window: TimeWindow, now: datetime) -> tuple[datetime, bool] | None:
+    """Start of the window ``now`` is in, and whether it slides; None: ``now`` is outside
+    every window (before a daily start, after a daily end or deadline)."""
+    day = datetime.combine(now.astimezone(UTC).date(), time(0), tzinfo=UTC)
+    if window.type == "DAILY_TIME_WINDOW":
+        start = day + _time_of_day(window.start_time, timedelta(0))
+        end = day + _time_of_day(window.end_time, timedelta(days=1))
+        return (start, False) if start <= now <= end else None
+    if window.type == "DAILY_TIME_DEADLINE":
+        deadline = day + _time_of_day(window.deadline, timedelta(days=1))
+        return (day, False) if now <= deadline else None
+    size = parse_duration(window.window) or _DEFAULT_WINDOW
+    if size <= timedelta(0):
+        size = _DEFAULT_WINDOW
+    if window.type == "SLIDING_WINDOW":
+        return now - size, True
+    origin = _EPOCH + (parse_duration(window.window_advance) or timedelta(0))
+    return origin + ((now - origin) // size) * size, False
+
+
+def _time_of_day(value: str | None, default: timedelta) -> timedelta:
+    if not value:
+        return default
+    parsed = time.fromisoformat(value)
+    return timedelta(hours=parsed.hour, minutes=parsed.minute, seconds=parsed.second)
+
+
+def _record(
+    windows: Windows,
+    key: str,
+    window: TimeWindow,
+    now: datetime,
+    names: set[str],
+    wanted: set[str],
+) -> bool:
+    """Remember ``names`` as matched at ``now``; True once every ``wanted`` name matched in
+    the current window."""
+    bounds = _bounds(window, now)
+    entry = windows.windows.get(key) or Window()
+    if bounds is None:
+        windows.windows[key] = entry
+        return False
+    start, sliding = bounds
+    if sliding:
+        entry.matched = {n: at for n, at in entry.matched.items() if at > start}
+        entry.start = None
+    elif entry.start != start:
+        entry = Window(start=start)
+    for name in names:
+        entry.matched[name] = now
+    windows.windows[key] = entry
+    return bool(wanted) and wanted <= set(entry.matched)
 
 
 def _trigger_variables(ended: Execution) -> dict[str, Any]:
@@ -40,109 +269,6 @@ def _trigger_variables(ended: Execution) -> dict[str, Any]:
         "outputs": ended.outputs or {},
         "labels": ended.label_map(),
     }
-
-
-def _window_start(now: datetime, window: str) -> datetime:
-    size = parse_duration(window)
-    if size is None or size.total_seconds() <= 0:
-        return now
-    epoch = datetime(1970, 1, 1, tzinfo=now.tzinfo)
-    slots = (now - epoch) // size
-    return epoch + slots * size
-
-
-def evaluate(
-    flows: Iterable[Flow],
-    ended: Execution,
-    now: datetime,
-    multi: MultiState,
-) -> list[Execution]:
-    """New executions to create because ``ended`` reached a terminal state."""
-    if not ended.state.current.terminal or ended.state.current == State.RETRIED:
-        return []
-    created: list[Execution] = []
-    for flow in flows:
-        if flow.disabled:
-            continue
-        for trigger in flow.triggers:
-            if not isinstance(trigger, FlowTrigger) or trigger.disabled:
-                continue
-            if _matches(flow, trigger, ended, now, multi):
-                created.append(_execution(flow, trigger, ended, now))
-    return created
-
-
-def _matches(
-    flow: Flow, trigger: FlowTrigger, ended: Execution, now: datetime, multi: MultiState
-) -> bool:
-    if ended.namespace == flow.namespace and ended.flow_id == flow.id:
-        return False  # a flow never triggers itself
-    if trigger.states and ended.state.current.value not in trigger.states:
-        return False
-    ctx = ConditionContext(
-        namespace=flow.namespace,
-        flow_id=flow.id,
-        execution=ended,
-        variables={"trigger": _trigger_variables(ended)},
-    )
-    uid = f"{flow.tenant_id or 'main'}/{flow.namespace}/{flow.id}/{trigger.id}"
-    for condition in trigger.conditions:
-        if isinstance(condition, MultipleCondition):
-            if not _multiple(condition, ctx, now, multi, f"{uid}/{condition.id or 'multiple'}"):
-                return False
-        elif not condition.test(ctx):  # type: ignore[attr-defined]
-            return False
-    if trigger.preconditions is not None and trigger.preconditions.flows:
-        return _preconditions(trigger, ended, now, multi, f"{uid}/preconditions")
-    return True
-
-
-def _multiple(
-    condition: MultipleCondition,
-    ctx: ConditionContext,
-    now: datetime,
-    multi: MultiState,
-    key: str,
-) -> bool:
-    start = _window_start(now, condition.window).isoformat()
-    entry = multi.get(key)
-    if entry is None or entry.get("window_start") != start:
-        entry = {"window_start": start, "matched": []}
-    matched = set(entry["matched"])
-    for name, sub in condition.conditions.items():
-        try:
-            if sub.test(ctx):  # type: ignore[attr-defined]
-                matched.add(name)
-        except (LannerError, NotImplementedError):
-            continue
-    done = matched >= set(condition.conditions)
-    entry["matched"] = sorted(matched)
-    if done and condition.reset_on_success:
-        entry["matched"] = []
-    multi[key] = entry
-    return done
-
-
-def _preconditions(
-    trigger: FlowTrigger, ended: Execution, now: datetime, multi: MultiState, key: str
-) -> bool:
-    pre = trigger.preconditions
-    assert pre is not None
-    entry = multi.get(key) or {"window_start": now.isoformat(), "matched": []}
-    matched = set(entry["matched"])
-    for index, wanted in enumerate(pre.flows):
-        if wanted.namespace != ended.namespace or wanted.flow_id != ended.flow_id:
-            continue
-        if wanted.states and ended.state.current.value not in wanted.states:
-            continue
-        labels = ended.label_map()
-        if any(labels.get(k) != v for k, v in wanted.labels.items()):
-            continue
-        matched.add(str(index))
-    done = len(matched) == len(pre.flows)
-    entry["matched"] = [] if done and pre.reset_on_success else sorted(matched)
-    multi[key] = entry
-    return done
 
 
 def _execution(flow: Flow, trigger: FlowTrigger, ended: Execution, now: datetime) -> Execution:
@@ -158,7 +284,11 @@ def _execution(flow: Flow, trigger: FlowTrigger, ended: Execution, now: datetime
             inputs = render_object(trigger.inputs, context)
         except LannerError:
             inputs = dict(trigger.inputs)
-    execution_id = derived_id("flow-trigger", flow.namespace, flow.id, trigger.id, ended.id)
+    parts = [flow.namespace, flow.id, trigger.id, ended.id]
+    if not ended.state.current.terminal:
+        # one execution per matching state change: RUNNING can come back after PAUSED
+        parts += [ended.state.current.value, str(len(ended.state.histories))]
+    execution_id = derived_id("flow-trigger", *parts)
     correlation = ended.label_map().get("system.correlationId", ended.id)
     labels = [Label(key=k, value=v) for k, v in flow.labels.items()]
     labels.append(Label(key="system.correlationId", value=correlation))

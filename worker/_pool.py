@@ -130,7 +130,8 @@ class Worker:
         self._cond = threading.Condition()
         self._running: dict[str, _Job] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
-        self._kills: OrderedDict[str, datetime] = OrderedDict()
+        # execution id -> sequence of its latest kill order (see KillOrder)
+        self._kills: OrderedDict[str, int] = OrderedDict()
         self._stopping = threading.Event()
         self._closed = threading.Event()
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lanner-worker")
@@ -250,8 +251,8 @@ class Worker:
             self._finish(job)
             raise
         with self._cond:  # a kill order may have arrived before the task did
-            killed_at = self._kills.get(run.execution_id)
-        if killed_at is not None and killed_at >= _last_change(task):
+            killed = self._kills.get(run.execution_id)
+        if killed is not None and task.sequence <= killed:
             job.stop("kill")
         self._pool.submit(self._execute, job)
 
@@ -302,13 +303,14 @@ class Worker:
     def _apply_kill(self, order: KillOrder) -> None:
         with self._cond:
             if order.task_run_id is None:
-                self._kills[order.execution_id] = _now()
+                known = self._kills.get(order.execution_id, order.sequence)
+                self._kills[order.execution_id] = max(known, order.sequence)
                 while len(self._kills) > _REMEMBERED:
                     self._kills.popitem(last=False)
             for job in self._running.values():
                 run = job.task.task_run
-                if run.execution_id != order.execution_id:
-                    continue
+                if run.execution_id != order.execution_id or job.task.sequence > order.sequence:
+                    continue  # another execution, or a task submitted after this kill
                 if order.task_run_id in (None, run.id, run.parent_task_run_id):
                     job.stop("kill")
 
@@ -448,11 +450,6 @@ class Worker:
                 f"{result[key]}",
             )
         return result
-
-
-def _last_change(task: WorkerTask) -> datetime:
-    histories = task.task_run.state.histories
-    return histories[-1].date if histories else datetime.min.replace(tzinfo=UTC)
 
 
 def _message(exc: BaseException) -> str:

@@ -23,6 +23,8 @@ class WorkerTask(Message):
     attempt: int
     worker_group: str | None = None
     tenant_id: str | None = None
+    # the execution's ``sequence`` when this attempt was submitted (see ``KillOrder``)
+    sequence: int = 0
 
     @property
     def job_id(self) -> str:
@@ -66,8 +68,17 @@ class WorkerHeartbeat(Message):
 
 
 class KillOrder(Message):
+    """Stop the execution's tasks (or one task run and its children).
+
+    ``sequence`` is the execution's ``sequence`` when the kill was decided: it applies to the
+    worker tasks submitted at or before it (``WorkerTask.sequence``), never to the ones of a
+    later restart. A worker orders kills and tasks this way, never by comparing its clock with
+    the dates the executor wrote.
+    """
+
     execution_id: str
     task_run_id: str | None = None
+    sequence: int = 0
 
 
 class LogEntry(Message):

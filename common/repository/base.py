@@ -194,6 +194,10 @@ class FlowRepository(Protocol):
 
     def delete(self, tenant_id: str, namespace: str, flow_id: str) -> None: ...
 
+    def tenants(self) -> list[str]:
+        """Tenants that hold at least one flow revision."""
+        ...
+
 
 class ExecutionRepository(Protocol):
     def save(self, execution: Execution) -> bool:

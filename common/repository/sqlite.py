@@ -221,6 +221,9 @@ class SqliteFlowRepository(_Base):
                 return None
         return self._record(rows[0])
 
+    def tenants(self) -> list[str]:
+        return [str(r[0]) for r in self._read("SELECT DISTINCT tenant FROM repo_flows", ())]
+
     def revisions(self, tenant_id: str, namespace: str, flow_id: str) -> list[FlowRecord]:
         rows = self._read(
             f"SELECT {self._COLUMNS} FROM repo_flows WHERE tenant = ? AND namespace = ? "

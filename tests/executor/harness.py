@@ -15,6 +15,7 @@ from typing import Any
 
 from common.errors import LannerError
 from common.flow import parse_flow
+from common.flow.catalog import FlowCatalog
 from common.models.execution import Execution
 from common.models.flow import Flow
 from common.models.messages import (
@@ -25,13 +26,17 @@ from common.models.messages import (
     Restart,
     Resume,
     TaskResult,
-    Timer,
+    WorkerHeartbeat,
+    WorkerJob,
     WorkerTask,
     WorkerTaskResult,
 )
 from common.models.state import State
+from common.plugins.core.triggers import FlowTrigger
 from common.plugins.registry import registry
+from common.repository.base import FlowRecord
 from common.templating import render, render_object, render_typed
+from executor import concurrency, flow_triggers, liveness, timers
 from executor.core import CoreConfig, step
 from executor.state import ExecutorState
 
@@ -92,6 +97,38 @@ class _Ctx:
         return "/tmp"
 
 
+class _Flows:
+    """The deployed sources as a ``FlowRepository`` (one tenant, one revision per flow)."""
+
+    def __init__(self, sources: dict[tuple[str, str], str]) -> None:
+        self.sources = sources
+
+    def _record(self, namespace: str, flow_id: str) -> FlowRecord:
+        return FlowRecord(
+            tenant_id="main",
+            namespace=namespace,
+            id=flow_id,
+            revision=1,
+            source=self.sources[(namespace, flow_id)],
+            updated=START,
+        )
+
+    def get(
+        self, tenant_id: str, namespace: str, flow_id: str, revision: int | None = None
+    ) -> FlowRecord | None:
+        if (namespace, flow_id) not in self.sources:
+            return None
+        return self._record(namespace, flow_id)
+
+    def find(
+        self, tenant_id: str, namespace: str | None = None, q: str | None = None
+    ) -> list[FlowRecord]:
+        return [self._record(ns, fid) for ns, fid in self.sources]
+
+    def tenants(self) -> list[str]:
+        return ["main"]
+
+
 @dataclass
 class Sim:
     flows: dict[tuple[str, str], Flow] = field(default_factory=dict)
@@ -104,10 +141,19 @@ class Sim:
     worker_queue: deque[WorkerTask] = field(default_factory=deque)
     steps: int = 0
     hold_workers: bool = False
+    slots: dict[str, concurrency.FlowSlots] = field(default_factory=dict)
+    windows: flow_triggers.Windows = field(default_factory=flow_triggers.Windows)
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    liveness: liveness.Liveness = field(default_factory=liveness.Liveness)
+
+    def __post_init__(self) -> None:
+        self.catalog = FlowCatalog(_Flows(self.sources))
 
     def deploy(self, source: str) -> Flow:
         flow = parse_flow(source)
         self.flows[(flow.namespace, flow.id)] = flow
+        self.sources[(flow.namespace, flow.id)] = source
+        self.catalog.changed()
         return flow
 
     def create(
@@ -150,29 +196,27 @@ class Sim:
     def restart(self, exec_id: str) -> None:
         self.send(Restart(id=f"restart:{exec_id}:{self.steps}", execution_id=exec_id))
 
-    def _running_count(self, flow: Flow | None, exec_id: str) -> int:
-        if flow is None:
-            return 0
-        return sum(
-            1
-            for s in self.states.values()
-            if s.execution.flow_id == flow.id
-            and s.execution.namespace == flow.namespace
-            and s.execution.id != exec_id
-            and s.execution.state.current in (State.RUNNING, State.PAUSED, State.KILLING)
-        )
-
     def _apply(self, event: ExecutorInput) -> None:
         state = self.states.get(event.execution_id)
-        ex = event.execution if isinstance(event, NewExecution) else (state and state.execution)
-        flow = self.flows.get((ex.namespace, ex.flow_id)) if ex is not None else None
+        ex = (
+            event.execution
+            if isinstance(event, NewExecution)
+            else (state.execution if state else None)
+        )
+        flow = self.catalog.of(ex) if ex is not None else None
+        previous = state.execution.state.current if state is not None else None
+        slots = None
+        if ex is not None and flow is not None and flow.concurrency is not None:
+            slots = self.slots.setdefault(
+                concurrency.execution_flow_key(ex), concurrency.FlowSlots()
+            )
         result = step(
             flow,
             state,
             event,
             self.now,
             self.config,
-            running_count=self._running_count(flow, event.execution_id),
+            running_count=concurrency.running_count(slots, event.execution_id) if slots else 0,
         )
         self.steps += 1
         if result.state is not None:
@@ -180,17 +224,45 @@ class Sim:
         self.logs.extend(result.logs)
         self.worker_queue.extend(result.worker_tasks)
         self.inbox.extend(result.executor_inputs)
-        if result.ended and flow is not None and flow.concurrency is not None:
-            for s in self.states.values():
-                if s.execution.flow_id == flow.id and s.execution.state.current == State.QUEUED:
-                    from common.models.messages import Dequeue
+        if result.state is None or not result.changed:
+            return
+        if slots is not None and flow is not None:
+            self.inbox.extend(concurrency.observe(slots, flow.concurrency, result.state.execution))
+        if result.state.execution.state.current != previous:
+            created, _ = flow_triggers.evaluate(
+                self.catalog.with_trigger(FlowTrigger),
+                result.state.execution,
+                previous,
+                self.now,
+                self.windows,
+            )
+            self.inbox.extend(
+                NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
+                for new in created
+            )
 
-                    self.inbox.append(
-                        Dequeue(
-                            id=f"dequeue:{s.execution.id}:{self.steps}", execution_id=s.execution.id
-                        )
-                    )
-                    break
+    def take(self, wt: WorkerTask, worker_id: str = "sim") -> TaskResult:
+        """Worker ``worker_id`` takes ``wt`` (job record, heartbeat); returns its RUNNING result."""
+        job = WorkerJob(
+            task_run_id=wt.task_run.id,
+            execution_id=wt.task_run.execution_id,
+            attempt=wt.attempt,
+            worker_id=worker_id,
+            date=self.now,
+        )
+        liveness.on_job(self.liveness, job.task_run_id, job)
+        beat = WorkerHeartbeat(
+            worker_id=worker_id, hostname="sim", threads=1, running=1, date=self.now
+        )
+        liveness.on_heartbeat(self.liveness, beat, self.now)
+        return self._work(wt)[0]
+
+    def silence(self, dead_after: timedelta) -> None:
+        """Time passes with no heartbeat: the jobs of the silent workers are handed back."""
+        self.now += dead_after + timedelta(seconds=1)
+        lost = liveness.lost_jobs(self.liveness, self.now, dead_after)
+        self.inbox.extend(liveness.worker_died(lost))
+        liveness.forget(self.liveness, lost)
 
     def _work(self, wt: WorkerTask) -> list[TaskResult]:
         tr = wt.task_run
@@ -242,19 +314,13 @@ class Sim:
             if self.worker_queue and not self.hold_workers:
                 self.inbox.extend(self._work(self.worker_queue.popleft()))
                 continue
-            due = [
-                (when, exec_id, key)
-                for exec_id, s in self.states.items()
-                for key, when in s.wakeups.items()
-            ]
-            if not due:
+            first = timers.earliest((eid, s.wakeups) for eid, s in self.states.items())
+            if first is None:
                 return
-            when, exec_id, key = min(due)
+            when, timer = first
             if when > self.now:
                 self.now = when
-            self.inbox.append(
-                Timer(id=f"timer:{key}:{when.isoformat()}", execution_id=exec_id, key=key)
-            )
+            self.inbox.append(timer)
         raise AssertionError(f"simulation did not settle after {max_steps} steps")
 
     def advance(self, delta: timedelta) -> None:

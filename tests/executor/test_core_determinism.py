@@ -26,6 +26,7 @@ from common.models.messages import ExecutorInput, NewExecution, WorkerTask
 from common.models.state import State
 from common.templating._filters import FILTERS, TESTS
 from common.templating._functions import GLOBALS
+from executor import concurrency
 from executor.core import CoreConfig, StepResult, fail, step
 from executor.state import ExecutorState
 
@@ -290,8 +291,11 @@ class TwiceSim(Sim):
     def _apply(self, event: ExecutorInput) -> None:
         state = self.states.get(event.execution_id)
         ex = event.execution if isinstance(event, NewExecution) else (state and state.execution)
-        flow = self.flows.get((ex.namespace, ex.flow_id)) if ex is not None else None
-        running = self._running_count(flow, event.execution_id)
+        flow = self.catalog.of(ex) if ex is not None else None
+        slots = None
+        if ex is not None and flow is not None and flow.concurrency is not None:
+            slots = self.slots.get(concurrency.execution_flow_key(ex))
+        running = concurrency.running_count(slots, event.execution_id) if slots else 0
         encoded = event.model_dump_json()
 
         def once() -> StepResult:

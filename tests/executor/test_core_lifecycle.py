@@ -3,6 +3,8 @@ template errors, Labels, dead workers."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from common.models.messages import KillOrder, TaskResult, WorkerDied
 from common.models.state import State
 
@@ -39,6 +41,27 @@ def test_concurrency_queue() -> None:
     assert sim.execution(first).state.current == State.SUCCESS
     assert sim.execution(second).state.current == State.SUCCESS
     assert State.QUEUED in history(sim.execution(second))
+
+
+def test_concurrency_never_runs_more_than_the_limit() -> None:
+    sim = Sim()
+    sim.deploy(flow_yaml(SLOW.replace("limit: 1", "limit: 2").format(behavior="QUEUE")))
+    created = [sim.create("ns", "f") for _ in range(6)]
+    peak = 0
+
+    def running() -> bool:
+        nonlocal peak
+        active = (State.RUNNING, State.PAUSED, State.KILLING)
+        now = sum(1 for s in sim.states.values() if s.execution.state.current in active)
+        peak = max(peak, now)
+        # more creations arrive while the first ones end
+        if sim.steps >= 20 and len(created) == 6:
+            created.extend(sim.create("ns", "f") for _ in range(6))
+        return False
+
+    sim.run(until=running)
+    assert peak == 2
+    assert [sim.execution(e).state.current for e in created] == [State.SUCCESS] * 12
 
 
 def test_concurrency_cancel() -> None:
@@ -146,7 +169,10 @@ def test_kill_waits_for_workers_then_ends_killed() -> None:
     from common.models.messages import Kill
 
     result = step(flow, sim.states[eid], Kill(id="k1", execution_id=eid), START)
-    assert result.kill_orders == [KillOrder(execution_id=eid)]
+    # the kill is ordered after the task it stops: its sequence is not below the task's
+    sequence = sim.states[eid].execution.sequence
+    assert result.kill_orders == [KillOrder(execution_id=eid, sequence=sequence)]
+    assert running.sequence <= sequence
     ex = result.state.execution  # type: ignore[union-attr]
     assert ex.state.current == State.KILLING
     assert one(ex, "a").state.current == State.RUNNING
@@ -389,12 +415,10 @@ def test_worker_died_resubmits_as_a_new_attempt() -> None:
     eid = sim.create("ns", "f")
     sim.run()
     wt = sim.worker_queue.popleft()
-    sim.inbox.append(sim._work(wt)[0])  # RUNNING on worker "sim"
+    sim.inbox.append(sim.take(wt))  # RUNNING on worker "sim"
     sim.run()
-    tr = one(sim.execution(eid), "t")
-    sim.send(
-        WorkerDied(id="died-1", execution_id=eid, task_run_id=tr.id, attempt=1, worker_id="sim")
-    )
+    sim.silence(timedelta(seconds=30))  # liveness hands the job back: a WorkerDied input
+    assert [type(e) for e in sim.inbox] == [WorkerDied]
     sim.run()
     assert len(sim.worker_queue) == 1
     assert sim.worker_queue[0].attempt == 2

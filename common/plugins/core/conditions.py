@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from common.models.execution import Execution
 from common.plugins.base import Condition
@@ -140,8 +140,19 @@ class MultipleCondition(Condition):
     id: str | None = None
     window: str = "P1D"
     window_advance: str | None = Field(default=None, alias="windowAdvance")
+    # Kestra's newer spelling of window/windowAdvance (a TimeWindow of the Flow trigger)
+    time_window: dict[str, Any] | None = Field(default=None, alias="timeWindow")
     conditions: dict[str, AnyCondition]
     reset_on_success: bool = Field(default=True, alias="resetOnSuccess")
+
+    @field_validator("time_window")
+    @classmethod
+    def _valid_time_window(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from .triggers import TimeWindow  # triggers import the conditions registry
+
+        if value is not None:
+            TimeWindow.model_validate(value)
+        return value
 
     def test(self, ctx: ConditionContext) -> bool:
         raise NotImplementedError("MultipleCondition is evaluated by the executor")

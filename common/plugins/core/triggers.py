@@ -54,16 +54,63 @@ class FlowPreconditionFlow(FlowModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class TimeWindow(FlowModel):
+    """Where the matches of a Flow trigger's preconditions must all fall (Kestra's timeWindow).
+
+    DURATION_WINDOW: fixed windows of ``window`` (default PT24H) from midnight, shifted by
+    ``windowAdvance``; SLIDING_WINDOW: the last ``window``; DAILY_TIME_WINDOW: between
+    ``startTime`` and ``endTime`` of each day; DAILY_TIME_DEADLINE: each day until ``deadline``.
+    """
+
+    type: Literal[
+        "DURATION_WINDOW", "SLIDING_WINDOW", "DAILY_TIME_WINDOW", "DAILY_TIME_DEADLINE"
+    ] = "DURATION_WINDOW"
+    window: str | None = None
+    window_advance: str | None = Field(default=None, alias="windowAdvance")
+    start_time: str | None = Field(default=None, alias="startTime")
+    end_time: str | None = Field(default=None, alias="endTime")
+    deadline: str | None = None
+
+
+class WhereFilter(FlowModel):
+    field: Literal["FLOW_ID", "NAMESPACE", "STATE", "EXPRESSION"]
+    type: Literal[
+        "EQUAL_TO",
+        "NOT_EQUAL_TO",
+        "IS_NULL",
+        "IS_NOT_NULL",
+        "IS_TRUE",
+        "IS_FALSE",
+        "STARTS_WITH",
+        "ENDS_WITH",
+        "CONTAINS",
+        "REGEX",
+        "IN",
+        "NOT_IN",
+    ]
+    value: Any = None
+    values: list[Any] | None = None
+
+
+class WhereCondition(FlowModel):
+    """One precondition over executions of any flow: its filters, joined by ``operand``."""
+
+    id: str
+    operand: Literal["AND", "OR"] = "AND"
+    filters: list[WhereFilter] = Field(min_length=1)
+
+
 class Preconditions(FlowModel):
     id: str | None = None
     flows: list[FlowPreconditionFlow] = Field(default_factory=list)
-    where: list[Any] = Field(default_factory=list)
-    time_window: dict[str, Any] | None = Field(default=None, alias="timeWindow")
+    where: list[WhereCondition] = Field(default_factory=list)
+    time_window: TimeWindow | None = Field(default=None, alias="timeWindow")
     reset_on_success: bool = Field(default=True, alias="resetOnSuccess")
 
 
 class FlowTrigger(Trigger):
-    """Starts an execution when another execution ends and the conditions hold."""
+    """Starts an execution when another execution changes state (by default: ends) and the
+    conditions and preconditions hold."""
 
     TYPE: ClassVar[str] = "lanner.core.trigger.Flow"
     conditions: list[AnyCondition] = Field(default_factory=list)  # type: ignore[assignment]
