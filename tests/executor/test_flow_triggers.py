@@ -232,3 +232,37 @@ def test_multiple_condition_time_window() -> None:
     assert _triggered(sim) == []
     _start(sim, "a")
     assert _triggered(sim) == ["SUCCESS"]
+
+
+def test_templates_of_a_flow_trigger_depend_only_on_the_evaluation_arguments() -> None:
+    """Conditions and inputs see the step's ``now()`` and seeded ``uuid()``/``randomInt()``,
+    so evaluating the same state change twice creates the same execution, byte for byte."""
+    from common.flow import parse_flow
+    from executor import flow_triggers
+
+    sim = Sim()
+    sim.deploy(flow_yaml(UPSTREAM, flow_id="upstream"))
+    listener = parse_flow(
+        _listener(
+            """
+            inputs:
+              id: "{{ uuid() }}"
+              at: "{{ now() }}"
+              n: "{{ randomInt(0, 1000000000) }}"
+            conditions:
+              - type: io.kestra.plugin.core.condition.Expression
+                expression: "{{ now() | date('yyyy') == '2024' or randomInt(0, 2) < 3 }}"
+        """
+        )
+    )
+    ended = sim.execution(_start(sim, "upstream"))
+    made = [
+        flow_triggers.evaluate([listener], ended, State.RUNNING, sim.now, flow_triggers.Windows())
+        for _ in range(2)
+    ]
+    first, second = (created for created, _ in made)
+    assert len(first) == 1
+    assert first[0].model_dump_json() == second[0].model_dump_json()
+    assert first[0].inputs is not None
+    assert first[0].inputs["at"] == "2024-01-01T10:00:00.000Z"  # the step's now, not the clock
+    assert sim.now.isoformat() == "2024-01-01T10:00:00+00:00"
