@@ -30,7 +30,7 @@ from common.models.state import State
 from common.plugins.base import parse_duration
 from common.plugins.core.conditions import ConditionContext, MultipleCondition
 from common.plugins.core.triggers import FlowTrigger, Preconditions, TimeWindow, WhereFilter
-from common.templating import render_condition, render_object
+from common.templating import RenderContext, render_condition, render_object
 
 from ._variables import outputs_map
 
@@ -97,13 +97,14 @@ def _matches(
         return False  # a flow never triggers itself
     if (ended.tenant_id or "main") != (flow.tenant_id or "main"):
         return False  # tenants never see each other's executions
+    uid = f"{flow.tenant_id or 'main'}/{flow.namespace}/{flow.id}/{trigger.id}"
     ctx = ConditionContext(
         namespace=flow.namespace,
         flow_id=flow.id,
         execution=ended,
         variables={"trigger": _trigger_variables(ended)},
+        functions=_functions(now, uid, ended),
     )
-    uid = f"{flow.tenant_id or 'main'}/{flow.namespace}/{flow.id}/{trigger.id}"
     for condition in trigger.conditions:
         if isinstance(condition, MultipleCondition):
             names = {name for name, sub in condition.conditions.items() if _test(sub, ctx)}
@@ -129,6 +130,13 @@ def _matches(
         if pre.reset_on_success:
             windows.windows[key].matched.clear()
     return True
+
+
+def _functions(now: datetime, uid: str, ended: Execution) -> dict[str, Any]:
+    """``now()`` is the step's, ``uuid()``/``randomInt()`` are seeded by the trigger and the
+    watched execution's state change: the same change always renders the same."""
+    seed = (uid, ended.id, ended.state.current.value, len(ended.state.histories))
+    return RenderContext(now, *seed).functions()
 
 
 def _test(condition: Any, ctx: ConditionContext) -> bool:
@@ -166,7 +174,7 @@ def _filter(item: WhereFilter, ended: Execution, ctx: ConditionContext) -> bool:
         value = ended.state.current.value
     else:  # EXPRESSION: the filter's value is the expression, tested true or false
         try:
-            value = render_condition(str(item.value), ctx.variables)
+            value = render_condition(str(item.value), ctx.variables, functions=ctx.functions)
         except LannerError:
             return False
         return value if item.type != "IS_FALSE" else not value
@@ -281,7 +289,8 @@ def _execution(flow: Flow, trigger: FlowTrigger, ended: Execution, now: datetime
             "outputs": outputs_map(ended),
         }
         try:
-            inputs = render_object(trigger.inputs, context)
+            functions = _functions(now, f"{flow.namespace}/{flow.id}/{trigger.id}", ended)
+            inputs = render_object(trigger.inputs, context, functions=functions)
         except LannerError:
             inputs = dict(trigger.inputs)
     parts = [flow.namespace, flow.id, trigger.id, ended.id]

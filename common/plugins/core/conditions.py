@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -24,6 +24,9 @@ class ConditionContext:
     execution: Execution | None = None
     date: datetime | None = None
     variables: Mapping[str, Any] = field(default_factory=dict)
+    # the template functions to use instead of the real clock and random source: the executor
+    # passes its step's, so evaluating a Flow trigger stays a pure function of its arguments
+    functions: Mapping[str, Callable[..., Any]] | None = None
 
 
 class ExecutionStatus(Condition):
@@ -91,7 +94,7 @@ class Expression(Condition):
     def test(self, ctx: ConditionContext) -> bool:
         from common.templating import render_condition
 
-        return render_condition(self.expression, ctx.variables)
+        return render_condition(self.expression, ctx.variables, functions=ctx.functions)
 
 
 class Not(Condition):
