@@ -75,6 +75,7 @@ class LocalServer:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
         self.components: list[Any] = []
+        self.queue: Any = None
 
     def start(self) -> None:
         from common.backends import Backends
@@ -91,7 +92,12 @@ class LocalServer:
         if not settings.encryption_key:
             settings.encryption_key = key_file_key(settings.data_dir)
         self.db = SqliteDatabase(str(settings.sqlite_path))
-        queue = SqliteQueue(self.db)
+        queue = SqliteQueue(
+            self.db,
+            partitions=settings.queue_partitions,
+            session_timeout=settings.queue_session_timeout_seconds,
+            max_record_bytes=settings.queue_max_record_bytes,
+        )
         repositories = sqlite_repositories(self.db)
         storage = LocalStorage(settings.storage_dir)
         self.backends = Backends(queue, repositories, storage, settings)
@@ -115,6 +121,11 @@ class LocalServer:
             log.warning("scheduler not available: Schedule triggers will not fire")
         for component in self.components:
             component.start()
+        # after the components subscribed: their groups hold back what they have not consumed
+        queue.start_purging(
+            interval=settings.queue_purge_interval_seconds, retain=settings.queue_retain_records
+        )
+        self.queue = queue
 
     def deploy_dir(self, flows_dir: Path) -> None:
         from common.errors import FlowValidationError
@@ -169,6 +180,9 @@ class LocalServer:
             except Exception:  # noqa: BLE001 - keep stopping the others
                 log.exception("error while stopping %s", type(component).__name__)
         self.components = []
+        if self.queue is not None:
+            self.queue.close()
+            self.queue = None
 
 
 def _configure_logging(fmt: str) -> None:
