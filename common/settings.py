@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     # largest record a queue accepts (key + value bytes); above it: MessageTooLargeError
     queue_max_record_bytes: int = 1_000_000
     # embedded (SQLite) queue: partitions of a new topic; seconds a group member stays without
-    # polling; consumed records are purged every interval, keeping the newest of each partition
+    # polling; consumed records are purged every interval, keeping the newest of each topic
     queue_partitions: int = 4
     queue_session_timeout_seconds: float = 10.0
     queue_purge_interval_seconds: float = 10.0

@@ -4,7 +4,7 @@ A record can go once every durable group that subscribes to its topic has commit
 bound of a partition is the lowest committed offset among those groups (a group that never
 committed the partition holds it at 0). Live views (``from_latest`` subscriptions) never hold
 records back: they only want what comes next and may be gone without a trace. Whatever the
-bound, the newest ``retain`` records of each partition stay, a margin for a consumer that
+bound, the newest ``retain`` records of each topic stay, a margin for a consumer that
 subscribes later. Kafka deletes by time; here the table stays as small as the consumers allow.
 
 Deletion goes in batches of ``_BATCH`` rows, each its own short transaction, so the writer lock
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lanner.queue")
 
 _BATCH = 500
+_NO_PIN = 2**62
 # a member whose lease ended this long ago is forgotten even if no member of its group checks
 _FORGET_MEMBERS_AFTER = 60.0
 
@@ -61,15 +62,22 @@ class Purger:
         self._forget_gone_members()
         deleted = 0
         for topic, partitions in self.db.query("SELECT topic, partitions FROM queue_topics"):
+            margin = self.db.query(
+                "SELECT offset FROM queue_records WHERE topic = ? ORDER BY offset DESC "
+                "LIMIT 1 OFFSET ?",
+                (topic, self.retain),
+            )
+            if not margin:
+                continue
             for partition in range(int(partitions)):
-                bound = self._bound(topic, partition)
-                while bound is not None and not self._stop.is_set():
+                bound = min(int(margin[0][0]), self._pinned(topic, partition))
+                while bound > 0 and not self._stop.is_set():
                     with self.db.transaction() as conn:
                         count = conn.execute(
                             "DELETE FROM queue_records WHERE offset IN (SELECT offset FROM "
-                            "queue_records WHERE topic = ? AND partition = ? AND offset <= ? "
+                            "queue_records WHERE topic = ? AND offset <= ? AND partition = ? "
                             "ORDER BY offset LIMIT ?)",
-                            (topic, partition, bound, _BATCH),
+                            (topic, bound, partition, _BATCH),
                         ).rowcount
                     deleted += count
                     if count < _BATCH:
@@ -77,25 +85,15 @@ class Purger:
                     self._stop.wait(0.01)  # let the other writers in between batches
         return deleted
 
-    def _bound(self, topic: str, partition: int) -> int | None:
-        """The highest offset that may go, or None."""
-        margin = self.db.query(
-            "SELECT offset FROM queue_records WHERE topic = ? AND partition = ? "
-            "ORDER BY offset DESC LIMIT 1 OFFSET ?",
-            (topic, partition, self.retain),
-        )
-        if not margin:
-            return None
-        bound = int(margin[0][0])
+    def _pinned(self, topic: str, partition: int) -> int:
+        """The highest offset of the partition every durable group of the topic committed."""
         pinned, groups = self.db.query(
             "SELECT MIN(COALESCE(o.offset, 0)), COUNT(*) FROM queue_subscriptions s "
             "LEFT JOIN queue_offsets o ON o.grp = s.grp AND o.topic = s.topic "
             "AND o.partition = ? WHERE s.topic = ? AND s.durable = 1",
             (partition, topic),
         )[0]
-        if groups:
-            bound = min(bound, int(pinned))
-        return bound if bound > 0 else None
+        return int(pinned) if groups else _NO_PIN
 
     def _forget_gone_members(self) -> None:
         """Rows left by members that died without closing, in groups nobody polls any more

@@ -4,8 +4,8 @@ A poll first checks the group when it is due (every ``min(1 s, lease / 4)``, at 
 membership change in this process, and while a partition of its target is still held by the
 previous owner): it renews its lease, drops dead members, releases what it must give up (after
 ``on_revoked``) and takes what is free (then ``on_assigned``). Then it reads the records after
-its position in each partition it holds and is not paused, in offset order, with one indexed
-query per partition ``(topic, partition, offset)``.
+its position in each partition it holds and is not paused, in offset order, with one range scan
+of the ``(topic, offset)`` index.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class SqliteSubscription:
         self._closed = False
         self._changed = threading.Event()
         self._names = [*topics, groups.group_key(group)]
-        self._sql: dict[int, str] = {}
+        self._sql: dict[tuple[int, int], str] = {}
         groups.LOCAL_MEMBERS.add(self.member_id)
         queue.register(self._names, self._changed)
         with self.db.transaction() as conn:
@@ -241,24 +241,26 @@ class SqliteSubscription:
         parts = sorted((tp for tp in self._positions if tp not in self._paused), key=_order)
         if not parts:
             return []
-        params: list[object] = []
+        topics = sorted({tp.topic for tp in parts})
+        params: list[object] = [*topics, min(self._positions[tp] for tp in parts)]
         for tp in parts:
-            params += (tp.topic, tp.partition, self._positions[tp], max_records)
+            params += (tp.topic, tp.partition, self._positions[tp])
         params.append(max_records)
-        rows = self.db.query(self._query(len(parts)), params)
+        rows = self.db.query(self._query(len(topics), len(parts)), params)
         for row in rows:
             self._positions[TopicPartition(row[1], row[2])] = row[0]
         return [Record(topic=r[1], key=r[3], value=r[4], partition=r[2], offset=r[0]) for r in rows]
 
-    def _query(self, parts: int) -> str:
-        sql = self._sql.get(parts)
+    def _query(self, topics: int, parts: int) -> str:
+        """One range scan of the (topic, offset) index from the lowest position, each held
+        partition filtered after its own (``+offset``: a filter, never another index scan)."""
+        sql = self._sql.get((topics, parts))
         if sql is None:
-            one = (
-                "SELECT * FROM (SELECT offset, topic, partition, key, value FROM queue_records "
-                "WHERE topic = ? AND partition = ? AND offset > ? ORDER BY offset LIMIT ?)"
-            )
-            sql = self._sql[parts] = (
-                f"SELECT * FROM ({' UNION ALL '.join([one] * parts)}) ORDER BY offset LIMIT ?"
+            held = " OR ".join(["(topic = ? AND partition = ? AND +offset > ?)"] * parts)
+            sql = self._sql[(topics, parts)] = (
+                "SELECT offset, topic, partition, key, value FROM queue_records "
+                f"WHERE topic IN ({','.join('?' * topics)}) AND offset > ? AND ({held}) "
+                "ORDER BY offset LIMIT ?"
             )
         return sql
 
