@@ -216,24 +216,21 @@ def commit_offsets(
 ) -> list[TopicPartition]:
     """Store the offsets of the partitions this member may commit; returns those it may not
     (another member holds them)."""
-    refused = []
-    allowed = []
-    for tp, offset in last.items():
-        row = conn.execute(
-            "SELECT member_id FROM queue_owners WHERE grp = ? AND topic = ? AND partition = ?",
-            (group, tp.topic, tp.partition),
-        ).fetchone()
-        # no owner: this member was dropped (lease) and nobody took the partition since, so
-        # nobody else processed these records; committing them is still right
-        if row is not None and row[0] != member_id:
-            refused.append(tp)
-        else:
-            allowed.append((group, tp.topic, tp.partition, offset))
+    others = {
+        TopicPartition(r[0], int(r[1]))
+        for r in conn.execute(
+            "SELECT topic, partition FROM queue_owners WHERE grp = ? AND member_id != ?",
+            (group, member_id),
+        )
+    }
+    # no owner at all: this member was dropped (lease) and nobody took the partition since, so
+    # nobody else processed these records; committing them is still right
+    refused = [tp for tp in last if tp in others]
     if not refused:
         conn.executemany(
             "INSERT INTO queue_offsets (grp, topic, partition, offset) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (grp, topic, partition) DO UPDATE SET "
             "offset = MAX(offset, excluded.offset)",
-            allowed,
+            [(group, tp.topic, tp.partition, offset) for tp, offset in last.items()],
         )
     return refused

@@ -242,13 +242,25 @@ class SqliteSubscription:
         if not parts:
             return []
         topics = sorted({tp.topic for tp in parts})
-        params: list[object] = [*topics, min(self._positions[tp] for tp in parts)]
+        low = min(self._positions[tp] for tp in parts)
+        whole = len(parts) == sum(self.queue.known_partitions(self.db.query, t) for t in topics)
+        if whole and all(self._positions[tp] == low for tp in parts):
+            # the usual case (the only member, nothing paused): no partition filter at all
+            rows = self.db.query(self._query(len(topics), 0), (*topics, low, max_records))
+        else:
+            params: list[object] = [*topics, low]
+            for tp in parts:
+                params += (tp.topic, tp.partition, self._positions[tp])
+            params.append(max_records)
+            rows = self.db.query(self._query(len(topics), len(parts)), params)
+        if not rows:
+            return []
+        # these are the first records after each position in offset order: every record of
+        # these partitions up to the last one is returned, so they all move to it
+        last = rows[-1][0]
         for tp in parts:
-            params += (tp.topic, tp.partition, self._positions[tp])
-        params.append(max_records)
-        rows = self.db.query(self._query(len(topics), len(parts)), params)
-        for row in rows:
-            self._positions[TopicPartition(row[1], row[2])] = row[0]
+            if self._positions[tp] < last:
+                self._positions[tp] = last
         return [Record(topic=r[1], key=r[3], value=r[4], partition=r[2], offset=r[0]) for r in rows]
 
     def _query(self, topics: int, parts: int) -> str:
@@ -259,8 +271,8 @@ class SqliteSubscription:
             held = " OR ".join(["(topic = ? AND partition = ? AND +offset > ?)"] * parts)
             sql = self._sql[(topics, parts)] = (
                 "SELECT offset, topic, partition, key, value FROM queue_records "
-                f"WHERE topic IN ({','.join('?' * topics)}) AND offset > ? AND ({held}) "
-                "ORDER BY offset LIMIT ?"
+                f"WHERE topic IN ({','.join('?' * topics)}) AND offset > ? "
+                f"{f'AND ({held}) ' if parts else ''}ORDER BY offset LIMIT ?"
             )
         return sql
 
