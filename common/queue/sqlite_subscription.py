@@ -150,9 +150,15 @@ class SqliteSubscription:
         ]
         gain = [tp for tp in plan.target - held if plan.free_for(self.member_id, tp)]
         retake = [tp for tp in held - set(revoke) if tp not in plan.owners]
+        stale = [
+            tp
+            for tp, owner in plan.owners.items()
+            if owner == self.member_id and tp not in held and tp not in plan.target
+        ]
         if revoke:
             self._revoke(sorted(revoke, key=_order))
-        if not (plan.dead or not plan.present or revoke or gain or retake or now >= self._renew_at):
+        changes = plan.dead or revoke or gain or retake or stale
+        if plan.present and not changes and now < self._renew_at:
             self._waiting = bool(plan.target - held)
             return
         gained: list[TopicPartition] = []
@@ -167,6 +173,9 @@ class SqliteSubscription:
             else:
                 groups.renew(conn, self.member_id, self._lease)
                 self._renew_at = now + self._lease / 3
+            # with what an earlier check revoked but failed to release
+            mine = [tp for tp, owner in plan.owners.items() if owner == self.member_id]
+            revoke += [tp for tp in mine if tp not in self._positions and tp not in plan.target]
             groups.release(conn, self.group, self.member_id, revoke)
             if revoke:
                 self.queue.touch([groups.group_key(self.group)])
@@ -208,7 +217,10 @@ class SqliteSubscription:
                     return []
                 self._changed.clear()  # before the reads: a commit after them sets it again
                 if self._due():
-                    self._rebalance()
+                    try:
+                        self._rebalance()
+                    except sqlite3.Error as exc:  # e.g. locked by another process: next check
+                        log.warning("group %s: cannot check the group: %s", self.group, exc)
                 if self._assigned_due:
                     assigned, self._assigned_due = self._assigned_due, []
                     if self._on_assigned is not None:
