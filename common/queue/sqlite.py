@@ -333,31 +333,46 @@ class SqliteQueue:
 
 
 def _migrate(conn: sqlite3.Connection, partitions: int) -> None:
-    """Databases of the single-partition queue: their records stay in partition 0 (the column's
-    default) and each group's offset becomes its offset in every partition (offsets are global,
-    so it still means "everything up to here was processed")."""
+    """Databases of the single-partition queue, in one transaction: their records stay in
+    partition 0 (the column's default) and each group's offset becomes its offset in every
+    partition (offsets are global, so it still means "everything up to here was processed").
+    Their groups do not hold records back until they subscribe again (a live view's group
+    never will)."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(queue_offsets)")}
-    if columns and "partition" not in columns:
-        conn.execute("ALTER TABLE queue_offsets RENAME TO queue_offsets_v1")
+    old_offsets = bool(columns) and "partition" not in columns
     record_columns = {row[1] for row in conn.execute("PRAGMA table_info(queue_records)")}
-    if "partition" not in record_columns:
-        conn.execute("ALTER TABLE queue_records ADD COLUMN partition INTEGER NOT NULL DEFAULT 0")
-    conn.executescript(GROUP_SCHEMA)
-    if columns and "partition" not in columns:
-        conn.execute(
-            "INSERT INTO queue_topics (topic, partitions) "
-            "SELECT DISTINCT topic, ? FROM queue_records WHERE true "
-            "ON CONFLICT (topic) DO NOTHING",
-            (partitions,),
-        )
-        for partition in range(partitions):
+    if not old_offsets and "partition" in record_columns:
+        conn.executescript(GROUP_SCHEMA)
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "partition" not in record_columns:
             conn.execute(
-                "INSERT INTO queue_offsets (grp, topic, partition, offset) "
-                "SELECT grp, topic, ?, offset FROM queue_offsets_v1",
-                (partition,),
+                "ALTER TABLE queue_records ADD COLUMN partition INTEGER NOT NULL DEFAULT 0"
             )
-        conn.execute(
-            "INSERT OR IGNORE INTO queue_subscriptions (grp, topic, durable) "
-            "SELECT grp, topic, 1 FROM queue_offsets_v1"
-        )
-        conn.execute("DROP TABLE queue_offsets_v1")
+        if old_offsets:
+            conn.execute("ALTER TABLE queue_offsets RENAME TO queue_offsets_v1")
+        for statement in GROUP_SCHEMA.split(";"):  # executescript would commit
+            if statement.strip():
+                conn.execute(statement)
+        if old_offsets:
+            conn.execute(
+                "INSERT OR IGNORE INTO queue_topics (topic, partitions) "
+                "SELECT DISTINCT topic, ? FROM queue_records",
+                (partitions,),
+            )
+            for partition in range(partitions):
+                conn.execute(
+                    "INSERT INTO queue_offsets (grp, topic, partition, offset) "
+                    "SELECT grp, topic, ?, offset FROM queue_offsets_v1",
+                    (partition,),
+                )
+            conn.execute(
+                "INSERT OR IGNORE INTO queue_subscriptions (grp, topic, durable) "
+                "SELECT grp, topic, 0 FROM queue_offsets_v1"
+            )
+            conn.execute("DROP TABLE queue_offsets_v1")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

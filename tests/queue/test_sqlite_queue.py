@@ -168,6 +168,7 @@ def test_a_single_partition_database_is_upgraded_in_place(db_path: Path) -> None
             ('executor', 'a', CAST('done-1' AS BLOB)), ('executor', 'b', CAST('done-2' AS BLOB)),
             ('executor', 'c', CAST('todo-3' AS BLOB));
         INSERT INTO queue_offsets VALUES ('executor', 'executor', 2);
+        INSERT INTO queue_offsets VALUES ('worker-kills.gone', 'executor', 0);
         """
     )
     conn.commit()
@@ -178,6 +179,9 @@ def test_a_single_partition_database_is_upgraded_in_place(db_path: Path) -> None
     records = _poll_until(sub, [], 2)
     assert sorted(_values(records)) == ["todo-3", "todo-4"]
     assert sub.poll(100, timeout=0.2) == []
+    # the group of a process long gone (it will never subscribe again) holds nothing back
+    sub.commit(records)
+    assert queue.purge(retain=0) == 4
     sub.close()
     queue.close()
 
