@@ -79,7 +79,7 @@ def test_consumed_records_are_purged_in_the_background(tmp_path: Path) -> None:
             process.wait_for(
                 lambda: _ended(client, label) == EXECUTIONS, 120, "every execution to end"
             )
-        # whatever the load, what stays is the margin of each partition of each topic
+        # whatever the load, what stays is at most a margin per partition of each topic
         bound = RETAIN * PARTITIONS * len(ALL_TOPICS)
         assert EXECUTIONS * 10 > bound  # the load emitted more than the bound: it can fail
         wait_until(
