@@ -229,7 +229,7 @@ class SqliteQueue:
         if known is not None:
             return known
         with self.db.transaction() as conn:
-            return self._topic_partitions(conn, topic)
+            return self.ensure_topic(conn, topic)
 
     def known_partitions(self, run: Run, topic: str) -> int:
         """The partition count of ``topic`` without creating it (any read will do)."""
@@ -242,7 +242,7 @@ class SqliteQueue:
         self._partitions[topic] = int(rows[0][0])
         return self._partitions[topic]
 
-    def _topic_partitions(self, conn: sqlite3.Connection, topic: str) -> int:
+    def ensure_topic(self, conn: sqlite3.Connection, topic: str) -> int:
         """The topic's partition count, creating the topic (in ``conn``'s transaction)."""
         known = self._partitions.get(topic)
         if known is not None:
@@ -260,7 +260,7 @@ class SqliteQueue:
         return count
 
     def _partition(self, conn: sqlite3.Connection, topic: str, key: str | None) -> int:
-        count = self._topic_partitions(conn, topic)
+        count = self.ensure_topic(conn, topic)
         if key is None:
             return next(self._round_robin) % count
         return zlib.crc32(key.encode()) % count

@@ -87,7 +87,7 @@ class SqliteSubscription:
         queue.register(self._names, self._changed)
         with self.db.transaction() as conn:
             for topic in topics:
-                queue._topic_partitions(conn, topic)
+                queue.ensure_topic(conn, topic)
             self._join(conn)
         # take what is free now: a live view counts "latest" from its subscription, not from
         # its first poll
