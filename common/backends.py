@@ -57,4 +57,9 @@ def create_queue(
     if db is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = SqliteDatabase(str(settings.sqlite_path))
-    return SqliteQueue(db, max_record_bytes=settings.queue_max_record_bytes)
+    return SqliteQueue(
+        db,
+        partitions=settings.queue_partitions,
+        session_timeout=settings.queue_session_timeout_seconds,
+        max_record_bytes=settings.queue_max_record_bytes,
+    )

@@ -55,6 +55,11 @@ def local(
     settings = Settings.load(
         config_file, data_dir=data_dir, host=host, port=port, log_format=log_format
     )
+    if settings.queue != "sqlite":
+        raise click.UsageError(
+            f"queue: {settings.queue}: `lanner server local` runs every component on the "
+            "embedded SQLite queue; remove `queue` from the configuration (or LANNER_QUEUE)"
+        )
     _configure_logging(settings.log_format)
     app = LocalServer(settings)
     try:
@@ -78,7 +83,7 @@ class LocalServer:
         self.queue: Any = None
 
     def start(self) -> None:
-        from common.backends import Backends
+        from common.backends import Backends, create_queue
         from common.queue.sqlite import SqliteDatabase, SqliteQueue
         from common.repository.sqlite import sqlite_repositories
         from common.secrets import key_file_key
@@ -92,12 +97,8 @@ class LocalServer:
         if not settings.encryption_key:
             settings.encryption_key = key_file_key(settings.data_dir)
         self.db = SqliteDatabase(str(settings.sqlite_path))
-        queue = SqliteQueue(
-            self.db,
-            partitions=settings.queue_partitions,
-            session_timeout=settings.queue_session_timeout_seconds,
-            max_record_bytes=settings.queue_max_record_bytes,
-        )
+        queue = create_queue(settings, db=self.db)
+        assert isinstance(queue, SqliteQueue)  # `local` checked settings.queue
         repositories = sqlite_repositories(self.db)
         storage = LocalStorage(settings.storage_dir)
         self.backends = Backends(queue, repositories, storage, settings)
