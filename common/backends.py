@@ -1,13 +1,23 @@
-"""The backends a component runs on, bundled so factories take one argument."""
+"""The backends a component runs on, chosen by the settings.
+
+Components never import a backend module (``common.queue.sqlite``, ``common.queue.kafka``...):
+they receive a ``Backends`` or a ``Queue`` built here from ``Settings``, so the same component
+code runs embedded on SQLite and highly available on Kafka. Backend modules are imported only
+when chosen: the embedded server does not need the Kafka client installed.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from common.queue.base import Queue
 from common.repository.base import Repositories
 from common.settings import Settings
 from common.storage.base import Storage
+
+if TYPE_CHECKING:
+    from common.queue.sqlite import SqliteDatabase
 
 
 @dataclass
@@ -18,3 +28,38 @@ class Backends:
     repositories: Repositories
     storage: Storage
     settings: Settings
+
+
+def create_queue(
+    settings: Settings, *, db: SqliteDatabase | None = None, client_id: str | None = None
+) -> Queue:
+    """The queue ``settings.queue`` names.
+
+    ``sqlite``: on ``db`` when given (the embedded server shares one database between the queue,
+    the executor's state and the repositories, so one transaction spans them), else on
+    ``settings.sqlite_path``. ``kafka``: on ``settings.kafka_bootstrap_servers``, with the
+    topics ``lanner kafka init`` created under ``settings.kafka_topic_prefix``; ``client_id``
+    names this process in the brokers' logs.
+    """
+    if settings.queue == "kafka":
+        from common.queue.kafka import KafkaQueue
+
+        return KafkaQueue(
+            settings.kafka_bootstrap_servers,
+            prefix=settings.kafka_topic_prefix,
+            client_id=client_id,
+            max_record_bytes=settings.queue_max_record_bytes,
+            consumer_config=settings.kafka_consumer_config,
+            producer_config=settings.kafka_producer_config,
+        )
+    from common.queue.sqlite import SqliteDatabase, SqliteQueue
+
+    if db is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = SqliteDatabase(str(settings.sqlite_path))
+    return SqliteQueue(
+        db,
+        partitions=settings.queue_partitions,
+        session_timeout=settings.queue_session_timeout_seconds,
+        max_record_bytes=settings.queue_max_record_bytes,
+    )

@@ -28,6 +28,19 @@ class Settings(BaseSettings):
     storage: Literal["local", "gcs"] = "local"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_prefix: str = "lanner."
+    # librdkafka properties added to every consumer / producer Lanner creates (security settings,
+    # session timeouts...); Lanner's own guarantees (acks=all, idempotence, read_committed, no
+    # auto-commit) are set after these and cannot be turned off here
+    kafka_consumer_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    kafka_producer_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # largest record a queue accepts (key + value bytes); above it: MessageTooLargeError
+    queue_max_record_bytes: int = 1_000_000
+    # embedded (SQLite) queue: partitions of a new topic; seconds a group member stays without
+    # polling; consumed records are purged every interval, keeping the newest of each topic
+    queue_partitions: int = 4
+    queue_session_timeout_seconds: float = 10.0
+    queue_purge_interval_seconds: float = 10.0
+    queue_retain_records: int = 1000
     elasticsearch_url: str = "http://127.0.0.1:9200"
     elasticsearch_index_prefix: str = "lanner_"
     gcs_bucket: str | None = None

@@ -161,6 +161,8 @@ class EmbeddedExecutor:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+            self._sub.close()  # leave the groups: a next executor takes the partitions at once
+            self._side.close()
 
     def _run(self) -> None:
         last_maintenance = 0.0

@@ -1,10 +1,10 @@
 """The task runner pool: polls worker tasks, runs them on threads, reports their results.
 
-Per worker task: deduplicate on ``job_id`` → emit the ``WorkerJob`` record (``worker-jobs``)
-and a RUNNING ``TaskResult`` (``executor``) → commit the offset → run the task in the pool →
-emit the final ``TaskResult`` and the ``worker-jobs`` tombstone together. The dispatcher polls
-only as many records as there are free threads, so a busy worker never holds tasks it cannot
-start.
+Per worker task: deduplicate on ``job_id`` → claim it in one ``produce_and_commit``: the
+``WorkerJob`` record (``worker-jobs``), a RUNNING ``TaskResult`` (``executor``) and the offset
+→ run the task in the pool → emit the final ``TaskResult`` and the ``worker-jobs`` tombstone
+together. The dispatcher polls only as many records as there are free threads, and a full pool
+polls paused, so a busy worker never holds tasks it cannot start and stays in its group.
 
 A task's ``run`` executes on its own daemon thread, watched by the pool thread, so a kill order
 or a timeout is answered even by a task that never looks at its kill flag: the kill flag is set
@@ -155,7 +155,9 @@ class Worker:
         # kills first: a kill order emitted after a task was received must not be missed
         self._kill_sub = self.queue.subscribe([KILLS], f"worker-kills.{self.id}", from_latest=True)
         group = f"worker.{self.config.group}" if self.config.group else "worker"
-        self._task_sub = self.queue.subscribe([worker_tasks_topic(self.config.group)], group)
+        self._task_sub = self.queue.subscribe(
+            [worker_tasks_topic(self.config.group)], group, instance_id=self.id
+        )
         self._heartbeat.start()
         for target, name in ((self._dispatch, "dispatcher"), (self._listen_kills, "kills")):
             thread = threading.Thread(target=target, name=f"lanner-worker-{name}", daemon=True)
@@ -198,13 +200,22 @@ class Worker:
     def _dispatch(self) -> None:
         while not self._stopping.is_set():
             with self._cond:
-                while len(self._running) >= self.threads and not self._stopping.is_set():
-                    self._cond.wait()
+                if len(self._running) >= self.threads:
+                    self._cond.wait(self.config.poll_timeout)
                 free = self.threads - len(self._running)
             if self._stopping.is_set():
                 return
             try:
-                records = self._task_sub.poll(max_records=free, timeout=self.config.poll_timeout)
+                if free <= 0:
+                    # a full pool keeps polling, paused: it stays in its group without taking
+                    # tasks it cannot start (they go to the other workers)
+                    self._task_sub.pause()
+                    records = self._task_sub.poll(max_records=1, timeout=0)
+                else:
+                    self._task_sub.resume()
+                    records = self._task_sub.poll(
+                        max_records=free, timeout=self.config.poll_timeout
+                    )
                 for record in records:
                     self._accept(record)
             except Exception:
@@ -239,16 +250,18 @@ class Worker:
             worker_id=self.id,
             date=now,
         )
-        try:
-            self.queue.emit_many(
+        try:  # the claim: one transaction, so a crash never leaves half of it
+            self._task_sub.produce_and_commit(
                 [
                     (WORKER_JOBS, run.id, job_record.to_json()),
                     (EXECUTOR, run.execution_id, self._result(task, State.RUNNING, now=now)),
-                ]
+                ],
+                [record],
             )
-            self._task_sub.commit([record])
-        except Exception:
-            self._finish(job)
+        except Exception:  # not claimed (e.g. its partition went to another worker): not done
+            with self._cond:
+                self._running.pop(task.job_id, None)
+                self._cond.notify_all()
             raise
         with self._cond:  # a kill order may have arrived before the task did
             killed = self._kills.get(run.execution_id)

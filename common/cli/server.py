@@ -55,6 +55,11 @@ def local(
     settings = Settings.load(
         config_file, data_dir=data_dir, host=host, port=port, log_format=log_format
     )
+    if settings.queue != "sqlite":
+        raise click.UsageError(
+            f"queue: {settings.queue}: `lanner server local` runs every component on the "
+            "embedded SQLite queue; remove `queue` from the configuration (or LANNER_QUEUE)"
+        )
     _configure_logging(settings.log_format)
     app = LocalServer(settings)
     try:
@@ -75,9 +80,10 @@ class LocalServer:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
         self.components: list[Any] = []
+        self.queue: Any = None
 
     def start(self) -> None:
-        from common.backends import Backends
+        from common.backends import Backends, create_queue
         from common.queue.sqlite import SqliteDatabase, SqliteQueue
         from common.repository.sqlite import sqlite_repositories
         from common.secrets import key_file_key
@@ -91,7 +97,8 @@ class LocalServer:
         if not settings.encryption_key:
             settings.encryption_key = key_file_key(settings.data_dir)
         self.db = SqliteDatabase(str(settings.sqlite_path))
-        queue = SqliteQueue(self.db)
+        queue = create_queue(settings, db=self.db)
+        assert isinstance(queue, SqliteQueue)  # `local` checked settings.queue
         repositories = sqlite_repositories(self.db)
         storage = LocalStorage(settings.storage_dir)
         self.backends = Backends(queue, repositories, storage, settings)
@@ -115,6 +122,11 @@ class LocalServer:
             log.warning("scheduler not available: Schedule triggers will not fire")
         for component in self.components:
             component.start()
+        # after the components subscribed: their groups hold back what they have not consumed
+        queue.start_purging(
+            interval=settings.queue_purge_interval_seconds, retain=settings.queue_retain_records
+        )
+        self.queue = queue
 
     def deploy_dir(self, flows_dir: Path) -> None:
         from common.errors import FlowValidationError
@@ -169,6 +181,9 @@ class LocalServer:
             except Exception:  # noqa: BLE001 - keep stopping the others
                 log.exception("error while stopping %s", type(component).__name__)
         self.components = []
+        if self.queue is not None:
+            self.queue.close()
+            self.queue = None
 
 
 def _configure_logging(fmt: str) -> None:

@@ -3,6 +3,7 @@
     topic                     key                     cleanup  partitions
     flows                     tenant/namespace/flowId compact   8
     executor                  execution id            delete   16
+    executor-flows            tenant/namespace/flowId delete    8   (created/ended notices)
     executions                execution id            compact  16
     worker-tasks[.<group>]    task run id             delete   16
     worker-triggers[.<group>] trigger uid             delete    8
@@ -45,6 +46,13 @@ class TopicSpec:
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("flows", "tenant/namespace/flowId", "flow source + revision", "compact", 8),
     TopicSpec("executor", "execution id", "executor inputs", "delete", 16),
+    TopicSpec(
+        "executor-flows",
+        "tenant/namespace/flowId",
+        "execution created / ended notices (concurrency, flow triggers)",
+        "delete",
+        8,
+    ),
     TopicSpec("executions", "execution id", "latest execution snapshot", "compact", 16),
     TopicSpec("worker-tasks", "task run id", "task to run", "delete", 16, per_worker_group=True),
     TopicSpec(

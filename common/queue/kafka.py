@@ -1,0 +1,482 @@
+"""The queue on Kafka (confluent-kafka), for the high-availability deployment.
+
+How ``common.queue.base`` maps onto Kafka:
+
+- a logical topic ``executor`` is the Kafka topic ``<prefix>executor``, created beforehand by
+  ``lanner kafka init`` (``kafka_topics``); a record's partition comes from its key with the
+  ``murmur2`` partitioner, the one of the Java client and of Faust, so a key lands on the same
+  partition whichever client wrote it (co-partitioned tables depend on it);
+- ``emit``/``emit_many``: an idempotent, ``acks=all`` producer, flushed before returning, so a
+  record ``emit`` returned from is on every in-sync replica (as SQLite's is on disk);
+- ``subscribe``: one consumer per member, ``read_committed``, never auto-committing, with the
+  ``cooperative-sticky`` assignor (a rebalance moves only the partitions that change owner, so
+  the callbacks name exactly what a member gains or loses). With an ``instance_id`` the member is
+  a static member (``group.instance.id``): a restart of the same instance gets its partitions
+  back without a rebalance, and ``close`` does not hand them over before the session timeout;
+- ``produce_and_commit``: one Kafka transaction of the member's transactional producer, whose
+  ``transactional.id`` is ``<prefix><group>.<instance_id>``: the same for every incarnation of
+  the instance, so a restarted instance fences its zombie and aborts the transaction it left
+  open (before it reads the group's offsets). The offsets go with the consumer's group metadata
+  (KIP-447), so a member that lost its partitions in a rebalance cannot commit them.
+
+Every client error surfaces as ``QueueError`` (``MessageTooLargeError`` for a record over
+``max_record_bytes``, checked before anything is sent so that no part of a batch is written).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from common.crash_points import BEFORE_COMMIT, crash_point
+from common.errors import MessageTooLargeError, QueueError
+
+from .base import AssignmentCallback, Outgoing, Record, TopicPartition
+from .kafka_client import (
+    LOGGER,
+    client_config,
+    create_admin,
+    create_consumer,
+    map_errors,
+    to_queue_error,
+)
+from .kafka_topics import DEFAULT_PREFIX
+
+# librdkafka counts a record's headers and framing too; our limit is on key + value bytes
+_FRAMING_BYTES = 16 * 1024
+
+ClientConfig = Mapping[str, str | int | float | bool]
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class KafkaQueue:
+    """The ``Queue`` on a Kafka cluster whose topics ``lanner kafka init`` created.
+
+    Args:
+        bootstrap_servers: ``host:port[,host:port...]``.
+        prefix: the topic name prefix given to ``lanner kafka init``.
+        client_id: names this process in the brokers' logs.
+        max_record_bytes: larger records (key + value) raise ``MessageTooLargeError``.
+        consumer_config, producer_config: extra librdkafka properties (security, timeouts);
+            Lanner's guarantees (acks=all, idempotence, read_committed, no auto-commit) win.
+        timeout: seconds a flush, a transaction step or a metadata request may take.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        client_id: str | None = None,
+        max_record_bytes: int = 1_000_000,
+        consumer_config: ClientConfig | None = None,
+        producer_config: ClientConfig | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.prefix = prefix
+        self.client_id = client_id
+        self.max_record_bytes = max_record_bytes
+        self.timeout = timeout
+        self._consumer_config = dict(consumer_config or {})
+        self._producer_config = dict(producer_config or {})
+        self._producer: Producer | None = None
+        self._partitions: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ names and limits
+    def kafka_topic(self, topic: str) -> str:
+        return self.prefix + topic
+
+    def logical_topic(self, kafka_topic: str) -> str:
+        return kafka_topic.removeprefix(self.prefix)
+
+    def check_sizes(self, records: Sequence[Outgoing]) -> None:
+        for topic, key, value in records:
+            size = (len(key.encode()) if key else 0) + (len(value) if value else 0)
+            if size > self.max_record_bytes:
+                raise MessageTooLargeError(
+                    f"a record of {size} bytes for topic '{topic}' (key {key!r}) is over the "
+                    f"queue's limit of {self.max_record_bytes} bytes"
+                )
+
+    # ------------------------------------------------------------------ producing
+    def producer_settings(self, **extra: Any) -> dict[str, Any]:
+        return client_config(
+            self.bootstrap_servers,
+            self.client_id,
+            **{
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                **self._producer_config,
+                "enable.idempotence": True,
+                "acks": "all",
+                "partitioner": "murmur2_random",
+                "message.max.bytes": max(1_000_000, self.max_record_bytes + _FRAMING_BYTES),
+                **extra,
+            },
+        )
+
+    def send(
+        self, producer: Producer, records: Sequence[Outgoing], on_delivery: DeliveryCallback
+    ) -> None:
+        """Queues ``records`` on ``producer`` (the caller flushes)."""
+        for topic, key, value in records:
+            kafka_topic = self.kafka_topic(topic)
+            with map_errors(f"producing to {kafka_topic}"):
+                deadline = time.monotonic() + self.timeout
+                while True:
+                    try:
+                        producer.produce(
+                            kafka_topic,
+                            value=value,
+                            key=key.encode() if key is not None else None,
+                            on_delivery=on_delivery,
+                        )
+                        break
+                    except BufferError:
+                        # the local queue is full: serve delivery reports to make room
+                        if time.monotonic() >= deadline:
+                            raise
+                        producer.poll(0.1)
+
+    def flush(self, producer: Producer, failures: list[QueueError], what: str) -> None:
+        with map_errors(what):
+            remaining = producer.flush(self.timeout)
+        if failures:
+            raise failures[0]
+        if remaining:
+            raise QueueError(
+                f"Kafka: {what} failed: {remaining} record(s) not delivered within "
+                f"{self.timeout:g} s"
+            )
+
+    def _shared_producer(self) -> Producer:
+        with self._lock:
+            if self._producer is None:
+                with map_errors("creating a producer"):
+                    self._producer = Producer(self.producer_settings())
+            return self._producer
+
+    def emit(self, topic: str, key: str | None, value: bytes | None) -> None:
+        self.emit_many([(topic, key, value)])
+
+    def emit_many(self, records: Sequence[Outgoing]) -> None:
+        """Sends the records and waits until every in-sync replica has them. Not atomic: after
+        a failure some of them may be written (``produce_and_commit`` is)."""
+        if not records:
+            return
+        self.check_sizes(records)
+        producer = self._shared_producer()
+        failures: list[QueueError] = []
+
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                failures.append(to_queue_error(error, f"delivering to {message.topic()}"))
+
+        self.send(producer, records, delivered)
+        self.flush(producer, failures, "flushing the producer")
+
+    # ------------------------------------------------------------------ consuming
+    def consumer_settings(self, instance_id: str | None) -> dict[str, Any]:
+        settings: dict[str, Any] = {
+            **self._consumer_config,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+        if instance_id is not None:
+            settings["group.instance.id"] = instance_id
+        return settings
+
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        group: str,
+        *,
+        from_latest: bool = False,
+        on_assigned: AssignmentCallback | None = None,
+        on_revoked: AssignmentCallback | None = None,
+        instance_id: str | None = None,
+    ) -> KafkaSubscription:
+        return KafkaSubscription(
+            self,
+            list(topics),
+            group,
+            from_latest=from_latest,
+            on_assigned=on_assigned,
+            on_revoked=on_revoked,
+            instance_id=instance_id,
+        )
+
+    def partitions(self, topic: str) -> int:
+        known = self._partitions.get(topic)
+        if known is not None:
+            return known
+        name = self.kafka_topic(topic)
+        admin = create_admin(self.bootstrap_servers)
+        with map_errors(f"reading the metadata of {name}"):
+            metadata = admin.list_topics(name, timeout=self.timeout).topics.get(name)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise QueueError(
+                f"Kafka topic {name} does not exist on {self.bootstrap_servers}: run "
+                "`lanner kafka init` with the same prefix"
+            )
+        self._partitions[topic] = len(metadata.partitions)
+        return self._partitions[topic]
+
+    def close(self) -> None:
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            self.flush(producer, [], "flushing the producer")
+
+
+class KafkaSubscription:
+    """One member of a consumer group, with its own transactional producer."""
+
+    def __init__(
+        self,
+        queue: KafkaQueue,
+        topics: list[str],
+        group: str,
+        *,
+        from_latest: bool,
+        on_assigned: AssignmentCallback | None,
+        on_revoked: AssignmentCallback | None,
+        instance_id: str | None,
+    ) -> None:
+        self._queue = queue
+        self.group = group
+        self.instance_id = instance_id
+        self.transactional_id = f"{queue.prefix}{group}.{instance_id or uuid.uuid4().hex}"
+        self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
+        self._assigned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._closed = False
+        self._producer: Producer | None = None
+        self._broken: QueueError | None = None
+        if instance_id is not None:
+            # before the consumer reads the group's offsets: a transaction the previous
+            # incarnation left open holds them (and the records after it) until it is aborted
+            self._producer = self._transactional_producer()
+        self._consumer: Consumer = create_consumer(
+            queue.bootstrap_servers,
+            group,
+            from_latest=from_latest,
+            client_id=queue.client_id,
+            **queue.consumer_settings(instance_id),
+        )
+        with map_errors(f"subscribing group {group} to {topics}"):
+            self._consumer.subscribe(
+                [queue.kafka_topic(t) for t in topics],
+                on_assign=self._assign,
+                on_revoke=self._revoke,
+                on_lost=self._lose,
+            )
+
+    # ------------------------------------------------------------------ rebalance callbacks
+    # librdkafka calls these from inside poll/consume/close, on the member's thread.
+    def _ours(self, partitions: Sequence[KafkaPartition]) -> list[TopicPartition]:
+        return [TopicPartition(self._queue.logical_topic(p.topic), p.partition) for p in partitions]
+
+    def _assign(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        consumer.incremental_assign(partitions)
+        gained = self._ours(partitions)
+        self._assigned.update(gained)
+        if gained and self._on_assigned is not None:
+            self._on_assigned(gained)
+
+    def _revoke(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        lost = self._ours(partitions)
+        try:
+            if lost and self._on_revoked is not None:
+                self._on_revoked(lost)  # may still commit them: they are ours until it returns
+        finally:
+            self._assigned.difference_update(lost)
+            self._paused.difference_update(lost)
+
+    def _lose(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        # the group already gave them to another member: a commit now could move its offsets
+        lost = self._ours(partitions)
+        self._assigned.difference_update(lost)
+        self._paused.difference_update(lost)
+        if lost and self._on_revoked is not None:
+            self._on_revoked(lost)
+
+    # ------------------------------------------------------------------ Subscription
+    def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        if self._closed:
+            return []
+        with map_errors(f"polling for group {self.group}"):
+            # consume() waits until it has max_records or the timeout passed: take what is
+            # there, else wait for one message only, then take what came with it
+            messages = self._consumer.consume(max_records, 0)
+            if not messages and timeout > 0:
+                first = self._consumer.poll(timeout)
+                if first is not None:
+                    messages = [first, *self._consumer.consume(max_records - 1, 0)]
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise to_queue_error(error, f"consuming for group {self.group}")
+                # transient (a broker restarting...): librdkafka retries on its own
+                LOGGER.warning("Kafka consumer of group %s: %s", self.group, error.str())
+                continue
+            key = message.key()
+            records.append(
+                Record(
+                    topic=self._queue.logical_topic(message.topic() or ""),
+                    key=key.decode() if key is not None else None,
+                    value=message.value(),
+                    partition=message.partition() or 0,
+                    offset=message.offset() or 0,
+                )
+            )
+        return records
+
+    def _offsets(self, records: Sequence[Record]) -> list[KafkaPartition]:
+        """The next offset to read per partition; partitions this member no longer holds are
+        left out (their new owner reads those records again: at-least-once, never a rewind of
+        its progress)."""
+        newest: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = record.topic_partition
+            newest[tp] = max(newest.get(tp, -1), record.offset)
+        return [
+            KafkaPartition(self._queue.kafka_topic(tp.topic), tp.partition, offset + 1)
+            for tp, offset in newest.items()
+            if tp in self._assigned
+        ]
+
+    def commit(self, records: Sequence[Record]) -> None:
+        offsets = self._offsets(records)
+        if not offsets or self._closed:
+            return
+        with map_errors(f"committing offsets of group {self.group}"):
+            committed = self._consumer.commit(offsets=offsets, asynchronous=False)
+        for partition in committed or []:
+            if partition.error is not None:
+                raise to_queue_error(partition.error, f"committing offsets of group {self.group}")
+
+    def _transactional_producer(self) -> Producer:
+        settings = self._queue.producer_settings(**{"transactional.id": self.transactional_id})
+        with map_errors(f"creating the transactional producer {self.transactional_id}"):
+            producer = Producer(settings)
+        with map_errors(f"initialising transactions of {self.transactional_id}"):
+            producer.init_transactions(self._queue.timeout)
+        return producer
+
+    def produce_and_commit(self, produce: Sequence[Outgoing], records: Sequence[Record]) -> None:
+        if self._broken is not None:
+            raise self._broken
+        self._queue.check_sizes(produce)
+        offsets = self._offsets(records)
+        if not produce and not offsets:
+            return
+        if self._producer is None:
+            self._producer = self._transactional_producer()
+        producer = self._producer
+        failures: list[QueueError] = []
+
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                failures.append(to_queue_error(error, f"delivering to {message.topic()}"))
+
+        what = f"the transaction of {self.transactional_id}"
+        with map_errors(f"beginning {what}"):
+            producer.begin_transaction()
+        try:
+            self._queue.send(producer, produce, delivered)
+            if offsets:
+                with map_errors(f"sending offsets to {what}"):
+                    producer.send_offsets_to_transaction(
+                        offsets, self._consumer.consumer_group_metadata(), self._queue.timeout
+                    )
+            # delivered inside the open transaction before it commits: a crash from here on
+            # leaves records on the brokers that read_committed readers must never see
+            self._queue.flush(producer, failures, f"flushing {what}")
+            crash_point(BEFORE_COMMIT)
+            self._commit_transaction(producer, what)
+        except QueueError as exc:
+            self._abort(producer, exc, what)
+            raise
+
+    def _commit_transaction(self, producer: Producer, what: str) -> None:
+        deadline = time.monotonic() + self._queue.timeout
+        while True:
+            try:
+                producer.commit_transaction(self._queue.timeout)
+                return
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and error.retriable()
+                if not retriable or time.monotonic() >= deadline:
+                    with map_errors(f"committing {what}"):
+                        raise
+
+    def _abort(self, producer: Producer, failure: QueueError, what: str) -> None:
+        cause = failure.__cause__
+        error = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
+        if isinstance(error, KafkaError) and error.fatal():
+            # fenced by a newer incarnation of this instance (or another fatal state): this
+            # member must not write again; a new subscription gets a new producer
+            self._broken = QueueError(f"Kafka: {what} can no longer be used: {failure}")
+            self._producer = None
+            return
+        try:
+            producer.abort_transaction(self._queue.timeout)
+        except KafkaException as exc:
+            self._broken = QueueError(f"Kafka: aborting {what} failed: {exc}")
+            self._producer = None
+
+    def assignment(self) -> list[TopicPartition]:
+        if self._closed:
+            return []
+        with map_errors(f"reading the assignment of group {self.group}"):
+            return self._ours(self._consumer.assignment())
+
+    def _targets(self, partitions: Sequence[TopicPartition] | None) -> list[TopicPartition]:
+        if partitions is None:
+            return sorted(self._assigned, key=lambda tp: (tp.topic, tp.partition))
+        return [tp for tp in partitions if tp in self._assigned]
+
+    def _kafka(self, partitions: Sequence[TopicPartition]) -> list[KafkaPartition]:
+        return [
+            KafkaPartition(self._queue.kafka_topic(tp.topic), tp.partition) for tp in partitions
+        ]
+
+    def pause(self, partitions: Sequence[TopicPartition] | None = None) -> None:
+        """Partitions this member does not hold are ignored; a paused partition that is revoked
+        and later assigned again comes back resumed."""
+        targets = self._targets(partitions)
+        if targets and not self._closed:
+            with map_errors(f"pausing partitions of group {self.group}"):
+                self._consumer.pause(self._kafka(targets))
+            self._paused.update(targets)
+
+    def resume(self, partitions: Sequence[TopicPartition] | None = None) -> None:
+        targets = self._targets(partitions)
+        if targets and not self._closed:
+            with map_errors(f"resuming partitions of group {self.group}"):
+                self._consumer.resume(self._kafka(targets))
+            self._paused.difference_update(targets)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            with map_errors(f"closing the consumer of group {self.group}"):
+                self._consumer.close()
+        finally:
+            self._closed = True
+            self._producer = None

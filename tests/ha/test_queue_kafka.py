@@ -1,0 +1,83 @@
+"""The queue contract on real Kafka: one broker, and the transaction test on three brokers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from common.cli.kafka import kafka
+from common.errors import QueueError
+from common.queue.base import EXECUTIONS, EXECUTOR
+from tests.contracts.queue import Member, QueueContract, TransactionContract, open_queue, poll_until
+from tests.infra.kafka import KafkaCluster
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
+
+PARTITIONS = 4
+
+
+def kafka_queue_settings(servers: str, prefix: str) -> dict[str, Any]:
+    """Creates the topics as an operator would (`lanner kafka init`), and the settings of a
+    queue on them. Group timeouts are short so that a killed member is noticed in seconds."""
+    result = CliRunner().invoke(
+        kafka,
+        [
+            "init",
+            "--bootstrap-servers",
+            servers,
+            "--prefix",
+            prefix,
+            "--partitions",
+            str(PARTITIONS),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return {
+        "queue": "kafka",
+        "kafka_bootstrap_servers": servers,
+        "kafka_topic_prefix": prefix,
+        "queue_max_record_bytes": 100_000,
+        "kafka_consumer_config": {
+            "session.timeout.ms": 6000,  # the brokers' group.min.session.timeout.ms
+            "heartbeat.interval.ms": 500,
+        },
+    }
+
+
+class TestKafkaQueue(QueueContract):
+    @pytest.fixture
+    def queue_settings(self, kafka_bootstrap_servers: str, unique_name: str) -> dict[str, Any]:
+        return kafka_queue_settings(kafka_bootstrap_servers, unique_name + ".")
+
+    def test_topics_are_prefixed_and_partitioned_as_kafka_init_made_them(
+        self, queue_settings: dict[str, Any]
+    ) -> None:
+        queue = open_queue(queue_settings)
+        assert queue.partitions(EXECUTOR) == PARTITIONS
+        with pytest.raises(QueueError, match="lanner kafka init"):
+            queue.partitions("no-such-topic")
+
+    def test_a_newer_incarnation_of_an_instance_fences_the_older_one(
+        self, queue_settings: dict[str, Any]
+    ) -> None:
+        queue = open_queue(queue_settings)
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        queue.emit(EXECUTOR, "k", b"in")
+        zombie = Member(queue, [EXECUTOR], group, instance_id="w1", commit=False)
+        poll_until([zombie], lambda: zombie.received, "the first incarnation to read")
+        Member(queue, [EXECUTOR], group, instance_id="w1", commit=False)  # the restart
+        with pytest.raises(QueueError, match="fenced|can no longer be used"):
+            zombie.subscription.produce_and_commit(
+                [(EXECUTIONS, "k", b"from-zombie")], zombie.received
+            )
+        with pytest.raises(QueueError, match="can no longer be used"):
+            zombie.subscription.produce_and_commit([(EXECUTIONS, "k", b"again")], [])
+
+
+class TestKafkaTransactionsOnThreeBrokers(TransactionContract):
+    @pytest.fixture
+    def queue_settings(self, kafka_cluster3: KafkaCluster, unique_name: str) -> dict[str, Any]:
+        return kafka_queue_settings(kafka_cluster3.bootstrap_servers, unique_name + ".")

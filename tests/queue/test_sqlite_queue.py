@@ -1,0 +1,223 @@
+"""What only the SQLite queue has to show (the shared behaviour is ``tests/contracts/queue.py``):
+leases, members of other processes, fencing of a member that lost its partitions, transactions
+joined by the embedded executor, the upgrade of a single-partition database, and what the purge
+may delete."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from common.errors import QueueError
+from common.queue.base import EXECUTIONS, EXECUTOR, Record, TopicPartition
+from common.queue.sqlite import SqliteDatabase, SqliteQueue
+from common.queue.sqlite_subscription import SqliteSubscription
+from tests.infra.processes import ManagedProcess, tail
+from tests.infra.waiting import wait_until
+
+DEADLINE = 30.0
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "lanner.db"
+
+
+@pytest.fixture
+def queue(db_path: Path) -> Iterator[SqliteQueue]:
+    q = SqliteQueue(SqliteDatabase(str(db_path)), session_timeout=1.0)
+    yield q
+    q.close()
+
+
+def _values(records: list[Record]) -> list[str]:
+    return [r.value.decode() for r in records if r.value is not None]
+
+
+def _poll_until(sub: SqliteSubscription, received: list[Record], count: int) -> list[Record]:
+    def step() -> bool:
+        received.extend(sub.poll(100, timeout=0.1))
+        return len(received) >= count
+
+    wait_until(step, DEADLINE, f"{count} records", interval=0)
+    return received
+
+
+def test_a_member_that_stops_polling_loses_its_partitions_after_its_lease(
+    queue: SqliteQueue,
+) -> None:
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    queue.emit_many([(EXECUTOR, f"k{n}", f"v{n}".encode()) for n in range(20)])
+    stalled = queue.subscribe([EXECUTOR], group)
+    taken = _poll_until(stalled, [], 20)  # polled, never committed, then it stops polling
+    survivor = queue.subscribe([EXECUTOR], group)
+    got: list[Record] = []
+
+    def survivor_has_everything() -> bool:
+        got.extend(survivor.poll(100, timeout=0.1))
+        return len(survivor.assignment()) == queue.partitions(EXECUTOR) and len(got) == 20
+
+    wait_until(survivor_has_everything, DEADLINE, "the lease to end and the survivor to take over")
+    assert sorted(_values(got)) == sorted(_values(taken))
+    # the stalled member is fenced: its late commit cannot move the group's offsets
+    with pytest.raises(QueueError, match="another member holds them"):
+        stalled.commit(taken)
+    with pytest.raises(QueueError):
+        stalled.produce_and_commit([(EXECUTIONS, "k0", b"zombie")], taken)
+    reader = queue.subscribe([EXECUTIONS], f"r-{uuid.uuid4().hex[:8]}")
+    assert reader.poll(100, timeout=0.2) == []  # nothing of the refused unit was written
+    stalled.close()
+    survivor.close()
+
+
+MEMBER = textwrap.dedent(
+    """
+    import sys
+    from common.queue.base import EXECUTOR
+    from common.queue.sqlite import SqliteDatabase, SqliteQueue
+
+    queue = SqliteQueue(SqliteDatabase(sys.argv[1]), session_timeout=600)
+    sub = queue.subscribe([EXECUTOR], sys.argv[2])
+    while True:
+        for record in sub.poll(100, timeout=0.2):
+            print("record", record.value.decode(), flush=True)
+    """
+)
+
+
+def test_a_killed_member_of_another_process_is_dropped_without_waiting_for_its_lease(
+    db_path: Path, queue: SqliteQueue, tmp_path: Path
+) -> None:
+    """Its lease is 10 minutes: the survivor takes over because the process is gone."""
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    log_path = tmp_path / "member.log"
+    member = ManagedProcess(
+        "sqlite queue member",
+        [sys.executable, "-c", MEMBER, str(db_path), group],
+        log_path,
+        cwd=Path(__file__).resolve().parents[2],
+    ).start()
+    try:
+        queue.emit_many([(EXECUTOR, f"k{n}", f"v{n}".encode()) for n in range(10)])
+        member.wait_for(lambda: log_path.read_text().count("record v") == 10, DEADLINE, "records")
+        survivor = queue.subscribe([EXECUTOR], group)
+        member.kill()
+        got: list[Record] = []
+
+        def took_over() -> bool:
+            got.extend(survivor.poll(100, timeout=0.1))
+            return len(got) == 10
+
+        wait_until(
+            took_over, DEADLINE, "the survivor to take over", diagnose=lambda: tail(log_path)
+        )
+        assert sorted(_values(got)) == sorted(f"v{n}" for n in range(10))
+        assert len(survivor.assignment()) == queue.partitions(EXECUTOR)
+        survivor.close()
+    finally:
+        member.kill()
+
+
+def test_records_of_another_process_wake_a_waiting_poll(db_path: Path, queue: SqliteQueue) -> None:
+    sub = queue.subscribe([EXECUTOR], f"g-{uuid.uuid4().hex[:8]}")
+    other = SqliteQueue(SqliteDatabase(str(db_path)))  # another connection, as another process
+    other.emit(EXECUTOR, "k", b"from elsewhere")
+    records = _poll_until(sub, [], 1)
+    assert _values(records) == ["from elsewhere"]
+    sub.close()
+
+
+def test_produce_and_commit_joins_an_enclosing_transaction(queue: SqliteQueue) -> None:
+    """The embedded executor stores its state, emits and commits in one transaction."""
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    queue.emit(EXECUTOR, "k", b"input")
+    sub = queue.subscribe([EXECUTOR], group)
+    records = _poll_until(sub, [], 1)
+    with pytest.raises(RuntimeError), queue.db.transaction():
+        sub.produce_and_commit([(EXECUTIONS, "k", b"output")], records)
+        raise RuntimeError("the batch fails after its emits")
+    sub.close()
+    again = queue.subscribe([EXECUTOR], group)
+    assert _values(_poll_until(again, [], 1)) == ["input"]  # the offset was rolled back too
+    reader = queue.subscribe([EXECUTIONS], f"r-{uuid.uuid4().hex[:8]}")
+    assert reader.poll(100, timeout=0.2) == []
+    with queue.db.transaction():
+        again.produce_and_commit([(EXECUTIONS, "k", b"output")], records)
+    assert _values(_poll_until(reader, [], 1)) == ["output"]
+    again.close()
+    reader.close()
+
+
+def test_a_single_partition_database_is_upgraded_in_place(db_path: Path) -> None:
+    """A database of the queue before partitions: its groups resume where they were."""
+    conn = sqlite3.connect(db_path)
+    conn.executescript(
+        """
+        CREATE TABLE queue_records (offset INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
+            key TEXT, value BLOB);
+        CREATE INDEX queue_records_topic ON queue_records (topic, offset);
+        CREATE TABLE queue_offsets (grp TEXT NOT NULL, topic TEXT NOT NULL,
+            offset INTEGER NOT NULL, PRIMARY KEY (grp, topic));
+        INSERT INTO queue_records (topic, key, value) VALUES
+            ('executor', 'a', CAST('done-1' AS BLOB)), ('executor', 'b', CAST('done-2' AS BLOB)),
+            ('executor', 'c', CAST('todo-3' AS BLOB));
+        INSERT INTO queue_offsets VALUES ('executor', 'executor', 2);
+        INSERT INTO queue_offsets VALUES ('worker-kills.gone', 'executor', 0);
+        """
+    )
+    conn.commit()
+    conn.close()
+    queue = SqliteQueue(SqliteDatabase(str(db_path)))
+    queue.emit(EXECUTOR, "d", b"todo-4")
+    sub = queue.subscribe([EXECUTOR], "executor")
+    records = _poll_until(sub, [], 2)
+    assert sorted(_values(records)) == ["todo-3", "todo-4"]
+    assert sub.poll(100, timeout=0.2) == []
+    # the group of a process long gone (it will never subscribe again) holds nothing back
+    sub.commit(records)
+    assert queue.purge(retain=0) == 4
+    sub.close()
+    queue.close()
+
+
+def test_purge_keeps_what_a_durable_group_has_not_committed_and_a_margin(
+    queue: SqliteQueue,
+) -> None:
+    slow_group = f"slow-{uuid.uuid4().hex[:8]}"
+    slow = queue.subscribe([EXECUTOR], slow_group)
+    fast = queue.subscribe([EXECUTOR], f"fast-{uuid.uuid4().hex[:8]}")
+    live = queue.subscribe([EXECUTOR], f"live-{uuid.uuid4().hex[:8]}", from_latest=True)
+    queue.emit_many([(EXECUTOR, "one-key", f"v{n}".encode()) for n in range(100)])
+    fast.commit(_poll_until(fast, [], 100))
+    slow_records = _poll_until(slow, [], 100)
+    slow.commit(slow_records[:40])
+    _poll_until(live, [], 100)  # a live view never commits: it holds nothing back
+
+    assert queue.purge(retain=5) == 40  # up to the slow group's offset
+    assert queue.purge(retain=5) == 0
+    slow.commit(slow_records)
+    assert queue.purge(retain=5) == 55  # every group is done: only the margin stays
+    remaining = queue.db.query("SELECT value FROM queue_records ORDER BY offset")
+    assert [bytes(r[0]).decode() for r in remaining] == [f"v{n}" for n in range(95, 100)]
+    for sub in (slow, fast, live):
+        sub.close()
+
+
+def test_assignment_pause_and_resume_are_per_partition(queue: SqliteQueue) -> None:
+    sub = queue.subscribe([EXECUTOR], f"g-{uuid.uuid4().hex[:8]}")
+    everything = [TopicPartition(EXECUTOR, p) for p in range(queue.partitions(EXECUTOR))]
+    assert sub.assignment() == everything
+    sub.pause(everything[1:])
+    queue.emit_many([(EXECUTOR, f"k{n}", b"x") for n in range(40)])
+    got = sub.poll(100, timeout=0.2)
+    assert got and {r.partition for r in got} == {0}
+    sub.resume()
+    rest = _poll_until(sub, [], 40 - len(got))
+    assert {r.partition for r in rest} == {1, 2, 3}
+    sub.close()
