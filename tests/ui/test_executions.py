@@ -1,0 +1,185 @@
+"""Executions in the browser: execute with inputs, live logs, Gantt, restart, list filters."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from tests.ui.conftest import create_flow, run_flow, screenshot
+
+PAUSING = """id: live
+namespace: ui.live
+inputs:
+  - id: name
+    type: STRING
+  - id: times
+    type: INT
+    defaults: 2
+  - id: mood
+    type: ENUM
+    values: [HAPPY, GRUMPY]
+    defaults: HAPPY
+tasks:
+  - id: before
+    type: io.kestra.plugin.core.log.Log
+    message: "Hello {{ inputs.name }} x{{ inputs.times }} {{ inputs.mood }}"
+  - id: wait
+    type: io.kestra.plugin.core.flow.Pause
+  - id: after
+    type: io.kestra.plugin.core.log.Log
+    message: "Resumed for {{ inputs.name }}"
+outputs:
+  - id: greeting
+    type: STRING
+    value: "{{ inputs.name }} is {{ inputs.mood }}"
+"""
+
+FAILING = """id: flaky
+namespace: ui.restart
+tasks:
+  - id: boom
+    type: io.kestra.plugin.core.execution.Fail
+    errorMessage: "boom for the UI test"
+"""
+
+
+def log_flow(namespace: str, flow_id: str) -> str:
+    return (
+        f"id: {flow_id}\nnamespace: {namespace}\ntasks:\n  - id: t\n"
+        "    type: io.kestra.plugin.core.log.Log\n    message: hi\n"
+    )
+
+
+def fail_flow(namespace: str, flow_id: str) -> str:
+    return (
+        f"id: {flow_id}\nnamespace: {namespace}\ntasks:\n  - id: t\n"
+        "    type: io.kestra.plugin.core.execution.Fail\n"
+    )
+
+
+def test_execute_with_inputs_then_watch_live_logs_and_the_gantt(
+    page: Page, api: httpx.Client
+) -> None:
+    create_flow(api, PAUSING)
+    page.goto("/ui/flows/edit/ui.live/live")
+    page.get_by_role("button", name="Execute").click()
+    drawer = page.get_by_test_id("execute-drawer")
+    expect(drawer.locator("#input-times")).to_have_value("2")
+    drawer.locator("#input-name").fill("Ada")
+    drawer.locator("#input-times").fill("3")
+    drawer.locator("#input-mood").select_option("GRUMPY")
+    screenshot(page, "flow-execute-form")
+    drawer.get_by_role("button", name="Execute").click()
+
+    expect(page).to_have_url(re.compile(r"/ui/executions/ui\.live/live/[^/]+/gantt$"))
+    execution_id = page.url.rsplit("/", 2)[-2]
+    expect(page.get_by_test_id("execution-state")).to_have_text("PAUSED")
+    gantt = page.get_by_test_id("gantt")
+    expect(gantt.locator("[data-task='before'] .gantt-bar")).to_have_class(re.compile("bg-success"))
+    expect(gantt.locator("[data-task='wait'] .gantt-bar")).to_have_class(re.compile("bg-paused"))
+    screenshot(page, "execution-gantt")
+
+    page.get_by_role("link", name="Logs", exact=True).nth(1).click()
+    logs = page.get_by_test_id("logs")
+    expect(logs).to_contain_text("Hello Ada x3 GRUMPY")
+    expect(logs).not_to_contain_text("Resumed for Ada")
+    # the page stays open: the next line arrives over the stream, with no reload
+    response = api.post(f"/executions/{execution_id}/resume")
+    assert response.status_code < 300, response.text
+    expect(logs).to_contain_text("Resumed for Ada")
+    expect(page.get_by_test_id("execution-state")).to_have_text("SUCCESS")
+    screenshot(page, "execution-logs")
+
+    # the level filter asks the server again: nothing is at ERROR
+    page.get_by_test_id("log-level").select_option("ERROR")
+    expect(logs).not_to_contain_text("Hello Ada")
+    page.get_by_test_id("log-level").select_option("INFO")
+    expect(logs).to_contain_text("Hello Ada x3 GRUMPY")
+
+    page.get_by_role("link", name="Overview").click()
+    inputs = page.get_by_test_id("execution-inputs")
+    expect(inputs).to_contain_text("Ada")
+    expect(inputs).to_contain_text("GRUMPY")
+    expect(page.get_by_test_id("task-runs").locator("tbody tr")).to_have_count(3)
+    screenshot(page, "execution-overview")
+
+    page.get_by_role("link", name="Outputs").click()
+    expect(page.locator("main")).to_contain_text("Ada is GRUMPY")
+    screenshot(page, "execution-outputs")
+
+
+def test_restart_a_failed_execution(page: Page, api: httpx.Client) -> None:
+    create_flow(api, FAILING)
+    failed = run_flow(api, "ui.restart", "flaky")
+    assert failed["state"]["current"] == "FAILED"
+
+    page.goto(f"/ui/executions/ui.restart/flaky/{failed['id']}")
+    state = page.get_by_test_id("execution-state")
+    expect(state).to_have_text("FAILED")
+    boom = page.get_by_test_id("task-runs").locator("[data-task='boom']")
+    expect(boom.locator(".attempt")).to_have_count(1)
+    expect(boom).to_contain_text("boom for the UI test")
+    page.get_by_role("button", name="Restart").click()
+
+    # the same execution runs the failed task again: a second attempt, which fails again
+    expect(boom.locator(".attempt")).to_have_count(2)
+    expect(state).to_have_text("FAILED")
+    expect(page.get_by_role("button", name="Restart")).to_be_visible()
+    screenshot(page, "execution-restarted")
+    stored = api.get(f"/executions/{failed['id']}").json()
+    assert len(stored["taskRunList"][0]["attempts"]) == 2
+
+
+def test_filter_the_executions_list(page: Page, api: httpx.Client) -> None:
+    create_flow(api, log_flow("ui.filter.alpha", "quiet"))
+    create_flow(api, fail_flow("ui.filter.beta", "noisy"))
+    ok = [run_flow(api, "ui.filter.alpha", "quiet") for _ in range(2)]
+    bad = run_flow(api, "ui.filter.beta", "noisy")
+
+    page.goto("/ui/executions")
+    table = page.get_by_test_id("executions-table")
+    page.locator("input[name=namespace]").fill("ui.filter")
+    page.get_by_role("button", name="Filter").click()
+    expect(table.locator("tbody tr[data-execution]")).to_have_count(3)
+    expect(page.get_by_test_id("total")).to_have_text("3 executions")
+    screenshot(page, "executions-list")
+
+    page.locator("select[name=state]").select_option("FAILED")
+    expect(table.locator("tbody tr[data-execution]")).to_have_count(1)
+    expect(table.locator(f"[data-execution='{bad['id']}']")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"state=FAILED"))
+
+    page.locator("select[name=state]").select_option("")
+    page.locator("input[name=flowId]").fill("quiet")
+    page.get_by_role("button", name="Filter").click()
+    expect(table.locator("tbody tr[data-execution]")).to_have_count(2)
+
+    # free text, from a bookmarked URL
+    page.goto(f"/ui/executions?q={ok[0]['id']}")
+    expect(table.locator("tbody tr[data-execution]")).to_have_count(1)
+    expect(table.locator(f"[data-execution='{ok[0]['id']}']")).to_be_visible()
+    expect(page.locator("input[name=q]")).to_have_value(ok[0]["id"])
+
+    page.locator("input[name=q]").fill("no-such-execution-anywhere")
+    page.get_by_role("button", name="Filter").click()
+    expect(table).to_contain_text("No execution matches these filters.")
+
+
+def test_api_errors_read_as_messages(page: Page) -> None:
+    page.goto("/ui/executions/ui.none/none/does-not-exist")
+    expect(page.get_by_role("alert")).to_contain_text("does-not-exist")
+    expect(page.get_by_role("alert")).to_contain_text("not found")
+    screenshot(page, "execution-not-found")
+
+
+def test_dashboard_lists_failures_and_running(page: Page, api: httpx.Client) -> None:
+    create_flow(api, fail_flow("ui.dash", "broken"))
+    failed = run_flow(api, "ui.dash", "broken")
+    page.goto("/ui/")
+    failures = page.get_by_test_id("failures-24h")
+    expect(failures.get_by_role("link", name="ui.dash.broken").first).to_be_visible()
+    expect(page.get_by_test_id("running-now")).to_be_visible()
+    screenshot(page, "dashboard")
+    assert failed["state"]["current"] == "FAILED"
