@@ -92,6 +92,10 @@ def test_execute_with_inputs_then_watch_live_logs_and_the_gantt(
     expect(page.get_by_test_id("execution-state")).to_have_text("SUCCESS")
     screenshot(page, "execution-logs")
 
+    page.get_by_placeholder("Search logs").fill("resumed")
+    expect(logs.locator(".log-line")).to_have_count(1)
+    page.get_by_placeholder("Search logs").fill("")
+
     # the level filter asks the server again: nothing is at ERROR
     page.get_by_test_id("log-level").select_option("ERROR")
     expect(logs).not_to_contain_text("Hello Ada")
@@ -183,3 +187,46 @@ def test_dashboard_lists_failures_and_running(page: Page, api: httpx.Client) -> 
     expect(page.get_by_test_id("running-now")).to_be_visible()
     screenshot(page, "dashboard")
     assert failed["state"]["current"] == "FAILED"
+
+
+def test_kill_a_paused_execution(page: Page, api: httpx.Client) -> None:
+    create_flow(api, PAUSING.replace("id: live", "id: killable"))
+    response = api.post("/executions/ui.live/killable", data={"name": "Bob"})
+    assert response.status_code == 200, response.text
+    execution_id = response.json()["id"]
+    page.goto(f"/ui/executions/ui.live/killable/{execution_id}")
+    state = page.get_by_test_id("execution-state")
+    expect(state).to_have_text("PAUSED")
+    page.get_by_role("button", name="Kill").click()
+    expect(state).to_have_text("KILLED")
+    expect(page.get_by_role("button", name="Kill")).to_have_count(0)
+    expect(page.get_by_role("button", name="Restart")).to_be_visible()
+
+
+def test_page_through_the_executions_list(page: Page, api: httpx.Client) -> None:
+    create_flow(api, log_flow("ui.pages", "many"))
+    created = [api.post("/executions/ui.pages/many") for _ in range(27)]
+    assert all(r.status_code == 200 for r in created)
+
+    page.goto("/ui/executions?namespace=ui.pages")
+    table = page.get_by_test_id("executions-table")
+    expect(page.get_by_test_id("total")).to_have_text("27 executions")
+    expect(table.locator("tbody tr[data-execution]")).to_have_count(25)
+    first_page = set(
+        table.locator("tbody tr[data-execution]").evaluate_all(
+            "rows => rows.map(r => r.dataset.execution)"
+        )
+    )
+    page.get_by_role("button", name="Next").click()
+    expect(page).to_have_url(re.compile(r"page=2"))
+    expect(page.get_by_text("Page 2 / 2")).to_be_visible()
+    expect(table.locator("tbody tr[data-execution]")).to_have_count(2)
+    second_page = set(
+        table.locator("tbody tr[data-execution]").evaluate_all(
+            "rows => rows.map(r => r.dataset.execution)"
+        )
+    )
+    assert first_page.isdisjoint(second_page)
+    assert first_page | second_page == {r.json()["id"] for r in created}
+    page.get_by_role("button", name="Previous").click()
+    expect(table.locator("tbody tr[data-execution]")).to_have_count(25)

@@ -9,7 +9,7 @@ export default defineConfig({
   build: {
     outDir: fileURLToPath(new URL("../static/ui", import.meta.url)),
     emptyOutDir: true,
-    chunkSizeWarningLimit: 1500,
+    chunkSizeWarningLimit: 2000,
   },
   server: { proxy: { "/api": "http://127.0.0.1:8080" } },
   test: { environment: "happy-dom", include: ["src/**/*.test.ts"] },
