@@ -86,7 +86,10 @@ def create_flow(api: httpx.Client, source: str) -> dict:
     return response.json()
 
 
-def run_flow(api: httpx.Client, namespace: str, flow_id: str, **inputs: str) -> dict:
-    response = api.post(f"/executions/{namespace}/{flow_id}", params={"wait": "true"}, data=inputs)
+def run_flow(
+    api: httpx.Client, namespace: str, flow_id: str, labels: tuple[str, ...] = (), **inputs: str
+) -> dict:
+    params = {"wait": "true", "labels": list(labels)}
+    response = api.post(f"/executions/{namespace}/{flow_id}", params=params, data=inputs)
     assert response.status_code == 200, response.text
     return response.json()

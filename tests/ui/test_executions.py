@@ -139,7 +139,7 @@ def test_restart_a_failed_execution(page: Page, api: httpx.Client) -> None:
 def test_filter_the_executions_list(page: Page, api: httpx.Client) -> None:
     create_flow(api, log_flow("ui.filter.alpha", "quiet"))
     create_flow(api, fail_flow("ui.filter.beta", "noisy"))
-    ok = [run_flow(api, "ui.filter.alpha", "quiet") for _ in range(2)]
+    ok = [run_flow(api, "ui.filter.alpha", "quiet", labels=(f"team:t{i}",)) for i in range(2)]
     bad = run_flow(api, "ui.filter.beta", "noisy")
 
     page.goto("/ui/executions")
@@ -165,6 +165,21 @@ def test_filter_the_executions_list(page: Page, api: httpx.Client) -> None:
     expect(table.locator("tbody tr[data-execution]")).to_have_count(1)
     expect(table.locator(f"[data-execution='{ok[0]['id']}']")).to_be_visible()
     expect(page.locator("input[name=q]")).to_have_value(ok[0]["id"])
+
+    page.goto("/ui/executions?namespace=ui.filter")
+    page.locator("input[name=labels]").fill("team:t1")
+    page.get_by_role("button", name="Filter").click()
+    expect(table.locator("tbody tr[data-execution]")).to_have_count(1)
+    expect(table.locator(f"[data-execution='{ok[1]['id']}']")).to_be_visible()
+
+    page.locator("input[name=labels]").fill("")
+    page.locator("input[name=startDate]").fill("2000-01-01T00:00")
+    page.locator("input[name=endDate]").fill("2000-12-31T00:00")
+    page.get_by_role("button", name="Filter").click()
+    expect(table).to_contain_text("No execution matches these filters.")
+    page.locator("input[name=endDate]").fill("")
+    page.get_by_role("button", name="Filter").click()
+    expect(table.locator("tbody tr[data-execution]")).to_have_count(3)
 
     page.locator("input[name=q]").fill("no-such-execution-anywhere")
     page.get_by_role("button", name="Filter").click()
@@ -230,3 +245,44 @@ def test_page_through_the_executions_list(page: Page, api: httpx.Client) -> None
     assert first_page | second_page == {r.json()["id"] for r in created}
     page.get_by_role("button", name="Previous").click()
     expect(table.locator("tbody tr[data-execution]")).to_have_count(25)
+
+
+UPLOAD = """id: upload
+namespace: ui.files
+inputs:
+  - id: doc
+    type: FILE
+  - id: verbose
+    type: BOOLEAN
+    defaults: false
+tasks:
+  - id: show
+    type: io.kestra.plugin.core.log.Log
+    message: "got {{ inputs.doc }} verbose={{ inputs.verbose }}"
+"""
+
+
+def test_execute_with_a_file_input(page: Page, api: httpx.Client) -> None:
+    create_flow(api, UPLOAD)
+    page.goto("/ui/flows/edit/ui.files/upload")
+    page.get_by_role("button", name="Execute").click()
+    drawer = page.get_by_test_id("execute-drawer")
+    drawer.get_by_role("button", name="Execute").click()
+    expect(drawer.locator(".field-error")).to_have_text("required")  # checked before any request
+    drawer.locator("#input-doc").set_input_files(
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"uploaded by the UI"}]
+    )
+    drawer.locator("#input-verbose").check()
+    drawer.get_by_role("button", name="Execute").click()
+
+    expect(page).to_have_url(re.compile(r"/ui/executions/ui\.files/upload/[^/]+/gantt$"))
+    expect(page.get_by_test_id("execution-state")).to_have_text("SUCCESS")
+    page.get_by_role("link", name="Overview").click()
+    inputs = page.get_by_test_id("execution-inputs")
+    expect(inputs).to_contain_text("true")
+    link = inputs.get_by_role("link", name="notes.txt")
+    href = link.get_attribute("href")
+    assert href is not None
+    download = httpx.get(page.url.split("/ui/")[0] + href, timeout=30)
+    assert download.status_code == 200, download.text
+    assert download.content == b"uploaded by the UI"
