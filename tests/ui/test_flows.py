@@ -95,3 +95,21 @@ def test_flows_list_searches_and_walks_the_namespace_tree(page: Page, api: httpx
     page.get_by_role("button", name="Search").click()
     expect(table.locator("tbody tr")).to_have_count(1)
     expect(table.locator("[data-flow='ui.tree.hr.payroll']")).to_be_visible()
+
+
+def test_the_editor_shows_problems_while_typing(page: Page) -> None:
+    page.goto("/ui/flows/new")
+    replace_source(page, INVALID)
+    # no save: the server's validation arrives on its own, at the line
+    expect(page.locator(".cm-line", has=page.locator(".cm-lintRange-error"))).to_have_text(
+        "    levle: INFO"
+    )
+    expect(page.get_by_test_id("validation")).to_have_text("1 problem")
+    expect(page.get_by_role("alert")).to_have_count(0)
+    page.locator(".cm-lint-marker-error").hover()
+    expect(page.locator(".cm-tooltip-lint")).to_contain_text("tasks[0].levle: unknown property")
+    screenshot(page, "flow-editor-live-validation")
+
+    replace_source(page, VALID)
+    expect(page.locator(".cm-lint-marker-error")).to_have_count(0)
+    expect(page.get_by_test_id("validation")).to_have_text("")
