@@ -193,15 +193,33 @@ def test_api_errors_read_as_messages(page: Page) -> None:
     screenshot(page, "execution-not-found")
 
 
-def test_dashboard_lists_failures_and_running(page: Page, api: httpx.Client) -> None:
+def test_dashboard_chart_comes_from_the_statistics_api(page: Page, api: httpx.Client) -> None:
     create_flow(api, fail_flow("ui.dash", "broken"))
     failed = run_flow(api, "ui.dash", "broken")
+    assert failed["state"]["current"] == "FAILED"
+    daily = api.get("/stats/executions/daily").json()
+    total = sum(sum(d["executionCounts"].values()) for d in daily)
+    ended = sum(
+        n
+        for d in daily
+        for state, n in d["executionCounts"].items()
+        if state in ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED")
+    )
+    succeeded = sum(d["executionCounts"].get(s, 0) for d in daily for s in ("SUCCESS", "WARNING"))
+
     page.goto("/ui/")
+    chart = page.get_by_test_id("executions-chart")
+    expect(chart).to_have_attribute("data-total", str(total))
+    expect(chart.locator("canvas")).to_be_visible()
+    expect(page.get_by_test_id("success-ratio")).to_have_text(f"{round(succeeded / ended * 100)}%")
     failures = page.get_by_test_id("failures-24h")
     expect(failures.get_by_role("link", name="ui.dash.broken").first).to_be_visible()
     expect(page.get_by_test_id("running-now")).to_be_visible()
     screenshot(page, "dashboard")
-    assert failed["state"]["current"] == "FAILED"
+
+    # the range picker asks the statistics API again: today's executions are in any range
+    page.get_by_test_id("range").select_option("7")
+    expect(chart).to_have_attribute("data-total", str(total))
 
 
 def test_kill_a_paused_execution(page: Page, api: httpx.Client) -> None:
