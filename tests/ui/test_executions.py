@@ -7,6 +7,7 @@ import re
 import httpx
 from playwright.sync_api import Page, expect
 
+from tests.infra.waiting import wait_until
 from tests.ui.conftest import create_flow, run_flow, screenshot
 
 PAUSING = """id: live
@@ -304,3 +305,63 @@ def test_execute_with_a_file_input(page: Page, api: httpx.Client) -> None:
     download = httpx.get(page.url.split("/ui/")[0] + href, timeout=30)
     assert download.status_code == 200, download.text
     assert download.content == b"uploaded by the UI"
+
+
+APPROVAL = """id: approval
+namespace: ui.resume
+tasks:
+  - id: wait
+    type: io.kestra.plugin.core.flow.Pause
+    onResume:
+      - id: comment
+        type: STRING
+      - id: approved
+        type: BOOLEAN
+        defaults: false
+  - id: after
+    type: io.kestra.plugin.core.log.Log
+    message: >-
+      approved={{ outputs.wait.onResume.approved }}
+      comment={{ outputs.wait.onResume.comment }}
+"""
+
+
+def test_resume_with_inputs_then_replay_from_a_task(page: Page, api: httpx.Client) -> None:
+    create_flow(api, APPROVAL)
+    response = api.post("/executions/ui.resume/approval")
+    assert response.status_code == 200, response.text
+    execution_id = response.json()["id"]
+    page.goto(f"/ui/executions/ui.resume/approval/{execution_id}")
+    state = page.get_by_test_id("execution-state")
+    expect(state).to_have_text("PAUSED")
+
+    page.get_by_role("button", name="Resume").click()
+    drawer = page.get_by_test_id("resume-drawer")
+    drawer.locator("#input-comment").fill("ship it")
+    drawer.locator("#input-approved").check()
+    screenshot(page, "execution-resume-form")
+    drawer.get_by_role("button", name="Resume").click()
+    expect(state).to_have_text("SUCCESS")
+    page.get_by_role("link", name="Logs", exact=True).nth(1).click()
+    expect(page.get_by_test_id("logs")).to_contain_text(
+        re.compile(r"approved=(true|True) comment=ship it")
+    )
+
+    page.get_by_role("link", name="Overview").click()
+    page.get_by_test_id("task-runs").locator("[data-task='after']").get_by_role(
+        "button", name="Replay from here"
+    ).click()
+    expect(page).not_to_have_url(re.compile(execution_id))
+    replayed_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    expect(state).to_have_text("SUCCESS")
+    replayed = api.get(f"/executions/{replayed_id}").json()
+    assert replayed["originalId"] == execution_id
+    assert [tr["taskId"] for tr in replayed["taskRunList"]] == ["wait", "after"]
+
+
+def test_workers_page_lists_the_live_workers(page: Page, api: httpx.Client) -> None:
+    workers = wait_until(lambda: api.get("/workers").json(), 60, "a worker heartbeat")
+    page.goto("/ui/workers")
+    table = page.get_by_test_id("workers-table")
+    expect(table.locator(f"[data-worker='{workers[0]['workerId']}']")).to_contain_text("UP")
+    screenshot(page, "workers")

@@ -21,6 +21,7 @@ export const router = createRouter({
       component: () => import("./pages/ExecutionPage.vue"),
       props: true,
     },
+    { path: "/workers", name: "workers", component: () => import("./pages/WorkersPage.vue") },
     { path: "/logs", name: "logs", component: () => import("./pages/LogsPage.vue") },
     { path: "/:rest(.*)*", name: "not-found", component: () => import("./pages/NotFoundPage.vue") },
   ],
