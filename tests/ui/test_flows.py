@@ -71,6 +71,14 @@ def test_create_a_flow_in_the_editor_with_a_validation_error_at_its_line(page: P
     page.get_by_test_id("save").click()
     expect(page.get_by_test_id("saved")).to_have_text("Saved revision 2")
 
+    # the revisions tab compares the previous revision with the latest
+    page.get_by_role("link", name="Revisions").click()
+    diff = page.get_by_test_id("revision-diff")
+    expect(diff.locator(".diff-del .diff-text")).to_have_text("description: Says hello")
+    expect(diff.locator(".diff-del .diff-no").first).to_have_text("3")
+    expect(diff.locator(".diff-add .diff-text")).to_have_text("description: Says hello again")
+    screenshot(page, "flow-revisions")
+
 
 def test_flows_list_searches_and_walks_the_namespace_tree(page: Page, api: httpx.Client) -> None:
     for namespace, flow_id in [("ui.tree.sales", "orders"), ("ui.tree.hr", "payroll")]:
