@@ -21,9 +21,9 @@ install: $(STAMP)
 ui:
 	cd $(UI) && npm ci --no-audit --no-fund --loglevel=error && npx vite build --logLevel warn
 
-# Vitest component tests of the UI.
+# Type check and Vitest component tests of the UI.
 ui-test: ui
-	cd $(UI) && npx vitest run
+	cd $(UI) && npm run --silent typecheck && npx vitest run
 
 # The end-to-end tests drive Debian's chromium, never a browser Playwright downloads.
 chromium:
