@@ -365,3 +365,29 @@ def test_workers_page_lists_the_live_workers(page: Page, api: httpx.Client) -> N
     table = page.get_by_test_id("workers-table")
     expect(table.locator(f"[data-worker='{workers[0]['workerId']}']")).to_contain_text("UP")
     screenshot(page, "workers")
+
+
+def test_bulk_restart_from_the_list(page: Page, api: httpx.Client) -> None:
+    create_flow(api, fail_flow("ui.bulk", "fragile"))
+    failed = [run_flow(api, "ui.bulk", "fragile")["id"] for _ in range(2)]
+    create_flow(api, log_flow("ui.bulk", "fine"))
+    fine = run_flow(api, "ui.bulk", "fine")["id"]
+
+    page.goto("/ui/executions?namespace=ui.bulk")
+    table = page.get_by_test_id("executions-table")
+    expect(table.locator("tbody tr[data-execution]")).to_have_count(3)
+    page.get_by_label("Select all").check()
+    expect(page.get_by_test_id("bulk-bar")).to_contain_text("3 selected")
+    screenshot(page, "executions-bulk-selection")
+    page.get_by_test_id("bulk-bar").get_by_role("button", name="Restart").click()
+    expect(page.get_by_test_id("bulk-message")).to_have_text("2 restarted · 1 skipped (state)")
+
+    def restarted_twice() -> bool:
+        executions = [api.get(f"/executions/{i}").json() for i in failed]
+        return all(
+            e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] == "FAILED"
+            for e in executions
+        )
+
+    wait_until(restarted_twice, 60, "both failed executions restarted and failed again")
+    assert api.get(f"/executions/{fine}").json()["metadata"]["attemptNumber"] == 1
