@@ -60,6 +60,11 @@ def test_flow_topology_draws_nested_flowables_as_groups(page: Page, api: httpx.C
     assert not _inside(page, ".topo-task[data-task='first']", ".topo-cluster[data-cluster='fan']")
     screenshot(page, "flow-topology")
 
+    page.get_by_role("link", name="Triggers").click()
+    trigger = page.get_by_test_id("flow-triggers").locator("[data-trigger='hourly']")
+    expect(trigger).to_contain_text("cron: 0 * * * *")
+    expect(trigger).to_contain_text("disabled")
+
 
 def test_execution_topology_is_coloured_by_state(page: Page, api: httpx.Client) -> None:
     create_flow(api, NESTED.replace("id: nested", "id: coloured"))
