@@ -104,6 +104,7 @@ export interface Execution {
   trigger?: { id: string; type: string } | null;
   originalId?: string | null;
   metadata?: { attemptNumber: number };
+  sequence?: number;
 }
 
 export interface Page<T> {
