@@ -1,4 +1,13 @@
 # One image for every Lanner component: `docker run lanner server executor|worker|...`.
+
+# The web UI, built from its committed lock; only the built files reach the image.
+FROM node:20-slim AS ui
+WORKDIR /src/webserver/ui
+COPY webserver/ui/package.json webserver/ui/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY webserver/ui/ ./
+RUN npx vite build
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,6 +17,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 COPY . .
+COPY --from=ui /src/webserver/static/ui webserver/static/ui
 # setuptools needs the README named in pyproject.toml; an empty one is enough to build.
 RUN test -f README.md || touch README.md \
     && pip install '.[ha]' \

@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(HOME)/.lanner
 
-.PHONY: run test test-unit test-ha bench lint format infra-up infra-down infra-status clean ui
+.PHONY: run test test-unit test-ha bench lint format infra-up infra-down infra-status clean ui ui-test chromium
+UI := webserver/ui
+CHROMIUM := /usr/bin/chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,11 +17,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+# The web UI: `npm ci` from the committed lock, then `vite build` into webserver/static/ui.
+ui:
+	cd $(UI) && npm ci --no-audit --no-fund --loglevel=error && npx vite build --logLevel warn
+
+# Type check and Vitest component tests of the UI.
+ui-test: ui
+	cd $(UI) && npm run --silent typecheck && npx vitest run
+
+# The end-to-end tests drive Debian's chromium, never a browser Playwright downloads.
+chromium:
+	@test -x $(CHROMIUM) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+run: $(STAMP) ui
 	$(BIN)/lanner server local --flows-dir examples/flows --data-dir $(DATA_DIR)
 
 # Provisions Kafka and Elasticsearch (cached under ~/.cache/lanner/infra) before the suites.
-test: $(STAMP)
+test: $(STAMP) ui-test chromium
 	$(BIN)/python -m tests.infra fetch
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -51,4 +65,4 @@ infra-status: $(STAMP)
 	$(BIN)/python -m tests.infra status
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info webserver/static/ui $(UI)/node_modules

@@ -104,3 +104,10 @@ def test_the_image_installs_the_ha_extra_on_python_3_11_slim() -> None:
     assert "FROM python:3.11-slim" in dockerfile
     assert "pip install '.[ha]'" in dockerfile
     assert 'ENTRYPOINT ["lanner"]' in dockerfile
+
+
+def test_the_image_builds_the_web_ui_in_its_own_stage() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "AS ui" in dockerfile
+    assert "npm ci" in dockerfile
+    assert "COPY --from=ui /src/webserver/static/ui webserver/static/ui" in dockerfile

@@ -13,10 +13,11 @@ from common.repository.base import ExecutionQuery
 from common.settings import Settings
 from webserver.errors import install_error_handlers
 from webserver.metrics import HttpMetrics, MetricsMiddleware
-from webserver.routers import executions, flows, logs, workers
+from webserver.routers import executions, flows, graph, logs, workers
+from webserver.ui_static import mount_ui
 
 API_PREFIX = "/api/v1"
-_ROUTERS = (flows.router, executions.router, logs.router, workers.router)
+_ROUTERS = (flows.router, graph.router, executions.router, logs.router, workers.router)
 
 
 def _health_router() -> APIRouter:
@@ -65,5 +66,6 @@ def create_app(settings: Settings, backends: Backends) -> FastAPI:
     for router in _ROUTERS:  # tenant-aware copies, hidden from the docs to keep them short
         app.include_router(router, prefix=API_PREFIX + "/{tenant}", include_in_schema=False)
     app.include_router(_health_router())
+    mount_ui(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.http_metrics)
     return app

@@ -1,0 +1,171 @@
+// The REST API under /api/v1; every failure becomes an ApiError with a readable message.
+
+export interface Problem {
+  path: string;
+  message: string;
+  line: number | null;
+}
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly problems: Problem[] = [],
+  ) {
+    super(message);
+  }
+}
+
+export const API = "/api/v1";
+
+export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(API + path, init);
+  } catch {
+    throw new ApiError("The server does not answer: is `lanner server` running?", 0);
+  }
+  const text = await response.text();
+  let body: unknown = null;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = text;
+    }
+  }
+  if (!response.ok) {
+    const data = (body ?? {}) as { message?: string; errors?: Problem[] };
+    const message =
+      typeof body === "string" && body
+        ? body
+        : data.message || `${response.status} ${response.statusText}`;
+    throw new ApiError(message, response.status, data.errors ?? []);
+  }
+  return body as T;
+}
+
+export function query(params: Record<string, string | number | string[] | undefined | null>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === null || value === "") continue;
+    if (Array.isArray(value)) value.forEach((v) => search.append(key, v));
+    else search.append(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+// ------------------------------------------------------------------ shapes the API returns
+
+export interface StateEntry {
+  state: string;
+  date: string;
+}
+
+export interface StateInfo {
+  current: string;
+  histories: StateEntry[];
+  startDate?: string | null;
+  endDate?: string | null;
+}
+
+export interface Attempt {
+  state: StateInfo;
+  workerId?: string;
+}
+
+export interface TaskRun {
+  id: string;
+  taskId: string;
+  parentTaskRunId?: string | null;
+  value?: string | null;
+  state: StateInfo;
+  attempts?: Attempt[];
+  outputs?: Record<string, unknown> | null;
+  error?: string | null;
+}
+
+export interface Label {
+  key: string;
+  value: string;
+}
+
+export interface Execution {
+  id: string;
+  namespace: string;
+  flowId: string;
+  flowRevision: number;
+  state: StateInfo;
+  taskRunList?: TaskRun[];
+  inputs?: Record<string, unknown> | null;
+  outputs?: Record<string, unknown> | null;
+  labels?: Label[];
+  trigger?: { id: string; type: string } | null;
+  originalId?: string | null;
+  metadata?: { attemptNumber: number };
+  sequence?: number;
+}
+
+export interface Page<T> {
+  results: T[];
+  total: number;
+  next?: string | null;
+}
+
+export interface FlowInput {
+  id: string;
+  type: string;
+  description?: string;
+  displayName?: string;
+  required?: boolean;
+  defaults?: unknown;
+  values?: string[] | string | null;
+  options?: string[] | null;
+  min?: unknown;
+  max?: unknown;
+}
+
+export interface Flow {
+  id: string;
+  namespace: string;
+  revision: number;
+  description?: string;
+  inputs?: FlowInput[];
+  tasks?: { id: string; type: string }[];
+  triggers?: { id: string; type: string }[];
+  labels?: Record<string, string>;
+  disabled: boolean;
+  updated: string;
+  source: string;
+}
+
+export interface LogEntry {
+  taskId?: string;
+  taskRunId?: string;
+  attemptNumber?: number;
+  timestamp: string;
+  level: "TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR";
+  message: string;
+}
+
+export const STATES = [
+  "CREATED",
+  "QUEUED",
+  "RUNNING",
+  "PAUSED",
+  "RETRYING",
+  "RETRIED",
+  "SUCCESS",
+  "WARNING",
+  "FAILED",
+  "KILLING",
+  "KILLED",
+  "CANCELLED",
+  "SKIPPED",
+  "RESTARTED",
+];
+
+export const TERMINAL = new Set(["SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED", "RETRIED"]);
+
+export const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] as const;

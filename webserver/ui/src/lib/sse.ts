@@ -1,0 +1,24 @@
+// An EventSource that stops when the server ends the stream (EventSource would reconnect and
+// replay it) and when the caller closes it; onEnd runs only when the server ended it.
+export function follow<T>(url: string, onData: (data: T) => void, onEnd: () => void = () => {}): () => void {
+  const source = new EventSource(url);
+  let open = true;
+  const close = () => {
+    if (!open) return;
+    open = false;
+    source.close();
+  };
+  source.onmessage = (event) => {
+    try {
+      onData(JSON.parse(event.data) as T);
+    } catch {
+      // a keepalive or a malformed event: nothing to show
+    }
+  };
+  source.onerror = () => {
+    if (!open) return;
+    close();
+    onEnd();
+  };
+  return close;
+}

@@ -1,0 +1,28 @@
+import { createRouter, createWebHistory } from "vue-router";
+
+// Kestra's UI paths, so a bookmarked Kestra link lands on the same page.
+export const router = createRouter({
+  history: createWebHistory("/ui/"),
+  routes: [
+    { path: "/", name: "home", component: () => import("./pages/DashboardPage.vue") },
+    { path: "/dashboards", redirect: "/" },
+    { path: "/flows", name: "flows", component: () => import("./pages/FlowsPage.vue") },
+    { path: "/flows/new", name: "flow-new", component: () => import("./pages/FlowPage.vue") },
+    {
+      path: "/flows/edit/:namespace/:id/:tab?",
+      name: "flow",
+      component: () => import("./pages/FlowPage.vue"),
+      props: true,
+    },
+    { path: "/executions", name: "executions", component: () => import("./pages/ExecutionsPage.vue") },
+    {
+      path: "/executions/:namespace/:flowId/:id/:tab?",
+      name: "execution",
+      component: () => import("./pages/ExecutionPage.vue"),
+      props: true,
+    },
+    { path: "/workers", name: "workers", component: () => import("./pages/WorkersPage.vue") },
+    { path: "/logs", name: "logs", component: () => import("./pages/LogsPage.vue") },
+    { path: "/:rest(.*)*", name: "not-found", component: () => import("./pages/NotFoundPage.vue") },
+  ],
+});
