@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # logical topic names (DESIGN.md "Kafka topics")
 FLOWS = "flows"
@@ -53,8 +53,10 @@ def worker_tasks_topic(group: str | None) -> str:
     return f"{WORKER_TASKS}.{group}" if group else WORKER_TASKS
 
 
-@dataclass(frozen=True, slots=True)
-class TopicPartition:
+class TopicPartition(NamedTuple):
+    """A NamedTuple, not a dataclass: a poll or commit hashes these many times, and a tuple's
+    hash and equality are C code."""
+
     topic: str
     partition: int
 

@@ -73,6 +73,9 @@ class SqliteSubscription:
         self._check_every = min(1.0, self._lease / 4)
         self._positions: dict[TopicPartition, int] = {}  # held partitions: last offset returned
         self._paused: set[TopicPartition] = set()
+        # what _fetch reads (held, not paused), worked out again only when that changes: a
+        # fetch runs for every poll, an assignment or pause changes rarely
+        self._fetchable: tuple[list[TopicPartition], list[str], bool] | None = None
         self._assigned_due: list[TopicPartition] = []  # on_assigned, at the next poll
         self._waiting = False  # a partition of the target still has its previous owner
         self._next_check = 0.0
@@ -195,6 +198,7 @@ class SqliteSubscription:
                     else:
                         position = 0
                 self._positions[tp] = position
+                self._fetchable = None
             self._waiting = bool(plan.target - held - set(gained))
         if lost:  # taken by another member while this one was away: too late to commit
             self._revoke(sorted(lost, key=_order))
@@ -207,6 +211,7 @@ class SqliteSubscription:
         for tp in parts:
             self._positions.pop(tp, None)
             self._paused.discard(tp)
+            self._fetchable = None
 
     # ------------------------------------------------------------------ records
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
@@ -250,12 +255,15 @@ class SqliteSubscription:
                 return
 
     def _fetch(self, max_records: int) -> list[Record]:
-        parts = sorted((tp for tp in self._positions if tp not in self._paused), key=_order)
+        if self._fetchable is None:
+            held = sorted((tp for tp in self._positions if tp not in self._paused), key=_order)
+            names = sorted({tp.topic for tp in held})
+            count = sum(self.queue.known_partitions(self.db.query, t) for t in names)
+            self._fetchable = (held, names, len(held) == count)
+        parts, topics, whole = self._fetchable
         if not parts:
             return []
-        topics = sorted({tp.topic for tp in parts})
         low = min(self._positions[tp] for tp in parts)
-        whole = len(parts) == sum(self.queue.known_partitions(self.db.query, t) for t in topics)
         if whole and all(self._positions[tp] == low for tp in parts):
             # the usual case (the only member, nothing paused): no partition filter at all
             rows = self.db.query(self._query(len(topics), 0), (*topics, low, max_records))
@@ -317,6 +325,7 @@ class SqliteSubscription:
     def pause(self, partitions: Sequence[TopicPartition] | None = None) -> None:
         with self._lock:
             self._paused.update(self._positions if partitions is None else partitions)
+            self._fetchable = None
 
     def resume(self, partitions: Sequence[TopicPartition] | None = None) -> None:
         with self._lock:
@@ -324,6 +333,7 @@ class SqliteSubscription:
                 self._paused.clear()
             else:
                 self._paused.difference_update(partitions)
+            self._fetchable = None
         self._changed.set()
 
     def close(self) -> None:
@@ -341,6 +351,7 @@ class SqliteSubscription:
             except (sqlite3.Error, QueueError):  # the database is gone: the row dies with us
                 log.debug("member %s of %s left without its row", self.member_id, self.group)
             self._positions.clear()
+            self._fetchable = None
             groups.LOCAL_MEMBERS.discard(self.member_id)
             self.queue.unregister(self._names, self._changed)
         self._changed.set()
