@@ -68,6 +68,9 @@ def client_config(bootstrap_servers: str, client_id: str | None = None, **extra:
         "bootstrap.servers": bootstrap_servers,
         "client.id": client_id or f"lanner-{socket.gethostname()}",
         "logger": LOGGER,
+        # Topics come from `lanner kafka init` only: a metadata request must never create one
+        # on a broker that auto-creates, or a missing topic goes unnoticed with 1 partition.
+        "allow.auto.create.topics": False,
     }
     config.update(extra)
     return config

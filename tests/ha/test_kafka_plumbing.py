@@ -12,8 +12,9 @@ from common.queue.kafka_client import (
     broker_count,
     create_admin,
     create_consumer,
+    ensure_topics,
 )
-from common.queue.kafka_topics import TOPICS, plan_topics
+from common.queue.kafka_topics import TOPICS, plan_topics, topic_name
 from tests.infra.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -94,7 +95,8 @@ def test_producer_and_consumer_helpers_round_trip(
 ) -> None:
     admin = create_admin(kafka_bootstrap_servers)
     assert broker_count(admin) >= 1
-    topic = unique_name
+    ensure_topics(admin, plan_topics(unique_name + ".", partitions=1))
+    topic = topic_name("logs", unique_name + ".")  # not compacted: every record stays
     producer = KafkaProducer(kafka_bootstrap_servers)
     for i in range(10):
         producer.send(topic, f"exec-{i % 3}", f"{i}".encode())

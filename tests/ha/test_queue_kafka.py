@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from common.cli.kafka import kafka
 from common.errors import QueueError
 from common.queue.base import EXECUTIONS, EXECUTOR
+from common.queue.kafka_client import create_admin
 from tests.contracts.queue import Member, QueueContract, TransactionContract, open_queue, poll_until
 from tests.infra.kafka import KafkaCluster
 
@@ -57,8 +58,11 @@ class TestKafkaQueue(QueueContract):
     ) -> None:
         queue = open_queue(queue_settings)
         assert queue.partitions(EXECUTOR) == PARTITIONS
-        with pytest.raises(QueueError, match="lanner kafka init"):
-            queue.partitions("no-such-topic")
+        for _ in range(2):  # asking must not create it, even on a broker that auto-creates
+            with pytest.raises(QueueError, match="lanner kafka init"):
+                queue.partitions("no-such-topic")
+        admin = create_admin(queue_settings["kafka_bootstrap_servers"])
+        assert queue.kafka_topic("no-such-topic") not in admin.list_topics(timeout=10).topics
 
     def test_a_newer_incarnation_of_an_instance_fences_the_older_one(
         self, queue_settings: dict[str, Any]

@@ -117,7 +117,7 @@ class KafkaCluster:
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": node.directory / "data",
             "num.partitions": 1,
-            "auto.create.topics.enable": "true",
+            "auto.create.topics.enable": "false",  # topics come from `lanner kafka init`
             "offsets.topic.replication.factor": rf,
             "offsets.topic.num.partitions": 10,
             "transaction.state.log.replication.factor": rf,
