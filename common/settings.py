@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     elasticsearch_index_prefix: str = "lanner_"
     gcs_bucket: str | None = None
     # worker
+    # /health/live, /health/ready and /metrics of `lanner server <component>` (0: any free port)
+    metrics_port: int = 8081
+    worker_id: str | None = None  # a stable id per worker instance (pod name); default random
     worker_threads: int = 0  # 0 = 8 x cores
     worker_group: str | None = None
     heartbeat_interval_seconds: float = 2.0
