@@ -90,8 +90,29 @@ def observe(
         chosen = slots.queued.pop(0)
         slots.running.append(chosen)
         slots.released += 1
-        dequeues.append(Dequeue(id=f"dequeue:{chosen}:{slots.released}", execution_id=chosen))
+        dequeues.append(
+            Dequeue(
+                id=f"dequeue:{chosen}:{slots.released}",
+                execution_id=chosen,
+                running_count=len(slots.running) - 1,
+            )
+        )
     return dequeues
+
+
+def request_admission(
+    slots: FlowSlots, concurrency: Concurrency | None, execution_id: str
+) -> Dequeue:
+    """The answer of a slot keeper (the Kafka flow agent) to an execution that asks for a slot
+    (``StepResult.admission_requested``): the slot is taken, or the place in the queue, now, and
+    the ``Dequeue`` tells the core how many others hold one, so it decides as :func:`admit` did."""
+    running = running_count(slots, execution_id)
+    admitted = admit(concurrency, running)
+    if admitted == State.RUNNING and execution_id not in slots.running:
+        slots.running.append(execution_id)
+    elif admitted == State.QUEUED and execution_id not in slots.queued:
+        slots.queued.append(execution_id)
+    return Dequeue(id=f"admit:{execution_id}", execution_id=execution_id, running_count=running)
 
 
 def _discard(items: list[str], item: str) -> None:

@@ -83,6 +83,9 @@ class StepResult:
     logs: list[LogEntry] = field(default_factory=list)
     changed: bool = False
     ended: bool = False
+    # the execution waits for its flow's concurrency slots (``running_count`` was None): the
+    # shell asks the flow's slot keeper, whose answer comes back as a ``Dequeue``
+    admission_requested: bool = False
 
 
 def step(
@@ -92,13 +95,16 @@ def step(
     now: datetime,
     config: CoreConfig | None = None,
     *,
-    running_count: int = 0,
+    running_count: int | None = 0,
     owned: bool = False,
 ) -> StepResult:
     """Apply ``event`` to the execution held in ``state``.
 
     ``running_count`` is the number of other executions of the flow currently running; the
-    shell provides it so the core can apply the flow's ``concurrency`` limit.
+    shell provides it so the core can apply the flow's ``concurrency`` limit. ``None``: the
+    shell does not hold the flow's slots (the Kafka executor's flow agent does); an execution
+    that needs a slot then stays CREATED and ``admission_requested`` is set, and the slot
+    keeper's ``Dequeue`` carries the count.
 
     ``state`` and ``event`` are left unchanged, unless ``owned``: the caller hands them over
     and never reads them again, so the new state is made from them in place instead of from a
@@ -285,7 +291,7 @@ class _Core:
         self.set_state(self.ex, State.FAILED)
 
     # ------------------------------------------------------------------ inputs
-    def apply(self, event: ExecutorInput, running_count: int) -> None:
+    def apply(self, event: ExecutorInput, running_count: int | None) -> None:
         if isinstance(event, NewExecution):
             self.start(event, running_count)
         elif self.ex.state.current.terminal and not isinstance(event, Restart):
@@ -303,7 +309,13 @@ class _Core:
         elif isinstance(event, WorkerDied):
             self.on_worker_died(event)
         elif isinstance(event, Dequeue):
-            if self.ex.state.current == State.QUEUED and self.flow is not None:
+            if event.running_count is not None:
+                running_count = event.running_count  # counted by the slot keeper
+            waiting = self.ex.state.current == State.QUEUED or (
+                self.ex.state.current == State.CREATED and self.state.awaiting_admission
+            )
+            if waiting and self.flow is not None:
+                self.state.awaiting_admission = False
                 self.begin(running_count)  # admitted like a new execution: limit, SLA
         elif isinstance(event, Timer):
             self.state.wakeups.pop(event.key, None)
@@ -313,7 +325,7 @@ class _Core:
             else:
                 self.on_timer(event.key)
 
-    def start(self, event: NewExecution, running_count: int) -> None:
+    def start(self, event: NewExecution, running_count: int | None) -> None:
         if self.flow is None:
             self.fail_execution(
                 f"Flow {self.ex.namespace}.{self.ex.flow_id} not found: deploy it, then create "
@@ -349,10 +361,14 @@ class _Core:
             return
         self.begin(running_count)
 
-    def begin(self, running_count: int) -> None:
+    def begin(self, running_count: int | None) -> None:
         assert self.flow is not None
         limit = self.flow.concurrency
-        admitted = admit(limit, running_count)
+        if limit is not None and running_count is None:
+            self.state.awaiting_admission = True
+            self.result.admission_requested = True
+            return
+        admitted = admit(limit, running_count or 0)
         if admitted == State.FAILED and limit is not None:
             self.fail_execution(
                 f"Flow is limited to {limit.limit} concurrent execution(s): execution failed"
@@ -375,6 +391,8 @@ class _Core:
         attempt = tr.attempts[-1]
         if attempt.state.current.terminal:
             return
+        if res.worker_id and attempt.worker_id and res.worker_id != attempt.worker_id:
+            return  # the attempt is claimed by another worker: this one is a zombie
         if res.worker_id:
             attempt.worker_id = res.worker_id
         if res.state == State.RUNNING:

@@ -22,6 +22,8 @@ class ExecutorState(WireModel):
     kill_state: State | None = None
     # key -> when the core wants to be called again (retry delays, pauses, WaitFor, SLA)
     wakeups: dict[str, datetime] = Field(default_factory=dict)
+    # CREATED and waiting for the flow agent's admission (Kafka executor, limited flows)
+    awaiting_admission: bool = False
 
     def next_wakeup(self) -> datetime | None:
         return min(self.wakeups.values()) if self.wakeups else None

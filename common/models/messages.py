@@ -178,6 +178,8 @@ class Dequeue(_ExecutorInput):
     """A concurrency slot of the flow is free: a QUEUED execution may start."""
 
     kind: Literal["dequeue"] = "dequeue"
+    # executions of the flow holding a slot besides this one, when the sender keeps the slots
+    running_count: int | None = None
 
 
 ExecutorInput = Annotated[

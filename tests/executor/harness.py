@@ -145,6 +145,9 @@ class Sim:
     windows: flow_triggers.Windows = field(default_factory=flow_triggers.Windows)
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
     liveness: liveness.Liveness = field(default_factory=liveness.Liveness)
+    # the Kafka executor's protocol: the core does not see the slots, it asks the flow agent
+    # (``admission_requested``), which answers with a ``Dequeue`` carrying the count
+    remote_slots: bool = False
 
     def __post_init__(self) -> None:
         self.catalog = FlowCatalog(_Flows(self.sources))
@@ -216,7 +219,13 @@ class Sim:
             event,
             self.now,
             self.config,
-            running_count=concurrency.running_count(slots, event.execution_id) if slots else 0,
+            running_count=(
+                None
+                if self.remote_slots
+                else concurrency.running_count(slots, event.execution_id)
+                if slots
+                else 0
+            ),
         )
         self.steps += 1
         if result.state is not None:
@@ -228,6 +237,10 @@ class Sim:
             return
         if slots is not None and flow is not None:
             self.inbox.extend(concurrency.observe(slots, flow.concurrency, result.state.execution))
+            if result.admission_requested:
+                self.inbox.append(
+                    concurrency.request_admission(slots, flow.concurrency, event.execution_id)
+                )
         if result.state.execution.state.current != previous:
             created, _ = flow_triggers.evaluate(
                 self.catalog.with_trigger(FlowTrigger),
