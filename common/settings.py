@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # worker
     # /health/live, /health/ready and /metrics of `lanner server <component>` (0: any free port)
     metrics_port: int = 8081
+    # a stable name per component instance (pod name): the executor's static group membership
+    instance_id: str | None = None
+    executor_session_timeout_seconds: float = 6.0  # a dead executor's partitions move after it
+    executor_state_retention_seconds: float = 86400.0  # ended executions stay this long
     worker_id: str | None = None  # a stable id per worker instance (pod name); default random
     worker_threads: int = 0  # 0 = 8 x cores
     worker_group: str | None = None

@@ -197,3 +197,74 @@ def _configure_logging(fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+
+
+@server.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML configuration file.",
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+def executor(config_file: Path | None, log_format: str | None) -> None:
+    """The executor on Kafka (a Faust app): run as many as you like, they share the partitions.
+
+    Needs LANNER_QUEUE=kafka. LANNER_INSTANCE_ID names the instance (stable across restarts:
+    static group membership makes a restart take its partitions back at once).
+    """
+    from common.backends import create_queue
+    from common.cli.component import describe_backends, ensure_kafka_topics
+    from common.management import ManagementServer
+    from common.settings import Settings
+    from executor.faust_app import create_faust_app, instance_name
+    from executor.liveness_coordinator import LivenessCoordinator
+
+    settings = Settings.load(config_file, log_format=log_format)
+    if settings.queue != "kafka":
+        raise click.UsageError(
+            "the executor runs on Kafka: set LANNER_QUEUE=kafka (the embedded executor runs "
+            "inside `lanner server local`)"
+        )
+    _configure_logging(settings.log_format)
+    for chatty in ("faust", "mode", "aiokafka", "executor.faust_app"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)  # Faust logs every service start
+    ensure_kafka_topics(settings)
+    instance = instance_name(settings)
+    app = create_faust_app(settings)
+    queue = create_queue(settings, client_id=f"executor-{instance}")
+    coordinator = LivenessCoordinator(
+        queue,
+        settings.kafka_bootstrap_servers,
+        settings.kafka_topic_prefix,
+        settings.worker_dead_after_seconds,
+        instance,
+    )
+
+    def ready() -> str | None:
+        if app.rebalancing:
+            return "rebalancing: partitions are moving between executors"
+        return None
+
+    management = ManagementServer("executor", settings.metrics_port, ready=ready)
+    management.start()
+    coordinator.start()
+    log.info(
+        "lanner executor %s started: %s; partitions: executor %d; management port %d",
+        instance,
+        describe_backends(settings),
+        app.conf.topic_partitions,
+        management.port,
+    )
+    import faust
+
+    worker = faust.Worker(app, loglevel="WARNING", override_logging=False, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        coordinator.stop()
+        queue.close()
+        app.lanner_flows.stop()
+        management.stop()
+        log.info("lanner executor %s stopped", instance)

@@ -182,6 +182,17 @@ class Dequeue(_ExecutorInput):
     running_count: int | None = None
 
 
+class FlowNotice(Message):
+    """To the flow agent (``executor-flows``, keyed by ``flow_key``): an execution asks for a
+    concurrency slot (``admit``), changed state (``state``: slots follow it), or changed state
+    in a way a Flow trigger of the keyed flow watches (``trigger``)."""
+
+    kind: Literal["admit", "state", "trigger"]
+    flow_key: str
+    execution: Execution
+    previous: State | None = None
+
+
 ExecutorInput = Annotated[
     NewExecution
     | TaskResult
