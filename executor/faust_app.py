@@ -381,12 +381,12 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
         value_serializer="raw",
         partitions=flows_partitions,
     )
-    raw = faust.Schema(key_type=str, value_type=bytes, value_serializer="raw")
-    as_json = faust.Schema(key_type=str, value_serializer="json")
-    states = app.Table("states", schema=raw, partitions=app.conf.topic_partitions)
-    wakeups = app.Table("wakeups", schema=as_json, partitions=app.conf.topic_partitions)
-    slots = app.Table("slots", schema=raw, partitions=flows_partitions)
-    windows = app.Table("windows", schema=raw, partitions=flows_partitions)
+    # bytes values are stored as they are ("raw"); keys are strings (DESIGN: Faust returns str)
+    raw: dict[str, Any] = {"key_type": str, "value_type": bytes}
+    states = app.Table("states", partitions=app.conf.topic_partitions, **raw)
+    wakeups = app.Table("wakeups", key_type=str, partitions=app.conf.topic_partitions)
+    slots = app.Table("slots", partitions=flows_partitions, **raw)
+    windows = app.Table("windows", partitions=flows_partitions, **raw)
     out_topics: dict[str, Any] = {}
 
     def out_topic(logical: str) -> Any:
@@ -406,7 +406,14 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
         async for event in stream.events():
             key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
             refresh_catalogs()
-            stored, due, out = executions.apply(key, event.value, states.get(key))
+            try:
+                stored, due, out = executions.apply(key, event.value, states.get(key))
+            except Exception:  # noqa: BLE001 - one input never stops the agent
+                log.exception(
+                    "executor input for %s at offset %s dropped", key, event.message.offset
+                )
+                EXECUTOR_METRICS.errors.inc()
+                continue
             if stored == b"":
                 states.pop(key, None)
                 wakeups.pop(key, None)
@@ -424,9 +431,14 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
         async for event in stream.events():
             key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
             refresh_catalogs()
-            new_slots, new_windows, out = flow_handler.apply(
-                event.value, slots.get(key), windows.get(key)
-            )
+            try:
+                new_slots, new_windows, out = flow_handler.apply(
+                    event.value, slots.get(key), windows.get(key)
+                )
+            except Exception:  # noqa: BLE001 - one notice never stops the agent
+                log.exception("flow notice for %s at offset %s dropped", key, event.message.offset)
+                EXECUTOR_METRICS.errors.inc()
+                continue
             if new_slots is not None:
                 slots[key] = new_slots
             if new_windows is not None:

@@ -137,3 +137,115 @@ def test_an_execution_runs_to_success_through_the_faust_executor(
         assert execution.state.current == State.SUCCESS, execution.state
         outputs = {tr.task_id: tr.outputs for tr in execution.task_run_list}
         assert outputs["after"] == {"value": f"hello {execution_id}!"}
+
+
+def _running_intervals(execution: Execution) -> tuple[datetime, datetime]:
+    histories = execution.state.histories
+    start = next(h.date for h in histories if h.state == State.RUNNING)
+    return start, histories[-1].date
+
+
+def test_two_executors_keep_concurrency_flow_triggers_subflows_and_timers(
+    cluster: Cluster, worker: Worker, lanner_process: StartLanner
+) -> None:
+    """The executions and their flow agent sit on different executor instances (4 partitions
+    shared by two executors): the semantics stay those of the embedded executor."""
+    for name in ("e1", "e2"):
+        lanner_process(["server", "executor"], env=cluster.env(name), name=f"executor-{name}")
+    cluster.deploy(
+        flow(
+            """
+            concurrency:
+              limit: 1
+              behavior: QUEUE
+            tasks:
+              - id: wait
+                type: io.kestra.plugin.core.flow.Sleep
+                duration: PT0.3S
+            """,
+            "limited",
+        )
+    )
+    cluster.deploy(
+        flow(
+            """
+            tasks:
+              - id: a
+                type: io.kestra.plugin.core.debug.Return
+                format: from-a
+            outputs:
+              - id: said
+                type: STRING
+                value: "{{ outputs.a.value }}"
+            """,
+            "a",
+        )
+    )
+    cluster.deploy(
+        flow(
+            """
+            inputs:
+              - id: got
+                type: STRING
+            tasks:
+              - id: b
+                type: io.kestra.plugin.core.debug.Return
+                format: "b got {{ inputs.got }}"
+            triggers:
+              - id: after-a
+                type: io.kestra.plugin.core.trigger.Flow
+                inputs:
+                  got: "{{ trigger.outputs.said }}"
+                conditions:
+                  - type: io.kestra.plugin.core.condition.ExecutionFlow
+                    namespace: ha
+                    flowId: a
+            """,
+            "b",
+        )
+    )
+    cluster.deploy(
+        flow(
+            """
+            tasks:
+              - id: child
+                type: io.kestra.plugin.core.flow.Subflow
+                namespace: ha
+                flowId: a
+                wait: true
+                transmitFailed: true
+              - id: pause
+                type: io.kestra.plugin.core.flow.Pause
+                delay: PT1S
+              - id: slow
+                type: io.kestra.plugin.core.flow.Sleep
+                duration: PT30S
+                timeout: PT1S
+                allowFailure: true
+            """,
+            "parent",
+        )
+    )
+    limited = [cluster.create("ha", "limited", f"lim-{i}") for i in range(6)]
+    parent = cluster.create("ha", "parent", "parent-1")
+    ended = cluster.wait_ended([*limited, parent], timeout=120)
+    assert all(ended[i].state.current == State.SUCCESS for i in limited)
+    intervals = sorted(_running_intervals(ended[i]) for i in limited)
+    for (_, end), (next_start, _) in zip(intervals, intervals[1:], strict=False):
+        assert next_start >= end, "two executions of a limit-1 flow ran at the same time"
+    assert any(State.QUEUED in [h.state for h in ended[i].state.histories] for i in limited)
+
+    run = ended[parent]
+    assert run.state.current == State.WARNING, run.state  # the timed-out task may fail
+    states = {tr.task_id: tr.state.current for tr in run.task_run_list}
+    # the timed-out task failed, which allowFailure turns into WARNING (as Kestra does)
+    assert states == {"child": State.SUCCESS, "pause": State.SUCCESS, "slow": State.WARNING}
+
+    # the subflow's child is an execution of flow a: its end triggers b with a's outputs
+    def triggered() -> list[Execution]:
+        cluster.read()
+        return [e for e in cluster.latest.values() if e.flow_id == "b" and e.state.current.terminal]
+
+    wait_until(triggered, 60, "flow b triggered by the end of flow a")
+    outputs = [tr.outputs for e in triggered() for tr in e.task_run_list]
+    assert {"value": "b got from-a"} in outputs
