@@ -4,6 +4,8 @@ webserver and the workers drive it."""
 from __future__ import annotations
 
 import textwrap
+import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,9 +17,9 @@ from common.backends import create_queue
 from common.flow import parse_flow
 from common.flow.store import flow_event, flow_key
 from common.models.execution import Execution
-from common.models.messages import NewExecution
+from common.models.messages import LogEntry, NewExecution
 from common.models.state import State
-from common.queue.base import EXECUTIONS, EXECUTOR, FLOWS, Queue
+from common.queue.base import EXECUTIONS, EXECUTOR, FLOWS, LOGS, Queue
 from common.repository.base import FlowRecord
 from common.settings import Settings
 from common.storage.local import LocalStorage
@@ -39,6 +41,7 @@ class Cluster:
         self.snapshots = self.queue.subscribe([EXECUTIONS], f"{prefix}test-reader")
         self.latest: dict[str, Execution] = {}
         self.revisions: dict[tuple[str, str], int] = {}
+        self.progress: dict[str, list[float]] = {}  # id -> when its snapshots arrived
 
     def env(self, name: str) -> dict[str, str]:
         return {
@@ -78,6 +81,7 @@ class Cluster:
                 known = self.latest.get(execution.id)
                 if known is None or known.sequence < execution.sequence:
                     self.latest[execution.id] = execution
+                    self.progress.setdefault(execution.id, []).append(time.monotonic())
 
     def wait_ended(self, ids: list[str], timeout: float = 60) -> dict[str, Execution]:
         def ended() -> bool:
@@ -249,3 +253,74 @@ def test_two_executors_keep_concurrency_flow_triggers_subflows_and_timers(
     wait_until(triggered, 60, "flow b triggered by the end of flow a")
     outputs = [tr.outputs for e in triggered() for tr in e.task_run_list]
     assert {"value": "b got from-a"} in outputs
+
+
+BENCHMARK01 = """
+inputs:
+  - id: name
+    type: STRING
+    defaults: World
+tasks:
+  - id: output
+    type: io.kestra.plugin.core.output.OutputValues
+    values:
+      message: "Hello {{ inputs.name }}"
+  - id: log
+    type: io.kestra.plugin.core.log.Log
+    message: "{{ outputs.output.values.message }}"
+"""
+
+
+@pytest.mark.timeout(900)
+def test_kill_9_of_one_of_two_executors_loses_and_duplicates_nothing(
+    cluster: Cluster, worker: Worker, lanner_process: StartLanner
+) -> None:
+    env = {"LANNER_EXECUTOR_SESSION_TIMEOUT_SECONDS": "3"}
+    doomed = lanner_process(
+        ["server", "executor"], env={**cluster.env("e1"), **env}, name="executor-e1"
+    )
+    lanner_process(["server", "executor"], env={**cluster.env("e2"), **env}, name="executor-e2")
+    cluster.deploy(flow(BENCHMARK01, "benchmark01"))
+    logs = cluster.queue.subscribe([LOGS], f"{cluster.settings_dict['kafka_topic_prefix']}logs")
+    ids = [f"load-{i:03d}" for i in range(500)]
+
+    def ended_count() -> int:
+        cluster.read()
+        return sum(1 for e in cluster.latest.values() if e.state.current.terminal)
+
+    for execution_id in ids[:250]:
+        cluster.create("ha", "benchmark01", execution_id)
+    wait_until(lambda: ended_count() >= 100, 300, "100 executions ended before the kill")
+    doomed.kill()
+    killed_at = time.monotonic()
+    in_flight = [e.id for e in cluster.latest.values() if not e.state.current.terminal]
+    for execution_id in ids[250:]:
+        cluster.create("ha", "benchmark01", execution_id)
+    ended = cluster.wait_ended(ids, timeout=600)
+
+    assert [i for i, e in ended.items() if e.state.current != State.SUCCESS] == []
+    for execution in ended.values():
+        task_ids = [tr.task_id for tr in execution.task_run_list]
+        assert sorted(task_ids) == ["log", "output"], (execution.id, task_ids)
+    # what the workers did: one log line per run of a Log task, never more than its attempts
+    lines: Counter[str] = Counter()
+    wanted = {tr.id: len(tr.attempts) for e in ended.values() for tr in e.task_run_list}
+
+    def all_lines() -> bool:
+        for record in logs.poll(1000, timeout=0.2):
+            entry = LogEntry.model_validate_json(record.value or b"{}")
+            if entry.task_id == "log" and entry.task_run_id:
+                lines[entry.task_run_id] += 1
+        return len(lines) == len(ids)
+
+    wait_until(all_lines, 60, "the log line of every Log task run")
+    assert {tr: n for tr, n in lines.items() if n > wanted[tr]} == {}
+    logs.close()
+    # the executions in flight on the killed executor's partitions wait for the survivor
+    resumed = [
+        next(t for t in cluster.progress[i] if t >= killed_at) - killed_at for i in in_flight
+    ]
+    print(
+        f"\nkill -9 of an executor: {len(in_flight)} executions in flight; the last of them "
+        f"moved again {max(resumed, default=0):.1f} s after the kill"
+    )

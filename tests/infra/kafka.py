@@ -126,6 +126,8 @@ class KafkaCluster:
             "share.coordinator.state.topic.replication.factor": rf,
             "share.coordinator.state.topic.min.isr": 1,
             "group.initial.rebalance.delay.ms": 0,
+            # a killed executor's partitions move within seconds (LANNER_EXECUTOR_SESSION_TIMEOUT)
+            "group.min.session.timeout.ms": 1000,
             "log.segment.bytes": 16 * 1024 * 1024,
             "log.retention.check.interval.ms": 60_000,
             "num.network.threads": 2,
