@@ -72,6 +72,25 @@ class ExecutionQuery:
     after: str | None = None  # a previous page's `next`: the page after it (with page=1)
 
 
+@dataclass(frozen=True)
+class LogQuery:
+    """Logs across executions (Kestra's ``/logs/search``), newest first by default."""
+
+    tenant_id: str = "main"
+    namespace: str | None = None  # prefix match, as executions
+    flow_id: str | None = None
+    execution_id: str | None = None
+    task_id: str | None = None
+    min_level: str | None = None
+    start_date: datetime | None = None  # timestamp >= start_date
+    end_date: datetime | None = None  # timestamp <= end_date
+    q: str | None = None  # case-insensitive text in the message
+    page: int = 1
+    size: int = 50
+    sort_desc: bool = True  # by timestamp, then insertion order
+    after: str | None = None
+
+
 class Interval(StrEnum):
     DAY = "day"
     HOUR = "hour"
@@ -119,7 +138,7 @@ class FlowStateCount:
     count: int
 
 
-def check_page(query: ExecutionQuery) -> None:
+def check_page(query: ExecutionQuery | LogQuery) -> None:
     """Raises ``QueryError`` when ``query`` asks for a page out of bounds. Problem paths are the
     API's parameter names, which these share."""
     problems = []
@@ -241,6 +260,10 @@ class LogRepository(Protocol):
         task_run_id: str | None = None,
         min_level: str | None = None,
     ) -> list[LogEntry]: ...
+
+    def search(self, query: LogQuery) -> Page[LogEntry]:
+        """One bounded page of the logs matching ``query`` (``QueryError`` if out of bounds)."""
+        ...
 
 
 class MetricRepository(Protocol):

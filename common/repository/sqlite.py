@@ -27,6 +27,7 @@ from .base import (
     FlowRecord,
     FlowStateCount,
     Interval,
+    LogQuery,
     Page,
     Repositories,
     StateBucket,
@@ -86,7 +87,10 @@ CREATE TABLE IF NOT EXISTS repo_logs (
     task_run_id TEXT,
     level INTEGER NOT NULL,
     timestamp TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    namespace TEXT,
+    flow_id TEXT,
+    task_id TEXT
 );
 CREATE INDEX IF NOT EXISTS repo_logs_execution ON repo_logs (tenant, execution_id, timestamp);
 CREATE TABLE IF NOT EXISTS repo_metrics (
@@ -103,6 +107,24 @@ CREATE TABLE IF NOT EXISTS repo_workers (
     body TEXT NOT NULL
 );
 """
+
+# Columns added to repo_logs after its first release (log search across executions), with the
+# JSON field each is filled from in a database created before them.
+_LOG_COLUMNS = {"namespace": "$.namespace", "flow_id": "$.flowId", "task_id": "$.taskId"}
+_LOG_INDEXES = """
+CREATE INDEX IF NOT EXISTS repo_logs_time ON repo_logs (tenant, timestamp);
+CREATE INDEX IF NOT EXISTS repo_logs_flow ON repo_logs (tenant, namespace, flow_id, timestamp);
+"""
+
+
+def _migrate_logs(db: SqliteDatabase) -> None:
+    columns = {str(r[1]) for r in db.query("PRAGMA table_info(repo_logs)")}
+    with db.transaction() as conn:
+        for column, path in _LOG_COLUMNS.items():
+            if column not in columns:
+                conn.execute(f"ALTER TABLE repo_logs ADD COLUMN {column} TEXT")
+                conn.execute(f"UPDATE repo_logs SET {column} = json_extract(body, '{path}')")
+    db.executescript(_LOG_INDEXES)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -517,13 +539,16 @@ class SqliteLogRepository(_Base):
                     level_number(entry.level),
                     iso(entry.timestamp),
                     body,
+                    entry.namespace,
+                    entry.flow_id,
+                    entry.task_id,
                 )
             )
         with self._tx() as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO repo_logs "
-                "(hash, tenant, execution_id, task_run_id, level, timestamp, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO repo_logs (hash, tenant, execution_id, task_run_id, "
+                "level, timestamp, body, namespace, flow_id, task_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -544,6 +569,56 @@ class SqliteLogRepository(_Base):
             params.append(level_number(min_level))
         sql += " ORDER BY timestamp, rowid"
         return [LogEntry.model_validate_json(str(r[0])) for r in self._read(sql, params)]
+
+    def search(self, query: LogQuery) -> Page[LogEntry]:
+        check_page(query)
+        where = ["tenant = ?"]
+        params: list[object] = [_tenant(query.tenant_id)]
+        if query.namespace:
+            where.append("(namespace = ? OR namespace LIKE ? ESCAPE '\\')")
+            params += [query.namespace, _like_prefix(query.namespace) + ".%"]
+        for column, value in (
+            ("flow_id", query.flow_id),
+            ("execution_id", query.execution_id),
+            ("task_id", query.task_id),
+        ):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.min_level:
+            where.append("level >= ?")
+            params.append(level_number(query.min_level))
+        if query.start_date is not None:
+            where.append("timestamp >= ?")
+            params.append(iso(query.start_date))
+        if query.end_date is not None:
+            where.append("timestamp <= ?")
+            params.append(iso(query.end_date))
+        if query.q:
+            # LIKE is case-insensitive for ASCII; the message is a JSON string in the body
+            where.append("json_extract(body, '$.message') LIKE ? ESCAPE '\\'")
+            params.append(_like_contains(query.q))
+        clause = " AND ".join(where)
+        total = int(self._read(f"SELECT COUNT(*) FROM repo_logs WHERE {clause}", params)[0][0])  # type: ignore[call-overload]
+        order = "DESC" if query.sort_desc else "ASC"
+        offset = (query.page - 1) * query.size
+        if query.after is not None:
+            stamp, row = decode_cursor(query.after, query.sort_desc, 2)
+            if not isinstance(stamp, str) or not isinstance(row, int):
+                raise QueryError([Problem("after", "not a cursor returned by a previous page")])
+            op = "<" if query.sort_desc else ">"
+            clause += f" AND (timestamp {op} ? OR (timestamp = ? AND rowid {op} ?))"
+            params += [stamp, stamp, row]
+            offset = 0
+        rows = self._read(
+            f"SELECT timestamp, rowid, body FROM repo_logs WHERE {clause} "
+            f"ORDER BY timestamp {order}, rowid {order} LIMIT ? OFFSET ?",
+            [*params, query.size + 1, offset],
+        )
+        more = len(rows) > query.size
+        rows = rows[: query.size]
+        cursor = encode_cursor([rows[-1][0], rows[-1][1]], query.sort_desc) if more else None
+        return Page([LogEntry.model_validate_json(str(r[2])) for r in rows], total, cursor)
 
 
 class SqliteMetricRepository(_Base):
@@ -597,6 +672,7 @@ def sqlite_repositories(db: SqliteDatabase) -> Repositories:
     """Every repository on one SQLite database; creates the tables if needed."""
     try:
         db.executescript(_SCHEMA)
+        _migrate_logs(db)
     except sqlite3.Error as exc:
         raise RepositoryError(f"cannot create the repository tables in {db.path}: {exc}") from exc
     return Repositories(
