@@ -141,6 +141,9 @@ export interface Flow {
 }
 
 export interface LogEntry {
+  namespace?: string;
+  flowId?: string;
+  executionId?: string;
   taskId?: string;
   taskRunId?: string;
   attemptNumber?: number;
