@@ -25,6 +25,7 @@ from common.errors import Problem, QueryError
 from common.models.execution import Execution
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
 from common.models.state import State
+from common.models.trigger import TriggerState
 
 T = TypeVar("T")
 
@@ -272,6 +273,22 @@ class MetricRepository(Protocol):
     def find(self, tenant_id: str, execution_id: str) -> list[MetricEntry]: ...
 
 
+class TriggerRepository(Protocol):
+    """Trigger states as the scheduler publishes them (``triggers`` topic), keyed by uid."""
+
+    def save_many(self, states: Sequence[TriggerState]) -> None:
+        """Store each state; a state older (``date``) than the stored one changes nothing."""
+        ...
+
+    def delete_many(self, uids: Sequence[str]) -> None: ...
+
+    def find(
+        self, tenant_id: str, namespace: str | None = None, flow_id: str | None = None
+    ) -> list[TriggerState]:
+        """States of a tenant, of a namespace (prefix match) or of one flow."""
+        ...
+
+
 class WorkerRepository(Protocol):
     def save(self, heartbeat: WorkerHeartbeat) -> None: ...
 
@@ -285,3 +302,4 @@ class Repositories:
     logs: LogRepository
     metrics: MetricRepository
     workers: WorkerRepository
+    triggers: TriggerRepository

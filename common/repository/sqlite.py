@@ -18,6 +18,7 @@ from common.errors import Problem, QueryError, RepositoryError
 from common.models.execution import Execution, ExecutionHead
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
 from common.models.state import State
+from common.models.trigger import TriggerState
 from common.queue.sqlite import SqliteDatabase
 
 from .base import (
@@ -101,6 +102,15 @@ CREATE TABLE IF NOT EXISTS repo_metrics (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS repo_metrics_execution ON repo_metrics (tenant, execution_id);
+CREATE TABLE IF NOT EXISTS repo_triggers (
+    uid TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    date TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS repo_triggers_flow ON repo_triggers (tenant, namespace, flow_id);
 CREATE TABLE IF NOT EXISTS repo_workers (
     worker_id TEXT PRIMARY KEY,
     date TEXT NOT NULL,
@@ -668,6 +678,47 @@ class SqliteWorkerRepository(_Base):
         return [WorkerHeartbeat.model_validate_json(str(r[0])) for r in rows]
 
 
+class SqliteTriggerRepository(_Base):
+    def save_many(self, states: Sequence[TriggerState]) -> None:
+        rows = [
+            (
+                s.uid,
+                _tenant(s.tenant_id),
+                s.namespace,
+                s.flow_id,
+                iso(s.date),
+                s.to_json().decode(),
+            )
+            for s in states
+        ]
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO repo_triggers (uid, tenant, namespace, flow_id, date, body) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (uid) DO UPDATE SET date = excluded.date, "
+                "body = excluded.body WHERE excluded.date IS NULL OR repo_triggers.date IS NULL "
+                "OR excluded.date >= repo_triggers.date",
+                rows,
+            )
+
+    def delete_many(self, uids: Sequence[str]) -> None:
+        with self._tx() as conn:
+            conn.executemany("DELETE FROM repo_triggers WHERE uid = ?", [(u,) for u in uids])
+
+    def find(
+        self, tenant_id: str, namespace: str | None = None, flow_id: str | None = None
+    ) -> list[TriggerState]:
+        sql = "SELECT body FROM repo_triggers WHERE tenant = ?"
+        params: list[object] = [_tenant(tenant_id)]
+        if namespace:
+            sql += " AND (namespace = ? OR namespace LIKE ? ESCAPE '\\')"
+            params += [namespace, _like_prefix(namespace) + ".%"]
+        if flow_id:
+            sql += " AND flow_id = ?"
+            params.append(flow_id)
+        sql += " ORDER BY namespace, flow_id, uid"
+        return [TriggerState.model_validate_json(str(r[0])) for r in self._read(sql, params)]
+
+
 def sqlite_repositories(db: SqliteDatabase) -> Repositories:
     """Every repository on one SQLite database; creates the tables if needed."""
     try:
@@ -681,4 +732,5 @@ def sqlite_repositories(db: SqliteDatabase) -> Repositories:
         logs=SqliteLogRepository(db),
         metrics=SqliteMetricRepository(db),
         workers=SqliteWorkerRepository(db),
+        triggers=SqliteTriggerRepository(db),
     )

@@ -353,6 +353,30 @@ class RepositoryContract:
         with pytest.raises(QueryError):
             search(LogQuery(size=MAX_PAGE_SIZE + 1))
 
+    def test_trigger_states(self, repositories: Repositories) -> None:
+        from common.models.trigger import TriggerState
+
+        def state(namespace: str, trigger_id: str, minutes: int) -> TriggerState:
+            return TriggerState(
+                namespace=namespace,
+                flow_id="hello",
+                trigger_id=trigger_id,
+                next_execution_date=T0 + timedelta(minutes=minutes + 1),
+                date=T0 + timedelta(minutes=minutes),
+            )
+
+        repo = repositories.triggers
+        repo.save_many([state("company.team", "a", 5), state("companyx", "b", 0)])
+        repo.save_many([state("company.team", "a", 1)])  # older: ignored
+        self.refresh(repositories)
+        found = repo.find("main", "company")
+        assert [(s.trigger_id, s.date) for s in found] == [("a", T0 + timedelta(minutes=5))]
+        assert len(repo.find("main")) == 2
+        assert repo.find("main", "company.team", "other") == []
+        repo.delete_many([found[0].uid])
+        self.refresh(repositories)
+        assert [s.trigger_id for s in repo.find("main")] == ["b"]
+
     def test_metrics(self, repositories: Repositories) -> None:
         metric = MetricEntry(
             namespace="company.team",
