@@ -13,11 +13,18 @@ from common.repository.base import ExecutionQuery
 from common.settings import Settings
 from webserver.errors import install_error_handlers
 from webserver.metrics import HttpMetrics, MetricsMiddleware
-from webserver.routers import executions, flows, graph, logs, workers
+from webserver.routers import executions, flows, graph, logs, triggers, workers
 from webserver.ui_static import mount_ui
 
 API_PREFIX = "/api/v1"
-_ROUTERS = (flows.router, graph.router, executions.router, logs.router, workers.router)
+_ROUTERS = (
+    flows.router,
+    graph.router,
+    executions.router,
+    logs.router,
+    triggers.router,
+    workers.router,
+)
 
 
 def _health_router() -> APIRouter:
