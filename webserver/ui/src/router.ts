@@ -22,6 +22,7 @@ export const router = createRouter({
       props: true,
     },
     { path: "/workers", name: "workers", component: () => import("./pages/WorkersPage.vue") },
+    { path: "/admin/triggers", name: "triggers", component: () => import("./pages/TriggersPage.vue") },
     { path: "/logs", name: "logs", component: () => import("./pages/LogsPage.vue") },
     { path: "/:rest(.*)*", name: "not-found", component: () => import("./pages/NotFoundPage.vue") },
   ],

@@ -172,3 +172,23 @@ export const STATES = [
 export const TERMINAL = new Set(["SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED", "RETRIED"]);
 
 export const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] as const;
+
+// Kestra's /triggers/search result: the trigger as declared, and what the scheduler stored
+export interface TriggerContext {
+  namespace: string;
+  flowId: string;
+  triggerId: string;
+  nextExecutionDate?: string | null;
+  lastExecutionId?: string | null;
+  lastExecutionDate?: string | null;
+  date?: string | null;
+  disabled: boolean;
+  backfill?: { start: string; end?: string | null; currentDate?: string | null; paused?: boolean } | null;
+}
+
+export interface TriggerItem {
+  abstractTrigger: { id: string; type: string } & Record<string, unknown>;
+  triggerContext: TriggerContext;
+  flowDisabled: boolean;
+  triggerDisabled: boolean;
+}
