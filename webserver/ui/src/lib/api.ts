@@ -18,11 +18,20 @@ export class ApiError extends Error {
 
 export const API = "/api/v1";
 
+// dispatched on window when a call fails with a server error or no answer (the health banner
+// checks readiness at once)
+export const API_FAILED = "lanner:api-failed";
+
+function signalFailure() {
+  window.dispatchEvent(new Event(API_FAILED));
+}
+
 export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
   let response: Response;
   try {
     response = await fetch(API + path, init);
   } catch {
+    signalFailure();
     throw new ApiError("The server does not answer: is `lanner server` running?", 0);
   }
   const text = await response.text();
@@ -35,6 +44,7 @@ export async function request<T>(path: string, init: RequestInit = {}): Promise<
     }
   }
   if (!response.ok) {
+    if (response.status >= 500) signalFailure();
     const data = (body ?? {}) as { message?: string; errors?: Problem[] };
     const message =
       typeof body === "string" && body
