@@ -18,6 +18,10 @@ export class ApiError extends Error {
 
 export const API = "/api/v1";
 
+// numbered pages reach this many results deep; deeper pages follow the `next` cursor
+// (common/repository/base.py MAX_RESULT_WINDOW)
+export const MAX_RESULT_WINDOW = 10_000;
+
 // dispatched on window when a call fails with a server error or no answer (the health banner
 // checks readiness at once)
 export const API_FAILED = "lanner:api-failed";
