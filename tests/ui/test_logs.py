@@ -7,6 +7,7 @@ import re
 import httpx
 from playwright.sync_api import Page, expect
 
+from tests.infra.waiting import wait_until
 from tests.ui.conftest import create_flow, run_flow, screenshot
 
 NOISY = """id: noisy
@@ -39,6 +40,13 @@ def test_search_logs_across_executions_then_follow(page: Page, api: httpx.Client
     first = run_flow(api, "ui.logs", "noisy", tag="first")
     run_flow(api, "ui.logs", "noisy", tag="second")
     run_flow(api, "ui.logs.other", "quiet")
+    # an ended execution's logs may reach the repository a moment after its last state
+    wait_until(
+        lambda: api.get("/logs/search", params={"namespace": "ui.logs"}).json()["total"] == 5,
+        30,
+        "the five log lines indexed",
+        interval=0.2,
+    )
 
     page.goto("/ui/logs?namespace=ui.logs")
     logs = page.get_by_test_id("logs")
