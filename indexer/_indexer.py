@@ -1,10 +1,11 @@
 """Copies the queue into the repository, in bulk, at least once, never dropping a record.
 
-Topics ``executions``, ``logs``, ``metrics`` and ``workers`` are read with the consumer group
-``indexer``. Each poll's batch is decoded, written, and only then committed; a failed write is
-retried with exponential backoff (the batch stays in hand, offsets uncommitted) until it
-succeeds or the indexer stops. A record that cannot be decoded is logged and skipped: it can
-never become valid, and holding the stream for it would stall every other record.
+Topics ``executions``, ``logs``, ``metrics``, ``workers`` and ``triggers`` are read with the
+consumer group ``indexer`` (a ``triggers`` tombstone removes the trigger's state). Each poll's
+batch is decoded, written, and only then committed; a failed write is retried with exponential
+backoff (the batch stays in hand, offsets uncommitted) until it succeeds or the indexer stops.
+A record that cannot be decoded is logged and skipped: it can never become valid, and holding
+the stream for it would stall every other record.
 """
 
 from __future__ import annotations
@@ -18,13 +19,23 @@ from pydantic import BaseModel, ValidationError
 
 from common.models.execution import Execution, ExecutionHead
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
-from common.queue.base import EXECUTIONS, LOGS, METRICS, WORKERS, Queue, Record, Subscription
+from common.models.trigger import TriggerState
+from common.queue.base import (
+    EXECUTIONS,
+    LOGS,
+    METRICS,
+    TRIGGERS,
+    WORKERS,
+    Queue,
+    Record,
+    Subscription,
+)
 from common.repository.base import Repositories
 
 log = logging.getLogger("lanner.indexer")
 
 GROUP = "indexer"
-TOPICS = (EXECUTIONS, LOGS, METRICS, WORKERS)
+TOPICS = (EXECUTIONS, LOGS, METRICS, WORKERS, TRIGGERS)
 
 
 @dataclass
@@ -35,6 +46,8 @@ class Batch:
     logs: list[LogEntry] = field(default_factory=list)
     metrics: list[MetricEntry] = field(default_factory=list)
     workers: dict[str, WorkerHeartbeat] = field(default_factory=dict)
+    # the last record of each trigger uid in the batch: its state, or None (tombstone: gone)
+    triggers: dict[str, TriggerState | None] = field(default_factory=dict)
     # with ``finish(full=False)``: (indexed fields, JSON) of the newest snapshot per execution
     snapshots: list[tuple[ExecutionHead, bytes]] = field(default_factory=list)
     skipped: int = 0
@@ -43,6 +56,9 @@ class Batch:
     _newest: dict[str, tuple[int, Record]] = field(default_factory=dict)
 
     def add(self, record: Record) -> None:
+        if record.topic == TRIGGERS and record.key is not None and record.value is None:
+            self.triggers[record.key] = None  # the trigger went away with its flow
+            return
         if record.value is None:
             return  # tombstone: nothing to index
         try:
@@ -60,6 +76,10 @@ class Batch:
                 known_beat = self.workers.get(heartbeat.worker_id)
                 if known_beat is None or heartbeat.date >= known_beat.date:
                     self.workers[heartbeat.worker_id] = heartbeat
+            elif record.topic == TRIGGERS:
+                state = TriggerState.model_validate_json(record.value)
+                self.triggers.pop(state.uid, None)  # keep the batch's order of uids
+                self.triggers[state.uid] = state
         except (ValidationError, ValueError) as exc:
             self._skip(record, exc)
 
@@ -113,6 +133,12 @@ def write_batch(repositories: Repositories, batch: Batch) -> None:
         repositories.metrics.save_many(batch.metrics)
     for heartbeat in batch.workers.values():
         repositories.workers.save(heartbeat)
+    gone = [uid for uid, state in batch.triggers.items() if state is None]
+    if gone:
+        repositories.triggers.delete_many(gone)
+    states = [state for state in batch.triggers.values() if state is not None]
+    if states:
+        repositories.triggers.save_many(states)
 
 
 class Indexer:

@@ -25,6 +25,7 @@ from common.errors import Problem, QueryError
 from common.models.execution import Execution
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
 from common.models.state import State
+from common.models.trigger import TriggerState
 
 T = TypeVar("T")
 
@@ -70,6 +71,25 @@ class ExecutionQuery:
     size: int = 25  # at most MAX_PAGE_SIZE
     sort_desc: bool = True  # by start date, then id (a total order: cursors never skip a tie)
     after: str | None = None  # a previous page's `next`: the page after it (with page=1)
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Logs across executions (Kestra's ``/logs/search``), newest first by default."""
+
+    tenant_id: str = "main"
+    namespace: str | None = None  # prefix match, as executions
+    flow_id: str | None = None
+    execution_id: str | None = None
+    task_id: str | None = None
+    min_level: str | None = None
+    start_date: datetime | None = None  # timestamp >= start_date
+    end_date: datetime | None = None  # timestamp <= end_date
+    q: str | None = None  # case-insensitive text in the message
+    page: int = 1
+    size: int = 50
+    sort_desc: bool = True  # by timestamp, then insertion order
+    after: str | None = None
 
 
 class Interval(StrEnum):
@@ -119,7 +139,7 @@ class FlowStateCount:
     count: int
 
 
-def check_page(query: ExecutionQuery) -> None:
+def check_page(query: ExecutionQuery | LogQuery) -> None:
     """Raises ``QueryError`` when ``query`` asks for a page out of bounds. Problem paths are the
     API's parameter names, which these share."""
     problems = []
@@ -242,11 +262,31 @@ class LogRepository(Protocol):
         min_level: str | None = None,
     ) -> list[LogEntry]: ...
 
+    def search(self, query: LogQuery) -> Page[LogEntry]:
+        """One bounded page of the logs matching ``query`` (``QueryError`` if out of bounds)."""
+        ...
+
 
 class MetricRepository(Protocol):
     def save_many(self, metrics: Sequence[MetricEntry]) -> None: ...
 
     def find(self, tenant_id: str, execution_id: str) -> list[MetricEntry]: ...
+
+
+class TriggerRepository(Protocol):
+    """Trigger states as the scheduler publishes them (``triggers`` topic), keyed by uid."""
+
+    def save_many(self, states: Sequence[TriggerState]) -> None:
+        """Store each state; a state older (``date``) than the stored one changes nothing."""
+        ...
+
+    def delete_many(self, uids: Sequence[str]) -> None: ...
+
+    def find(
+        self, tenant_id: str, namespace: str | None = None, flow_id: str | None = None
+    ) -> list[TriggerState]:
+        """States of a tenant, of a namespace (prefix match) or of one flow."""
+        ...
 
 
 class WorkerRepository(Protocol):
@@ -262,3 +302,4 @@ class Repositories:
     logs: LogRepository
     metrics: MetricRepository
     workers: WorkerRepository
+    triggers: TriggerRepository

@@ -25,6 +25,7 @@ from common.repository.base import (
     ExecutionQuery,
     FlowRecord,
     Interval,
+    LogQuery,
     Repositories,
 )
 
@@ -291,6 +292,90 @@ class RepositoryContract:
             "WARN 3"
         ]
         assert repositories.logs.find("main", "other") == []
+
+    def test_log_search_across_executions(self, repositories: Repositories) -> None:
+        def entry(i: int, **fields: str) -> LogEntry:
+            values = {
+                "namespace": "company.team",
+                "flow_id": "hello",
+                "execution_id": f"e{i % 3}",
+                "task_id": "a" if i % 2 else "b",
+                "level": "INFO",
+                "message": f"line {i}",
+            } | fields
+            return LogEntry(timestamp=T0 + timedelta(seconds=i), **values)  # type: ignore[arg-type]
+
+        logs = [entry(i) for i in range(20)]
+        logs += [
+            entry(20, namespace="company.other", flow_id="bye", message="Disk FULL on host"),
+            entry(21, level="ERROR", message="boom"),
+            entry(22, namespace="companyx", message="not under company"),
+        ]
+        repositories.logs.save_many(logs)
+        self.refresh(repositories)
+        search = repositories.logs.search
+
+        newest = search(LogQuery(size=5))
+        assert newest.total == 23
+        assert [e.message for e in newest.results] == [
+            "not under company",
+            "boom",
+            "Disk FULL on host",
+            "line 19",
+            "line 18",
+        ]
+        oldest = search(LogQuery(size=2, sort_desc=False))
+        assert [e.message for e in oldest.results] == ["line 0", "line 1"]
+        assert search(LogQuery(namespace="company")).total == 22  # prefix, not `companyx`
+        assert [e.flow_id for e in search(LogQuery(namespace="company.other")).results] == ["bye"]
+        assert search(LogQuery(namespace="company.team", flow_id="hello")).total == 21
+        assert [e.message for e in search(LogQuery(min_level="WARN")).results] == ["boom"]
+        assert search(LogQuery(task_id="a")).total == 11
+        assert search(LogQuery(execution_id="e0")).total == 8
+        assert [e.message for e in search(LogQuery(q="disk full")).results] == ["Disk FULL on host"]
+        window = search(
+            LogQuery(start_date=T0 + timedelta(seconds=5), end_date=T0 + timedelta(seconds=7))
+        )
+        assert [e.message for e in window.results] == ["line 7", "line 6", "line 5"]
+        assert search(LogQuery(tenant_id="other")).total == 0
+
+        # numbered pages and the cursor agree, and the cursor walks to the end
+        seen: list[str] = []
+        page = search(LogQuery(size=7))
+        assert page.results == search(LogQuery(size=7, page=1)).results
+        seen += [e.message for e in page.results]
+        while page.next is not None:
+            page = search(LogQuery(size=7, after=page.next))
+            seen += [e.message for e in page.results]
+        assert seen == [e.message for e in sorted(logs, key=lambda e: e.timestamp, reverse=True)]
+        with pytest.raises(QueryError):
+            search(LogQuery(after="garbage"))
+        with pytest.raises(QueryError):
+            search(LogQuery(size=MAX_PAGE_SIZE + 1))
+
+    def test_trigger_states(self, repositories: Repositories) -> None:
+        from common.models.trigger import TriggerState
+
+        def state(namespace: str, trigger_id: str, minutes: int) -> TriggerState:
+            return TriggerState(
+                namespace=namespace,
+                flow_id="hello",
+                trigger_id=trigger_id,
+                next_execution_date=T0 + timedelta(minutes=minutes + 1),
+                date=T0 + timedelta(minutes=minutes),
+            )
+
+        repo = repositories.triggers
+        repo.save_many([state("company.team", "a", 5), state("companyx", "b", 0)])
+        repo.save_many([state("company.team", "a", 1)])  # older: ignored
+        self.refresh(repositories)
+        found = repo.find("main", "company")
+        assert [(s.trigger_id, s.date) for s in found] == [("a", T0 + timedelta(minutes=5))]
+        assert len(repo.find("main")) == 2
+        assert repo.find("main", "company.team", "other") == []
+        repo.delete_many([found[0].uid])
+        self.refresh(repositories)
+        assert [s.trigger_id for s in repo.find("main")] == ["b"]
 
     def test_metrics(self, repositories: Repositories) -> None:
         metric = MetricEntry(

@@ -137,6 +137,7 @@ def test_failed_writes_are_retried(env: tuple[SqliteQueue, Repositories]) -> Non
         logs=repositories.logs,
         metrics=repositories.metrics,
         workers=repositories.workers,
+        triggers=repositories.triggers,
     )
     emit_sample(queue)
     indexer = Indexer(queue, flaky, poll_timeout=0.05, initial_backoff=0.01, max_backoff=0.02)
@@ -158,6 +159,7 @@ def test_offsets_are_committed_only_after_a_successful_write(
         logs=repositories.logs,
         metrics=repositories.metrics,
         workers=repositories.workers,
+        triggers=repositories.triggers,
     )
     emit_sample(queue)
     failing = Indexer(queue, down, poll_timeout=0.05, initial_backoff=0.01, max_backoff=0.01)
@@ -172,3 +174,39 @@ def test_offsets_are_committed_only_after_a_successful_write(
         wait_for(lambda: indexed(repositories))
     finally:
         recovered.stop()
+
+
+def test_trigger_states_are_indexed_and_tombstones_remove_them(
+    env: tuple[SqliteQueue, Repositories],
+) -> None:
+    from datetime import timedelta
+
+    from common.models.trigger import TriggerState
+
+    queue, repositories = env
+
+    def state(trigger_id: str, minutes: int) -> TriggerState:
+        return TriggerState(
+            namespace="company.team",
+            flow_id="hello",
+            trigger_id=trigger_id,
+            next_execution_date=NOW + timedelta(minutes=minutes + 1),
+            last_execution_id=f"x{minutes}",
+            date=NOW + timedelta(minutes=minutes),
+        )
+
+    for record in (state("daily", 0), state("daily", 2), state("hourly", 0)):
+        queue.emit("triggers", record.uid, record.to_json())
+    queue.emit("triggers", state("daily", 1).uid, state("daily", 1).to_json())  # late, older
+    indexer = Indexer(queue, repositories, batch_size=1, poll_timeout=0.05)
+    indexer.start()
+    try:
+        wait_for(lambda: len(repositories.triggers.find("main")) == 2)
+        wait_for(lambda: indexer.indexed == 4)
+        daily = repositories.triggers.find("main", "company", "hello")[0]
+        assert (daily.trigger_id, daily.last_execution_id) == ("daily", "x2")
+        queue.emit("triggers", state("hourly", 0).uid, None)
+        wait_for(lambda: len(repositories.triggers.find("main")) == 1)
+    finally:
+        indexer.stop()
+    assert repositories.triggers.find("other") == []

@@ -96,6 +96,10 @@ def test_execute_with_inputs_then_watch_live_logs_and_the_gantt(
     page.get_by_placeholder("Search logs").fill("resumed")
     expect(logs.locator(".log-line")).to_have_count(1)
     page.get_by_placeholder("Search logs").fill("")
+    page.get_by_test_id("log-task").select_option("before")
+    expect(logs.locator(".log-line")).to_have_count(1)
+    expect(logs).to_contain_text("Hello Ada")
+    page.get_by_test_id("log-task").select_option("")
 
     # the level filter asks the server again: nothing is at ERROR
     page.get_by_test_id("log-level").select_option("ERROR")

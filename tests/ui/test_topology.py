@@ -60,8 +60,8 @@ def test_flow_topology_draws_nested_flowables_as_groups(page: Page, api: httpx.C
     assert not _inside(page, ".topo-task[data-task='first']", ".topo-cluster[data-cluster='fan']")
     screenshot(page, "flow-topology")
 
-    page.get_by_role("link", name="Triggers").click()
-    trigger = page.get_by_test_id("flow-triggers").locator("[data-trigger='hourly']")
+    page.locator(".tabs").get_by_role("link", name="Triggers").click()
+    trigger = page.get_by_test_id("triggers-table").locator("[data-trigger='hourly']")
     expect(trigger).to_contain_text("cron: 0 * * * *")
     expect(trigger).to_contain_text("disabled")
 

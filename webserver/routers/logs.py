@@ -1,9 +1,11 @@
-"""Logs of an execution: search (level and task run filters), download, follow (SSE)."""
+"""Logs: search across executions and follow them live (SSE); the logs of one execution
+(level and task run filters), their download and their live follow."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -13,8 +15,16 @@ from fastapi.responses import StreamingResponse
 from common.errors import InputValidationError, Problem
 from common.models.messages import LogEntry
 from common.queue.base import LOGS
+from common.repository.base import MAX_PAGE_SIZE, LogQuery
 from common.repository.sqlite import LOG_LEVELS, level_number
-from webserver._sse import KEEPALIVE, close_quietly, records_for_key, sse_event, subscribe_live
+from webserver._sse import (
+    KEEPALIVE,
+    POLL_SECONDS,
+    close_quietly,
+    records_for_key,
+    sse_event,
+    subscribe_live,
+)
 from webserver.deps import BackendsDep, TenantDep
 
 router = APIRouter(tags=["logs"])
@@ -38,6 +48,132 @@ def _check_level(level: str | None) -> str | None:
 def log_line(entry: LogEntry) -> str:
     task = f" [{entry.task_id}]" if entry.task_id else ""
     return f"{entry.timestamp.isoformat()} {entry.level:<5}{task} {entry.message}"
+
+
+def _log_query(
+    tenant: str,
+    namespace: str | None,
+    flow_id: str | None,
+    task_id: str | None,
+    min_level: str | None,
+    start_date: datetime | None,
+    end_date: datetime | None,
+    q: str | None,
+    page: int = 1,
+    size: int = 50,
+    sort: str | None = None,
+    after: str | None = None,
+) -> LogQuery:
+    return LogQuery(
+        tenant_id=tenant,
+        namespace=namespace or None,
+        flow_id=flow_id or None,
+        task_id=task_id or None,
+        min_level=_check_level(min_level),
+        start_date=start_date,
+        end_date=end_date,
+        q=q or None,
+        page=page,
+        size=size,
+        sort_desc=not (sort or "").endswith(":asc"),
+        after=after,
+    )
+
+
+def matches(entry: LogEntry, query: LogQuery) -> bool:
+    """Whether a live entry belongs to what ``query`` searches (its paging aside)."""
+    if (entry.tenant_id or "main") != query.tenant_id:
+        return False
+    if query.namespace and not (
+        entry.namespace == query.namespace or entry.namespace.startswith(query.namespace + ".")
+    ):
+        return False
+    if query.flow_id and entry.flow_id != query.flow_id:
+        return False
+    if query.task_id and entry.task_id != query.task_id:
+        return False
+    if level_number(entry.level) < level_number(query.min_level):
+        return False
+    if query.start_date is not None and entry.timestamp < query.start_date:
+        return False
+    if query.end_date is not None and entry.timestamp > query.end_date:
+        return False
+    return not query.q or query.q.lower() in entry.message.lower()
+
+
+FlowIdQuery = Annotated[str | None, Query(alias="flowId")]
+TaskIdQuery = Annotated[str | None, Query(alias="taskId")]
+StartQuery = Annotated[datetime | None, Query(alias="startDate")]
+EndQuery = Annotated[datetime | None, Query(alias="endDate")]
+
+
+@router.get("/logs/search", summary="Search logs across executions")
+async def search_logs(
+    backends: BackendsDep,
+    tenant: TenantDep,
+    namespace: str | None = None,
+    flow_id: FlowIdQuery = None,
+    task_id: TaskIdQuery = None,
+    min_level: LevelQuery = None,
+    start_date: StartQuery = None,
+    end_date: EndQuery = None,
+    q: Annotated[str | None, Query(description="text in the message")] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    sort: Annotated[str | None, Query(description="timestamp:asc or timestamp:desc")] = None,
+    after: Annotated[str | None, Query(description="the `next` of the previous page")] = None,
+) -> dict[str, Any]:
+    query = _log_query(
+        tenant, namespace, flow_id, task_id, min_level, start_date, end_date, q,
+        page, size, sort, after,
+    )  # fmt: skip
+    found = await anyio.to_thread.run_sync(backends.repositories.logs.search, query)
+    return {
+        "results": [e.to_dict() for e in found.results],
+        "total": found.total,
+        "next": found.next,
+    }
+
+
+@router.get("/logs/follow", summary="Follow the logs matching a search (SSE)")
+async def follow_search(
+    backends: BackendsDep,
+    tenant: TenantDep,
+    namespace: str | None = None,
+    flow_id: FlowIdQuery = None,
+    task_id: TaskIdQuery = None,
+    min_level: LevelQuery = None,
+    q: str | None = None,
+) -> Any:
+    """New log entries as they are published (not the stored ones: search for those), until
+    the client leaves."""
+    query = _log_query(tenant, namespace, flow_id, task_id, min_level, None, None, q)
+    subscription = await subscribe_live(backends.queue, LOGS, "logs-search")
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield KEEPALIVE  # the stream is open: entries from now on are sent
+            while True:
+                records = await anyio.to_thread.run_sync(
+                    lambda: subscription.poll(max_records=200, timeout=POLL_SECONDS)
+                )
+                sent = 0
+                for record in records:
+                    try:
+                        entry = LogEntry.model_validate_json(record.value or b"")
+                    except ValueError:
+                        continue
+                    if matches(entry, query):
+                        sent += 1
+                        yield sse_event(entry.to_dict())
+                if not sent:
+                    yield KEEPALIVE
+        finally:
+            await close_quietly(subscription)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 
 @router.get("/logs/{execution_id}", summary="Logs of an execution")

@@ -1,4 +1,7 @@
 import { createRouter, createWebHistory } from "vue-router";
+// in the main bundle (7 kB): the executions list is the page to paint fastest, one request
+// fewer before its search starts
+import ExecutionsPage from "./pages/ExecutionsPage.vue";
 
 // Kestra's UI paths, so a bookmarked Kestra link lands on the same page.
 export const router = createRouter({
@@ -14,7 +17,7 @@ export const router = createRouter({
       component: () => import("./pages/FlowPage.vue"),
       props: true,
     },
-    { path: "/executions", name: "executions", component: () => import("./pages/ExecutionsPage.vue") },
+    { path: "/executions", name: "executions", component: ExecutionsPage },
     {
       path: "/executions/:namespace/:flowId/:id/:tab?",
       name: "execution",
@@ -22,6 +25,7 @@ export const router = createRouter({
       props: true,
     },
     { path: "/workers", name: "workers", component: () => import("./pages/WorkersPage.vue") },
+    { path: "/admin/triggers", name: "triggers", component: () => import("./pages/TriggersPage.vue") },
     { path: "/logs", name: "logs", component: () => import("./pages/LogsPage.vue") },
     { path: "/:rest(.*)*", name: "not-found", component: () => import("./pages/NotFoundPage.vue") },
   ],

@@ -18,11 +18,24 @@ export class ApiError extends Error {
 
 export const API = "/api/v1";
 
+// numbered pages reach this many results deep; deeper pages follow the `next` cursor
+// (common/repository/base.py MAX_RESULT_WINDOW)
+export const MAX_RESULT_WINDOW = 10_000;
+
+// dispatched on window when a call fails with a server error or no answer (the health banner
+// checks readiness at once)
+export const API_FAILED = "lanner:api-failed";
+
+function signalFailure() {
+  window.dispatchEvent(new Event(API_FAILED));
+}
+
 export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
   let response: Response;
   try {
     response = await fetch(API + path, init);
   } catch {
+    signalFailure();
     throw new ApiError("The server does not answer: is `lanner server` running?", 0);
   }
   const text = await response.text();
@@ -35,6 +48,7 @@ export async function request<T>(path: string, init: RequestInit = {}): Promise<
     }
   }
   if (!response.ok) {
+    if (response.status >= 500) signalFailure();
     const data = (body ?? {}) as { message?: string; errors?: Problem[] };
     const message =
       typeof body === "string" && body
@@ -141,6 +155,9 @@ export interface Flow {
 }
 
 export interface LogEntry {
+  namespace?: string;
+  flowId?: string;
+  executionId?: string;
   taskId?: string;
   taskRunId?: string;
   attemptNumber?: number;
@@ -169,3 +186,23 @@ export const STATES = [
 export const TERMINAL = new Set(["SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED", "RETRIED"]);
 
 export const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] as const;
+
+// Kestra's /triggers/search result: the trigger as declared, and what the scheduler stored
+export interface TriggerContext {
+  namespace: string;
+  flowId: string;
+  triggerId: string;
+  nextExecutionDate?: string | null;
+  lastExecutionId?: string | null;
+  lastExecutionDate?: string | null;
+  date?: string | null;
+  disabled: boolean;
+  backfill?: { start: string; end?: string | null; currentDate?: string | null; paused?: boolean } | null;
+}
+
+export interface TriggerItem {
+  abstractTrigger: { id: string; type: string } & Record<string, unknown>;
+  triggerContext: TriggerContext;
+  flowDisabled: boolean;
+  triggerDisabled: boolean;
+}
