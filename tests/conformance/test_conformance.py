@@ -1,9 +1,11 @@
-"""Kestra's own test flows (``$LANNER_CONFORMANCE_DIR/manifest.yaml``) on ``lanner server local``.
+"""Kestra's own test flows (``$LANNER_CONFORMANCE_DIR/manifest.yaml``) on both backends.
 
-One session starts the real server as a subprocess (env and globals the manifest needs), deploys
-every flow of ``flows/`` through ``POST /api/v1/flows`` and runs every selected scenario through
-the API, concurrently (``tests/conformance/runner.py``); then one test per manifest entry reports
-what differs from what Kestra's tests assert.
+Each backend runs the same scenarios: ``embedded`` is ``lanner server local``; ``kafka`` is the
+high-availability deployment on a real Kafka broker (an executor, two workers and a webserver
+with its indexer, each its own process). One session per backend starts the real server (env
+and globals the manifest needs), deploys every flow of ``flows/`` through ``POST /api/v1/flows``
+and runs every selected scenario through the API, concurrently (``tests/conformance/runner.py``);
+then one test per manifest entry reports what differs from what Kestra's tests assert.
 
 Translation: expected values written with Kestra's internal-storage scheme ``kestra:///`` are
 compared as ``lanner:///`` (our scheme, same layout); nothing else of an expectation is changed.
@@ -44,6 +46,7 @@ import yaml
 
 from tests.conformance.manifest import MANIFEST_CASES, entries, load_manifest
 from tests.conformance.runner import Api, CaseError, CaseRun, flow_files, flow_key
+from tests.infra.deployment import KafkaDeployment
 from tests.infra.processes import ManagedProcess, free_ports, http_ok, start_lanner, tail
 
 ENTRIES = entries()
@@ -96,11 +99,10 @@ def _server_globals() -> dict[str, Any]:
     return merged
 
 
-@pytest.fixture(scope="module")
-def conformance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("conformance")
-    config = base / "lanner.yaml"
-    config.write_text(yaml.safe_dump({"globals": _server_globals()}))
+BACKENDS = ["embedded", "kafka"]
+
+
+def _embedded_server(base: Path, config: Path) -> Iterator[Server]:
     (port,) = free_ports(1)
     process = start_lanner(
         [
@@ -126,6 +128,32 @@ def conformance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         process.stop()
         left = process.pids()
         assert not left, f"processes left behind by the server: {left}"
+
+
+def _kafka_deployment(base: Path, config: Path, servers: str) -> Iterator[Server]:
+    """Executor, two workers and a webserver (with its indexer), each its own process."""
+    deployment = KafkaDeployment(
+        servers, f"conformance-{base.name}.", base, env=_server_environment(), config=config
+    )
+    try:
+        deployment.start(executors=1, workers=2)
+        yield Server(deployment.url, deployment.processes["webserver"])
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def conformance_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp(f"conformance-{request.param}")
+    config = base / "lanner.yaml"
+    config.write_text(yaml.safe_dump({"globals": _server_globals()}))
+    if request.param == "kafka":
+        servers = request.getfixturevalue("kafka_bootstrap_servers")
+        yield from _kafka_deployment(base, config, servers)
+    else:
+        yield from _embedded_server(base, config)
 
 
 @pytest.fixture(scope="module")
