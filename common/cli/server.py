@@ -228,8 +228,9 @@ def executor(config_file: Path | None, log_format: str | None) -> None:
             "inside `lanner server local`)"
         )
     _configure_logging(settings.log_format)
-    for chatty in ("faust", "mode", "aiokafka", "executor.faust_app"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)  # Faust logs every service start
+    if not os.environ.get("LANNER_FAUST_INFO"):  # Faust logs every service start at INFO
+        for chatty in ("faust", "mode", "aiokafka", "executor.faust_app"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     ensure_kafka_topics(settings)
     instance = instance_name(settings)
     app = create_faust_app(settings)

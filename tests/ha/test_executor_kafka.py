@@ -275,11 +275,13 @@ tasks:
 def test_kill_9_of_one_of_two_executors_loses_and_duplicates_nothing(
     cluster: Cluster, worker: Worker, lanner_process: StartLanner
 ) -> None:
-    env = {"LANNER_EXECUTOR_SESSION_TIMEOUT_SECONDS": "3"}
+    env = {"LANNER_EXECUTOR_SESSION_TIMEOUT_SECONDS": "3", "LANNER_FAUST_INFO": "1"}
     doomed = lanner_process(
         ["server", "executor"], env={**cluster.env("e1"), **env}, name="executor-e1"
     )
-    lanner_process(["server", "executor"], env={**cluster.env("e2"), **env}, name="executor-e2")
+    survivor = lanner_process(
+        ["server", "executor"], env={**cluster.env("e2"), **env}, name="executor-e2"
+    )
     cluster.deploy(flow(BENCHMARK01, "benchmark01"))
     logs = cluster.queue.subscribe([LOGS], f"{cluster.settings_dict['kafka_topic_prefix']}logs")
     ids = [f"load-{i:03d}" for i in range(500)]
@@ -293,6 +295,7 @@ def test_kill_9_of_one_of_two_executors_loses_and_duplicates_nothing(
     wait_until(lambda: ended_count() >= 100, 300, "100 executions ended before the kill")
     doomed.kill()
     killed_at = time.monotonic()
+    killed_wall = datetime.now()  # the processes' log timestamps are local time
     in_flight = [e.id for e in cluster.latest.values() if not e.state.current.terminal]
     for execution_id in ids[250:]:
         cluster.create("ha", "benchmark01", execution_id)
@@ -320,7 +323,15 @@ def test_kill_9_of_one_of_two_executors_loses_and_duplicates_nothing(
     resumed = [
         next(t for t in cluster.progress[i] if t >= killed_at) - killed_at for i in in_flight
     ]
+    ready = [
+        datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        for line in survivor.log_path.read_text().splitlines()
+        if "Recovery]: Worker ready" in line
+    ]
+    took_over = min((r for r in ready if r > killed_wall), default=None)
     print(
-        f"\nkill -9 of an executor: {len(in_flight)} executions in flight; the last of them "
-        f"moved again {max(resumed, default=0):.1f} s after the kill"
+        f"\nkill -9 of an executor: the survivor processed its partitions "
+        f"{(took_over - killed_wall).total_seconds() if took_over else float('nan'):.1f} s after "
+        f"the kill; {len(in_flight)} executions were in flight, the last of them moved again "
+        f"{max(resumed, default=0):.1f} s after the kill"
     )
