@@ -30,8 +30,19 @@ class Backends:
     settings: Settings
 
 
+def create_storage(settings: Settings) -> Storage:
+    """The internal storage ``settings.storage`` names."""
+    from common.storage.local import LocalStorage
+
+    return LocalStorage(settings.storage_dir)
+
+
 def create_queue(
-    settings: Settings, *, db: SqliteDatabase | None = None, client_id: str | None = None
+    settings: Settings,
+    *,
+    db: SqliteDatabase | None = None,
+    client_id: str | None = None,
+    storage: Storage | None = None,
 ) -> Queue:
     """The queue ``settings.queue`` names.
 
@@ -39,12 +50,13 @@ def create_queue(
     the executor's state and the repositories, so one transaction spans them), else on
     ``settings.sqlite_path``. ``kafka``: on ``settings.kafka_bootstrap_servers``, with the
     topics ``lanner kafka init`` created under ``settings.kafka_topic_prefix``; ``client_id``
-    names this process in the brokers' logs.
+    names this process in the brokers' logs. With ``storage``, a Kafka record over
+    ``queue_max_record_bytes`` travels through it (``common.queue.offload``) instead of failing.
     """
     if settings.queue == "kafka":
         from common.queue.kafka import KafkaQueue
 
-        return KafkaQueue(
+        kafka = KafkaQueue(
             settings.kafka_bootstrap_servers,
             prefix=settings.kafka_topic_prefix,
             client_id=client_id,
@@ -52,6 +64,11 @@ def create_queue(
             consumer_config=settings.kafka_consumer_config,
             producer_config=settings.kafka_producer_config,
         )
+        if storage is None:
+            return kafka
+        from common.queue.offload import OffloadingQueue
+
+        return OffloadingQueue(kafka, storage, settings.queue_max_record_bytes)
     from common.queue.sqlite import SqliteDatabase, SqliteQueue
 
     if db is None:

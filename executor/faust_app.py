@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import zlib
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,6 +59,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def pack(state_json: bytes) -> bytes:
+    """A stored state: zlib-compressed JSON (a changelog record stays far below Kafka's limit
+    for executions of thousands of task runs; JSON compresses about tenfold)."""
+    return zlib.compress(state_json, 1)
+
+
+def unpack(stored: bytes) -> bytes:
+    return stored if stored.startswith(b"{") else zlib.decompress(stored)
+
+
 class ExecutionHandler:
     """The execution agent's work on one input, synchronous and Faust-free (tested alone).
 
@@ -88,7 +99,7 @@ class ExecutionHandler:
         state = self._cache.pop(key, None)
         if state is not None:
             return state
-        return ExecutorState.model_validate_json(stored) if stored else None
+        return ExecutorState.model_validate_json(unpack(stored)) if stored else None
 
     def _flow(self, execution: Execution) -> Flow | None:
         flow = self.catalog.of(execution)
@@ -152,7 +163,7 @@ class ExecutionHandler:
             wakeups[FORGET] = ended + self.retention
         if result.ended:
             EXECUTOR_METRICS.ended.labels(state=new.execution.state.current.value).inc()
-        stored_state = new.model_dump_json(by_alias=True, exclude_none=True).encode()
+        stored_state = pack(new.model_dump_json(by_alias=True, exclude_none=True).encode())
         return stored_state, wakeups, out
 
     def _remember(self, state: ExecutorState) -> None:
@@ -294,9 +305,11 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
     import faust
     from faust.transport.drivers import aiokafka as driver
 
+    from common.backends import create_storage
     from common.flow.topic_source import TopicFlowSource
     from common.queue.kafka_client import broker_count, create_admin
     from common.queue.kafka_topics import topic_name
+    from common.queue.offload import Offloader
 
     class ReadCommittedThread(driver.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -354,6 +367,8 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
     if flows is None:
         flows = TopicFlowSource(servers, topic_name(topics.FLOWS, prefix))
         flows.start()
+    # records over Kafka's limit travel through internal storage, both ways
+    offloader = Offloader(create_storage(settings), settings.queue_max_record_bytes)
     app.lanner_flows = flows
     config = CoreConfig(globals=settings.globals)
     executions = ExecutionHandler(
@@ -399,6 +414,7 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
 
     async def send(records: list[Outgoing]) -> None:
         for logical, key, value in records:
+            value = offloader.outgoing(logical, value)
             await out_topic(logical).send(key=key.encode(), value=value)
 
     @app.agent(executor_topic, name="executions")
@@ -407,7 +423,11 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
             key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
             refresh_catalogs()
             try:
-                stored, due, out = executions.apply(key, event.value, states.get(key))
+                value = offloader.incoming(event.value)
+                stored = states.get(key)
+                stored, due, out = executions.apply(
+                    key, value, offloader.incoming(stored) if stored else None
+                )
             except Exception:  # noqa: BLE001 - one input never stops the agent
                 log.exception(
                     "executor input for %s at offset %s dropped", key, event.message.offset
@@ -418,7 +438,7 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
                 states.pop(key, None)
                 wakeups.pop(key, None)
             elif stored is not None:
-                states[key] = stored
+                states[key] = offloader.outgoing("executor-states", stored)
                 encoded = {k: v.isoformat() for k, v in (due or {}).items()}
                 if encoded:
                     wakeups[key] = encoded
@@ -433,7 +453,7 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
             refresh_catalogs()
             try:
                 new_slots, new_windows, out = flow_handler.apply(
-                    event.value, slots.get(key), windows.get(key)
+                    offloader.incoming(event.value), slots.get(key), windows.get(key)
                 )
             except Exception:  # noqa: BLE001 - one notice never stops the agent
                 log.exception("flow notice for %s at offset %s dropped", key, event.message.offset)

@@ -38,7 +38,9 @@ from common.backends import create_queue
 from common.crash_points import BEFORE_COMMIT, CRASH_ENV
 from common.errors import MessageTooLargeError
 from common.queue.base import EXECUTIONS, EXECUTOR, Queue, Record, TopicPartition
+from common.queue.offload import OffloadingQueue
 from common.settings import Settings
+from common.storage.local import LocalStorage
 from tests.infra.processes import ManagedProcess, tail
 from tests.infra.waiting import wait_until
 
@@ -237,7 +239,32 @@ class TransactionContract:
         queue.close()
 
 
-class QueueContract(TransactionContract):
+class OffloadContract:
+    """Through ``OffloadingQueue`` a record over the limit travels through internal storage and
+    arrives intact, in ``emit``, ``emit_many`` and ``produce_and_commit``."""
+
+    def test_an_oversized_record_travels_through_storage(
+        self, queue_settings: dict[str, Any], tmp_path: Path
+    ) -> None:
+        limit = Settings(**queue_settings).queue_max_record_bytes
+        queue = OffloadingQueue(open_queue(queue_settings), LocalStorage(tmp_path), limit)
+        big = b"{" + b"x" * (3 * limit) + b"}"
+        queue.emit(EXECUTOR, "k1", big)
+        queue.emit_many([(EXECUTOR, "k2", b"small"), (EXECUTOR, "k2", big + b"2")])
+        member = Member(queue, [EXECUTOR], f"g-{uuid.uuid4().hex[:8]}", commit=False)
+        poll_until([member], lambda: len(member.received) == 3, "three records")
+        assert [r.value for r in member.received if r.key == "k1"] == [big]
+        assert [r.value for r in member.received if r.key == "k2"] == [b"small", big + b"2"]
+        member.subscription.produce_and_commit([(EXECUTIONS, "k3", big + b"3")], member.received)
+        reader = Member(queue, [EXECUTIONS], f"reader-{uuid.uuid4().hex[:8]}")
+        poll_until([reader], lambda: reader.received, "the transactional record")
+        assert [r.value for r in reader.received] == [big + b"3"]
+        member.close()
+        reader.close()
+        queue.close()
+
+
+class QueueContract(TransactionContract, OffloadContract):
     """Behaviour every queue backend must show."""
 
     def test_records_of_one_key_keep_their_order_on_one_partition(

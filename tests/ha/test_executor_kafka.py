@@ -37,7 +37,10 @@ class Cluster:
     def __init__(self, servers: str, prefix: str, tmp: Path) -> None:
         self.settings_dict: dict[str, Any] = kafka_queue_settings(servers, prefix)
         self.tmp = tmp
-        self.queue: Queue = create_queue(Settings(**self.settings_dict))
+        # one data directory, as on a shared volume: internal storage is common to every process
+        self.data_dir = tmp / "data"
+        self.storage = LocalStorage(self.data_dir / "storage")
+        self.queue: Queue = create_queue(Settings(**self.settings_dict), storage=self.storage)
         self.snapshots = self.queue.subscribe([EXECUTIONS], f"{prefix}test-reader")
         self.latest: dict[str, Execution] = {}
         self.revisions: dict[tuple[str, str], int] = {}
@@ -48,10 +51,11 @@ class Cluster:
             "LANNER_QUEUE": "kafka",
             "LANNER_KAFKA_BOOTSTRAP_SERVERS": self.settings_dict["kafka_bootstrap_servers"],
             "LANNER_KAFKA_TOPIC_PREFIX": self.settings_dict["kafka_topic_prefix"],
-            "LANNER_DATA_DIR": str(self.tmp / name),
+            "LANNER_DATA_DIR": str(self.data_dir),
             "LANNER_METRICS_PORT": "0",
             "LANNER_INSTANCE_ID": name,
             "LANNER_WORKER_DEAD_AFTER_SECONDS": "5",
+            "LANNER_QUEUE_MAX_RECORD_BYTES": str(self.settings_dict["queue_max_record_bytes"]),
         }
 
     def deploy(self, source: str) -> None:
@@ -62,12 +66,19 @@ class Cluster:
         record = FlowRecord(*ident, revision=revision, source=source, updated=datetime.now(UTC))
         self.queue.emit(FLOWS, flow_key(*ident), flow_event(record))
 
-    def create(self, namespace: str, flow_id: str, execution_id: str) -> str:
+    def create(
+        self,
+        namespace: str,
+        flow_id: str,
+        execution_id: str,
+        inputs: dict[str, Any] | None = None,
+    ) -> str:
         execution = Execution(
             id=execution_id,
             namespace=namespace,
             flow_id=flow_id,
             flow_revision=self.revisions[(namespace, flow_id)],
+            inputs=inputs or {},
         )
         execution.set_state(State.CREATED, datetime.now(UTC))
         new = NewExecution(id=f"new:{execution_id}", execution_id=execution_id, execution=execution)
@@ -105,9 +116,9 @@ def cluster(kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path) -> I
 
 @pytest.fixture
 def worker(cluster: Cluster) -> Iterator[Worker]:
-    settings = Settings(**cluster.settings_dict, data_dir=cluster.tmp / "worker")
-    queue = create_queue(settings)
-    started = Worker(queue, LocalStorage(cluster.tmp / "storage"), settings)
+    settings = Settings(**cluster.settings_dict, data_dir=cluster.data_dir)
+    queue = create_queue(settings, storage=cluster.storage)
+    started = Worker(queue, cluster.storage, settings)
     started.start()
     yield started
     started.stop()
@@ -335,3 +346,30 @@ def test_kill_9_of_one_of_two_executors_loses_and_duplicates_nothing(
         f"the kill; {len(in_flight)} executions were in flight, the last of them moved again "
         f"{max(resumed, default=0):.1f} s after the kill"
     )
+
+
+def test_executions_and_tasks_over_the_kafka_record_limit_travel_through_storage(
+    cluster: Cluster, worker: Worker, lanner_process: StartLanner
+) -> None:
+    lanner_process(["server", "executor"], env=cluster.env("e1"), name="executor-e1")
+    cluster.deploy(
+        flow(
+            """
+            inputs:
+              - id: big
+                type: STRING
+            tasks:
+              - id: measure
+                type: io.kestra.plugin.core.debug.Return
+                format: "{{ inputs.big | length }}"
+            """,
+            "big",
+        )
+    )
+    limit = cluster.settings_dict["queue_max_record_bytes"]
+    big = "x" * (3 * limit)  # the execution, its worker task and its snapshots are all over
+    cluster.create("ha", "big", "big-1", inputs={"big": big})
+    ended = cluster.wait_ended(["big-1"])["big-1"]
+    assert ended.state.current == State.SUCCESS, ended.state
+    assert ended.task_run_list[0].outputs == {"value": str(len(big))}
+    assert ended.inputs == {"big": big}
