@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
@@ -34,6 +35,9 @@ class Heartbeat:
         self.interval = interval
         self.running = running
         self.status: Status = "UP"
+        # time.monotonic() of the last heartbeat the queue accepted (of the start before one)
+        self.last_ok = time.monotonic()
+        self.published = False
         self.hostname = socket.gethostname()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lanner-heartbeat", daemon=True)
@@ -49,6 +53,12 @@ class Heartbeat:
             status=self.status,
         )
         self.queue.emit(WORKERS, self.worker_id, heartbeat.to_json())
+        self.last_ok = time.monotonic()
+        self.published = True
+
+    def silent_for(self) -> float:
+        """Seconds since the queue last accepted a heartbeat."""
+        return time.monotonic() - self.last_ok
 
     def _loop(self) -> None:
         while True:
@@ -60,6 +70,7 @@ class Heartbeat:
                 return
 
     def start(self) -> None:
+        self.last_ok = time.monotonic()
         self._thread.start()
 
     def stop(self) -> None:
