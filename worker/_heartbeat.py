@@ -73,7 +73,7 @@ class Heartbeat:
         self.last_ok = time.monotonic()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        if wait and self._thread.is_alive():
             self._thread.join()

@@ -239,13 +239,17 @@ class Worker:
         self._closed.set()
         for thread in self._threads:
             thread.join()
-        self._heartbeat.stop()
         WORKER_METRICS.threads.dec(self.threads)
-        if not self.failed.is_set():  # a worker cut off from its queue cannot say goodbye
-            try:
-                self._heartbeat.beat()
-            except Exception:
-                log.exception("worker %s: cannot emit the last heartbeat", self.id)
+        if self.failed.is_set():
+            # cut off from its queue: no goodbye, and no close that would wait for the brokers
+            # (the heartbeat thread may be blocked in a send; the process exits next)
+            self._heartbeat.stop(wait=False)
+            return
+        self._heartbeat.stop()
+        try:
+            self._heartbeat.beat()
+        except Exception:
+            log.exception("worker %s: cannot emit the last heartbeat", self.id)
         self._task_sub.close()
         self._kill_sub.close()
 
@@ -456,23 +460,21 @@ class Worker:
     # -------------------------------------------------------------- kills
 
     def _listen_kills(self) -> None:
-        # a marker of this start on `kills` (one partition): once read back, every kill order
-        # published before it is known
-        marker = f"worker-started:{self.id}:{new_id()}"
+        markers = _StartMarkers(f"worker-started:{self.id}:{new_id()}")
         while not self._closed.is_set():
             try:
-                self.queue.emit(KILLS, marker, None)
-                break
-            except Exception:
-                log.exception("worker %s: cannot write its start marker to kills", self.id)
-                self._closed.wait(1.0)
-        while not self._closed.is_set():
-            try:
+                if not self._kills_ready.is_set() and not markers.pending:
+                    # (again) a batch of markers of this start: once one is read back on every
+                    # partition of `kills`, every kill order published before is known
+                    self.queue.emit_many(
+                        [(KILLS, key, None) for key in markers.batch(self.queue.partitions(KILLS))]
+                    )
                 records = self._kill_sub.poll(max_records=500, timeout=self.config.poll_timeout)
                 for record in records:
                     if record.value is not None:
                         self._apply_kill(KillOrder.model_validate_json(record.value))
-                    elif record.key == marker:
+                    elif markers.read(record) and not self._kills_ready.is_set():
+                        log.info("worker %s: kill orders read up to its start", self.id)
                         self._kills_ready.set()
                 self._kill_sub.commit(records)
             except Exception:
@@ -675,6 +677,33 @@ def _message(exc: BaseException) -> str:
         return str(exc)
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _StartMarkers:
+    """Tombstones a worker writes to ``kills`` at start and reads back: a record's partition
+    comes from its key, so markers go out in batches of several keys until each partition has
+    given one back (``kills`` has one partition in production; tests may give it more)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.partitions = 0
+        self.pending: set[str] = set()
+        self.seen: set[int] = set()
+        self._next = 0
+
+    def batch(self, partitions: int) -> list[str]:
+        self.partitions = partitions
+        keys = [f"{self.base}:{self._next + i}" for i in range(2 * partitions)]
+        self._next += len(keys)
+        self.pending.update(keys)
+        return keys
+
+    def read(self, record: Record) -> bool:
+        """Notes a tombstone; True once every partition gave a marker back."""
+        if record.key in self.pending:
+            self.pending.discard(record.key)
+            self.seen.add(record.partition)
+        return self.partitions > 0 and len(self.seen) >= self.partitions
 
 
 def _type_name(task: WorkerTask) -> str:
