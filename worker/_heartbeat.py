@@ -27,6 +27,8 @@ class Heartbeat:
         threads: int,
         interval: float,
         running: Callable[[], int],
+        cut_off_after: float | None = None,
+        on_cut_off: Callable[[float], None] | None = None,
     ) -> None:
         self.queue = queue
         self.worker_id = worker_id
@@ -34,8 +36,11 @@ class Heartbeat:
         self.threads = threads
         self.interval = interval
         self.running = running
+        self.cut_off_after = cut_off_after
+        self.on_cut_off = on_cut_off
         self.status: Status = "UP"
-        # time.monotonic() of the last heartbeat the queue accepted (of the start before one)
+        # time.monotonic() when the last heartbeat the queue accepted was sent (the start before
+        # one): a worker frozen (SIGSTOP, a VM pause) while sending does not look fresh after
         self.last_ok = time.monotonic()
         self.published = False
         self.hostname = socket.gethostname()
@@ -43,6 +48,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._loop, name="lanner-heartbeat", daemon=True)
 
     def beat(self) -> None:
+        began = time.monotonic()
         heartbeat = WorkerHeartbeat(
             worker_id=self.worker_id,
             hostname=self.hostname,
@@ -53,7 +59,7 @@ class Heartbeat:
             status=self.status,
         )
         self.queue.emit(WORKERS, self.worker_id, heartbeat.to_json())
-        self.last_ok = time.monotonic()
+        self.last_ok = max(self.last_ok, began)
         self.published = True
 
     def silent_for(self) -> float:
@@ -62,6 +68,13 @@ class Heartbeat:
 
     def _loop(self) -> None:
         while True:
+            silent = self.silent_for()
+            if self.cut_off_after is not None and silent > self.cut_off_after:
+                # the coordinator has declared this worker dead: a heartbeat now would make a
+                # zombie look alive again; stop beating for good
+                if self.on_cut_off is not None:
+                    self.on_cut_off(silent)
+                return
             try:
                 self.beat()
             except Exception:

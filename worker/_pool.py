@@ -178,6 +178,8 @@ class Worker:
             threads=self.threads,
             interval=self.config.heartbeat_interval,
             running=self.running_count,
+            cut_off_after=self.config.cut_off_after,
+            on_cut_off=self._cut_off,
         )
         self._threads: list[threading.Thread] = []
         self._started = False
@@ -288,13 +290,26 @@ class Worker:
             self._cond.notify_all()
         log.error("worker %s: %s: its tasks are killed and it stops", self.id, reason)
 
-    def _watch_heartbeats(self) -> None:
-        assert self.config.cut_off_after is not None
+    def _cut_off(self, silent: float) -> None:
+        self._fail(f"cut off from the queue: no heartbeat accepted for {silent:.0f} s")
+
+    def _silent_too_long(self) -> bool:
+        """True (and the worker fails) once its heartbeats stopped for ``cut_off_after``: checked
+        by the watchdog, and before a claim or a result, so a worker frozen past the limit and
+        then continued sends nothing (the coordinator has handed its tasks back)."""
+        if self.failed.is_set():
+            return True
         limit = self.config.cut_off_after
+        silent = self._heartbeat.silent_for()
+        if limit is None or silent <= limit:
+            return False
+        self._cut_off(silent)
+        return True
+
+    def _watch_heartbeats(self) -> None:
+        # the heartbeat thread may be blocked in a send to unreachable brokers: watch apart
         while not self._closed.wait(min(1.0, self.config.heartbeat_interval / 2)):
-            silent = self._heartbeat.silent_for()
-            if silent > limit:
-                self._fail(f"cut off from the queue: no heartbeat accepted for {silent:.0f} s")
+            if self._silent_too_long():
                 return
 
     # -------------------------------------------------------------- dispatch
@@ -374,7 +389,7 @@ class Worker:
             (WORKER_JOBS, run.id, job_record.to_json()),
             (EXECUTOR, run.execution_id, self._result(task, State.RUNNING, now=now)),
         ]
-        if not self._claim(claim, record):
+        if self._silent_too_long() or not self._claim(claim, record):
             with self._cond:
                 self._running.pop(task.job_id, None)
                 self._cond.notify_all()
@@ -523,7 +538,7 @@ class Worker:
         finally:
             ctx.cleanup()
         try:
-            if job.reason == "cut-off":
+            if self._silent_too_long() or job.reason == "cut-off":
                 log.warning("worker %s: attempt %s killed, not reported", self.id, task.job_id)
                 return
             records = ctx.take_logs()  # the buffered lines, then the outcome: one batch

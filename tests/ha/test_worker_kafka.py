@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -513,6 +515,41 @@ def test_worker_groups(executor: FakeExecutor, env: Env, lanner_process: StartLa
         {"id": "cpu2", "type": "io.kestra.plugin.core.debug.Return", "format": "c"}
     )
     assert executor.final(other).worker_id == plain.id
+
+
+def test_a_zombie_worker_continued_after_its_dead_after_sends_nothing_and_stops(
+    executor: FakeExecutor, env: Env, lanner_process: StartLanner
+) -> None:
+    dead_after = 8.0
+    worker = env.worker(lanner_process, "--threads", "2", worker_dead_after_seconds=str(dead_after))
+    # ends while the worker is frozen: its result would be late
+    nap = executor.submit(
+        {"id": "nap", "type": "io.kestra.plugin.core.flow.Sleep", "duration": "PT3S"}
+    )
+    executor.wait_running(nap)
+    assert worker.proc.pid is not None
+    os.kill(worker.proc.pid, signal.SIGSTOP)
+    try:
+        # what the liveness coordinator waits for: no heartbeat for longer than dead_after
+        seen = {"count": len(executor.beats(worker.id)), "at": time.monotonic()}
+
+        def declared_dead() -> bool:
+            executor.heartbeats.poll()
+            count = len(executor.beats(worker.id))
+            if count != seen["count"]:
+                seen.update(count=count, at=time.monotonic())
+            return time.monotonic() - seen["at"] > dead_after + 1
+
+        wait_until(declared_dead, DEADLINE, "the frozen worker to miss its heartbeats")
+        beats_before = len(executor.beats(worker.id))
+    finally:
+        os.kill(worker.proc.pid, signal.SIGCONT)
+    wait_until(lambda: not worker.proc.running, DEADLINE, "the zombie to stop")
+    assert worker.proc.returncode == 3, worker.log()
+    executor.inputs.read_to_end()
+    assert [r.state for r in executor.results(nap)] == [State.RUNNING]  # no late result
+    executor.heartbeats.read_to_end()
+    assert len(executor.beats(worker.id)) == beats_before  # and it never looked alive again
 
 
 def test_a_worker_cut_off_from_kafka_kills_its_tasks_and_exits(
