@@ -317,14 +317,16 @@ def test_start_creates_the_topics_serves_management_and_claims_each_task_once(
     lanner_process: StartLanner,
 ) -> None:
     # no `lanner kafka init`: the worker creates what it needs, its group's topics included
-    worker = env.worker(lanner_process, "--threads", "2", "--worker-group", "gpu")
+    config = env.data_dir.parent / "lanner.yml"
+    config.write_text("lanner:\n  worker_threads: 3\n")
+    worker = env.worker(lanner_process, "--config", str(config), "--worker-group", "gpu")
     topics = create_admin(kafka_bootstrap_servers).list_topics(timeout=30).topics
     assert {prefix + "executor", prefix + "kills", prefix + "worker-tasks.gpu"} <= set(topics)
     assert http_ok(worker.url("/health/live"))
     [start_line] = [line for line in worker.log().splitlines() if "lanner worker started" in line]
     assert f"queue kafka {kafka_bootstrap_servers} prefix {prefix}" in start_line
     assert f"partitions: {prefix}worker-tasks.gpu (16 partitions)" in start_line
-    assert f"consumer group worker.gpu; worker id {worker.id}" in start_line
+    assert f"consumer group worker.gpu; worker id {worker.id}, 3 threads" in start_line
 
 
 def test_claim_heartbeats_large_outputs_and_metrics(
