@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     worker_group: str | None = None
     heartbeat_interval_seconds: float = 2.0
     worker_dead_after_seconds: float = 30.0
+    # on SIGTERM a worker lets running tasks finish this long, then hands the rest back
+    worker_drain_timeout_seconds: float = 30.0
     max_output_bytes: int = 256 * 1024
     # templating: globals.* of Kestra (kestra.variables.globals)
     globals: dict[str, Any] = Field(default_factory=dict)

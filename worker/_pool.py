@@ -6,6 +6,21 @@ Per worker task: deduplicate on ``job_id`` → claim it in one ``produce_and_com
 together. The dispatcher polls only as many records as there are free threads, and a full pool
 polls paused, so a busy worker never holds tasks it cannot start and stays in its group.
 
+Kill orders are read by every worker (a consumer group of its own per worker id, from the
+oldest record for a new id): before taking any task, the worker reads up to a marker it wrote
+to ``kills`` itself, so every kill published before the worker started is known when a task
+arrives, and a kill that arrives before its task is remembered (``KillOrder.sequence``).
+
+``stop()`` drains for ``drain_timeout`` seconds, then hands back what still runs: the task is
+stopped and, instead of a result, a ``WorkerDied`` input (the one the liveness coordinator
+would send for this attempt, same id) and the ``worker-jobs`` tombstone go out together, so the
+executor resubmits the task run as a new attempt at once, without waiting for
+``worker_dead_after``.
+
+With ``cut_off_after`` set (``lanner server worker``), a worker whose heartbeats the queue has
+not accepted for that long kills its tasks, reports nothing (the coordinator has handed them
+back already) and fails: ``failed`` is set and ``failure`` says why.
+
 A task's ``run`` executes on its own daemon thread, watched by the pool thread, so a kill order
 or a timeout is answered even by a task that never looks at its kill flag: the kill flag is set
 (Sleep wakes, the subprocess group is killed) and, if ``run`` has not returned ``kill_grace``
@@ -33,6 +48,7 @@ from common.ids import new_id
 from common.models.messages import (
     KillOrder,
     TaskResult,
+    WorkerDied,
     WorkerJob,
     WorkerTask,
     WorkerTaskResult,
@@ -41,13 +57,23 @@ from common.models.state import State
 from common.plugins.base import RunnableTask
 from common.plugins.dynamic import resolve
 from common.plugins.registry import registry
-from common.queue.base import EXECUTOR, KILLS, WORKER_JOBS, Queue, Record, worker_tasks_topic
+from common.queue.base import (
+    EXECUTOR,
+    KILLS,
+    WORKER_JOBS,
+    Outgoing,
+    Queue,
+    Record,
+    TopicPartition,
+    worker_tasks_topic,
+)
 from common.secrets import SecretBox
 from common.settings import Settings
 from common.storage.base import Storage
 
 from ._context import LOG_FLUSH_SECONDS, TaskRunContext
 from ._heartbeat import Heartbeat
+from ._metrics import WORKER_METRICS
 from ._outputs import json_safe, offload
 
 log = logging.getLogger("lanner.worker")
@@ -68,6 +94,8 @@ class WorkerConfig:
         kill_grace: seconds between SIGTERM and SIGKILL, and given to a killed task to return.
         poll_timeout: seconds a poll waits for records (bounds the reaction to ``stop()``).
         worker_id: defaults to a random id.
+        cut_off_after: seconds without an accepted heartbeat after which the worker kills its
+            tasks and fails (None: never; the embedded server's queue is a local file).
     """
 
     threads: int = 0
@@ -80,6 +108,7 @@ class WorkerConfig:
     poll_timeout: float = 0.5
     worker_id: str | None = None
     encryption_key: str | None = None
+    cut_off_after: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -90,6 +119,8 @@ class WorkerConfig:
             heartbeat_interval=settings.heartbeat_interval_seconds,
             max_output_bytes=settings.max_output_bytes,
             encryption_key=settings.encryption_key,
+            worker_id=settings.worker_id,
+            drain_timeout=settings.worker_drain_timeout_seconds,
         )
 
 
@@ -98,7 +129,9 @@ class _Job:
     task: WorkerTask
     kill: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
-    reason: str | None = None  # "kill" | "timeout" | "shutdown"
+    reason: str | None = None  # "kill" | "timeout" | "shutdown" | "cut-off"
+    claimed: float = field(default_factory=time.monotonic)
+    started: bool = False
 
     def stop(self, reason: str) -> None:
         if self.reason is None:
@@ -132,8 +165,11 @@ class Worker:
         self._done: OrderedDict[str, None] = OrderedDict()
         # execution id -> sequence of its latest kill order (see KillOrder)
         self._kills: OrderedDict[str, int] = OrderedDict()
+        self._kills_ready = threading.Event()
         self._stopping = threading.Event()
         self._closed = threading.Event()
+        self.failed = threading.Event()
+        self.failure: str | None = None
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lanner-worker")
         self._heartbeat = Heartbeat(
             queue,
@@ -142,9 +178,19 @@ class Worker:
             threads=self.threads,
             interval=self.config.heartbeat_interval,
             running=self.running_count,
+            cut_off_after=self.config.cut_off_after,
+            on_cut_off=self._cut_off,
         )
         self._threads: list[threading.Thread] = []
         self._started = False
+
+    @property
+    def task_topic(self) -> str:
+        return worker_tasks_topic(self.config.group)
+
+    @property
+    def consumer_group(self) -> str:
+        return f"worker.{self.config.group}" if self.config.group else "worker"
 
     # -------------------------------------------------------------- lifecycle
 
@@ -152,42 +198,60 @@ class Worker:
         if self._started:
             return
         self._started = True
-        # kills first: a kill order emitted after a task was received must not be missed
-        self._kill_sub = self.queue.subscribe([KILLS], f"worker-kills.{self.id}", from_latest=True)
-        group = f"worker.{self.config.group}" if self.config.group else "worker"
+        # every worker reads every kill order: a group of its own, from the oldest record the
+        # first time (a kill published before this worker existed may be for a task it takes)
+        self._kill_sub = self.queue.subscribe([KILLS], f"worker-kills.{self.id}")
         self._task_sub = self.queue.subscribe(
-            [worker_tasks_topic(self.config.group)], group, instance_id=self.id
+            [self.task_topic],
+            self.consumer_group,
+            instance_id=self.id,
+            on_assigned=self._on_assigned,
+            on_revoked=self._on_revoked,
         )
         self._heartbeat.start()
-        for target, name in ((self._dispatch, "dispatcher"), (self._listen_kills, "kills")):
+        WORKER_METRICS.threads.inc(self.threads)
+        targets = [(self._listen_kills, "kills"), (self._dispatch, "dispatcher")]
+        if self.config.cut_off_after is not None:
+            targets.append((self._watch_heartbeats, "watchdog"))
+        for target, name in targets:
             thread = threading.Thread(target=target, name=f"lanner-worker-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self, drain_timeout: float | None = None) -> None:
-        """Stop taking tasks; let running ones finish for ``drain_timeout`` seconds, then kill
-        them (their results are KILLED); end with a TERMINATING heartbeat."""
+        """Stop taking tasks; let running ones finish for ``drain_timeout`` seconds, then hand
+        back the others (stopped, and a ``WorkerDied`` sent in place of their result); end
+        with a TERMINATING heartbeat."""
         if not self._started or self._closed.is_set():
             return
         self._heartbeat.status = "TERMINATING"
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
-        self._threads[0].join()
+        self._threads[1].join()  # the dispatcher: no task is taken from here on
         deadline = time.monotonic() + (
             self.config.drain_timeout if drain_timeout is None else drain_timeout
         )
         with self._cond:
-            while self._running and time.monotonic() < deadline:
+            while self._running and time.monotonic() < deadline and not self.failed.is_set():
                 self._cond.wait(max(0.0, deadline - time.monotonic()))
             for job in self._running.values():
                 job.stop("shutdown")
         self._pool.shutdown(wait=True)
         self._closed.set()
-        for thread in self._threads[1:]:
+        for thread in self._threads:
             thread.join()
+        WORKER_METRICS.threads.dec(self.threads)
+        if self.failed.is_set():
+            # cut off from its queue: no goodbye, and no close that would wait for the brokers
+            # (the heartbeat thread may be blocked in a send; the process exits next)
+            self._heartbeat.stop(wait=False)
+            return
         self._heartbeat.stop()
-        self._heartbeat.beat()
+        try:
+            self._heartbeat.beat()
+        except Exception:
+            log.exception("worker %s: cannot emit the last heartbeat", self.id)
         self._task_sub.close()
         self._kill_sub.close()
 
@@ -195,12 +259,83 @@ class Worker:
         with self._cond:
             return len(self._running)
 
+    def readiness(self) -> str | None:
+        """None when the worker takes tasks, else why not (the management port's check)."""
+        if self.failed.is_set():
+            return self.failure or "failed"
+        if self._stopping.is_set():
+            return "stopping"
+        if not self._heartbeat.published:
+            return "no heartbeat accepted by the queue yet"
+        silent = self._heartbeat.silent_for()
+        if silent > 3 * self.config.heartbeat_interval:
+            return f"the queue has not accepted a heartbeat for {silent:.0f} s"
+        if not self._kills_ready.is_set():
+            return "reading the kill orders published before this worker started"
+        return None
+
+    def assignment(self) -> list[TopicPartition]:
+        return self._task_sub.assignment() if self._started else []
+
+    def _fail(self, reason: str) -> None:
+        """Cut off: kill every task, report nothing, stop taking tasks, say why."""
+        with self._cond:
+            if self.failed.is_set():
+                return
+            self.failure = reason
+            self.failed.set()
+            self._stopping.set()
+            for job in self._running.values():
+                job.stop("cut-off")
+            self._cond.notify_all()
+        log.error("worker %s: %s: its tasks are killed and it stops", self.id, reason)
+
+    def _cut_off(self, silent: float) -> None:
+        self._fail(f"cut off from the queue: no heartbeat accepted for {silent:.0f} s")
+
+    def _silent_too_long(self) -> bool:
+        """True (and the worker fails) once its heartbeats stopped for ``cut_off_after``: checked
+        by the watchdog, and before a claim or a result, so a worker frozen past the limit and
+        then continued sends nothing (the coordinator has handed its tasks back)."""
+        if self.failed.is_set():
+            return True
+        limit = self.config.cut_off_after
+        silent = self._heartbeat.silent_for()
+        if limit is None or silent <= limit:
+            return False
+        self._cut_off(silent)
+        return True
+
+    def _watch_heartbeats(self) -> None:
+        # the heartbeat thread may be blocked in a send to unreachable brokers: watch apart
+        while not self._closed.wait(min(1.0, self.config.heartbeat_interval / 2)):
+            if self._silent_too_long():
+                return
+
     # -------------------------------------------------------------- dispatch
 
+    def _full(self) -> bool:
+        return len(self._running) >= self.threads
+
+    def _on_assigned(self, partitions: list[TopicPartition]) -> None:
+        # called inside poll: a partition gained while the pool is full must not hand a record
+        # over before the pool has room (the others stay paused meanwhile)
+        log.info("worker %s: assigned %s", self.id, _describe(partitions))
+        with self._cond:
+            full = self._full()
+        if full:
+            self._task_sub.pause(partitions)
+
+    def _on_revoked(self, partitions: list[TopicPartition]) -> None:
+        log.info("worker %s: revoked %s", self.id, _describe(partitions))
+
     def _dispatch(self) -> None:
+        while not self._kills_ready.is_set():  # never start a task whose kill is unread
+            if self._stopping.wait(0.1):
+                return
         while not self._stopping.is_set():
             with self._cond:
-                if len(self._running) >= self.threads:
+                if self._full():
                     self._cond.wait(self.config.poll_timeout)
                 free = self.threads - len(self._running)
             if self._stopping.is_set():
@@ -250,24 +385,48 @@ class Worker:
             worker_id=self.id,
             date=now,
         )
-        try:  # the claim: one transaction, so a crash never leaves half of it
-            self._task_sub.produce_and_commit(
-                [
-                    (WORKER_JOBS, run.id, job_record.to_json()),
-                    (EXECUTOR, run.execution_id, self._result(task, State.RUNNING, now=now)),
-                ],
-                [record],
-            )
-        except Exception:  # not claimed (e.g. its partition went to another worker): not done
+        claim: list[Outgoing] = [
+            (WORKER_JOBS, run.id, job_record.to_json()),
+            (EXECUTOR, run.execution_id, self._result(task, State.RUNNING, now=now)),
+        ]
+        if self._silent_too_long() or not self._claim(claim, record):
             with self._cond:
                 self._running.pop(task.job_id, None)
                 self._cond.notify_all()
-            raise
+            return
+        job.claimed = time.monotonic()
+        type_name = _type_name(task)
+        WORKER_METRICS.task_runs.labels(type_name, State.RUNNING.value).inc()
+        if run.state.histories:
+            queued = (now - run.state.histories[-1].date).total_seconds()
+            WORKER_METRICS.queued.observe(max(0.0, queued))
+        WORKER_METRICS.running.inc()
+        WORKER_METRICS.pending.inc()
         with self._cond:  # a kill order may have arrived before the task did
             killed = self._kills.get(run.execution_id)
         if killed is not None and task.sequence <= killed:
             job.stop("kill")
         self._pool.submit(self._execute, job)
+
+    def _claim(self, claim: list[Outgoing], record: Record) -> bool:
+        """The claim: one transaction, so a crash never leaves half of it. The record was
+        polled, so this member will not see it again: retry until the claim is written, the
+        partition went to another member (which reads the record again) or the worker stops."""
+        while True:
+            try:
+                self._task_sub.produce_and_commit(claim, [record])
+                return True
+            except Exception as exc:
+                if "can no longer be used" in str(exc):
+                    # fenced: a newer incarnation of this worker id took over
+                    self._fail(f"fenced by another instance with worker id {self.id}: {exc}")
+                    return False
+                if record.topic_partition not in set(self._task_sub.assignment()):
+                    log.warning("worker %s: task at %s moved to another worker", self.id, record)
+                    return False
+                log.warning("worker %s: claim failed, retrying: %s", self.id, exc)
+            if self._stopping.wait(1.0):
+                return False
 
     def _result(
         self,
@@ -291,6 +450,19 @@ class Worker:
         message = TaskResult(id=result.input_id, execution_id=result.execution_id, result=result)
         return message.to_json()
 
+    def _hand_back(self, task: WorkerTask) -> bytes:
+        """In place of a result: the attempt is lost, resubmit it (the liveness coordinator's
+        message for a dead worker's job, with the same id, so two hand-backs apply once)."""
+        run = task.task_run
+        died = WorkerDied(
+            id=f"worker-died:{run.id}:{task.attempt}",
+            execution_id=run.execution_id,
+            task_run_id=run.id,
+            attempt=task.attempt,
+            worker_id=self.id,
+        )
+        return died.to_json()
+
     def _finish(self, job: _Job) -> None:
         with self._cond:
             self._running.pop(job.task.job_id, None)
@@ -298,16 +470,27 @@ class Worker:
             while len(self._done) > _REMEMBERED:
                 self._done.popitem(last=False)
             self._cond.notify_all()
+        WORKER_METRICS.running.dec()
 
     # -------------------------------------------------------------- kills
 
     def _listen_kills(self) -> None:
+        markers = _StartMarkers(f"worker-started:{self.id}:{new_id()}")
         while not self._closed.is_set():
             try:
-                records = self._kill_sub.poll(max_records=100, timeout=self.config.poll_timeout)
+                if not self._kills_ready.is_set() and not markers.pending:
+                    # (again) a batch of markers of this start: once one is read back on every
+                    # partition of `kills`, every kill order published before is known
+                    self.queue.emit_many(
+                        [(KILLS, key, None) for key in markers.batch(self.queue.partitions(KILLS))]
+                    )
+                records = self._kill_sub.poll(max_records=500, timeout=self.config.poll_timeout)
                 for record in records:
                     if record.value is not None:
                         self._apply_kill(KillOrder.model_validate_json(record.value))
+                    elif markers.read(record) and not self._kills_ready.is_set():
+                        log.info("worker %s: kill orders read up to its start", self.id)
+                        self._kills_ready.set()
                 self._kill_sub.commit(records)
             except Exception:
                 log.exception("worker %s: kill handling failed", self.id)
@@ -332,6 +515,8 @@ class Worker:
     def _execute(self, job: _Job) -> None:
         task = job.task
         run = task.task_run
+        job.started = True
+        WORKER_METRICS.pending.dec()
         min_level = task.task.get("logLevel") if isinstance(task.task, dict) else None
         ctx = TaskRunContext(
             task,
@@ -353,19 +538,49 @@ class Worker:
         finally:
             ctx.cleanup()
         try:
-            # the buffered log lines, the result and the tombstone: one transaction
-            records = ctx.take_logs()
-            records.append((EXECUTOR, run.execution_id, self._result(task, state, outputs, error)))
+            if self._silent_too_long() or job.reason == "cut-off":
+                log.warning("worker %s: attempt %s killed, not reported", self.id, task.job_id)
+                return
+            records = ctx.take_logs()  # the buffered lines, then the outcome: one batch
+            if job.reason == "shutdown":
+                records.append((EXECUTOR, run.execution_id, self._hand_back(task)))
+                WORKER_METRICS.handed_back.inc()
+            else:
+                outcome = self._result(task, state, outputs, error)
+                records.append((EXECUTOR, run.execution_id, outcome))
+                type_name = _type_name(task)
+                WORKER_METRICS.task_runs.labels(type_name, state.value).inc()
+                WORKER_METRICS.task_duration.labels(type_name).observe(
+                    time.monotonic() - job.claimed
+                )
             records.append((WORKER_JOBS, run.id, None))
-            self.queue.emit_many(records)
-        except Exception:
-            log.exception("worker %s: cannot report the result of %s", self.id, task.job_id)
+            self._report(records, task.job_id)
         finally:
             self._finish(job)
+
+    def _report(self, records: list[Outgoing], job_id: str) -> None:
+        """Emit an attempt's outcome, retrying while the queue is unreachable: lost, the task
+        run would wait for ever (its worker is alive). A worker cut off gives up; the
+        coordinator hands the attempt back. Duplicates are fine: inputs are applied once."""
+        tries = 0
+        while True:
+            try:
+                self.queue.emit_many(records)
+                return
+            except Exception:
+                tries += 1
+                log.exception("worker %s: cannot report the outcome of %s", self.id, job_id)
+            if self.config.cut_off_after is None and tries >= 3:
+                return
+            if self.failed.wait(1.0):
+                return
 
     def _attempt(
         self, job: _Job, ctx: TaskRunContext
     ) -> tuple[State, dict[str, Any] | None, str | None]:
+        if job.reason == "shutdown":
+            ctx.log("WARN", "The worker is stopping: task handed back before it started")
+            return State.KILLED, None, None
         if job.reason is not None:
             ctx.log("WARN", "Task killed before it started")
             return State.KILLED, None, None
@@ -419,6 +634,9 @@ class Worker:
         if job.reason == "timeout":
             assert timeout is not None
             return State.FAILED, None, f"Timeout after {format_iso_duration(timeout)}"
+        if job.reason == "shutdown":
+            ctx.log("WARN", "The worker is stopping: task handed back for a new attempt")
+            return State.KILLED, None, None
         if job.reason is not None:
             ctx.log("WARN", "Task killed")
             return State.KILLED, None, None
@@ -474,3 +692,41 @@ def _message(exc: BaseException) -> str:
         return str(exc)
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _StartMarkers:
+    """Tombstones a worker writes to ``kills`` at start and reads back: a record's partition
+    comes from its key, so markers go out in batches of several keys until each partition has
+    given one back (``kills`` has one partition in production; tests may give it more)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.partitions = 0
+        self.pending: set[str] = set()
+        self.seen: set[int] = set()
+        self._next = 0
+
+    def batch(self, partitions: int) -> list[str]:
+        self.partitions = partitions
+        keys = [f"{self.base}:{self._next + i}" for i in range(2 * partitions)]
+        self._next += len(keys)
+        self.pending.update(keys)
+        return keys
+
+    def read(self, record: Record) -> bool:
+        """Notes a tombstone; True once every partition gave a marker back."""
+        if record.key in self.pending:
+            self.pending.discard(record.key)
+            self.seen.add(record.partition)
+        return self.partitions > 0 and len(self.seen) >= self.partitions
+
+
+def _type_name(task: WorkerTask) -> str:
+    return str(task.task.get("type", "")) if isinstance(task.task, dict) else ""
+
+
+def _describe(partitions: list[TopicPartition]) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return ", ".join(f"{t} {sorted(p)}" for t, p in sorted(by_topic.items())) or "nothing"

@@ -269,3 +269,91 @@ def executor(config_file: Path | None, log_format: str | None) -> None:
         app.lanner_flows.stop()
         management.stop()
         log.info("lanner executor %s stopped", instance)
+
+
+@server.command()
+@click.option(
+    "--threads", type=click.IntRange(min=0), default=None, help="Tasks run at once (8 x cores)."
+)
+@click.option(
+    "--worker-group",
+    default=None,
+    help="Worker group key (workerGroup.key): take only the tasks of worker-tasks.<KEY>.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML configuration file.",
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+def worker(
+    threads: int | None, worker_group: str | None, config_file: Path | None, log_format: str | None
+) -> None:
+    """A worker on Kafka: runs the tasks of its worker group, heartbeats on `workers`.
+
+    LANNER_WORKER_ID names it (stable per instance: its Kafka transactional id and static group
+    membership derive from it). On SIGTERM it drains for worker_drain_timeout_seconds, then hands
+    back what still runs. Cut off from Kafka for worker_dead_after_seconds, it kills its tasks
+    and exits with status 3.
+    """
+    import signal
+    import threading
+
+    from common.backends import create_queue
+    from common.cli.component import ensure_kafka_topics, serve
+    from common.ids import new_id
+    from common.settings import Settings
+    from worker import Worker, WorkerConfig
+
+    settings = Settings.load(
+        config_file, worker_threads=threads, worker_group=worker_group, log_format=log_format
+    )
+    if settings.queue != "kafka":
+        raise click.UsageError(
+            f"queue: {settings.queue}: `lanner server worker` runs on Kafka; set "
+            "LANNER_QUEUE=kafka (or queue: kafka in --config), or run every component with "
+            "`lanner server local`"
+        )
+    _configure_logging(settings.log_format)
+    settings.worker_id = settings.worker_id or new_id()
+    ensure_kafka_topics(settings, [settings.worker_group] if settings.worker_group else [])
+    storage = _worker_storage(settings)
+    queue = create_queue(settings, client_id=f"lanner-worker-{settings.worker_id}", storage=storage)
+    config = WorkerConfig.from_settings(settings)
+    config.cut_off_after = settings.worker_dead_after_seconds
+    component = Worker(queue, storage, config)
+    topic = queue.kafka_topic(component.task_topic)  # type: ignore[attr-defined]
+    partitions = queue.partitions(component.task_topic)
+
+    def describe() -> str:
+        return (
+            f"{topic} ({partitions} partitions) shared by consumer group "
+            f"{component.consumer_group}; worker id {component.id}, {component.threads} threads"
+        )
+
+    def fail_fast() -> None:
+        # cut off from Kafka: serve() stops on SIGTERM, like an operator's stop
+        component.failed.wait()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=fail_fast, name="lanner-worker-failure", daemon=True).start()
+    serve("worker", settings, [component], ready=component.readiness, partitions=describe)
+    if component.failed.is_set():
+        # no Kafka client may wait for the brokers on the way out (their destructors would)
+        log.error("lanner worker %s exits: %s", component.id, component.failure)
+        logging.shutdown()
+        os._exit(3)
+    queue.close()
+
+
+def _worker_storage(settings: Any) -> Any:
+    from common.storage.local import LocalStorage
+
+    if settings.storage != "local":
+        raise click.UsageError(
+            f"storage: {settings.storage} is not available yet: use storage: local with a "
+            "data_dir the executor and the webserver share"
+        )
+    return LocalStorage(settings.storage_dir)

@@ -10,7 +10,8 @@ How ``common.queue.base`` maps onto Kafka:
   record ``emit`` returned from is on every in-sync replica (as SQLite's is on disk);
 - ``subscribe``: one consumer per member, ``read_committed``, never auto-committing, with the
   ``cooperative-sticky`` assignor (a rebalance moves only the partitions that change owner, so
-  the callbacks name exactly what a member gains or loses). With an ``instance_id`` the member is
+  the callbacks name exactly what a member gains or loses). The Kafka group id is the group's
+  name with the topic prefix, like the topics. With an ``instance_id`` the member is
   a static member (``group.instance.id``): a restart of the same instance gets its partitions
   back without a rebalance, and ``close`` does not hand them over before the session timeout;
 - ``produce_and_commit``: one Kafka transaction of the member's transactional producer, whose
@@ -269,7 +270,7 @@ class KafkaSubscription:
             self._producer = self._transactional_producer()
         self._consumer: Consumer = create_consumer(
             queue.bootstrap_servers,
-            group,
+            queue.prefix + group,  # two deployments (prefixes) on one cluster share no group
             from_latest=from_latest,
             client_id=queue.client_id,
             **queue.consumer_settings(instance_id),

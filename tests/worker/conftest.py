@@ -17,6 +17,7 @@ from common.models.messages import (
     KillOrder,
     LogEntry,
     TaskResult,
+    WorkerDied,
     WorkerTask,
     WorkerTaskResult,
 )
@@ -98,8 +99,19 @@ class Harness:
         for record in self.results.records:
             assert record.value is not None
             message = EXECUTOR_INPUT.validate_json(record.value)
-            assert isinstance(message, TaskResult)
-            out.append(message.result)
+            if isinstance(message, TaskResult):
+                out.append(message.result)
+            else:
+                assert isinstance(message, WorkerDied)
+        return out
+
+    def handed_back(self, task: WorkerTask) -> list[WorkerDied]:
+        """The hand-backs of ``task`` (a stopping worker's message in place of a result)."""
+        out = []
+        for record in self.results.records:
+            message = EXECUTOR_INPUT.validate_json(record.value or b"")
+            if isinstance(message, WorkerDied) and message.task_run_id == task.task_run.id:
+                out.append(message)
         return out
 
     def results_of(self, task: WorkerTask) -> list[WorkerTaskResult]:

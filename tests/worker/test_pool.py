@@ -166,7 +166,7 @@ def test_large_outputs_go_to_storage(harness: Harness) -> None:
     assert any("too large" in e.message for e in logs)
 
 
-def test_heartbeats_and_graceful_stop(harness: Harness) -> None:
+def test_heartbeats_and_stop_hands_back_what_still_runs(harness: Harness) -> None:
     beats = Reader(harness.queue, [WORKERS])
     worker = harness.worker(threads=3)
 
@@ -182,7 +182,13 @@ def test_heartbeats_and_graceful_stop(harness: Harness) -> None:
     harness.wait_running(task)
     beats.wait_for(lambda r: any(h.running == 1 for h in decoded(r)))
     worker.stop(drain_timeout=0)
-    assert harness.final(task).state == State.KILLED
+    # handed back, not KILLED: the executor resubmits it as a new attempt at once
+    harness.results.wait_for(lambda _: bool(harness.handed_back(task)))
+    [died] = harness.handed_back(task)
+    assert (died.attempt, died.worker_id) == (1, worker.id)
+    assert died.id == f"worker-died:{task.task_run.id}:1"  # the coordinator's id for it
+    assert not [r for r in harness.results_of(task) if r.state.terminal]
+    assert any("handed back" in e.message for e in harness.logs_of(task))
     last = decoded(beats.wait_for(lambda r: decoded(r)[-1].status == "TERMINATING"))[-1]
     assert last.running == 0
 

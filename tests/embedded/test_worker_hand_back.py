@@ -1,0 +1,74 @@
+"""A stopping worker hands back what still runs, and the executor resubmits it at once.
+
+On a real ``lanner server local`` process: SIGTERM while a task runs, with no drain period, then
+a restart. The worker's ``WorkerDied`` hand-back (not a KILLED result) makes the executor fail
+that attempt as lost and run a new one; the execution ends SUCCESS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.bench._server import LocalServer
+from tests.infra.waiting import wait_until
+
+NAMESPACE = "lanner.handback"
+FLOW = f"""\
+id: nap
+namespace: {NAMESPACE}
+tasks:
+  - id: sleep
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT2S
+"""
+
+
+def _execution(url: str, execution_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{url}/api/v1/executions/{execution_id}", timeout=30)
+    if response.status_code == 404:  # not indexed yet
+        return {}
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_a_task_running_at_shutdown_runs_again_as_a_new_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANNER_WORKER_DRAIN_TIMEOUT_SECONDS", "0")
+    server = LocalServer(tmp_path)
+    server.start()
+    try:
+        response = httpx.post(
+            f"{server.url}/api/v1/flows",
+            content=FLOW,
+            headers={"content-type": "application/x-yaml"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        created = httpx.post(f"{server.url}/api/v1/executions/{NAMESPACE}/nap", timeout=30)
+        created.raise_for_status()
+        execution_id = created.json()["id"]
+
+        def running() -> bool:
+            runs = _execution(server.url, execution_id).get("taskRunList") or []
+            return any(t["state"]["current"] == "RUNNING" for t in runs)
+
+        wait_until(running, 30, "the sleep to run")
+        server.stop()  # SIGTERM: the worker hands the running sleep back
+        server.start()
+
+        def ended() -> dict[str, Any]:
+            execution = _execution(server.url, execution_id)
+            return execution if execution.get("state", {}).get("current") == "SUCCESS" else {}
+
+        execution = wait_until(ended, 60, "the execution to end SUCCESS")
+        [run] = execution["taskRunList"]
+        states = [a["state"]["current"] for a in run["attempts"]]
+        assert states == ["FAILED", "SUCCESS"]  # the first attempt lost, the second ran
+    finally:
+        server.stop()
