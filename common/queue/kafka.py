@@ -88,6 +88,7 @@ class KafkaQueue:
         self._consumer_config = dict(consumer_config or {})
         self._producer_config = dict(producer_config or {})
         self._producer: Producer | None = None
+        self._admin: Any = None
         self._partitions: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -216,6 +217,13 @@ class KafkaQueue:
             instance_id=instance_id,
         )
 
+    def admin(self) -> Any:
+        """An admin client of this queue's cluster, created once."""
+        with self._lock:
+            if self._admin is None:
+                self._admin = create_admin(self.bootstrap_servers)
+            return self._admin
+
     def partitions(self, topic: str) -> int:
         known = self._partitions.get(topic)
         if known is not None:
@@ -259,6 +267,7 @@ class KafkaSubscription:
         self.transactional_id = f"{queue.prefix}{group}.{instance_id or uuid.uuid4().hex}"
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
+        self._from_latest = from_latest
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         self._closed = False
@@ -289,11 +298,45 @@ class KafkaSubscription:
         return [TopicPartition(self._queue.logical_topic(p.topic), p.partition) for p in partitions]
 
     def _assign(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        if self._from_latest:
+            partitions = self._latest_positions(consumer, partitions)
         consumer.incremental_assign(partitions)
         gained = self._ours(partitions)
         self._assigned.update(gained)
         if gained and self._on_assigned is not None:
             self._on_assigned(gained)
+
+    def _latest_positions(
+        self, consumer: Consumer, partitions: list[KafkaPartition]
+    ) -> list[KafkaPartition]:
+        """``from_latest``: partitions the group never committed start at their last stable
+        offset read now, so the member sees every record committed after ``on_assigned``
+        (librdkafka's own reset to "latest" happens later, at the first fetch, and skips what
+        was written in between: a live view would miss the first updates).
+        """
+        from confluent_kafka import IsolationLevel
+        from confluent_kafka.admin import OffsetSpec
+
+        timeout = self._queue.timeout
+        try:
+            committed = consumer.committed(partitions, timeout)
+            unset = [p for p in committed if p.offset < 0]
+            if not unset:
+                return list(committed)
+            admin = self._queue.admin()
+            futures = admin.list_offsets(
+                {KafkaPartition(p.topic, p.partition): OffsetSpec.latest() for p in unset},
+                isolation_level=IsolationLevel.READ_COMMITTED,
+                request_timeout=timeout,
+            )
+            latest = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+        except KafkaException as exc:  # the reset to "latest" at the first fetch still applies
+            LOGGER.warning("Kafka group %s: latest offsets not read (%s)", self.group, exc)
+            return partitions
+        return [
+            KafkaPartition(p.topic, p.partition, latest.get((p.topic, p.partition), p.offset))
+            for p in committed
+        ]
 
     def _revoke(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
         lost = self._ours(partitions)
