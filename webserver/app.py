@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
@@ -9,7 +11,10 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from common.backends import Backends
+from common.queue.base import EXECUTIONS, LOGS
 from common.settings import Settings
+from webserver._live import LiveFeed
+from webserver.deps import live_feeds
 from webserver.errors import install_error_handlers
 from webserver.metrics import HttpMetrics, MetricsMiddleware
 from webserver.routers import executions, flows, graph, logs, triggers, workers
@@ -56,18 +61,41 @@ def _health_router() -> APIRouter:
     return router
 
 
-def create_app(settings: Settings, backends: Backends) -> FastAPI:
-    """The webserver on the given backends (reads: repository; writes: queue)."""
+def stop_live_feeds(app: FastAPI) -> None:
+    for feed in live_feeds(app).values():
+        feed.stop()
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await anyio.to_thread.run_sync(stop_live_feeds, app)
+
+
+def create_app(
+    settings: Settings, backends: Backends, *, http_metrics: HttpMetrics | None = None
+) -> FastAPI:
+    """The webserver on the given backends (reads: repository; writes: queue).
+
+    ``http_metrics``: where the request and live-view metrics go (default: a registry of the
+    app's own).
+    """
     app = FastAPI(
         title="Lanner",
         version="0.1.0",
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.backends = backends
-    app.state.http_metrics = HttpMetrics()
+    app.state.http_metrics = http_metrics or HttpMetrics()
+    app.state.live_feeds = {topic: LiveFeed(backends.queue, topic) for topic in (EXECUTIONS, LOGS)}
+    for feed in app.state.live_feeds.values():
+        app.state.http_metrics.watch(feed)
     install_error_handlers(app)
     for router in _ROUTERS:
         app.include_router(router, prefix=API_PREFIX)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 
 from common.backends import Backends
+from webserver._live import LiveFeed
 
 
 def get_backends(request: Request) -> Backends:
@@ -24,3 +25,10 @@ def get_tenant(request: Request) -> str:
 
 BackendsDep = Annotated[Backends, Depends(get_backends)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def live_feeds(app: FastAPI) -> dict[str, LiveFeed]:
+    """The app's live feeds by topic (``executions``, ``logs``): one consumer each, started on
+    first use or by whoever serves the app, shared by every follow stream."""
+    feeds: dict[str, LiveFeed] = app.state.live_feeds
+    return feeds

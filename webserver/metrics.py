@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from webserver._live import LiveFeed
 
 
 class HttpMetrics:
-    """The webserver's metrics, in a registry of their own so several apps can coexist."""
+    """The webserver's metrics.
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+    By default in a registry of their own, so several apps can coexist in one process (tests);
+    ``lanner server webserver`` passes the process-wide ``REGISTRY``, which the management port
+    serves, so they are on ``LANNER_METRICS_PORT`` too.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "lanner_webserver_http_requests",
             "HTTP requests served, by method, route template and status.",
@@ -26,8 +42,29 @@ class HttpMetrics:
             registry=self.registry,
         )
 
+        self.live_consumers = Gauge(
+            "lanner_webserver_live_consumers",
+            "Queue subscriptions open for live views, by topic: one per process, whatever the "
+            "number of open streams.",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.live_streams = Gauge(
+            "lanner_webserver_live_streams",
+            "Live views (SSE follow streams) open, by topic.",
+            ["topic"],
+            registry=self.registry,
+        )
+
+    def watch(self, feed: LiveFeed) -> None:
+        """Expose the consumers and streams of ``feed``."""
+        self.live_consumers.labels(feed.topic).set_function(lambda: feed.consumers)
+        self.live_streams.labels(feed.topic).set_function(lambda: feed.streams)
+
     def exposition(self) -> bytes:
         """Our metrics plus the process-wide default registry (other components' metrics)."""
+        if self.registry is REGISTRY:
+            return generate_latest(REGISTRY)
         return generate_latest(REGISTRY) + generate_latest(self.registry)
 
 

@@ -21,7 +21,7 @@ from common.queue.sqlite import SqliteDatabase, SqliteQueue
 from common.repository.sqlite import sqlite_repositories
 from common.settings import Settings
 from common.storage.local import LocalStorage
-from webserver.app import create_app
+from webserver.app import create_app, stop_live_feeds
 
 HELLO = """\
 id: hello
@@ -123,3 +123,4 @@ def server(app: FastAPI) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(10)
+    stop_live_feeds(app)  # lifespan is off: stop the follow streams' consumers here

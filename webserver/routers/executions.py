@@ -43,8 +43,9 @@ from common.secrets import encrypt_secret_inputs
 from common.settings import Settings
 from common.storage.base import SCHEME, execution_uri
 from common.templating import render
-from webserver._sse import KEEPALIVE, close_quietly, records_for_key, sse_event, subscribe_live
-from webserver.deps import BackendsDep, TenantDep
+from webserver._live import FeedClosed
+from webserver._sse import KEEPALIVE, POLL_SECONDS, sse_event
+from webserver.deps import BackendsDep, TenantDep, live_feeds
 from webserver.routers.flows import load_flow
 
 router = APIRouter(tags=["executions"])
@@ -373,13 +374,18 @@ async def resume_execution(
 
 
 @router.get("/executions/{execution_id}/follow", summary="Follow an execution (SSE)")
-async def follow_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
-    # subscribe first, then read the stored snapshot: nothing can slip between the two
-    subscription = await subscribe_live(backends.queue, EXECUTIONS, "follow")
+async def follow_execution(
+    execution_id: str, request: Request, backends: BackendsDep, tenant: TenantDep
+) -> Any:
+    # the process's one consumer of `executions` holds its partitions, then this stream listens,
+    # then the stored snapshot is read: nothing written meanwhile can slip between the two
+    feed = live_feeds(request.app)[EXECUTIONS]
+    await feed.ensure_ready()
+    listener = feed.listen(execution_id)
     try:
         execution = await anyio.to_thread.run_sync(_get_execution, backends, tenant, execution_id)
     except BaseException:
-        await close_quietly(subscription)
+        listener.close()
         raise
 
     async def events() -> AsyncIterator[str]:
@@ -388,22 +394,26 @@ async def follow_execution(execution_id: str, backends: BackendsDep, tenant: Ten
             if execution.state.current.terminal:
                 return
             last = execution.sequence
-            async for record in records_for_key(subscription, execution_id):
+            while True:
+                try:
+                    record = await listener.next(POLL_SECONDS)
+                except FeedClosed:
+                    return
                 if record is None:
-                    yield KEEPALIVE
+                    yield KEEPALIVE  # a gone client is noticed on this write
                     continue
                 try:
                     snapshot = Execution.model_validate_json(record.value or b"")
                 except ValueError:
                     continue
                 if snapshot.sequence < last:
-                    continue
+                    continue  # older than what the stream showed
                 last = snapshot.sequence
                 yield sse_event(execution_json(snapshot))
                 if snapshot.state.current.terminal:
                     return
         finally:
-            await close_quietly(subscription)
+            listener.close()
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}

@@ -9,23 +9,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from common.errors import InputValidationError, Problem
 from common.models.messages import LogEntry
 from common.queue.base import LOGS
 from common.repository.base import MAX_PAGE_SIZE, LogQuery
 from common.repository.sqlite import LOG_LEVELS, level_number
-from webserver._sse import (
-    KEEPALIVE,
-    POLL_SECONDS,
-    close_quietly,
-    records_for_key,
-    sse_event,
-    subscribe_live,
-)
-from webserver.deps import BackendsDep, TenantDep
+from webserver._live import FeedClosed
+from webserver._sse import KEEPALIVE, POLL_SECONDS, sse_event
+from webserver.deps import BackendsDep, TenantDep, live_feeds
 
 router = APIRouter(tags=["logs"])
 
@@ -137,6 +132,7 @@ async def search_logs(
 
 @router.get("/logs/follow", summary="Follow the logs matching a search (SSE)")
 async def follow_search(
+    request: Request,
     backends: BackendsDep,
     tenant: TenantDep,
     namespace: str | None = None,
@@ -148,31 +144,35 @@ async def follow_search(
     """New log entries as they are published (not the stored ones: search for those), until
     the client leaves."""
     query = _log_query(tenant, namespace, flow_id, task_id, min_level, None, None, q)
-    subscription = await subscribe_live(backends.queue, LOGS, "logs-search")
+    feed = live_feeds(request.app)[LOGS]
+    await feed.ensure_ready()
+    listener = feed.listen(None)  # every key: the search filters
 
     async def events() -> AsyncIterator[str]:
         try:
             yield KEEPALIVE  # the stream is open: entries from now on are sent
             while True:
-                records = await anyio.to_thread.run_sync(
-                    lambda: subscription.poll(max_records=200, timeout=POLL_SECONDS)
-                )
-                sent = 0
-                for record in records:
-                    try:
-                        entry = LogEntry.model_validate_json(record.value or b"")
-                    except ValueError:
-                        continue
-                    if matches(entry, query):
-                        sent += 1
-                        yield sse_event(entry.to_dict())
-                if not sent:
+                try:
+                    record = await listener.next(POLL_SECONDS)
+                except FeedClosed:
+                    return
+                if record is None:
                     yield KEEPALIVE
+                    continue
+                try:
+                    entry = LogEntry.model_validate_json(record.value or b"")
+                except ValueError:
+                    continue
+                if matches(entry, query):
+                    yield sse_event(entry.to_dict())
         finally:
-            await close_quietly(subscription)
+            listener.close()
 
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+        background=BackgroundTask(listener.close),
     )
 
 
@@ -215,13 +215,16 @@ async def download_logs(
 @router.get("/logs/{execution_id}/follow", summary="Follow the logs of an execution (SSE)")
 async def follow_logs(
     execution_id: str,
+    request: Request,
     backends: BackendsDep,
     tenant: TenantDep,
     min_level: LevelQuery = None,
 ) -> Any:
     level = _check_level(min_level)
     floor = level_number(level)
-    subscription = await subscribe_live(backends.queue, LOGS, "logs")
+    feed = live_feeds(request.app)[LOGS]
+    await feed.ensure_ready()
+    listener = feed.listen(execution_id)
 
     async def events() -> AsyncIterator[str]:
         seen: set[str] = set()
@@ -233,7 +236,11 @@ async def follow_logs(
                 body = entry.to_json()
                 seen.add(hashlib.sha256(body).hexdigest())
                 yield sse_event(entry.to_dict())
-            async for record in records_for_key(subscription, execution_id):
+            while True:
+                try:
+                    record = await listener.next(POLL_SECONDS)
+                except FeedClosed:
+                    return
                 if record is None:
                     yield KEEPALIVE
                     execution = await anyio.to_thread.run_sync(
@@ -254,7 +261,7 @@ async def follow_logs(
                 seen.add(digest)
                 yield sse_event(entry.to_dict())
         finally:
-            await close_quietly(subscription)
+            listener.close()
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
