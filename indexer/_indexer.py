@@ -1,11 +1,16 @@
 """Copies the queue into the repository, in bulk, at least once, never dropping a record.
 
-Topics ``executions``, ``logs``, ``metrics``, ``workers`` and ``triggers`` are read with the
-consumer group ``indexer`` (a ``triggers`` tombstone removes the trigger's state). Each poll's
-batch is decoded, written, and only then committed; a failed write is retried with exponential
-backoff (the batch stays in hand, offsets uncommitted) until it succeeds or the indexer stops.
-A record that cannot be decoded is logged and skipped: it can never become valid, and holding
-the stream for it would stall every other record.
+Topics ``flows``, ``executions``, ``logs``, ``metrics``, ``workers`` and ``triggers`` are read
+with the consumer group ``indexer`` (a ``triggers`` tombstone removes the trigger's state). Each
+poll's batch is decoded, written, and only then committed; a failed write is retried with
+exponential backoff (the batch stays in hand, offsets uncommitted) until it succeeds or the
+indexer stops. A record that cannot be decoded is logged and skipped: it can never become valid,
+and holding the stream for it would stall every other record.
+
+Nothing moves backwards: an execution snapshot is written only over one of a lower or equal
+``sequence`` (the repository checks it), and a flow event only when its revision is not older
+than the stored one (a webserver stores its flows itself, before announcing them: the event
+that comes back later must not bring an older source back).
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+import yaml
+from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from common.models.execution import Execution, ExecutionHead
@@ -22,6 +30,7 @@ from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
 from common.models.trigger import TriggerState
 from common.queue.base import (
     EXECUTIONS,
+    FLOWS,
     LOGS,
     METRICS,
     TRIGGERS,
@@ -30,12 +39,33 @@ from common.queue.base import (
     Record,
     Subscription,
 )
-from common.repository.base import Repositories
+from common.repository.base import FlowRecord, Repositories
 
 log = logging.getLogger("lanner.indexer")
 
 GROUP = "indexer"
-TOPICS = (EXECUTIONS, LOGS, METRICS, WORKERS, TRIGGERS)
+TOPICS = (FLOWS, EXECUTIONS, LOGS, METRICS, WORKERS, TRIGGERS)
+
+RECORDS = Counter(
+    "lanner_indexer_records",
+    "Records written to the repository (offsets committed), by topic.",
+    ["topic"],
+)
+SKIPPED = Counter("lanner_indexer_skipped_records", "Undecodable records skipped.")
+FAILURES = Counter(
+    "lanner_indexer_write_failures", "Bulk writes that failed (retried, offsets uncommitted)."
+)
+
+
+class _FlowEvent(BaseModel):
+    """What ``common.flow.store.flow_event`` puts on ``flows``."""
+
+    tenant: str
+    namespace: str
+    id: str
+    revision: int
+    source: str = ""
+    deleted: bool = False
 
 
 @dataclass
@@ -48,6 +78,9 @@ class Batch:
     workers: dict[str, WorkerHeartbeat] = field(default_factory=dict)
     # the last record of each trigger uid in the batch: its state, or None (tombstone: gone)
     triggers: dict[str, TriggerState | None] = field(default_factory=dict)
+    # flow events in their order (few, and each checked against the stored revision);
+    # None is a tombstone (deleted)
+    flows: list[tuple[str, _FlowEvent | None]] = field(default_factory=list)
     # with ``finish(full=False)``: (indexed fields, JSON) of the newest snapshot per execution
     snapshots: list[tuple[ExecutionHead, bytes]] = field(default_factory=list)
     skipped: int = 0
@@ -60,9 +93,13 @@ class Batch:
             self.triggers[record.key] = None  # the trigger went away with its flow
             return
         if record.value is None:
-            return  # tombstone: nothing to index
+            if record.topic == FLOWS and record.key:
+                self.flows.append((record.key, None))
+            return  # other tombstones: nothing to index
         try:
-            if record.topic == EXECUTIONS:
+            if record.topic == FLOWS:
+                self.flows.append((record.key or "", _FlowEvent.model_validate_json(record.value)))
+            elif record.topic == EXECUTIONS:
                 head = _ExecutionHead.model_validate_json(record.value)
                 known = self._newest.get(head.id)
                 if known is None or head.sequence >= known[0]:
@@ -115,8 +152,45 @@ class _ExecutionHead(BaseModel):
     sequence: int = 0
 
 
+def _write_flow(repositories: Repositories, key: str, event: _FlowEvent | None) -> None:
+    flows = repositories.flows
+    if event is None:
+        tenant, _, rest = key.partition("/")
+        namespace, _, flow_id = rest.rpartition("/")
+        if tenant and namespace and flow_id and flows.get(tenant, namespace, flow_id):
+            flows.delete(tenant, namespace, flow_id)
+        return
+    latest = flows.revisions(event.tenant, event.namespace, event.id)
+    newest = latest[-1] if latest else None
+    if newest is not None and newest.revision > event.revision:
+        return  # stale: a newer revision is stored already
+    if event.deleted:
+        if newest is not None and not newest.deleted:
+            flows.delete(event.tenant, event.namespace, event.id)
+        return
+    if newest is not None and newest.revision == event.revision and not newest.deleted:
+        return  # stored already (by the webserver that announced it, or a previous batch)
+    try:
+        disabled = bool((yaml.safe_load(event.source) or {}).get("disabled", False))
+    except (yaml.YAMLError, AttributeError):
+        disabled = False
+    flows.save(
+        FlowRecord(
+            tenant_id=event.tenant,
+            namespace=event.namespace,
+            id=event.id,
+            revision=event.revision,
+            source=event.source,
+            updated=datetime.now(UTC),
+            disabled=disabled,
+        )
+    )
+
+
 def write_batch(repositories: Repositories, batch: Batch) -> None:
     """Write every entity of the batch; idempotent, so a retried batch is harmless."""
+    for key, event in batch.flows:
+        _write_flow(repositories, key, event)
     if batch.snapshots:
         repositories.executions.save_json_many(batch.snapshots)  # type: ignore[attr-defined]
     executions = list(batch.executions.values())
@@ -218,9 +292,15 @@ class Indexer:
                 break
             except Exception as exc:  # noqa: BLE001 - every failure is retried, nothing dropped
                 self.failures += 1
+                FAILURES.inc()
                 log.warning("indexer: bulk write failed (%s); retrying in %.1fs", exc, backoff)
                 if self._stop.wait(backoff):
                     return  # stopping: the batch stays uncommitted and is read again later
                 backoff = min(backoff * 2, self.max_backoff)
         self.indexed += len(records) - batch.skipped
         self.skipped += batch.skipped
+        SKIPPED.inc(batch.skipped)
+        for topic in TOPICS:
+            count = sum(1 for r in records if r.topic == topic)
+            if count:
+                RECORDS.labels(topic).inc(count)

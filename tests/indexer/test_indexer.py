@@ -210,3 +210,50 @@ def test_trigger_states_are_indexed_and_tombstones_remove_them(
     finally:
         indexer.stop()
     assert repositories.triggers.find("other") == []
+
+
+def _flow_event(revision: int, source: str, deleted: bool = False) -> bytes:
+    import json
+
+    return json.dumps(
+        {
+            "tenant": "main",
+            "namespace": "company.team",
+            "id": "hello",
+            "revision": revision,
+            "source": source,
+            "deleted": deleted,
+        }
+    ).encode()
+
+
+SOURCE = "id: hello\nnamespace: company.team\ntasks: []\n"
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
+def test_flows_are_indexed_and_a_stale_event_never_brings_an_older_source_back(
+    env: tuple[SqliteQueue, Repositories], batch_size: int
+) -> None:
+    queue, repositories = env
+    key = "main/company.team/hello"
+    v1, v2 = SOURCE + "# v1\n", SOURCE + "disabled: true\n"
+    queue.emit("flows", key, _flow_event(1, v1))
+    queue.emit("flows", key, _flow_event(2, v2))
+    queue.emit("flows", key, _flow_event(1, v1))  # late copy of an older revision
+    indexer = Indexer(queue, repositories, batch_size=batch_size, poll_timeout=0.05)
+    indexer.start()
+    try:
+        wait_for(lambda: indexer.indexed == 3)
+        flow = repositories.flows.get("main", "company.team", "hello")
+        assert flow is not None and (flow.revision, flow.source, flow.disabled) == (2, v2, True)
+        assert [
+            r.revision for r in repositories.flows.revisions("main", "company.team", "hello")
+        ] == [1, 2]
+        queue.emit("flows", key, _flow_event(2, v2, deleted=True))
+        wait_for(lambda: repositories.flows.get("main", "company.team", "hello") is None)
+        queue.emit("flows", key, _flow_event(3, v1))
+        wait_for(lambda: repositories.flows.get("main", "company.team", "hello") is not None)
+        queue.emit("flows", key, None)  # tombstone: deleted
+        wait_for(lambda: repositories.flows.get("main", "company.team", "hello") is None)
+    finally:
+        indexer.stop()
