@@ -38,6 +38,7 @@ from common.queue.base import (
     Queue,
     Record,
     Subscription,
+    TopicPartition,
 )
 from common.repository.base import FlowRecord, Repositories
 
@@ -248,6 +249,9 @@ class Indexer:
         self.indexed = 0
         self.skipped = 0
         self.failures = 0
+        # partitions this member holds now; ``assigned`` is set on its first assignment
+        self.held: set[TopicPartition] = set()
+        self.assigned = threading.Event()
 
     def start(self) -> None:
         if self._thread is not None:
@@ -268,7 +272,9 @@ class Indexer:
 
     def run(self) -> None:
         """The loop of the thread; also callable directly (returns once ``stop`` is called)."""
-        subscription = self.queue.subscribe(list(TOPICS), self.group)
+        subscription = self.queue.subscribe(
+            list(TOPICS), self.group, on_assigned=self._on_assigned, on_revoked=self._on_revoked
+        )
         try:
             while not self._stop.is_set():
                 records = subscription.poll(self.batch_size, self.poll_timeout)
@@ -278,6 +284,15 @@ class Indexer:
             log.exception("indexer: the queue failed; the indexer stops")
         finally:
             subscription.close()
+
+    def _on_assigned(self, partitions: list[TopicPartition]) -> None:
+        self.held.update(partitions)
+        self.assigned.set()
+        log.info("indexer: assigned %s; holds %s", describe(partitions), describe(self.held))
+
+    def _on_revoked(self, partitions: list[TopicPartition]) -> None:
+        self.held.difference_update(partitions)
+        log.info("indexer: revoked %s; holds %s", describe(partitions), describe(self.held))
 
     def _index(self, subscription: Subscription, records: Sequence[Record]) -> None:
         batch = Batch()
@@ -304,3 +319,16 @@ class Indexer:
             count = sum(1 for r in records if r.topic == topic)
             if count:
                 RECORDS.labels(topic).inc(count)
+
+
+def describe(partitions: set[TopicPartition] | list[TopicPartition]) -> str:
+    """``executions[0,1] logs[0,1]``, or ``none``."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    if not by_topic:
+        return "none"
+    return " ".join(
+        f"{topic}[{','.join(str(p) for p in sorted(parts))}]"
+        for topic, parts in sorted(by_topic.items())
+    )

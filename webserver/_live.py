@@ -136,6 +136,11 @@ class LiveFeed:
             return f"live feed of {self.topic}: {held}/{wanted} partitions assigned"
         return None
 
+    def wait_ready(self, timeout: float = READY_SECONDS) -> bool:
+        """Blocks until the feed holds every partition (True) or failed / timed out (False)."""
+        self._ready.wait(timeout)
+        return self.not_ready() is None
+
     async def ensure_ready(self, timeout: float = READY_SECONDS) -> None:
         """Starts the feed if needed and waits until it holds every partition."""
         self.start()

@@ -38,8 +38,14 @@ def _health_router() -> APIRouter:
     async def live() -> dict[str, str]:
         return {"status": "UP"}
 
-    @router.get("/health/ready", summary="The repository answers")
+    @router.get("/health/ready", summary="The repository (and the queue) answer")
     async def ready(request: Request) -> Any:
+        readiness = getattr(request.app.state, "readiness", None)
+        if readiness is not None:  # set by `lanner server webserver`: the management port's
+            reason = await anyio.to_thread.run_sync(readiness)
+            if reason is not None:
+                return JSONResponse({"status": "DOWN", "message": reason}, status_code=503)
+            return {"status": "UP"}
         backends: Backends = request.app.state.backends
         try:
             # a key lookup: it fails when the repository does, and costs nothing when it is up

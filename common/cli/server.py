@@ -357,3 +357,14 @@ def _worker_storage(settings: Any) -> Any:
             "data_dir the executor and the webserver share"
         )
     return LocalStorage(settings.storage_dir)
+
+
+# `lanner server webserver` and `lanner server indexer` (their own module)
+def _register_web_commands() -> None:
+    from common.cli.server_web import indexer_command, webserver_command
+
+    server.add_command(webserver_command)
+    server.add_command(indexer_command)
+
+
+_register_web_commands()

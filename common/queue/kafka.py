@@ -318,21 +318,31 @@ class KafkaSubscription:
         from confluent_kafka.admin import OffsetSpec
 
         timeout = self._queue.timeout
-        try:
-            committed = consumer.committed(partitions, timeout)
-            unset = [p for p in committed if p.offset < 0]
-            if not unset:
-                return list(committed)
-            admin = self._queue.admin()
-            futures = admin.list_offsets(
-                {KafkaPartition(p.topic, p.partition): OffsetSpec.latest() for p in unset},
-                isolation_level=IsolationLevel.READ_COMMITTED,
-                request_timeout=timeout,
-            )
-            latest = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
-        except KafkaException as exc:  # the reset to "latest" at the first fetch still applies
-            LOGGER.warning("Kafka group %s: latest offsets not read (%s)", self.group, exc)
-            return partitions
+        # a topic just created has no leaders for a moment (NOT_LEADER_FOR_PARTITION, which
+        # librdkafka does not flag retriable): ask again, for a bounded time
+        deadline = time.monotonic() + min(timeout, 15.0)
+        while True:
+            try:
+                committed = consumer.committed(partitions, timeout)
+                unset = [p for p in committed if p.offset < 0]
+                if not unset:
+                    return list(committed)
+                futures = self._queue.admin().list_offsets(
+                    {KafkaPartition(p.topic, p.partition): OffsetSpec.latest() for p in unset},
+                    isolation_level=IsolationLevel.READ_COMMITTED,
+                    request_timeout=timeout,
+                )
+                latest = {
+                    (tp.topic, tp.partition): future.result().offset
+                    for tp, future in futures.items()
+                }
+                break
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    # librdkafka's own reset to "latest" at the first fetch still applies
+                    LOGGER.warning("Kafka group %s: latest offsets not read (%s)", self.group, exc)
+                    return partitions
+                time.sleep(0.1)
         return [
             KafkaPartition(p.topic, p.partition, latest.get((p.topic, p.partition), p.offset))
             for p in committed
