@@ -111,3 +111,47 @@ def test_the_image_builds_the_web_ui_in_its_own_stage() -> None:
     assert "AS ui" in dockerfile
     assert "npm ci" in dockerfile
     assert "COPY --from=ui /src/webserver/static/ui webserver/static/ui" in dockerfile
+
+
+def _lanner_commands(services: dict[str, Any]) -> list[list[str]]:
+    """Every `lanner` command line the compose file runs (the image's entrypoint is `lanner`),
+    with its options, once each."""
+    commands = []
+    for service in services.values():
+        if "command" in service and service.get("build"):
+            words = [str(word) for word in service["command"]]
+            if words not in commands:
+                commands.append(words)
+    return commands
+
+
+def test_the_compose_file_runs_lanner_commands(services: dict[str, Any]) -> None:
+    commands = _lanner_commands(services)
+    # every component and the topic creation: the parametrised check below covers all of them
+    assert ["kafka", "init"] in commands
+    paths = {tuple(c[: len(path)]) for c in commands for path in COMPONENTS.values()}
+    assert {tuple(path) for path in COMPONENTS.values()} <= paths
+
+
+@pytest.mark.parametrize(
+    "command",
+    _lanner_commands(dict(yaml.safe_load(COMPOSE.read_text())["services"])),
+    ids=" ".join,
+)
+def test_every_command_the_compose_file_runs_exists(command: list[str]) -> None:
+    """`lanner <command> --help` exits 0, in a process of its own as the container runs it; the
+    command's options are given too, so an option it does not know fails as well."""
+    import subprocess
+
+    from tests.infra.processes import lanner_executable
+
+    result = subprocess.run(
+        [str(lanner_executable()), *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, (
+        f"`lanner {' '.join(command)} --help` exited {result.returncode}: "
+        f"{(result.stderr or result.stdout).strip()[-500:]}"
+    )
