@@ -175,11 +175,19 @@ class LiveFeed:
     # ------------------------------------------------------------------ the feed thread
     def _on_assigned(self, partitions: list[TopicPartition]) -> None:
         self._held.update(partitions)
+        log.info(
+            "live feed of %s: holds %d/%s partitions", self.topic, len(self._held), self._wanted
+        )
         if self._wanted is not None and len(self._held) >= self._wanted:
             self._ready.set()
 
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
+        # (a broker outage can cost the group its members) new streams wait for the partitions
+        # to come back; open streams keep their listeners and resume once they do
         self._held.difference_update(partitions)
+        log.info("live feed of %s: lost %d partitions", self.topic, len(partitions))
+        if self.failure is None:
+            self._ready.clear()
 
     def _run(self) -> None:
         subscription: Subscription | None = None

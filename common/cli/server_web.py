@@ -302,7 +302,8 @@ def webserver_command(
     read the `executions` topic through one consumer per process."""
     from prometheus_client import REGISTRY
 
-    from webserver.app import create_app, live_feeds
+    from webserver.app import create_app
+    from webserver.deps import live_feeds
     from webserver.metrics import HttpMetrics
 
     settings = _prepare(config_file, log_format, host=host, port=port)

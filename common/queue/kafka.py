@@ -217,10 +217,11 @@ class KafkaQueue:
             instance_id=instance_id,
         )
 
-    def admin(self) -> Any:
-        """An admin client of this queue's cluster, created once."""
+    def admin(self, renew: bool = False) -> Any:
+        """An admin client of this queue's cluster, created once (``renew``: a new one, after
+        an error that stale metadata may have caused, e.g. a broker restarted)."""
         with self._lock:
-            if self._admin is None:
+            if self._admin is None or renew:
                 self._admin = create_admin(self.bootstrap_servers)
             return self._admin
 
@@ -315,33 +316,36 @@ class KafkaSubscription:
         was written in between: a live view would miss the first updates).
         """
         from confluent_kafka import IsolationLevel
-        from confluent_kafka.admin import OffsetSpec
+        from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-        timeout = self._queue.timeout
         # a topic just created has no leaders for a moment (NOT_LEADER_FOR_PARTITION, which
-        # librdkafka does not flag retriable): ask again, for a bounded time
-        deadline = time.monotonic() + min(timeout, 15.0)
+        # librdkafka does not flag retriable), a restarted broker answers with a newer leader
+        # epoch: ask again, each attempt and the whole bounded (this blocks the member's poll)
+        deadline = time.monotonic() + min(self._queue.timeout, 15.0)
+        renew = False
         while True:
+            attempt = max(0.5, min(5.0, deadline - time.monotonic()))
             try:
-                committed = consumer.committed(partitions, timeout)
+                committed = consumer.committed(partitions, attempt)
                 unset = [p for p in committed if p.offset < 0]
                 if not unset:
                     return list(committed)
-                futures = self._queue.admin().list_offsets(
-                    {KafkaPartition(p.topic, p.partition): OffsetSpec.latest() for p in unset},
+                futures = self._queue.admin(renew).list_offsets(
+                    {KafkaPartition(p.topic, p.partition): OffsetSpec.latest() for p in unset},  # type: ignore[no-untyped-call]
                     isolation_level=IsolationLevel.READ_COMMITTED,
-                    request_timeout=timeout,
+                    request_timeout=attempt,
                 )
                 latest = {
-                    (tp.topic, tp.partition): future.result().offset
+                    (tp.topic, tp.partition): future.result(timeout=attempt + 1).offset
                     for tp, future in futures.items()
                 }
                 break
-            except KafkaException as exc:
+            except (KafkaException, TimeoutError) as exc:
                 if time.monotonic() >= deadline:
                     # librdkafka's own reset to "latest" at the first fetch still applies
                     LOGGER.warning("Kafka group %s: latest offsets not read (%s)", self.group, exc)
                     return partitions
+                renew = True
                 time.sleep(0.1)
         return [
             KafkaPartition(p.topic, p.partition, latest.get((p.topic, p.partition), p.offset))

@@ -59,15 +59,19 @@ class Component:
         self.process = process
         self.api = f"http://127.0.0.1:{api_port}"
         self.management = f"http://127.0.0.1:{management_port}"
+        self.last_ready = ""
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"{self.management}/health/ready", timeout=5).status_code == 200
-        except httpx.HTTPError:
+            answer = httpx.get(f"{self.management}/health/ready", timeout=5)
+        except httpx.HTTPError as exc:
+            self.last_ready = repr(exc)
             return False
+        self.last_ready = answer.text
+        return answer.status_code == 200
 
     def wait_ready(self) -> None:
-        self.process.wait_for(self.ready, DEADLINE, "/health/ready to answer 200")
+        self.process.wait_for(self.ready, DEADLINE, "/health/ready to answer 200 (see last_ready)")
 
     def metrics(self) -> str:
         return httpx.get(f"{self.management}/metrics", timeout=5).text
@@ -330,7 +334,7 @@ def test_two_follow_streams_share_one_consumer_and_each_sees_its_own_updates_to_
         }
     streams = {i: FollowStream(web.api, i) for i in ids}
     for i, stream in streams.items():
-        wait_until(lambda s=stream: s.progress(), DEADLINE, f"the stored state of {i}")
+        wait_until(stream.progress, DEADLINE, f"the stored state of {i}")
     assert web.metric("lanner_webserver_live_streams", topic="executions") == 2.0
     assert web.metric("lanner_webserver_live_consumers", topic="executions") == 1.0
     wait_until(lambda: live_members(env) == 1, DEADLINE, "one live consumer in the groups")
@@ -422,3 +426,39 @@ def test_the_indexer_creates_its_topics_indexes_in_sequence_order_and_commits_af
     finally:
         queue.close()
         db.close()
+
+
+def test_readiness_says_kafka_is_down_and_recovers_with_the_broker(
+    lanner_process: StartLanner, infra: Any, tmp_path: Path, unique_name: str
+) -> None:
+    cluster = infra.kafka(1)  # a broker of this test's own, to stop
+    try:
+        env = {
+            "servers": cluster.bootstrap_servers,
+            "prefix": unique_name + ".",
+            "data_dir": tmp_path / "data",
+        }
+        web = start(lanner_process, env, "webserver")
+        web.wait_ready()
+        node = cluster.nodes[0].node_id
+        cluster.stop_node(node)
+
+        def down() -> dict[str, Any] | None:
+            answer = httpx.get(f"{web.management}/health/ready", timeout=10)
+            return answer.json() if answer.status_code == 503 else None
+
+        web.process.wait_for(down, DEADLINE, "/health/ready to say Kafka is down")
+        body = down()
+        assert body is not None and body["status"] == "DOWN"
+        assert f"Kafka unreachable at {cluster.bootstrap_servers}" in body["reason"]
+        api = httpx.get(f"{web.api}/health/ready", timeout=10)  # the API port says the same
+        assert api.status_code == 503 and "Kafka unreachable" in api.json()["message"]
+
+        cluster.restart_node(node)
+        try:  # the groups rejoin once the coordinator is back: allow for a loaded machine
+            web.wait_ready(2 * DEADLINE)
+        except Exception as exc:
+            raise AssertionError(f"not ready again: {web.last_ready}") from exc
+        assert web.process.running
+    finally:
+        cluster.stop()
