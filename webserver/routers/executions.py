@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
 from common.backends import Backends
@@ -416,7 +417,11 @@ async def follow_execution(
             listener.close()
 
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+        # also when the stream never started (the client left first): no listener leaks
+        background=BackgroundTask(listener.close),
     )
 
 

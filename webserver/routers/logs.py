@@ -264,5 +264,9 @@ async def follow_logs(
             listener.close()
 
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+        # also when the stream never started (the client left first): no listener leaks
+        background=BackgroundTask(listener.close),
     )
