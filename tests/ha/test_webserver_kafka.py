@@ -35,7 +35,7 @@ from tests.contracts.repository import make_execution
 from tests.ha.test_queue_kafka import kafka_queue_settings
 from tests.infra.fixtures import StartLanner
 from tests.infra.processes import ManagedProcess, free_ports
-from tests.infra.waiting import wait_until
+from tests.infra.waiting import WaitTimeout, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -70,8 +70,8 @@ class Component:
         self.last_ready = answer.text
         return answer.status_code == 200
 
-    def wait_ready(self) -> None:
-        self.process.wait_for(self.ready, DEADLINE, "/health/ready to answer 200 (see last_ready)")
+    def wait_ready(self, timeout: float = DEADLINE) -> None:
+        self.process.wait_for(self.ready, timeout, "/health/ready to answer 200 (see last_ready)")
 
     def metrics(self) -> str:
         return httpx.get(f"{self.management}/metrics", timeout=5).text
@@ -457,7 +457,7 @@ def test_readiness_says_kafka_is_down_and_recovers_with_the_broker(
         cluster.restart_node(node)
         try:  # the groups rejoin once the coordinator is back: allow for a loaded machine
             web.wait_ready(2 * DEADLINE)
-        except Exception as exc:
+        except WaitTimeout as exc:
             raise AssertionError(f"not ready again: {web.last_ready}") from exc
         assert web.process.running
     finally:
