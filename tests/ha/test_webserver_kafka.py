@@ -23,10 +23,18 @@ import httpx
 import pytest
 
 from common.models.execution import Execution
-from common.models.messages import EXECUTOR_INPUT, ExecutorInput, Kill, NewExecution, Restart
+from common.models.messages import (
+    EXECUTOR_INPUT,
+    ExecutorInput,
+    Kill,
+    LogEntry,
+    NewExecution,
+    Restart,
+    WorkerHeartbeat,
+)
 from common.models.messages import Resume as ResumeOrder
 from common.models.state import State
-from common.queue.base import EXECUTIONS, EXECUTOR, FLOWS, Queue
+from common.queue.base import EXECUTIONS, EXECUTOR, FLOWS, LOGS, WORKERS, Queue
 from common.queue.kafka_client import create_admin
 from common.queue.sqlite import SqliteDatabase
 from common.repository.sqlite import sqlite_repositories
@@ -129,11 +137,24 @@ def component_env(env: dict[str, Any], api_port: int, management_port: int) -> d
     }
 
 
-def start(lanner_process: StartLanner, env: dict[str, Any], *args: str) -> Component:
+def start(
+    lanner_process: StartLanner, env: dict[str, Any], *args: str, config: Path | None = None
+) -> Component:
+    """Starts `lanner server <args>`: configured by LANNER_* variables, or with ``config`` by
+    that YAML file (written here) for everything but its ports."""
     api_port, management_port = free_ports(2)
-    process = lanner_process(
-        ["server", *args], env=component_env(env, api_port, management_port), name=args[0]
-    )
+    variables = component_env(env, api_port, management_port)
+    argv = ["server", *args]
+    if config is not None:
+        values = {
+            name.removeprefix("LANNER_").lower(): variables.pop(name)
+            for name in list(variables)
+            if name not in ("LANNER_PORT", "LANNER_METRICS_PORT")
+        }
+        values["kafka_consumer_config"] = json.loads(values["kafka_consumer_config"])
+        config.write_text(json.dumps({"lanner": values}))  # JSON is YAML
+        argv += ["--config", str(config)]
+    process = lanner_process(argv, env=variables, name=args[0])
     return Component(process, api_port, management_port)
 
 
@@ -367,9 +388,9 @@ def repository(env: dict[str, Any]) -> Any:
 
 
 def test_the_indexer_creates_its_topics_indexes_in_sequence_order_and_commits_after_writing(
-    lanner_process: StartLanner, env: dict[str, Any]
+    lanner_process: StartLanner, env: dict[str, Any], tmp_path: Path
 ) -> None:
-    indexer = start(lanner_process, env, "indexer")
+    indexer = start(lanner_process, env, "indexer", config=tmp_path / "lanner.yml")
     indexer.wait_ready()  # no `lanner kafka init`: the indexer made the topics
     line = indexer.start_line("indexer")
     assert "queue kafka" in line and "indexer group indexer holds" in line
@@ -392,6 +413,31 @@ def test_the_indexer_creates_its_topics_indexes_in_sequence_order_and_commits_af
             DEADLINE,
             "e1 at sequence 3",
         )
+        # the other topics it copies
+        flow = {"tenant": "main", "namespace": "company.team", "id": "hello", "revision": 1}
+        queue.emit(FLOWS, "main/company.team/hello", json.dumps({**flow, "source": HELLO}).encode())
+        entry = LogEntry(
+            namespace="company.team",
+            flow_id="hello",
+            execution_id="e1",
+            timestamp=datetime.now(UTC),
+            message="indexed",
+        )
+        queue.emit(LOGS, "e1", entry.to_json())
+        beat = WorkerHeartbeat(
+            worker_id="w1", hostname="h", threads=2, running=0, date=datetime.now(UTC)
+        )
+        queue.emit(WORKERS, "w1", beat.to_json())
+        wait_until(
+            lambda: (
+                repos.flows.get("main", "company.team", "hello")
+                and [e.message for e in repos.logs.find("main", "e1")] == ["indexed"]
+                and [w.worker_id for w in repos.workers.all()] == ["w1"]
+            ),
+            DEADLINE,
+            "the flow, the log entry and the heartbeat indexed",
+        )
+
         # an older snapshot, read in a later batch, never replaces the newer one
         queue.emit(
             EXECUTIONS, "e1", make_execution("e1", state=State.RUNNING, sequence=2).to_json()
