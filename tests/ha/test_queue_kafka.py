@@ -12,7 +12,14 @@ from common.cli.kafka import kafka
 from common.errors import QueueError
 from common.queue.base import EXECUTIONS, EXECUTOR
 from common.queue.kafka_client import create_admin
-from tests.contracts.queue import Member, QueueContract, TransactionContract, open_queue, poll_until
+from tests.contracts.queue import (
+    Member,
+    QueueContract,
+    TransactionContract,
+    all_partitions,
+    open_queue,
+    poll_until,
+)
 from tests.infra.kafka import KafkaCluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
@@ -84,6 +91,28 @@ class TestKafkaQueue(QueueContract):
         zombie.close()
         restart.close()
         queue.close()
+
+    def test_deployments_with_other_prefixes_share_no_group_and_no_instance(
+        self, queue_settings: dict[str, Any], unique_name: str
+    ) -> None:
+        # two deployments on one cluster (or two tests on one broker): the same group name and
+        # the same worker id must neither fence nor rebalance each other
+        other_settings = kafka_queue_settings(
+            queue_settings["kafka_bootstrap_servers"], unique_name + "-other."
+        )
+        mine, other = open_queue(queue_settings), open_queue(other_settings)
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        first = Member(mine, [EXECUTOR], group, instance_id="worker-1")
+        poll_until([first], lambda: first.held, "the first deployment's member assigned")
+        second = Member(other, [EXECUTOR], group, instance_id="worker-1")
+        poll_until([first, second], lambda: second.held, "the other deployment's member assigned")
+        mine.emit(EXECUTOR, "k", b"still mine")
+        poll_until([first, second], lambda: "still mine" in first.values(), "the first to read on")
+        assert first.held == all_partitions(mine, EXECUTOR)  # committed too: not fenced
+        first.close()
+        second.close()
+        mine.close()
+        other.close()
 
 
 class TestKafkaTransactionsOnThreeBrokers(TransactionContract):
