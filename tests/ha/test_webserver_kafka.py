@@ -317,13 +317,13 @@ class FollowStream:
 
 
 def live_members(env: dict[str, Any]) -> int:
-    """Members, over every consumer group of the broker, that read this deployment's
-    `executions` topic for a live view."""
+    """Members, over every live-view consumer group of this deployment, that read its
+    `executions` topic."""
     admin = create_admin(env["servers"])
     groups = [
         g.group_id
         for g in admin.list_consumer_groups(request_timeout=10).result().valid
-        if g.group_id.startswith("live-executions-")
+        if g.group_id.startswith(env["prefix"] + "live-executions-")  # the queue prefixes groups
     ]
     if not groups:
         return 0
