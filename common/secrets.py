@@ -10,6 +10,7 @@ server creates one in its data directory on first start.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,20 @@ def key_file_key(data_dir: Path) -> str:
     """The embedded server's key: read from ``<data_dir>/encryption.key``, created if missing."""
     path = data_dir / "encryption.key"
     if not path.exists():
+        # several components may start at once on one data dir: the key appears whole (written
+        # aside, then linked into place), and the first one linked is everyone's key
         data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(new_key())
+        fd, aside = tempfile.mkstemp(prefix=".encryption.key-", dir=data_dir)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(new_key())
+            os.chmod(aside, 0o600)
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(aside)
     return path.read_text().strip()
 
 

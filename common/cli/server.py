@@ -318,6 +318,10 @@ def worker(
         )
     _configure_logging(settings.log_format)
     settings.worker_id = settings.worker_id or new_id()
+    if not settings.encryption_key:  # SECRET inputs: the key the webserver encrypted them with
+        from common.secrets import key_file_key
+
+        settings.encryption_key = key_file_key(settings.data_dir)
     ensure_kafka_topics(settings, [settings.worker_group] if settings.worker_group else [])
     storage = _worker_storage(settings)
     queue = create_queue(settings, client_id=f"lanner-worker-{settings.worker_id}", storage=storage)
