@@ -25,6 +25,7 @@ read ``read_committed``, so an aborted claim is never seen.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import zlib
 from collections import OrderedDict
@@ -370,7 +371,7 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
     # records over Kafka's limit travel through internal storage, both ways
     offloader = Offloader(create_storage(settings), settings.queue_max_record_bytes)
     app.lanner_flows = flows
-    config = CoreConfig(globals=settings.globals)
+    config = CoreConfig(globals=settings.globals, envs=settings.template_envs(os.environ))
     executions = ExecutionHandler(
         FlowCatalog(flows),
         config,
