@@ -324,6 +324,14 @@ def worker(
         settings.encryption_key = key_file_key(settings.data_dir)
     ensure_kafka_topics(settings, [settings.worker_group] if settings.worker_group else [])
     storage = _worker_storage(settings)
+    # a dead worker's task partitions move to the others when it is declared dead, not after
+    # the client's default 45 s (static membership keeps them until the session times out)
+    session_ms = max(1000, int(settings.worker_dead_after_seconds * 1000))
+    settings.kafka_consumer_config = {
+        "session.timeout.ms": session_ms,
+        "heartbeat.interval.ms": max(200, session_ms // 5),
+        **settings.kafka_consumer_config,
+    }
     queue = create_queue(settings, client_id=f"lanner-worker-{settings.worker_id}", storage=storage)
     config = WorkerConfig.from_settings(settings)
     config.cut_off_after = settings.worker_dead_after_seconds
