@@ -105,6 +105,28 @@ class MemoryTriggerStore:
             self.states.pop(uid, None)
 
 
+class TopicTriggerStore(MemoryTriggerStore):
+    """States on the compacted ``triggers`` topic (Kafka): read at start, then every commit
+    emits them with the executions (not atomically: a date emitted again after a crash gives
+    the same derived execution id, which the executor applies once)."""
+
+    def __init__(self, queue: Queue, bootstrap_servers: str, topic: str) -> None:
+        super().__init__(queue)
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+
+    def load(self) -> dict[str, TriggerState]:
+        from common.queue.kafka_client import read_to_end
+
+        self.states = {}
+        for uid, value in read_to_end(self.bootstrap_servers, self.topic).items():
+            try:
+                self.states[uid] = TriggerState.model_validate_json(value)
+            except ValueError:
+                continue  # not a trigger state of this version: the trigger starts again
+        return dict(self.states)
+
+
 def default_store(queue: Queue) -> TriggerStore:
     if isinstance(queue, SqliteQueue):
         return SqliteTriggerStore(queue)

@@ -360,6 +360,60 @@ def worker(
     queue.close()
 
 
+@server.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML configuration file.",
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+def scheduler(config_file: Path | None, log_format: str | None) -> None:
+    """The scheduler on Kafka: fires the Schedule triggers of every flow.
+
+    Flows come from the `flows` topic and trigger states live on the compacted `triggers`
+    topic, so it needs no repository. Run one replica: a scheduled execution's id derives
+    from its flow, trigger and date, so a date fired twice runs once, but replicas do not
+    share the triggers yet.
+    """
+    from types import SimpleNamespace
+
+    from common.backends import create_queue, create_storage
+    from common.cli.component import ensure_kafka_topics, serve
+    from common.flow.topic_source import TopicFlowSource
+    from common.queue.kafka_topics import topic_name
+    from common.settings import Settings
+    from scheduler import Scheduler
+    from scheduler._store import TopicTriggerStore
+
+    settings = Settings.load(config_file, log_format=log_format)
+    if settings.queue != "kafka":
+        raise click.UsageError(
+            f"queue: {settings.queue}: `lanner server scheduler` runs on Kafka; set "
+            "LANNER_QUEUE=kafka, or run every component with `lanner server local`"
+        )
+    _configure_logging(settings.log_format)
+    ensure_kafka_topics(settings)
+    servers, prefix = settings.kafka_bootstrap_servers, settings.kafka_topic_prefix
+    flows = TopicFlowSource(servers, topic_name("flows", prefix))
+    flows.start()
+    queue = create_queue(settings, client_id="lanner-scheduler", storage=create_storage(settings))
+    store = TopicTriggerStore(queue, servers, topic_name("triggers", prefix))
+    component = Scheduler(
+        queue,
+        SimpleNamespace(flows=flows),  # type: ignore[arg-type]
+        settings,
+        store=store,
+        tenants=flows.tenants() or [settings.tenant],
+    )
+    try:
+        serve("scheduler", settings, [component], partitions=lambda: "all triggers (one replica)")
+    finally:
+        queue.close()
+        flows.stop()
+
+
 def _worker_storage(settings: Any) -> Any:
     from common.storage.local import LocalStorage
 

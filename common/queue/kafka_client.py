@@ -307,3 +307,42 @@ def _reconcile(
         )
         results.append(TopicChange(topic.name, "updated", was))
     return results
+
+
+def read_to_end(bootstrap_servers: str, topic: str, timeout: float = 60.0) -> dict[str, bytes]:
+    """The latest value of every key of a compacted topic, read from its start to the end it had
+    when called (tombstones remove their key). No group offsets are stored."""
+    import uuid
+
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    consumer = create_consumer(bootstrap_servers, f"lanner-reader-{uuid.uuid4().hex}")
+    latest: dict[str, bytes] = {}
+    try:
+        with map_errors(f"reading {topic}"):
+            partitions = sorted(
+                consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+            )
+            ends = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                for p in partitions
+            }
+            pending = {p for p, end in ends.items() if end > 0}
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+            deadline = time.monotonic() + timeout
+            while pending:
+                if time.monotonic() > deadline:
+                    raise QueueError(f"Kafka: {topic} not read to its end within {timeout:g}s")
+                for message in consumer.consume(500, 0.5):
+                    if message.error() is not None or message.key() is None:
+                        continue
+                    key = message.key().decode()
+                    if message.value() is None:
+                        latest.pop(key, None)
+                    else:
+                        latest[key] = message.value()
+                    if message.offset() + 1 >= ends[message.partition()]:
+                        pending.discard(message.partition())
+    finally:
+        consumer.close()
+    return latest
