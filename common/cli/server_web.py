@@ -300,13 +300,22 @@ def webserver_command(
 ) -> None:
     """The REST API and the UI: reads from the repository, writes to the queue; follow streams
     read the `executions` topic through one consumer per process."""
+    settings = _prepare(config_file, log_format, host=host, port=port)
+    components, ready, partitions = build_webserver(settings, with_indexer=not no_indexer)
+    serve("webserver", settings, components, ready=ready, partitions=partitions)
+
+
+def build_webserver(
+    settings: Settings, *, with_indexer: bool = True
+) -> tuple[list[Component], ReadinessCheck, Callable[[], str]]:
+    """The webserver's components (resources, indexer, live feeds, API), its readiness check and
+    its partition description; ``lanner server webserver`` and ``standalone`` run them."""
     from prometheus_client import REGISTRY
 
     from webserver.app import create_app
     from webserver.deps import live_feeds
     from webserver.metrics import HttpMetrics
 
-    settings = _prepare(config_file, log_format, host=host, port=port)
     opened = _open(settings, "webserver")
     backends = opened.backends
     app = create_app(settings, backends, http_metrics=HttpMetrics(REGISTRY))
@@ -315,7 +324,7 @@ def webserver_command(
     components: list[Component] = [_Resources(opened.closers)]
     checks = _base_checks(settings, backends)
     indexer: _IndexerComponent | None = None
-    if not no_indexer:
+    if with_indexer:
         from indexer import Indexer
 
         indexer = _IndexerComponent(Indexer(backends.queue, backends.repositories))
@@ -332,4 +341,4 @@ def webserver_command(
             described += f"; {indexer.partitions()}"
         return described
 
-    serve("webserver", settings, components, ready=ready, partitions=partitions)
+    return components, ready, partitions
