@@ -45,6 +45,7 @@ test-ha: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests/ha
 
 bench: $(STAMP)
+	$(BIN)/python -m tests.infra fetch
 	$(BIN)/python -m tests.bench
 
 lint: $(STAMP)

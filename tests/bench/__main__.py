@@ -1,13 +1,15 @@
-"""``make bench`` / ``python -m tests.bench [--quick]``: the embedded server under load.
+"""``make bench`` / ``python -m tests.bench [--quick] [--mode embedded|kafka|both]``.
 
-Starts ``lanner server local`` as a subprocess (temporary data dir, free port), deploys the
-flows through the API, then:
+Embedded mode starts ``lanner server local`` as a subprocess (temporary data dir, free port);
+Kafka mode starts a Kafka broker on this machine and the components as processes (an executor,
+a worker, a webserver with its indexer). Each deploys the flows through the API, then:
 
 * ``benchmark01`` (OutputValues then Log) created through the API at each offered rate for a
   window, open-loop: creations are sent on schedule whether or not earlier ones have finished;
 * a flow of 40 sequential ``Return`` tasks, run 5 times one after the other.
 
-Prints progress lines to stderr and a markdown table to stdout. It measures; it never asserts.
+Prints progress lines to stderr and a markdown table per mode to stdout, with the CPU each
+process used during the load. It measures; it never asserts.
 See ``_load`` for how throughput and latency are measured.
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from ._flows import BENCHMARK01, SEQUENTIAL_TASKS, sequential_flow
+from ._kafka import CpuMeter, kafka_deployment
 from ._load import RateResult, SequentialResult, deploy, open_loop, sequential_runs
 from ._server import LocalServer
 
@@ -64,7 +67,8 @@ def render_table(rates: list[RateResult], sequential: SequentialResult | None) -
     return "\n".join(lines)
 
 
-async def run(args: argparse.Namespace, url: str) -> str:
+async def run(args: argparse.Namespace, url: str) -> tuple[str, int]:
+    """The table, and how many executions the load created (for the CPU per execution)."""
     limits = httpx.Limits(
         max_connections=args.connections, max_keepalive_connections=args.connections
     )
@@ -104,7 +108,8 @@ async def run(args: argparse.Namespace, url: str) -> str:
                 timeout=60.0,
                 progress=_progress,
             )
-    return render_table(rates, sequential)
+    created = sum(r.created for r in rates) + (len(sequential.runs) if sequential else 0)
+    return render_table(rates, sequential), created
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -124,6 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, help="keep the server's data here")
     parser.add_argument("--skip-rates", action="store_true")
     parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument("--mode", choices=["embedded", "kafka", "both"], default="both")
     args = parser.parse_args(argv)
     if args.seconds is None:
         args.seconds = 5.0 if args.quick else 30.0
@@ -132,23 +138,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _cpu_table(used: dict[str, float], executions: int) -> str:
+    lines = ["| process | CPU s during the load | CPU ms per execution |", "|---|---:|---:|"]
+    for name, seconds in sorted(used.items(), key=lambda item: -item[1]):
+        per = f"{1000 * seconds / executions:.1f}" if executions else "-"
+        lines.append(f"| {name} | {seconds:.1f} | {per} |")
+    return "\n".join(lines)
+
+
+def _measured(args: argparse.Namespace, url: str, meter: CpuMeter) -> str:
+    meter.mark()
+    table, executions = asyncio.run(run(args, url))
+    return f"{table}\n\n{_cpu_table(meter.used(), executions)}"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.url:
-        table = asyncio.run(run(args, args.url))
-    else:
-        with tempfile.TemporaryDirectory(prefix="lanner-bench-") as tmp:
-            data_dir = args.data_dir or Path(tmp)
+        print(asyncio.run(run(args, args.url))[0], flush=True)
+        return
+    out: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="lanner-bench-") as tmp:
+        if args.mode in ("embedded", "both"):
+            data_dir = args.data_dir or Path(tmp) / "embedded"
             data_dir.mkdir(parents=True, exist_ok=True)
             server = LocalServer(data_dir, wrapper=shlex.split(args.wrap))
             _progress(f"starting {' '.join(server.argv())}")
             server.start()
             try:
-                table = asyncio.run(run(args, server.url))
+                assert server.process is not None
+                meter = CpuMeter({"lanner server local": server.process})
+                out.append(
+                    "### Embedded (lanner server local)\n\n" + _measured(args, server.url, meter)
+                )
             finally:
                 _progress("stopping the server")
                 server.stop()
-    print(table, flush=True)
+        if args.mode in ("kafka", "both"):
+            with kafka_deployment(Path(tmp) / "kafka", _progress) as deployment:
+                meter = CpuMeter(dict(deployment.processes))
+                out.append(
+                    "### Kafka (executor, worker, webserver + indexer, Kafka: one process each)"
+                    "\n\n" + _measured(args, deployment.url, meter)
+                )
+    print("\n\n".join(out), flush=True)
 
 
 if __name__ == "__main__":
