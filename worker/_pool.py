@@ -132,6 +132,9 @@ class _Job:
     reason: str | None = None  # "kill" | "timeout" | "shutdown" | "cut-off"
     claimed: float = field(default_factory=time.monotonic)
     started: bool = False
+    record: Record | None = None
+    claim: list[Outgoing] = field(default_factory=list)
+    claimed_at: datetime | None = None
 
     def stop(self, reason: str) -> None:
         if self.reason is None:
@@ -351,31 +354,47 @@ class Worker:
                     records = self._task_sub.poll(
                         max_records=free, timeout=self.config.poll_timeout
                     )
-                for record in records:
-                    self._accept(record)
+                self._accept(records)
             except Exception:
                 log.exception("worker %s: dispatch failed", self.id)
                 self._stopping.wait(1.0)
 
-    def _accept(self, record: Record) -> None:
-        if record.value is None:
-            self._task_sub.commit([record])
+    def _accept(self, records: list[Record]) -> None:
+        """Claims every task of a poll in one transaction (a transaction costs several round
+        trips to the brokers: one per poll, not one per task), then starts them."""
+        if not records:
             return
+        taken = [job for job in map(self._prepare, records) if job is not None]
+        if not taken:
+            self._task_sub.commit(records)
+            return
+        claimed = [] if self._silent_too_long() else self._claim(taken, records)
+        started = {id(job) for job in claimed}
+        with self._cond:
+            for job in taken:
+                if id(job) not in started:
+                    self._running.pop(job.task.job_id, None)
+            self._cond.notify_all()
+        for job in claimed:
+            self._start(job)
+
+    def _prepare(self, record: Record) -> _Job | None:
+        """The job of a polled record, with its claim; None for what is not to run."""
+        if record.value is None:
+            return None
         try:
             task = WorkerTask.model_validate_json(record.value)
         except ValidationError as exc:
             log.error("worker %s: undecodable worker task at %s: %s", self.id, record.offset, exc)
-            self._task_sub.commit([record])
-            return
-        job = _Job(task)
+            return None
+        job = _Job(task, record=record)
         with self._cond:
             duplicate = task.job_id in self._running or task.job_id in self._done
             if not duplicate:
                 self._running[task.job_id] = job
         if duplicate:
             log.info("worker %s: skipping duplicate job %s", self.id, task.job_id)
-            self._task_sub.commit([record])
-            return
+            return None
         run = task.task_run
         now = _now()
         job_record = WorkerJob(
@@ -385,15 +404,17 @@ class Worker:
             worker_id=self.id,
             date=now,
         )
-        claim: list[Outgoing] = [
+        job.claim = [
             (WORKER_JOBS, run.id, job_record.to_json()),
             (EXECUTOR, run.execution_id, self._result(task, State.RUNNING, now=now)),
         ]
-        if self._silent_too_long() or not self._claim(claim, record):
-            with self._cond:
-                self._running.pop(task.job_id, None)
-                self._cond.notify_all()
-            return
+        job.claimed_at = now
+        return job
+
+    def _start(self, job: _Job) -> None:
+        task = job.task
+        run = task.task_run
+        now = job.claimed_at or _now()
         job.claimed = time.monotonic()
         type_name = _type_name(task)
         WORKER_METRICS.task_runs.labels(type_name, State.RUNNING.value).inc()
@@ -408,25 +429,34 @@ class Worker:
             job.stop("kill")
         self._pool.submit(self._execute, job)
 
-    def _claim(self, claim: list[Outgoing], record: Record) -> bool:
-        """The claim: one transaction, so a crash never leaves half of it. The record was
-        polled, so this member will not see it again: retry until the claim is written, the
-        partition went to another member (which reads the record again) or the worker stops."""
+    def _claim(self, jobs: list[_Job], records: list[Record]) -> list[_Job]:
+        """The claims of ``jobs`` and the offsets of ``records`` in one transaction, so a crash
+        never leaves half of it; returns the jobs claimed. The records were polled, so this
+        member will not see them again: retry until the claims are written, their partitions
+        went to another member (which reads them again) or the worker stops."""
         while True:
             try:
-                self._task_sub.produce_and_commit(claim, [record])
-                return True
+                claims = [item for job in jobs for item in job.claim]
+                self._task_sub.produce_and_commit(claims, records)
+                return jobs
             except Exception as exc:
                 if "can no longer be used" in str(exc):
                     # fenced: a newer incarnation of this worker id took over
                     self._fail(f"fenced by another instance with worker id {self.id}: {exc}")
-                    return False
-                if record.topic_partition not in set(self._task_sub.assignment()):
-                    log.warning("worker %s: task at %s moved to another worker", self.id, record)
-                    return False
+                    return []
+                held = set(self._task_sub.assignment())
+                moved = [r for r in records if r.topic_partition not in held]
+                if moved:
+                    log.warning(
+                        "worker %s: %d task(s) moved to another worker", self.id, len(moved)
+                    )
+                    records = [r for r in records if r.topic_partition in held]
+                    jobs = [j for j in jobs if j.record is not None and j.record in records]
+                    if not records:
+                        return []
                 log.warning("worker %s: claim failed, retrying: %s", self.id, exc)
             if self._stopping.wait(1.0):
-                return False
+                return []
 
     def _result(
         self,
