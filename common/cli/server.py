@@ -226,6 +226,7 @@ def worker(
     back what still runs. Cut off from Kafka for worker_dead_after_seconds, it kills its tasks
     and exits with status 3.
     """
+    import faulthandler
     import signal
     import threading
 
@@ -245,6 +246,7 @@ def worker(
             "`lanner server local`"
         )
     _configure_logging(settings.log_format)
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1: every thread's stack, to the log
     settings.worker_id = settings.worker_id or new_id()
     ensure_kafka_topics(settings, [settings.worker_group] if settings.worker_group else [])
     queue = create_queue(settings, client_id=f"lanner-worker-{settings.worker_id}")

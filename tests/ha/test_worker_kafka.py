@@ -584,3 +584,34 @@ def test_a_worker_cut_off_from_kafka_kills_its_tasks_and_exits(
     assert "cut off from the queue" in worker.log()
     assert not group_pids(task_group), "the task outlived its worker"
     assert os.path.exists(pidfile)
+
+
+def test_a_broker_restart_loses_no_claim_and_no_result(
+    tmp_path: Path, unique_name: str, lanner_process: StartLanner, infra: Any
+) -> None:
+    cluster: KafkaCluster = infra.kafka(1)  # its own broker: this test restarts it
+    prefix = unique_name + "."
+    kafka_init(cluster.bootstrap_servers, prefix)
+    fake = FakeExecutor(cluster.bootstrap_servers, prefix)
+    env = Env(cluster.bootstrap_servers, prefix, tmp_path / "data")
+    worker = env.worker(lanner_process, "--threads", "2", worker_dead_after_seconds="300")
+    try:
+        nap = fake.submit(
+            {"id": "nap", "type": "io.kestra.plugin.core.flow.Sleep", "duration": "PT2S"}
+        )
+        fake.wait_running(nap)
+        cluster.stop_node(1)
+        # the nap ends while the broker is down: its result waits in the worker, and the
+        # group session of the worker times out
+        worker.proc.wait_for(worker.not_ready, DEADLINE, "readiness to fail without Kafka")
+        cluster.restart_node(1)
+        assert fake.final(nap).state == State.SUCCESS
+        # claims work again (they hung in librdkafka's send_offsets_to_transaction before the
+        # subscription took a new transactional producer after losing its partitions)
+        worker.proc.wait_for(worker.ready, DEADLINE, "the worker to be ready again")
+        after = fake.submit({"id": "ret", "type": "io.kestra.plugin.core.debug.Return"})
+        assert fake.final(after).state == State.SUCCESS
+        fake.inputs.read_to_end()
+        assert [r.state for r in fake.results(nap)].count(State.RUNNING) == 1
+    finally:
+        fake.close()
