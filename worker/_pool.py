@@ -183,6 +183,7 @@ class Worker:
         )
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._claiming_since: float | None = None
 
     @property
     def task_topic(self) -> str:
@@ -228,7 +229,7 @@ class Worker:
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
-        self._threads[1].join()  # the dispatcher: no task is taken from here on
+        self._join(self._threads[1])  # the dispatcher: no task is taken from here on
         deadline = time.monotonic() + (
             self.config.drain_timeout if drain_timeout is None else drain_timeout
         )
@@ -240,7 +241,7 @@ class Worker:
         self._pool.shutdown(wait=True)
         self._closed.set()
         for thread in self._threads:
-            thread.join()
+            self._join(thread)
         WORKER_METRICS.threads.dec(self.threads)
         if self.failed.is_set():
             # cut off from its queue: no goodbye, and no close that would wait for the brokers
@@ -254,6 +255,14 @@ class Worker:
             log.exception("worker %s: cannot emit the last heartbeat", self.id)
         self._task_sub.close()
         self._kill_sub.close()
+
+    def _join(self, thread: threading.Thread) -> None:
+        # a failed worker may have a thread stuck in a Kafka call (a claim): it exits anyway
+        while thread.is_alive():
+            thread.join(1.0)
+            if self.failed.is_set():
+                thread.join(self.config.kill_grace)
+                return
 
     def running_count(self) -> int:
         with self._cond:
@@ -308,8 +317,15 @@ class Worker:
 
     def _watch_heartbeats(self) -> None:
         # the heartbeat thread may be blocked in a send to unreachable brokers: watch apart
+        assert self.config.cut_off_after is not None
         while not self._closed.wait(min(1.0, self.config.heartbeat_interval / 2)):
             if self._silent_too_long():
+                return
+            since = self._claiming_since
+            if since is not None and time.monotonic() - since > self.config.cut_off_after:
+                # the queue client is stuck (it happened in librdkafka's transactions): a
+                # worker that heartbeats but can take no task must not hold its partitions
+                self._fail(f"a claim has been stuck for {time.monotonic() - since:.0f} s")
                 return
 
     # -------------------------------------------------------------- dispatch
@@ -414,7 +430,11 @@ class Worker:
         partition went to another member (which reads the record again) or the worker stops."""
         while True:
             try:
-                self._task_sub.produce_and_commit(claim, [record])
+                self._claiming_since = time.monotonic()
+                try:
+                    self._task_sub.produce_and_commit(claim, [record])
+                finally:
+                    self._claiming_since = None
                 return True
             except Exception as exc:
                 if "can no longer be used" in str(exc):
