@@ -6,10 +6,13 @@ Per worker task: deduplicate on ``job_id`` → claim it in one ``produce_and_com
 together. The dispatcher polls only as many records as there are free threads, and a full pool
 polls paused, so a busy worker never holds tasks it cannot start and stays in its group.
 
-Kill orders are read by every worker (a consumer group of its own per worker id, from the
-oldest record for a new id): before taking any task, the worker reads up to a marker it wrote
-to ``kills`` itself, so every kill published before the worker started is known when a task
-arrives, and a kill that arrives before its task is remembered (``KillOrder.sequence``).
+Kill orders are read by every worker (a consumer group of its own). With ``kill_history``
+(``lanner server worker``) each start reads ``kills`` from its oldest record, in a group of
+that start alone that never commits, and takes no task before it has read back a marker it
+wrote there itself: a kill published before the worker started (or restarted, the same id
+forgets what it knew) is known when its task arrives. A kill that arrives before its task is
+remembered (``KillOrder.sequence``). Without it (the embedded server, whose worker starts with
+its executor) the worker reads the kills published from its start on.
 
 ``stop()`` drains for ``drain_timeout`` seconds, then hands back what still runs: the task is
 stopped and, instead of a result, a ``WorkerDied`` input (the one the liveness coordinator
@@ -96,6 +99,7 @@ class WorkerConfig:
         worker_id: defaults to a random id.
         cut_off_after: seconds without an accepted heartbeat after which the worker kills its
             tasks and fails (None: never; the embedded server's queue is a local file).
+        kill_history: read every retained kill order at start (see the module docstring).
     """
 
     threads: int = 0
@@ -109,6 +113,7 @@ class WorkerConfig:
     worker_id: str | None = None
     encryption_key: str | None = None
     cut_off_after: float | None = None
+    kill_history: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -199,9 +204,13 @@ class Worker:
         if self._started:
             return
         self._started = True
-        # every worker reads every kill order: a group of its own, from the oldest record the
-        # first time (a kill published before this worker existed may be for a task it takes)
-        self._kill_sub = self.queue.subscribe([KILLS], f"worker-kills.{self.id}")
+        # every worker reads every kill order: a group of its own
+        if self.config.kill_history:
+            self._kill_sub = self.queue.subscribe([KILLS], f"worker-kills.{self.id}.{new_id()}")
+        else:
+            self._kill_sub = self.queue.subscribe(
+                [KILLS], f"worker-kills.{self.id}", from_latest=True
+            )
         self._task_sub = self.queue.subscribe(
             [self.task_topic],
             self.consumer_group,
@@ -511,12 +520,20 @@ class Worker:
                     elif markers.read(record) and not self._kills_ready.is_set():
                         log.info("worker %s: kill orders read up to its start", self.id)
                         self._kills_ready.set()
-                self._kill_sub.commit(records)
+                if not self.config.kill_history:
+                    self._kill_sub.commit(records)  # (a group of one start: nothing to resume)
             except Exception:
                 log.exception("worker %s: kill handling failed", self.id)
                 self._closed.wait(1.0)
 
     def _apply_kill(self, order: KillOrder) -> None:
+        log.info(
+            "worker %s: kill order for execution %s%s (sequence %d)",
+            self.id,
+            order.execution_id,
+            f", task run {order.task_run_id}" if order.task_run_id else "",
+            order.sequence,
+        )
         with self._cond:
             if order.task_run_id is None:
                 known = self._kills.get(order.execution_id, order.sequence)

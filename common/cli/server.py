@@ -253,6 +253,7 @@ def worker(
     storage = _worker_storage(settings)
     config = WorkerConfig.from_settings(settings)
     config.cut_off_after = settings.worker_dead_after_seconds
+    config.kill_history = True  # a kill may predate this process: read every retained one
     component = Worker(queue, storage, config)
     topic = queue.kafka_topic(component.task_topic)  # type: ignore[attr-defined]
     partitions = queue.partitions(component.task_topic)
