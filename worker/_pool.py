@@ -136,7 +136,6 @@ class _Job:
     wake: threading.Event = field(default_factory=threading.Event)
     reason: str | None = None  # "kill" | "timeout" | "shutdown" | "cut-off"
     claimed: float = field(default_factory=time.monotonic)
-    started: bool = False
 
     def stop(self, reason: str) -> None:
         if self.reason is None:
@@ -291,9 +290,6 @@ class Worker:
         if not self._kills_ready.is_set():
             return "reading the kill orders published before this worker started"
         return None
-
-    def assignment(self) -> list[TopicPartition]:
-        return self._task_sub.assignment() if self._started else []
 
     def _fail(self, reason: str) -> None:
         """Cut off: kill every task, report nothing, stop taking tasks, say why."""
@@ -552,7 +548,6 @@ class Worker:
     def _execute(self, job: _Job) -> None:
         task = job.task
         run = task.task_run
-        job.started = True
         WORKER_METRICS.pending.dec()
         min_level = task.task.get("logLevel") if isinstance(task.task, dict) else None
         ctx = TaskRunContext(

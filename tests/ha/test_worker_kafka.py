@@ -310,7 +310,7 @@ def _metric(text: str, name: str, **labels: str) -> float:
 # ---------------------------------------------------------------------------------- tests
 
 
-def test_start_creates_the_topics_serves_management_and_claims_each_task_once(
+def test_start_creates_the_topics_serves_management_and_logs_its_start_line(
     kafka_bootstrap_servers: str,
     env: Env,
     prefix: str,
