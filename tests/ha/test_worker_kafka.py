@@ -381,13 +381,14 @@ def test_a_full_pool_runs_one_task_at_a_time_and_stays_in_its_group(
 ) -> None:
     worker = env.worker(lanner_process, "--threads", "1")
     execution_id = new_id()  # one execution: its results are on one partition, in order
-    # together longer than the session timeout (and max.poll.interval.ms)
+    # the first alone keeps the pool full longer than the session timeout and
+    # max.poll.interval.ms: a worker that stopped polling meanwhile would leave its group
     naps = [
         executor.submit(
-            {"id": f"nap{i}", "type": "io.kestra.plugin.core.flow.Sleep", "duration": "PT3S"},
+            {"id": f"nap{i}", "type": "io.kestra.plugin.core.flow.Sleep", "duration": duration},
             execution_id=execution_id,
         )
-        for i in range(3)
+        for i, duration in enumerate(["PT10S", "PT1S", "PT1S"])
     ]
     executor.wait_running(naps[0])
     member = _member(executor, prefix + "worker", worker.id)  # group ids carry the prefix
