@@ -6,10 +6,13 @@ Per worker task: deduplicate on ``job_id`` → claim it in one ``produce_and_com
 together. The dispatcher polls only as many records as there are free threads, and a full pool
 polls paused, so a busy worker never holds tasks it cannot start and stays in its group.
 
-Kill orders are read by every worker (a consumer group of its own per worker id, from the
-oldest record for a new id): before taking any task, the worker reads up to a marker it wrote
-to ``kills`` itself, so every kill published before the worker started is known when a task
-arrives, and a kill that arrives before its task is remembered (``KillOrder.sequence``).
+Kill orders are read by every worker (a consumer group of its own). With ``kill_history``
+(``lanner server worker``) each start reads ``kills`` from its oldest record, in a group of
+that start alone that never commits, and takes no task before it has read back a marker it
+wrote there itself: a kill published before the worker started (or restarted, the same id
+forgets what it knew) is known when its task arrives. A kill that arrives before its task is
+remembered (``KillOrder.sequence``). Without it (the embedded server, whose worker starts with
+its executor) the worker reads the kills published from its start on.
 
 ``stop()`` drains for ``drain_timeout`` seconds, then hands back what still runs: the task is
 stopped and, instead of a result, a ``WorkerDied`` input (the one the liveness coordinator
@@ -96,6 +99,7 @@ class WorkerConfig:
         worker_id: defaults to a random id.
         cut_off_after: seconds without an accepted heartbeat after which the worker kills its
             tasks and fails (None: never; the embedded server's queue is a local file).
+        kill_history: read every retained kill order at start (see the module docstring).
     """
 
     threads: int = 0
@@ -109,6 +113,7 @@ class WorkerConfig:
     worker_id: str | None = None
     encryption_key: str | None = None
     cut_off_after: float | None = None
+    kill_history: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -131,7 +136,6 @@ class _Job:
     wake: threading.Event = field(default_factory=threading.Event)
     reason: str | None = None  # "kill" | "timeout" | "shutdown" | "cut-off"
     claimed: float = field(default_factory=time.monotonic)
-    started: bool = False
     record: Record | None = None
     claim: list[Outgoing] = field(default_factory=list)
     claimed_at: datetime | None = None
@@ -186,6 +190,7 @@ class Worker:
         )
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._claiming_since: float | None = None
 
     @property
     def task_topic(self) -> str:
@@ -201,9 +206,13 @@ class Worker:
         if self._started:
             return
         self._started = True
-        # every worker reads every kill order: a group of its own, from the oldest record the
-        # first time (a kill published before this worker existed may be for a task it takes)
-        self._kill_sub = self.queue.subscribe([KILLS], f"worker-kills.{self.id}")
+        # every worker reads every kill order: a group of its own
+        if self.config.kill_history:
+            self._kill_sub = self.queue.subscribe([KILLS], f"worker-kills.{self.id}.{new_id()}")
+        else:
+            self._kill_sub = self.queue.subscribe(
+                [KILLS], f"worker-kills.{self.id}", from_latest=True
+            )
         self._task_sub = self.queue.subscribe(
             [self.task_topic],
             self.consumer_group,
@@ -231,7 +240,7 @@ class Worker:
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
-        self._threads[1].join()  # the dispatcher: no task is taken from here on
+        self._join(self._threads[1])  # the dispatcher: no task is taken from here on
         deadline = time.monotonic() + (
             self.config.drain_timeout if drain_timeout is None else drain_timeout
         )
@@ -243,7 +252,7 @@ class Worker:
         self._pool.shutdown(wait=True)
         self._closed.set()
         for thread in self._threads:
-            thread.join()
+            self._join(thread)
         WORKER_METRICS.threads.dec(self.threads)
         if self.failed.is_set():
             # cut off from its queue: no goodbye, and no close that would wait for the brokers
@@ -257,6 +266,14 @@ class Worker:
             log.exception("worker %s: cannot emit the last heartbeat", self.id)
         self._task_sub.close()
         self._kill_sub.close()
+
+    def _join(self, thread: threading.Thread) -> None:
+        # a failed worker may have a thread stuck in a Kafka call (a claim): it exits anyway
+        while thread.is_alive():
+            thread.join(1.0)
+            if self.failed.is_set():
+                thread.join(self.config.kill_grace)
+                return
 
     def running_count(self) -> int:
         with self._cond:
@@ -276,9 +293,6 @@ class Worker:
         if not self._kills_ready.is_set():
             return "reading the kill orders published before this worker started"
         return None
-
-    def assignment(self) -> list[TopicPartition]:
-        return self._task_sub.assignment() if self._started else []
 
     def _fail(self, reason: str) -> None:
         """Cut off: kill every task, report nothing, stop taking tasks, say why."""
@@ -311,8 +325,15 @@ class Worker:
 
     def _watch_heartbeats(self) -> None:
         # the heartbeat thread may be blocked in a send to unreachable brokers: watch apart
+        assert self.config.cut_off_after is not None
         while not self._closed.wait(min(1.0, self.config.heartbeat_interval / 2)):
             if self._silent_too_long():
+                return
+            since = self._claiming_since
+            if since is not None and time.monotonic() - since > self.config.cut_off_after:
+                # the queue client is stuck (it happened in librdkafka's transactions): a
+                # worker that heartbeats but can take no task must not hold its partitions
+                self._fail(f"a claim has been stuck for {time.monotonic() - since:.0f} s")
                 return
 
     # -------------------------------------------------------------- dispatch
@@ -436,8 +457,12 @@ class Worker:
         went to another member (which reads them again) or the worker stops."""
         while True:
             try:
-                claims = [item for job in jobs for item in job.claim]
-                self._task_sub.produce_and_commit(claims, records)
+                self._claiming_since = time.monotonic()
+                try:
+                    claims = [item for job in jobs for item in job.claim]
+                    self._task_sub.produce_and_commit(claims, records)
+                finally:
+                    self._claiming_since = None
                 return jobs
             except Exception as exc:
                 if "can no longer be used" in str(exc):
@@ -521,12 +546,20 @@ class Worker:
                     elif markers.read(record) and not self._kills_ready.is_set():
                         log.info("worker %s: kill orders read up to its start", self.id)
                         self._kills_ready.set()
-                self._kill_sub.commit(records)
+                if not self.config.kill_history:
+                    self._kill_sub.commit(records)  # (a group of one start: nothing to resume)
             except Exception:
                 log.exception("worker %s: kill handling failed", self.id)
                 self._closed.wait(1.0)
 
     def _apply_kill(self, order: KillOrder) -> None:
+        log.info(
+            "worker %s: kill order for execution %s%s (sequence %d)",
+            self.id,
+            order.execution_id,
+            f", task run {order.task_run_id}" if order.task_run_id else "",
+            order.sequence,
+        )
         with self._cond:
             if order.task_run_id is None:
                 known = self._kills.get(order.execution_id, order.sequence)
@@ -545,7 +578,6 @@ class Worker:
     def _execute(self, job: _Job) -> None:
         task = job.task
         run = task.task_run
-        job.started = True
         WORKER_METRICS.pending.dec()
         min_level = task.task.get("logLevel") if isinstance(task.task, dict) else None
         ctx = TaskRunContext(

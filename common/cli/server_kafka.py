@@ -199,6 +199,7 @@ def build_worker(settings: Settings) -> WorkerParts:
     )
     config = WorkerConfig.from_settings(settings)
     config.cut_off_after = settings.worker_dead_after_seconds
+    config.kill_history = True  # a kill may predate this process: read every retained one
     component = Worker(queue, storage, config)
     topic = queue.kafka_topic(component.task_topic)  # type: ignore[attr-defined]
     partitions = queue.partitions(component.task_topic)
@@ -239,6 +240,9 @@ def worker_command(
     back what still runs. Cut off from Kafka for worker_dead_after_seconds, it kills its tasks
     and exits with status 3.
     """
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1: every thread's stack, to the log
     settings = _load(
         "worker",
         config_file,

@@ -273,6 +273,7 @@ class KafkaSubscription:
         self._paused: set[TopicPartition] = set()
         self._closed = False
         self._producer: Producer | None = None
+        self._retired: list[Producer] = []
         self._broken: QueueError | None = None
         if instance_id is not None:
             # before the consumer reads the group's offsets: a transaction the previous
@@ -364,6 +365,14 @@ class KafkaSubscription:
     def _lose(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
         # the group already gave them to another member: a commit now could move its offsets
         lost = self._ours(partitions)
+        if self._producer is not None:
+            # lost after the group coordinator went away (a broker restart): librdkafka's
+            # send_offsets_to_transaction can then wait for ever on the coordinator it cached
+            # (confluentinc/librdkafka#5456, #5511); the next transaction takes a new producer
+            # (same transactional id). The old one is kept, not destroyed here: its destructor
+            # may wait for the brokers, and this runs inside poll.
+            self._retired.append(self._producer)
+            self._producer = None
         self._assigned.difference_update(lost)
         self._paused.difference_update(lost)
         if lost and self._on_revoked is not None:
