@@ -139,16 +139,16 @@ def test_a_commit_of_another_connection_wakes_the_waiting_subscriptions(
 ) -> None:
     """One watcher per queue reads the data version of its writer connection, which only
     another connection's commit changes, and wakes every waiting subscription."""
-    sub = queue.subscribe([EXECUTOR], f"g-{uuid.uuid4().hex[:8]}")
+    quiet = queue.subscribe([EXECUTIONS], f"g-{uuid.uuid4().hex[:8]}")
     woken = threading.Event()
     queue.register(["a name no commit of this process touches"], woken)
-    waiting = threading.Thread(target=lambda: sub.poll(100, timeout=DEADLINE))
-    waiting.start()  # a subscription waits: the watcher watches
+    waiting = threading.Thread(target=lambda: quiet.poll(100, timeout=DEADLINE))
+    waiting.start()  # a subscription waits (nothing comes on its topic): the watcher watches
     other = SqliteQueue(SqliteDatabase(str(db_path)))  # another connection, as another process
     other.emit(EXECUTOR, "k", b"from elsewhere")
     wait_until(woken.is_set, DEADLINE, "the watcher to see the other connection's commit")
+    quiet.close()  # ends the waiting poll
     waiting.join(DEADLINE)
-    sub.close()
     other.close()
 
 
