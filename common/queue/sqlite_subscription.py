@@ -230,7 +230,6 @@ class SqliteSubscription:
                     assigned, self._assigned_due = self._assigned_due, []
                     if self._on_assigned is not None:
                         self._on_assigned(assigned)
-                version = self.db.data_version()
                 records = self._fetch(max_records) if max_records > 0 else []
                 next_check = self._next_check
             if records:
@@ -238,21 +237,9 @@ class SqliteSubscription:
             now = time.monotonic()
             if now >= deadline:
                 return []
-            self._wait(min(deadline, next_check) - now, version)
-
-    def _wait(self, seconds: float, version: int) -> None:
-        """Until a commit of this process touches our topics or group, another process commits
-        (seen within ``cross_process_poll``), or ``seconds`` pass."""
-        if self.db.shared:
-            self._changed.wait(seconds)
-            return
-        end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or self._changed.wait(min(left, self.queue.cross_process_poll)):
-                return
-            if self.db.data_version() != version:
-                return
+            # until a commit of this process touches our topics or group, another process
+            # commits (the queue's watcher sees it within ``cross_process_poll``), or the time
+            self.queue.wait(self._changed, min(deadline, next_check) - now)
 
     def _fetch(self, max_records: int) -> list[Record]:
         if self._fetchable is None:
