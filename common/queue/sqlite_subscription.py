@@ -81,6 +81,8 @@ class SqliteSubscription:
         self._next_check = 0.0
         self._renew_at = 0.0
         self._group_version = -1
+        # (foreign data version, group version) when a commit's ownership query last passed
+        self._verified: tuple[int, int] | None = None
         self._lock = threading.RLock()
         self._closed = False
         self._changed = threading.Event()
@@ -291,12 +293,23 @@ class SqliteSubscription:
             tp = record.topic_partition
             last[tp] = max(last.get(tp, record.offset), record.offset)
         with self.db.transaction() as conn:
+            # Under the write lock, the group's owners can only have changed since the last
+            # check that passed if another connection committed (its data version moved) or a
+            # member of this process joined, left or released (the group's version moved); and
+            # this member only ever takes partitions nobody live holds. With neither, the
+            # ownership query would answer as it did: skip it for the partitions still held.
+            seen = (self.db.foreign_version(), self.queue.group_version(self.group))
+            positions = self._positions
+            if seen == self._verified and all(tp in positions for tp in last):
+                groups.store_offsets(conn, self.group, last)
+                return
             refused = groups.commit_offsets(conn, self.group, self.member_id, last)
             if refused:  # raised inside: an enclosing transaction rolls back what it did
                 raise QueueError(
                     f"cannot commit {', '.join(f'{t.topic}[{t.partition}]' for t in refused)} "
                     f"for group '{self.group}': another member holds them now (rebalanced)"
                 )
+            self._verified = seen
 
     def produce_and_commit(self, produce: Sequence[Outgoing], records: Sequence[Record]) -> None:
         with self.db.transaction():
