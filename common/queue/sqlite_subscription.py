@@ -76,6 +76,11 @@ class SqliteSubscription:
         # what _fetch reads (held, not paused), worked out again only when that changes: a
         # fetch runs for every poll, an assignment or pause changes rarely
         self._fetchable: tuple[list[TopicPartition], list[str], bool] | None = None
+        # the usual case, worked out with _fetchable: this member holds every partition of its
+        # topics, none paused, all at the same position. That position is kept here alone (the
+        # values in _positions are stale until _materialize), so a fetch is one query and one
+        # assignment, whatever the number of partitions.
+        self._uniform: int | None = None
         self._assigned_due: list[TopicPartition] = []  # on_assigned, at the next poll
         self._waiting = False  # a partition of the target still has its previous owner
         self._next_check = 0.0
@@ -199,6 +204,7 @@ class SqliteSubscription:
                         position = latest
                     else:
                         position = 0
+                self._materialize()
                 self._positions[tp] = position
                 self._fetchable = None
             self._waiting = bool(plan.target - held - set(gained))
@@ -210,6 +216,7 @@ class SqliteSubscription:
     def _revoke(self, parts: list[TopicPartition]) -> None:
         if self._on_revoked is not None:
             self._on_revoked(parts)
+        self._materialize()
         for tp in parts:
             self._positions.pop(tp, None)
             self._paused.discard(tp)
@@ -243,33 +250,47 @@ class SqliteSubscription:
             # commits (the queue's watcher sees it within ``cross_process_poll``), or the time
             self.queue.wait(self._changed, min(deadline, next_check) - now)
 
+    def _materialize(self) -> None:
+        """Write the uniform position back into ``_positions`` (before they change)."""
+        if self._uniform is not None:
+            for tp in self._positions:
+                self._positions[tp] = self._uniform
+            self._uniform = None
+            self._fetchable = None
+
     def _fetch(self, max_records: int) -> list[Record]:
         if self._fetchable is None:
+            self._materialize()
             held = sorted((tp for tp in self._positions if tp not in self._paused), key=_order)
             names = sorted({tp.topic for tp in held})
             count = sum(self.queue.known_partitions(self.db.query, t) for t in names)
             self._fetchable = (held, names, len(held) == count)
+            if held and len(held) == count and len({self._positions[tp] for tp in held}) == 1:
+                self._uniform = self._positions[held[0]]
         parts, topics, whole = self._fetchable
         if not parts:
             return []
-        low = min(self._positions[tp] for tp in parts)
-        if whole and all(self._positions[tp] == low for tp in parts):
+        if self._uniform is not None:
             # the usual case (the only member, nothing paused): no partition filter at all
-            rows = self.db.query(self._query(len(topics), 0), (*topics, low, max_records))
+            rows = self.db.query(self._query(len(topics), 0), (*topics, self._uniform, max_records))
+            if not rows:
+                return []
+            self._uniform = rows[-1][0]  # every partition moves to the last record returned
         else:
-            params: list[object] = [*topics, low]
+            positions = self._positions
+            params: list[object] = [*topics, min(positions[tp] for tp in parts)]
             for tp in parts:
-                params += (tp.topic, tp.partition, self._positions[tp])
+                params += (tp.topic, tp.partition, positions[tp])
             params.append(max_records)
             rows = self.db.query(self._query(len(topics), len(parts)), params)
-        if not rows:
-            return []
-        # these are the first records after each position in offset order: every record of
-        # these partitions up to the last one is returned, so they all move to it
-        last = rows[-1][0]
-        for tp in parts:
-            if self._positions[tp] < last:
-                self._positions[tp] = last
+            if not rows:
+                return []
+            # these are the first records after each position in offset order: every record
+            # of these partitions up to the last one is returned, so they all move to it
+            last = rows[-1][0]
+            for tp in parts:
+                if positions[tp] < last:
+                    positions[tp] = last
         return [Record(topic=r[1], key=r[3], value=r[4], partition=r[2], offset=r[0]) for r in rows]
 
     def _query(self, topics: int, parts: int) -> str:
@@ -324,16 +345,19 @@ class SqliteSubscription:
 
     def pause(self, partitions: Sequence[TopicPartition] | None = None) -> None:
         with self._lock:
-            self._paused.update(self._positions if partitions is None else partitions)
-            self._fetchable = None
+            paused = self._paused | set(self._positions if partitions is None else partitions)
+            if paused != self._paused:  # a full worker pauses before every poll: often no change
+                self._materialize()
+                self._paused = paused
+                self._fetchable = None
 
     def resume(self, partitions: Sequence[TopicPartition] | None = None) -> None:
         with self._lock:
-            if partitions is None:
-                self._paused.clear()
-            else:
-                self._paused.difference_update(partitions)
-            self._fetchable = None
+            paused = set() if partitions is None else self._paused - set(partitions)
+            if paused != self._paused:
+                self._materialize()
+                self._paused = paused
+                self._fetchable = None
         self._changed.set()
 
     def close(self) -> None:
@@ -352,6 +376,7 @@ class SqliteSubscription:
                 log.debug("member %s of %s left without its row", self.member_id, self.group)
             self._positions.clear()
             self._fetchable = None
+            self._uniform = None
             groups.LOCAL_MEMBERS.discard(self.member_id)
             self.queue.unregister(self._names, self._changed)
         self._changed.set()
