@@ -219,6 +219,26 @@ def test_a_member_replaced_by_its_instance_id_in_this_process_cannot_commit(
     new.close()
 
 
+def test_a_member_replaced_through_another_queue_on_the_same_database_cannot_commit(
+    queue: SqliteQueue,
+) -> None:
+    """Two queue objects on one database share its connection (no data version moves): the
+    membership changes either makes are counted per database, not per queue."""
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    queue.emit_many([(EXECUTOR, f"k{n}", f"v{n}".encode()) for n in range(20)])
+    old = queue.subscribe([EXECUTOR], group, instance_id="worker-1")
+    taken = _poll_until(old, [], 20)
+    old.commit(taken[:1])
+    old.commit(taken[1:2])
+    twin = SqliteQueue(queue.db, session_timeout=1.0)
+    new = twin.subscribe([EXECUTOR], group, instance_id="worker-1")
+    assert len(new.assignment()) == queue.partitions(EXECUTOR)
+    with pytest.raises(QueueError, match="another member holds them"):
+        old.commit(taken[2:])
+    old.close()
+    new.close()
+
+
 def test_produce_and_commit_joins_an_enclosing_transaction(queue: SqliteQueue) -> None:
     """The embedded executor stores its state, emits and commits in one transaction."""
     group = f"g-{uuid.uuid4().hex[:8]}"
