@@ -81,6 +81,8 @@ class SqliteDatabase:
         self._hooks: list[Callable[[], None]] = []
         self._local = threading.local()
         self._shared = path == ":memory:" or path.startswith("file::memory:")
+        # group membership changes committed through this connection, by any queue on it
+        self.membership_changes = 0
 
     @property
     def shared(self) -> bool:
@@ -204,6 +206,7 @@ class SqliteQueue:
             for name in written:
                 if name.startswith(GROUP_PREFIX):
                     self._group_versions[name] = self._group_versions.get(name, 0) + 1
+                    self.db.membership_changes += 1  # under the database lock (after commit)
             events = {e for name in written for e in self._waiters.get(name, ())}
         for event in events:
             event.set()

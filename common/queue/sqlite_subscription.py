@@ -86,7 +86,7 @@ class SqliteSubscription:
         self._next_check = 0.0
         self._renew_at = 0.0
         self._group_version = -1
-        # (foreign data version, group version) when a commit's ownership query last passed
+        # (foreign data version, membership changes) when a commit's ownership query passed
         self._verified: tuple[int, int] | None = None
         self._lock = threading.RLock()
         self._closed = False
@@ -316,10 +316,11 @@ class SqliteSubscription:
         with self.db.transaction() as conn:
             # Under the write lock, the group's owners can only have changed since the last
             # check that passed if another connection committed (its data version moved) or a
-            # member of this process joined, left or released (the group's version moved); and
-            # this member only ever takes partitions nobody live holds. With neither, the
-            # ownership query would answer as it did: skip it for the partitions still held.
-            seen = (self.db.foreign_version(), self.queue.group_version(self.group))
+            # member on this connection joined, left or released (any group, any queue on this
+            # database); and this member only ever takes partitions nobody live holds. With
+            # neither, the ownership query would answer as it did: skip it for the partitions
+            # still held.
+            seen = (self.db.foreign_version(), self.db.membership_changes)
             positions = self._positions
             if seen == self._verified and all(tp in positions for tp in last):
                 groups.store_offsets(conn, self.group, last)
