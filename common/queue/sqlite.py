@@ -10,7 +10,9 @@ records of one key keep their order; a None key goes round robin. Committed offs
 Consumer groups, their members, leases and partition ownership live in the same database
 (``sqlite_groups``), so members in several processes on one file share partitions as Kafka's
 do. Members in this process are woken by an event on commit, so latency does not depend on a
-polling interval; records written by another process are seen within ``cross_process_poll``.
+polling interval. Records written by another process are seen within ``cross_process_poll``:
+one watcher thread per queue, running while a subscription waits, reads the writer connection's
+data version (which only another connection's commit changes) and wakes them all.
 
 A SIGKILL loses nothing that ``emit`` returned from: the transaction committed (WAL) before it
 returned. ``transaction()`` is joinable: the embedded executor stores its state, emits its
@@ -79,6 +81,8 @@ class SqliteDatabase:
         self._hooks: list[Callable[[], None]] = []
         self._local = threading.local()
         self._shared = path == ":memory:" or path.startswith("file::memory:")
+        # group membership changes committed through this connection, by any queue on it
+        self.membership_changes = 0
 
     @property
     def shared(self) -> bool:
@@ -103,12 +107,12 @@ class SqliteDatabase:
                 return self.conn.execute(sql, tuple(params)).fetchall()
         return self._reader().execute(sql, tuple(params)).fetchall()
 
-    def data_version(self) -> int:
-        """Changes when another connection (another thread's writer, another process) commits:
-        a free way to tell whether a re-read can find anything new."""
-        if self._shared:
-            return 0
-        return int(self._reader().execute("PRAGMA data_version").fetchone()[0])
+    def foreign_version(self) -> int:
+        """Changes when another connection (another process) commits, never when this one
+        does: the data version of the writer connection, which every write of this process
+        goes through."""
+        with self.lock:
+            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -190,6 +194,7 @@ class SqliteQueue:
         self._pending: set[str] = set()
         self._group_versions: dict[str, int] = {}
         self._purger: Purger | None = None
+        self._watcher = _Watcher(self) if not db.shared else None
         db.on_commit(self._notify_if_pending)
 
     # ------------------------------------------------------------------ wake-ups
@@ -201,6 +206,7 @@ class SqliteQueue:
             for name in written:
                 if name.startswith(GROUP_PREFIX):
                     self._group_versions[name] = self._group_versions.get(name, 0) + 1
+                    self.db.membership_changes += 1  # under the database lock (after commit)
             events = {e for name in written for e in self._waiters.get(name, ())}
         for event in events:
             event.set()
@@ -212,6 +218,21 @@ class SqliteQueue:
     def touch(self, names: Sequence[str]) -> None:
         """Wake, once the current transaction commits, the subscriptions registered on these."""
         self._pending.update(names)
+
+    def wait(self, event: threading.Event, seconds: float) -> None:
+        """Wait on a subscription's ``event`` (set by a commit of this process that touches
+        what it registered, or by the watcher when another process commits)."""
+        if self._watcher is None:
+            event.wait(seconds)
+            return
+        with self._watcher.watching():
+            event.wait(seconds)
+
+    def wake_all(self) -> None:
+        with self._waiters_lock:
+            events = {e for waiting in self._waiters.values() for e in waiting}
+        for event in events:
+            event.set()
 
     def register(self, names: Sequence[str], event: threading.Event) -> None:
         with self._waiters_lock:
@@ -326,10 +347,69 @@ class SqliteQueue:
         if self._purger is not None:
             self._purger.stop()
             self._purger = None
-        with self._waiters_lock:
-            events = {e for waiting in self._waiters.values() for e in waiting}
-        for event in events:
-            event.set()
+        if self._watcher is not None:
+            self._watcher.close()
+        self.wake_all()
+
+
+class _Watcher:
+    """Wakes every waiting subscription of ``queue`` when another connection commits.
+
+    One per queue, not one per subscription: each ``cross_process_poll`` while at least one
+    subscription waits, it reads ``foreign_version()`` once. Commits of this process do not
+    change it (they wake the subscriptions concerned themselves), so a busy embedded server does
+    not wake its idle consumers ten times a second. The version is read from the start: a
+    commit made before a subscription first waits is seen at the watcher's first look.
+    """
+
+    def __init__(self, queue: SqliteQueue) -> None:
+        self._queue = queue
+        self._cond = threading.Condition()
+        self._waiting = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._version = queue.db.foreign_version()
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._run, name="lanner-queue-watcher", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._waiting -= 1
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if not self._closed:
+                    self._cond.wait(self._queue.cross_process_poll)
+                if self._closed:
+                    return
+            try:
+                version = self._queue.db.foreign_version()
+            except sqlite3.Error:  # closed under us
+                return
+            if version != self._version:
+                self._version = version
+                self._queue.wake_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
 
 
 def _migrate(conn: sqlite3.Connection, partitions: int) -> None:

@@ -227,10 +227,14 @@ def commit_offsets(
     # nobody else processed these records; committing them is still right
     refused = [tp for tp in last if tp in others]
     if not refused:
-        conn.executemany(
-            "INSERT INTO queue_offsets (grp, topic, partition, offset) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (grp, topic, partition) DO UPDATE SET "
-            "offset = MAX(offset, excluded.offset)",
-            [(group, tp.topic, tp.partition, offset) for tp, offset in last.items()],
-        )
+        store_offsets(conn, group, last)
     return refused
+
+
+def store_offsets(conn: sqlite3.Connection, group: str, last: dict[TopicPartition, int]) -> None:
+    """Store offsets without the ownership check (the caller knows nothing changed since)."""
+    conn.executemany(
+        "INSERT INTO queue_offsets (grp, topic, partition, offset) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (grp, topic, partition) DO UPDATE SET offset = MAX(offset, excluded.offset)",
+        [(group, tp.topic, tp.partition, offset) for tp, offset in last.items()],
+    )

@@ -76,11 +76,18 @@ class SqliteSubscription:
         # what _fetch reads (held, not paused), worked out again only when that changes: a
         # fetch runs for every poll, an assignment or pause changes rarely
         self._fetchable: tuple[list[TopicPartition], list[str], bool] | None = None
+        # the usual case, worked out with _fetchable: this member holds every partition of its
+        # topics, none paused, all at the same position. That position is kept here alone (the
+        # values in _positions are stale until _materialize), so a fetch is one query and one
+        # assignment, whatever the number of partitions.
+        self._uniform: int | None = None
         self._assigned_due: list[TopicPartition] = []  # on_assigned, at the next poll
         self._waiting = False  # a partition of the target still has its previous owner
         self._next_check = 0.0
         self._renew_at = 0.0
         self._group_version = -1
+        # (foreign data version, membership changes) when a commit's ownership query passed
+        self._verified: tuple[int, int] | None = None
         self._lock = threading.RLock()
         self._closed = False
         self._changed = threading.Event()
@@ -197,6 +204,7 @@ class SqliteSubscription:
                         position = latest
                     else:
                         position = 0
+                self._materialize()
                 self._positions[tp] = position
                 self._fetchable = None
             self._waiting = bool(plan.target - held - set(gained))
@@ -208,6 +216,7 @@ class SqliteSubscription:
     def _revoke(self, parts: list[TopicPartition]) -> None:
         if self._on_revoked is not None:
             self._on_revoked(parts)
+        self._materialize()
         for tp in parts:
             self._positions.pop(tp, None)
             self._paused.discard(tp)
@@ -230,7 +239,6 @@ class SqliteSubscription:
                     assigned, self._assigned_due = self._assigned_due, []
                     if self._on_assigned is not None:
                         self._on_assigned(assigned)
-                version = self.db.data_version()
                 records = self._fetch(max_records) if max_records > 0 else []
                 next_check = self._next_check
             if records:
@@ -238,49 +246,51 @@ class SqliteSubscription:
             now = time.monotonic()
             if now >= deadline:
                 return []
-            self._wait(min(deadline, next_check) - now, version)
+            # until a commit of this process touches our topics or group, another process
+            # commits (the queue's watcher sees it within ``cross_process_poll``), or the time
+            self.queue.wait(self._changed, min(deadline, next_check) - now)
 
-    def _wait(self, seconds: float, version: int) -> None:
-        """Until a commit of this process touches our topics or group, another process commits
-        (seen within ``cross_process_poll``), or ``seconds`` pass."""
-        if self.db.shared:
-            self._changed.wait(seconds)
-            return
-        end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or self._changed.wait(min(left, self.queue.cross_process_poll)):
-                return
-            if self.db.data_version() != version:
-                return
+    def _materialize(self) -> None:
+        """Write the uniform position back into ``_positions`` (before they change)."""
+        if self._uniform is not None:
+            for tp in self._positions:
+                self._positions[tp] = self._uniform
+            self._uniform = None
+            self._fetchable = None
 
     def _fetch(self, max_records: int) -> list[Record]:
         if self._fetchable is None:
+            self._materialize()
             held = sorted((tp for tp in self._positions if tp not in self._paused), key=_order)
             names = sorted({tp.topic for tp in held})
             count = sum(self.queue.known_partitions(self.db.query, t) for t in names)
             self._fetchable = (held, names, len(held) == count)
+            if held and len(held) == count and len({self._positions[tp] for tp in held}) == 1:
+                self._uniform = self._positions[held[0]]
         parts, topics, whole = self._fetchable
         if not parts:
             return []
-        low = min(self._positions[tp] for tp in parts)
-        if whole and all(self._positions[tp] == low for tp in parts):
+        if self._uniform is not None:
             # the usual case (the only member, nothing paused): no partition filter at all
-            rows = self.db.query(self._query(len(topics), 0), (*topics, low, max_records))
+            rows = self.db.query(self._query(len(topics), 0), (*topics, self._uniform, max_records))
+            if not rows:
+                return []
+            self._uniform = rows[-1][0]  # every partition moves to the last record returned
         else:
-            params: list[object] = [*topics, low]
+            positions = self._positions
+            params: list[object] = [*topics, min(positions[tp] for tp in parts)]
             for tp in parts:
-                params += (tp.topic, tp.partition, self._positions[tp])
+                params += (tp.topic, tp.partition, positions[tp])
             params.append(max_records)
             rows = self.db.query(self._query(len(topics), len(parts)), params)
-        if not rows:
-            return []
-        # these are the first records after each position in offset order: every record of
-        # these partitions up to the last one is returned, so they all move to it
-        last = rows[-1][0]
-        for tp in parts:
-            if self._positions[tp] < last:
-                self._positions[tp] = last
+            if not rows:
+                return []
+            # these are the first records after each position in offset order: every record
+            # of these partitions up to the last one is returned, so they all move to it
+            last = rows[-1][0]
+            for tp in parts:
+                if positions[tp] < last:
+                    positions[tp] = last
         return [Record(topic=r[1], key=r[3], value=r[4], partition=r[2], offset=r[0]) for r in rows]
 
     def _query(self, topics: int, parts: int) -> str:
@@ -304,12 +314,24 @@ class SqliteSubscription:
             tp = record.topic_partition
             last[tp] = max(last.get(tp, record.offset), record.offset)
         with self.db.transaction() as conn:
+            # Under the write lock, the group's owners can only have changed since the last
+            # check that passed if another connection committed (its data version moved) or a
+            # member on this connection joined, left or released (any group, any queue on this
+            # database); and this member only ever takes partitions nobody live holds. With
+            # neither, the ownership query would answer as it did: skip it for the partitions
+            # still held.
+            seen = (self.db.foreign_version(), self.db.membership_changes)
+            positions = self._positions
+            if seen == self._verified and all(tp in positions for tp in last):
+                groups.store_offsets(conn, self.group, last)
+                return
             refused = groups.commit_offsets(conn, self.group, self.member_id, last)
             if refused:  # raised inside: an enclosing transaction rolls back what it did
                 raise QueueError(
                     f"cannot commit {', '.join(f'{t.topic}[{t.partition}]' for t in refused)} "
                     f"for group '{self.group}': another member holds them now (rebalanced)"
                 )
+            self._verified = seen
 
     def produce_and_commit(self, produce: Sequence[Outgoing], records: Sequence[Record]) -> None:
         with self.db.transaction():
@@ -324,16 +346,19 @@ class SqliteSubscription:
 
     def pause(self, partitions: Sequence[TopicPartition] | None = None) -> None:
         with self._lock:
-            self._paused.update(self._positions if partitions is None else partitions)
-            self._fetchable = None
+            paused = self._paused | set(self._positions if partitions is None else partitions)
+            if paused != self._paused:  # a full worker pauses before every poll: often no change
+                self._materialize()
+                self._paused = paused
+                self._fetchable = None
 
     def resume(self, partitions: Sequence[TopicPartition] | None = None) -> None:
         with self._lock:
-            if partitions is None:
-                self._paused.clear()
-            else:
-                self._paused.difference_update(partitions)
-            self._fetchable = None
+            paused = set() if partitions is None else self._paused - set(partitions)
+            if paused != self._paused:
+                self._materialize()
+                self._paused = paused
+                self._fetchable = None
         self._changed.set()
 
     def close(self) -> None:
@@ -352,6 +377,7 @@ class SqliteSubscription:
                 log.debug("member %s of %s left without its row", self.member_id, self.group)
             self._positions.clear()
             self._fetchable = None
+            self._uniform = None
             groups.LOCAL_MEMBERS.discard(self.member_id)
             self.queue.unregister(self._names, self._changed)
         self._changed.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,6 +132,111 @@ def test_records_of_another_process_wake_a_waiting_poll(db_path: Path, queue: Sq
     records = _poll_until(sub, [], 1)
     assert _values(records) == ["from elsewhere"]
     sub.close()
+
+
+def test_a_commit_of_another_connection_wakes_the_waiting_subscriptions(
+    db_path: Path, queue: SqliteQueue
+) -> None:
+    """One watcher per queue reads the data version of its writer connection, which only
+    another connection's commit changes, and wakes every waiting subscription."""
+    quiet = queue.subscribe([EXECUTIONS], f"g-{uuid.uuid4().hex[:8]}")
+    woken = threading.Event()
+    queue.register(["a name no commit of this process touches"], woken)
+    waiting = threading.Thread(target=lambda: quiet.poll(100, timeout=DEADLINE))
+    waiting.start()  # a subscription waits (nothing comes on its topic): the watcher watches
+    other = SqliteQueue(SqliteDatabase(str(db_path)))  # another connection, as another process
+    other.emit(EXECUTOR, "k", b"from elsewhere")
+    wait_until(woken.is_set, DEADLINE, "the watcher to see the other connection's commit")
+    quiet.close()  # ends the waiting poll
+    waiting.join(DEADLINE)
+    other.close()
+
+
+def _take_over(survivor: SqliteSubscription, partitions: int) -> None:
+    def holds_everything() -> bool:
+        survivor.poll(100, timeout=0.1)
+        return len(survivor.assignment()) == partitions
+
+    wait_until(holds_everything, DEADLINE, "the survivor to take every partition")
+
+
+def test_a_member_fenced_by_another_connection_cannot_commit_after_its_earlier_commits(
+    db_path: Path, queue: SqliteQueue
+) -> None:
+    """A commit skips the ownership query only while no other connection committed and no
+    member of this process joined or left since it last ran: a member whose lease ended and
+    whose partitions another process took is refused, even though its earlier commits passed
+    and it never polled since."""
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    queue.emit_many([(EXECUTOR, f"k{n}", f"v{n}".encode()) for n in range(20)])
+    stalled = queue.subscribe([EXECUTOR], group)
+    taken = _poll_until(stalled, [], 20)
+    stalled.commit(taken[:1])
+    stalled.commit(taken[1:2])  # the second one may take the fast path
+    other = SqliteQueue(SqliteDatabase(str(db_path)), session_timeout=1.0)
+    survivor = other.subscribe([EXECUTOR], group)
+    _take_over(survivor, queue.partitions(EXECUTOR))
+    with pytest.raises(QueueError, match="another member holds them"):
+        stalled.commit(taken[2:])
+    stalled.close()
+    survivor.close()
+    other.close()
+
+
+def test_a_member_replaced_by_its_instance_id_in_another_connection_cannot_commit(
+    db_path: Path, queue: SqliteQueue
+) -> None:
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    queue.emit_many([(EXECUTOR, f"k{n}", f"v{n}".encode()) for n in range(20)])
+    old = queue.subscribe([EXECUTOR], group, instance_id="worker-1")
+    taken = _poll_until(old, [], 20)
+    old.commit(taken[:1])
+    old.commit(taken[1:2])
+    other = SqliteQueue(SqliteDatabase(str(db_path)), session_timeout=1.0)
+    new = other.subscribe([EXECUTOR], group, instance_id="worker-1")
+    assert len(new.assignment()) == queue.partitions(EXECUTOR)
+    with pytest.raises(QueueError, match="another member holds them"):
+        old.commit(taken[2:])
+    old.close()
+    new.close()
+    other.close()
+
+
+def test_a_member_replaced_by_its_instance_id_in_this_process_cannot_commit(
+    queue: SqliteQueue,
+) -> None:
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    queue.emit_many([(EXECUTOR, f"k{n}", f"v{n}".encode()) for n in range(20)])
+    old = queue.subscribe([EXECUTOR], group, instance_id="worker-1")
+    taken = _poll_until(old, [], 20)
+    old.commit(taken[:1])
+    old.commit(taken[1:2])
+    new = queue.subscribe([EXECUTOR], group, instance_id="worker-1")
+    assert len(new.assignment()) == queue.partitions(EXECUTOR)
+    with pytest.raises(QueueError, match="another member holds them"):
+        old.commit(taken[2:])
+    old.close()
+    new.close()
+
+
+def test_a_member_replaced_through_another_queue_on_the_same_database_cannot_commit(
+    queue: SqliteQueue,
+) -> None:
+    """Two queue objects on one database share its connection (no data version moves): the
+    membership changes either makes are counted per database, not per queue."""
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    queue.emit_many([(EXECUTOR, f"k{n}", f"v{n}".encode()) for n in range(20)])
+    old = queue.subscribe([EXECUTOR], group, instance_id="worker-1")
+    taken = _poll_until(old, [], 20)
+    old.commit(taken[:1])
+    old.commit(taken[1:2])
+    twin = SqliteQueue(queue.db, session_timeout=1.0)
+    new = twin.subscribe([EXECUTOR], group, instance_id="worker-1")
+    assert len(new.assignment()) == queue.partitions(EXECUTOR)
+    with pytest.raises(QueueError, match="another member holds them"):
+        old.commit(taken[2:])
+    old.close()
+    new.close()
 
 
 def test_produce_and_commit_joins_an_enclosing_transaction(queue: SqliteQueue) -> None:
