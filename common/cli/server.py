@@ -159,7 +159,7 @@ class LocalServer:
             log_level="warning",
             access_log=False,
         )
-        server_ = uvicorn.Server(config)
+        server_ = _draining_server(config)
         click.echo(
             f"Lanner is running: API http://{self.settings.host}:{self.settings.port}/api/v1 "
             f"(docs /api/docs), data in {self.settings.data_dir}"
@@ -184,6 +184,21 @@ class LocalServer:
         if self.queue is not None:
             self.queue.close()
             self.queue = None
+
+
+def _draining_server(config: Any) -> Any:
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM / SIGINT once it stopped serving, which ends the process
+        before the components stop: the worker would never drain. Here the signal only stops
+        serving; ``serve`` then stops every component and returns."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return DrainingServer(config)
 
 
 def _configure_logging(fmt: str) -> None:

@@ -72,3 +72,39 @@ def test_a_task_running_at_shutdown_runs_again_as_a_new_attempt(
         assert states == ["FAILED", "SUCCESS"]  # the first attempt lost, the second ran
     finally:
         server.stop()
+
+
+def test_sigterm_lets_a_short_running_task_finish_before_the_server_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANNER_WORKER_DRAIN_TIMEOUT_SECONDS", "30")
+    server = LocalServer(tmp_path)
+    server.start()
+    try:
+        httpx.post(
+            f"{server.url}/api/v1/flows",
+            content=FLOW,
+            headers={"content-type": "application/x-yaml"},
+            timeout=30,
+        ).raise_for_status()
+        created = httpx.post(f"{server.url}/api/v1/executions/{NAMESPACE}/nap", timeout=30)
+        created.raise_for_status()
+        execution_id = created.json()["id"]
+
+        def running() -> bool:
+            runs = _execution(server.url, execution_id).get("taskRunList") or []
+            return any(t["state"]["current"] == "RUNNING" for t in runs)
+
+        wait_until(running, 30, "the sleep to run")
+        server.stop()  # SIGTERM: the worker drains, the sleep ends within the drain period
+        server.start()
+
+        def ended() -> dict[str, Any]:
+            execution = _execution(server.url, execution_id)
+            return execution if execution.get("state", {}).get("current") == "SUCCESS" else {}
+
+        execution = wait_until(ended, 60, "the execution to end SUCCESS")
+        [run] = execution["taskRunList"]
+        assert [a["state"]["current"] for a in run["attempts"]] == ["SUCCESS"]
+    finally:
+        server.stop()
