@@ -5,38 +5,30 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
-from common.backends import create_queue
 from common.models.execution import Execution
 from common.models.messages import LogEntry
 from common.models.state import State
 from common.queue.base import LOGS
-from common.settings import Settings
 from tests.ha.cluster import Cluster, flow
 from tests.infra.fixtures import StartLanner
+from tests.infra.processes import ManagedProcess
 from tests.infra.waiting import wait_until
-from worker import Worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
-def worker(cluster: Cluster) -> Iterator[Worker]:
-    settings = Settings(**cluster.settings_dict, data_dir=cluster.data_dir)
-    queue = create_queue(settings, storage=cluster.storage)
-    started = Worker(queue, cluster.storage, settings)
-    started.start()
-    yield started
-    started.stop()
-    queue.close()
+def worker(cluster: Cluster, lanner_process: StartLanner) -> ManagedProcess:
+    """A `lanner server worker` process on the cluster."""
+    return lanner_process(["server", "worker"], env=cluster.env("w1"), name="worker-w1")
 
 
 def test_an_execution_runs_to_success_through_the_faust_executor(
-    cluster: Cluster, worker: Worker, lanner_process: StartLanner
+    cluster: Cluster, worker: ManagedProcess, lanner_process: StartLanner
 ) -> None:
     lanner_process(["server", "executor"], env=cluster.env("e1"), name="executor-e1")
     cluster.deploy(
@@ -67,7 +59,7 @@ def _running_intervals(execution: Execution) -> tuple[datetime, datetime]:
 
 
 def test_two_executors_keep_concurrency_flow_triggers_subflows_and_timers(
-    cluster: Cluster, worker: Worker, lanner_process: StartLanner
+    cluster: Cluster, worker: ManagedProcess, lanner_process: StartLanner
 ) -> None:
     """The executions and their flow agent sit on different executor instances (4 partitions
     shared by two executors): the semantics stay those of the embedded executor."""
@@ -190,7 +182,7 @@ tasks:
 
 @pytest.mark.timeout(900)
 def test_kill_9_of_one_of_two_executors_loses_and_duplicates_nothing(
-    cluster: Cluster, worker: Worker, lanner_process: StartLanner
+    cluster: Cluster, worker: ManagedProcess, lanner_process: StartLanner
 ) -> None:
     env = {"LANNER_EXECUTOR_SESSION_TIMEOUT_SECONDS": "3", "LANNER_FAUST_INFO": "1"}
     doomed = lanner_process(
@@ -255,7 +247,7 @@ def test_kill_9_of_one_of_two_executors_loses_and_duplicates_nothing(
 
 
 def test_executions_and_tasks_over_the_kafka_record_limit_travel_through_storage(
-    cluster: Cluster, worker: Worker, lanner_process: StartLanner
+    cluster: Cluster, worker: ManagedProcess, lanner_process: StartLanner
 ) -> None:
     lanner_process(["server", "executor"], env=cluster.env("e1"), name="executor-e1")
     cluster.deploy(
