@@ -52,6 +52,7 @@ from . import concurrency, flow_triggers, liveness, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS
+from .records import step_records
 from .state import ExecutorState
 
 log = logging.getLogger("lanner.executor")
@@ -291,7 +292,7 @@ class EmbeddedExecutor:
             return
         self._cache(result.state)
         dirty[execution.id] = result.state
-        out.extend(self._records(result))
+        out.extend(step_records(result))
         if slots is not None and flow is not None:
             for dequeue in concurrency.observe(slots, flow.concurrency, result.state.execution):
                 out.append((topics.EXECUTOR, dequeue.execution_id, dequeue.to_json()))
@@ -392,21 +393,6 @@ class EmbeddedExecutor:
                 body,
             ),
         )
-
-    @staticmethod
-    def _records(result: StepResult) -> list[tuple[str, str | None, bytes | None]]:
-        records: list[tuple[str, str | None, bytes | None]] = []
-        for wt in result.worker_tasks:
-            records.append(
-                (topics.worker_tasks_topic(wt.worker_group), wt.task_run.id, wt.to_json())
-            )
-        for inp in result.executor_inputs:
-            records.append((topics.EXECUTOR, inp.execution_id, inp.to_json()))
-        for order in result.kill_orders:
-            records.append((topics.KILLS, order.execution_id, order.to_json()))
-        for entry in result.logs:
-            records.append((topics.LOGS, entry.execution_id, entry.to_json()))
-        return records
 
     # ------------------------------------------------------------------ around the core
     def _flow(self, execution: Execution) -> Flow | None:

@@ -47,6 +47,7 @@ from . import concurrency, flow_triggers, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS
+from .records import step_records
 from .state import ExecutorState
 
 log = logging.getLogger("lanner.executor")
@@ -154,7 +155,7 @@ class ExecutionHandler:
         self._remember(new)
         if event is not None:
             EXECUTOR_METRICS.inputs.labels(kind=event.kind).inc()
-        out = self._records(result)
+        out = step_records(result)
         snapshot = new.execution.to_json()
         out.append((topics.EXECUTIONS, new.execution.id, snapshot))
         out.extend(self._notices(flow, new.execution, previous, result))
@@ -195,19 +196,6 @@ class ExecutionHandler:
             "message from an incompatible version: please report it with the executor log."
         )
         return core_fail(flow, state, message, now, self.config)
-
-    @staticmethod
-    def _records(result: StepResult) -> list[Outgoing]:
-        out: list[Outgoing] = []
-        for wt in result.worker_tasks:
-            out.append((topics.worker_tasks_topic(wt.worker_group), wt.task_run.id, wt.to_json()))
-        for inp in result.executor_inputs:
-            out.append((topics.EXECUTOR, inp.execution_id, inp.to_json()))
-        for order in result.kill_orders:
-            out.append((topics.KILLS, order.execution_id, order.to_json()))
-        for entry in result.logs:
-            out.append((topics.LOGS, entry.execution_id, entry.to_json()))
-        return out
 
     def _notices(
         self,

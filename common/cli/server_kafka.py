@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from common.cli.component import Component, describe_backends, ensure_kafka_topics, serve
+from common.cli.server_web import _Resources
 from common.management import ManagementServer, ReadinessCheck
 from common.settings import Settings
 
@@ -265,23 +266,6 @@ def worker_command(
 # ---------------------------------------------------------------- scheduler
 
 
-class _Closing:
-    """A component that only closes resources when stopped (the first started)."""
-
-    def __init__(self, closers: Sequence[Callable[[], None]]) -> None:
-        self.closers = list(closers)
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        for close in self.closers:
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - keep closing the others
-                log.exception("error while closing %s", close)
-
-
 def build_scheduler(settings: Settings) -> list[Component]:
     """The scheduler and what closes its resources, in start order."""
     from common.backends import create_queue
@@ -302,7 +286,7 @@ def build_scheduler(settings: Settings) -> list[Component]:
         store=store,
         tenants=flows.tenants() or [settings.tenant],
     )
-    return [_Closing([queue.close, flows.stop]), component]
+    return [_Resources([queue.close, flows.stop]), component]
 
 
 @click.command("scheduler")
@@ -345,7 +329,7 @@ def standalone_command(
     parts = build_executor(settings)
     others: list[Component] = [
         *web,
-        _Closing(worker.closers),
+        _Resources(worker.closers),
         worker.component,
         *scheduler,
     ]

@@ -13,6 +13,7 @@ from common.models.execution import Execution
 from common.models.messages import LogEntry
 from common.models.state import State
 from common.queue.base import LOGS
+from tests.bench._flows import BENCHMARK01, NAMESPACE
 from tests.ha.cluster import Cluster, flow
 from tests.infra.fixtures import StartLanner
 from tests.infra.processes import ManagedProcess
@@ -164,22 +165,6 @@ def test_two_executors_keep_concurrency_flow_triggers_subflows_and_timers(
     assert {"value": "b got from-a"} in outputs
 
 
-BENCHMARK01 = """
-inputs:
-  - id: name
-    type: STRING
-    defaults: World
-tasks:
-  - id: output
-    type: io.kestra.plugin.core.output.OutputValues
-    values:
-      message: "Hello {{ inputs.name }}"
-  - id: log
-    type: io.kestra.plugin.core.log.Log
-    message: "{{ outputs.output.values.message }}"
-"""
-
-
 @pytest.mark.timeout(900)
 def test_kill_9_of_one_of_two_executors_loses_and_duplicates_nothing(
     cluster: Cluster, worker: ManagedProcess, lanner_process: StartLanner
@@ -191,7 +176,7 @@ def test_kill_9_of_one_of_two_executors_loses_and_duplicates_nothing(
     survivor = lanner_process(
         ["server", "executor"], env={**cluster.env("e2"), **env}, name="executor-e2"
     )
-    cluster.deploy(flow(BENCHMARK01, "benchmark01"))
+    cluster.deploy(BENCHMARK01)
     logs = cluster.queue.subscribe([LOGS], f"{cluster.settings_dict['kafka_topic_prefix']}logs")
     ids = [f"load-{i:03d}" for i in range(500)]
 
@@ -200,14 +185,14 @@ def test_kill_9_of_one_of_two_executors_loses_and_duplicates_nothing(
         return sum(1 for e in cluster.latest.values() if e.state.current.terminal)
 
     for execution_id in ids[:250]:
-        cluster.create("ha", "benchmark01", execution_id)
+        cluster.create(NAMESPACE, "benchmark01", execution_id)
     wait_until(lambda: ended_count() >= 100, 300, "100 executions ended before the kill")
     doomed.kill()
     killed_at = time.monotonic()
     killed_wall = datetime.now()  # the processes' log timestamps are local time
     in_flight = [e.id for e in cluster.latest.values() if not e.state.current.terminal]
     for execution_id in ids[250:]:
-        cluster.create("ha", "benchmark01", execution_id)
+        cluster.create(NAMESPACE, "benchmark01", execution_id)
     ended = cluster.wait_ended(ids, timeout=600)
 
     assert [i for i, e in ended.items() if e.state.current != State.SUCCESS] == []
