@@ -167,7 +167,7 @@ def test_a_shell_defect_on_one_input_stops_only_its_execution(
     setup: tuple[EmbeddedExecutor, Backends, SqliteDatabase], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     executor, backends, db = setup
-    real_records = embedded.EmbeddedExecutor._records
+    real_records = embedded.step_records
 
     def records(result: Any) -> Any:
         execution = result.state.execution
@@ -175,7 +175,7 @@ def test_a_shell_defect_on_one_input_stops_only_its_execution(
             raise RuntimeError("a shell defect")
         return real_records(result)
 
-    monkeypatch.setattr(embedded.EmbeddedExecutor, "_records", staticmethod(records))
+    monkeypatch.setattr(embedded, "step_records", records)
     for execution_id in ("good-before", "poison", "good-after"):
         _create(backends, execution_id)
     executor.start()
