@@ -100,6 +100,19 @@ def observe(
     return dequeues
 
 
+def observe_report(
+    slots: FlowSlots, concurrency: Concurrency | None, execution: Execution
+) -> list[Dequeue]:
+    """:func:`observe` for a slot keeper that hears of states after the fact (the Kafka flow
+    agent): a QUEUED report of an execution the keeper has since given a slot was sent before
+    the execution applied that grant, so it is old news. Taken as news, it would put the
+    execution back in the queue while its ``Dequeue`` is in flight, and the same slot would go
+    to the next waiting execution as well."""
+    if execution.state.current == State.QUEUED and execution.id in slots.running:
+        return []
+    return observe(slots, concurrency, execution)
+
+
 def request_admission(
     slots: FlowSlots, concurrency: Concurrency | None, execution_id: str
 ) -> Dequeue:

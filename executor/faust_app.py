@@ -265,7 +265,7 @@ class FlowHandler:
             if notice.kind == "admit":
                 dequeue = concurrency.request_admission(slots, limit, notice.execution.id)
                 out.append((topics.EXECUTOR, dequeue.execution_id, dequeue.to_json()))
-            for dequeue in concurrency.observe(slots, limit, notice.execution):
+            for dequeue in concurrency.observe_report(slots, limit, notice.execution):
                 out.append((topics.EXECUTOR, dequeue.execution_id, dequeue.to_json()))
             return slots.model_dump_json().encode(), None, out
         if flow is None:

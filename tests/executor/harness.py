@@ -236,7 +236,8 @@ class Sim:
         if result.state is None or not result.changed:
             return
         if slots is not None and flow is not None:
-            self.inbox.extend(concurrency.observe(slots, flow.concurrency, result.state.execution))
+            observe = concurrency.observe_report if self.remote_slots else concurrency.observe
+            self.inbox.extend(observe(slots, flow.concurrency, result.state.execution))
             if result.admission_requested:
                 self.inbox.append(
                     concurrency.request_admission(slots, flow.concurrency, event.execution_id)
