@@ -291,31 +291,12 @@ def instance_name(settings: Settings) -> str:
 
 def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
     """The executor's Faust app. ``flows``: a started ``TopicFlowSource`` (made here if None)."""
-    import faust
-    from faust.transport.drivers import aiokafka as driver
-
     from common.backends import create_storage
     from common.flow.topic_source import TopicFlowSource
     from common.queue.kafka_client import broker_count, create_admin
     from common.queue.kafka_topics import topic_name
     from common.queue.offload import Offloader
-
-    class ReadCommittedThread(driver.AIOKafkaConsumerThread):
-        def _create_worker_consumer(self, transport: Any) -> Any:
-            consumer = super()._create_worker_consumer(transport)
-            consumer._isolation_level = "read_committed"  # the workers' claims are transactions
-            return consumer
-
-    class ReadCommittedConsumer(driver.Consumer):
-        def _new_consumer_thread(self) -> Any:
-            return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
-
-    class Transport(driver.Transport):
-        Consumer = ReadCommittedConsumer
-
-    class App(faust.App):
-        def _new_transport(self) -> Any:
-            return Transport(self.conf.broker_consumer, self)
+    from executor.faust_transport import ExecutorApp
 
     prefix = settings.kafka_topic_prefix
     servers = settings.kafka_bootstrap_servers
@@ -334,7 +315,7 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
     instance = instance_name(settings)
     datadir = settings.data_dir / "executor" / instance
     datadir.mkdir(parents=True, exist_ok=True)
-    app = App(
+    app = ExecutorApp(
         f"{prefix}executor",
         broker=[f"kafka://{server}" for server in servers.split(",")],
         store="rocksdb://",
