@@ -67,6 +67,8 @@ class KafkaQueue:
         consumer_config, producer_config: extra librdkafka properties (security, timeouts);
             Lanner's guarantees (acks=all, idempotence, read_committed, no auto-commit) win.
         timeout: seconds a flush, a transaction step or a metadata request may take.
+        transaction_timeout: seconds a whole ``produce_and_commit`` may take before it is left
+            to a new transactional producer (below the worker's cut-off).
     """
 
     def __init__(
@@ -79,12 +81,14 @@ class KafkaQueue:
         consumer_config: ClientConfig | None = None,
         producer_config: ClientConfig | None = None,
         timeout: float = 30.0,
+        transaction_timeout: float = 10.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.prefix = prefix
         self.client_id = client_id
         self.max_record_bytes = max_record_bytes
         self.timeout = timeout
+        self.transaction_timeout = transaction_timeout
         self._consumer_config = dict(consumer_config or {})
         self._producer_config = dict(producer_config or {})
         self._producer: Producer | None = None
@@ -369,10 +373,8 @@ class KafkaSubscription:
             # lost after the group coordinator went away (a broker restart): librdkafka's
             # send_offsets_to_transaction can then wait for ever on the coordinator it cached
             # (confluentinc/librdkafka#5456, #5511); the next transaction takes a new producer
-            # (same transactional id). The old one is kept, not destroyed here: its destructor
-            # may wait for the brokers, and this runs inside poll.
-            self._retired.append(self._producer)
-            self._producer = None
+            # (same transactional id)
+            self._retire()
         self._assigned.difference_update(lost)
         self._paused.difference_update(lost)
         if lost and self._on_revoked is not None:
@@ -453,13 +455,48 @@ class KafkaSubscription:
         if self._producer is None:
             self._producer = self._transactional_producer()
         producer = self._producer
+        what = f"the transaction of {self.transactional_id}"
+        # librdkafka's send_offsets_to_transaction can outlive its own timeout after a broker
+        # restart (seen blocked for 40 s with a 30 s timeout; confluentinc/librdkafka#5456):
+        # the transaction runs apart, and past the deadline it is left to a new producer,
+        # whose init_transactions fences this one and aborts what it left open
+        outcome: list[BaseException | None] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self._transact(producer, produce, offsets, what)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="lanner-kafka-transaction", daemon=True).start()
+        deadline = self._queue.transaction_timeout
+        if not done.wait(deadline):
+            if self._producer is producer:
+                self._retire()
+            raise QueueError(
+                f"Kafka: {what} did not finish within {deadline:g} s (brokers restarting?); "
+                "it is retried with a new producer"
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    def _transact(
+        self,
+        producer: Producer,
+        produce: Sequence[Outgoing],
+        offsets: list[KafkaPartition],
+        what: str,
+    ) -> None:
         failures: list[QueueError] = []
 
         def delivered(error: KafkaError | None, message: Message) -> None:
             if error is not None:
                 failures.append(to_queue_error(error, f"delivering to {message.topic()}"))
 
-        what = f"the transaction of {self.transactional_id}"
         with map_errors(f"beginning {what}"):
             producer.begin_transaction()
         try:
@@ -494,6 +531,8 @@ class KafkaSubscription:
     def _abort(self, producer: Producer, failure: QueueError, what: str) -> None:
         cause = failure.__cause__
         error = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
+        if self._producer is not producer:
+            return  # already left to a new producer (a transaction past its deadline)
         if isinstance(error, KafkaError) and error.fatal():
             # fenced by a newer incarnation of this instance (or another fatal state): this
             # member must not write again; a new subscription gets a new producer
@@ -502,8 +541,15 @@ class KafkaSubscription:
             return
         try:
             producer.abort_transaction(self._queue.timeout)
-        except KafkaException as exc:
-            self._broken = QueueError(f"Kafka: aborting {what} failed: {exc}")
+        except KafkaException:
+            # the brokers did not answer in time (a restart): the next transaction takes a new
+            # producer, whose init_transactions fences this one and aborts what it left open
+            self._retire()
+
+    def _retire(self) -> None:
+        # kept, not destroyed: its destructor may wait for the brokers
+        if self._producer is not None:
+            self._retired.append(self._producer)
             self._producer = None
 
     def assignment(self) -> list[TopicPartition]:
