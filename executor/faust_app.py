@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -454,6 +454,15 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         executions.forget_cache()
+
+    inputs = {executor_topic.get_topic_name(): "executor", flow_topic.get_topic_name(): "flows"}
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # the spread of the load over the instances, as the operator sees it
+        held = Counter(inputs[tp.topic] for tp in assigned if tp.topic in inputs)
+        for label in inputs.values():
+            EXECUTOR_METRICS.partitions.labels(topic=label).set(held[label])
 
     app.lanner_handlers = (executions, flow_handler)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,7 @@ class _ExecutorMetrics:
     resubmitted: Counter
     errors: Counter
     batch_seconds: Histogram
+    partitions: Gauge
 
 
 EXECUTOR_METRICS = _ExecutorMetrics(
@@ -25,5 +26,10 @@ EXECUTOR_METRICS = _ExecutorMetrics(
     errors=Counter("lanner_executor_loop_errors_total", "Unexpected errors of the executor loop"),
     batch_seconds=Histogram(
         "lanner_executor_batch_seconds", "Time to apply one polled batch of inputs"
+    ),
+    partitions=Gauge(
+        "lanner_executor_partitions",
+        "Partitions of the executor's input topics this instance processes",
+        ["topic"],
     ),
 )

@@ -24,6 +24,7 @@ class _WorkerMetrics:
     running: Gauge
     pending: Gauge
     handed_back: Counter
+    partitions: Gauge
 
 
 WORKER_METRICS = _WorkerMetrics(
@@ -52,5 +53,10 @@ WORKER_METRICS = _WorkerMetrics(
     handed_back=Counter(
         "lanner_worker_task_runs_handed_back_total",
         "Attempts a stopping worker handed back to the executor for a new attempt",
+    ),
+    partitions=Gauge(
+        "lanner_worker_task_partitions",
+        "Partitions of the worker-tasks topic (of its worker group) this worker takes tasks from",
+        ["worker"],
     ),
 )

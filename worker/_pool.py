@@ -169,6 +169,7 @@ class Worker:
         )
         self._cond = threading.Condition()
         self._running: dict[str, _Job] = {}
+        self._held: set[TopicPartition] = set()  # task partitions this worker is assigned
         self._done: OrderedDict[str, None] = OrderedDict()
         # execution id -> sequence of its latest kill order (see KillOrder)
         self._kills: OrderedDict[str, int] = OrderedDict()
@@ -347,11 +348,16 @@ class Worker:
         log.info("worker %s: assigned %s", self.id, _describe(partitions))
         with self._cond:
             full = self._full()
+            self._held.update(partitions)
+            WORKER_METRICS.partitions.labels(worker=self.id).set(len(self._held))
         if full:
             self._task_sub.pause(partitions)
 
     def _on_revoked(self, partitions: list[TopicPartition]) -> None:
         log.info("worker %s: revoked %s", self.id, _describe(partitions))
+        with self._cond:
+            self._held.difference_update(partitions)
+            WORKER_METRICS.partitions.labels(worker=self.id).set(len(self._held))
 
     def _dispatch(self) -> None:
         while not self._kills_ready.is_set():  # never start a task whose kill is unread

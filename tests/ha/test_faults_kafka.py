@@ -4,9 +4,11 @@ lost."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from common.models.state import State
@@ -14,9 +16,24 @@ from tests.bench._flows import BENCHMARK01, NAMESPACE
 from tests.ha.cluster import Cluster
 from tests.infra.fixtures import StartLanner
 from tests.infra.kafka import KafkaCluster
+from tests.infra.processes import free_ports
 from tests.infra.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
+
+
+def _metric(port: int, name: str, **labels: str) -> float:
+    """The value of one sample of a component's management /metrics (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    for line in text.splitlines():
+        match = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        if match and match.group(1) == name and (match.group(2) or "") == wanted:
+            return float(match.group(3))
+    return 0.0
 
 
 def _ended(cluster: Cluster, at_least: int) -> bool:
@@ -27,17 +44,45 @@ def _ended(cluster: Cluster, at_least: int) -> bool:
 def test_sigterm_of_an_executor_and_of_a_worker_under_shared_load_fails_nothing(
     cluster: Cluster, lanner_process: StartLanner
 ) -> None:
+    ports = dict(zip(["e1", "e2", "w1", "w2", "w3"], free_ports(5), strict=True))
+
+    def env(name: str) -> dict[str, str]:
+        return {**cluster.env(name), "LANNER_METRICS_PORT": str(ports[name])}
+
     executors = [
-        lanner_process(["server", "executor"], env=cluster.env(f"e{i}"), name=f"executor-e{i}")
+        lanner_process(["server", "executor"], env=env(f"e{i}"), name=f"executor-e{i}")
         for i in (1, 2)
     ]
     workers = [
-        lanner_process(["server", "worker"], env=cluster.env(f"w{i}"), name=f"w{i}")
-        for i in (1, 2, 3)
+        lanner_process(["server", "worker"], env=env(f"w{i}"), name=f"w{i}") for i in (1, 2, 3)
     ]
     cluster.deploy(BENCHMARK01)
     ids = [cluster.create(NAMESPACE, "benchmark01", f"shared-{i:03d}") for i in range(300)]
     wait_until(lambda: _ended(cluster, 50), 300, "50 executions ended")
+    # the spread is visible in metrics: every process holds some partitions, none is left out
+    executor_partitions = cluster.queue.partitions("executor")
+    task_partitions = cluster.queue.partitions("worker-tasks")
+
+    def spread() -> dict[str, float]:
+        held = {
+            e: _metric(ports[e], "lanner_executor_partitions", topic="executor")
+            for e in ("e1", "e2")
+        }
+        held |= {
+            w: _metric(ports[w], "lanner_worker_task_partitions", worker=w)
+            for w in ("w1", "w2", "w3")
+        }
+        return held
+
+    def spread_out() -> bool:
+        held = spread()
+        return (
+            all(n > 0 for n in held.values())
+            and held["e1"] + held["e2"] == executor_partitions
+            and held["w1"] + held["w2"] + held["w3"] == task_partitions
+        )
+
+    wait_until(spread_out, 60, "every executor and worker to report its partitions (metrics)")
     executors[0].stop()  # SIGTERM: its partitions move to the other executor
     workers[0].stop()  # SIGTERM: drains, then hands back what still runs
     ended = cluster.wait_ended(ids, timeout=600)
