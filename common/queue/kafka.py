@@ -30,6 +30,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
@@ -460,29 +462,26 @@ class KafkaSubscription:
         # restart (seen blocked for 40 s with a 30 s timeout; confluentinc/librdkafka#5456):
         # the transaction runs apart, and past the deadline it is left to a new producer,
         # whose init_transactions fences this one and aborts what it left open
-        outcome: list[BaseException | None] = []
-        done = threading.Event()
+        outcome: Future[None] = Future()
 
         def run() -> None:
             try:
                 self._transact(producer, produce, offsets, what)
-                outcome.append(None)
+                outcome.set_result(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                outcome.append(exc)
-            finally:
-                done.set()
+                outcome.set_exception(exc)
 
         threading.Thread(target=run, name="lanner-kafka-transaction", daemon=True).start()
         deadline = self._queue.transaction_timeout
-        if not done.wait(deadline):
+        try:
+            outcome.result(timeout=deadline)
+        except FutureTimeout:
             if self._producer is producer:
                 self._retire()
             raise QueueError(
                 f"Kafka: {what} did not finish within {deadline:g} s (brokers restarting?); "
                 "it is retried with a new producer"
-            )
-        if outcome[0] is not None:
-            raise outcome[0]
+            ) from None
 
     def _transact(
         self,
@@ -529,10 +528,10 @@ class KafkaSubscription:
                         raise
 
     def _abort(self, producer: Producer, failure: QueueError, what: str) -> None:
-        cause = failure.__cause__
-        error = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
         if self._producer is not producer:
             return  # already left to a new producer (a transaction past its deadline)
+        cause = failure.__cause__
+        error = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
         if isinstance(error, KafkaError) and error.fatal():
             # fenced by a newer incarnation of this instance (or another fatal state): this
             # member must not write again; a new subscription gets a new producer

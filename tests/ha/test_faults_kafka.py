@@ -4,7 +4,6 @@ lost."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,19 @@ from tests.ha.cluster import Cluster
 from tests.infra.fixtures import StartLanner
 from tests.infra.kafka import KafkaCluster
 from tests.infra.processes import free_ports
+from tests.infra.prometheus import sample_value
 from tests.infra.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
 
 
 def _metric(port: int, name: str, **labels: str) -> float:
-    """The value of one sample of a component's management /metrics (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    """One sample of a component's management /metrics (0 when absent or not answering)."""
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     except httpx.HTTPError:
         return 0.0
-    for line in text.splitlines():
-        match = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
-        if match and match.group(1) == name and (match.group(2) or "") == wanted:
-            return float(match.group(3))
-    return 0.0
+    return sample_value(text, name, **labels)
 
 
 def _ended(cluster: Cluster, at_least: int) -> bool:

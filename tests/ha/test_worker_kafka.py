@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import time
 import urllib.error
@@ -44,6 +43,7 @@ from common.storage.local import LocalStorage
 from tests.infra.fixtures import StartLanner
 from tests.infra.kafka import KafkaCluster
 from tests.infra.processes import ManagedProcess, free_ports, group_pids, http_ok
+from tests.infra.prometheus import sample_value
 from tests.infra.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
@@ -295,18 +295,6 @@ def executor(kafka_bootstrap_servers: str, prefix: str) -> Iterator[FakeExecutor
     fake.close()
 
 
-def _metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample of the Prometheus text ``text`` (0 when absent)."""
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        sample, value = line.rsplit(" ", 1)
-        found = dict(re.findall(r'(\w+)="([^"]*)"', sample))
-        if sample.split("{")[0] == name and found == labels:
-            return float(value)
-    return 0.0
-
-
 # ---------------------------------------------------------------------------------- tests
 
 
@@ -366,13 +354,17 @@ def test_claim_heartbeats_large_outputs_and_metrics(
 
     text = worker.metrics()
     return_type = "io.kestra.plugin.core.debug.Return"
-    assert _metric(text, "lanner_worker_task_runs_total", type=return_type, state="SUCCESS") == 2
-    assert _metric(text, "lanner_worker_task_runs_total", type=return_type, state="RUNNING") == 2
-    assert _metric(text, "lanner_worker_task_duration_seconds_count", type=return_type) == 2
-    assert _metric(text, "lanner_worker_task_queued_seconds_count") == 2
-    assert _metric(text, "lanner_worker_pool_threads") == 2
-    assert _metric(text, "lanner_worker_pool_running_tasks") == 0
-    assert _metric(text, "lanner_worker_pool_pending_tasks") == 0
+    assert (
+        sample_value(text, "lanner_worker_task_runs_total", type=return_type, state="SUCCESS") == 2
+    )
+    assert (
+        sample_value(text, "lanner_worker_task_runs_total", type=return_type, state="RUNNING") == 2
+    )
+    assert sample_value(text, "lanner_worker_task_duration_seconds_count", type=return_type) == 2
+    assert sample_value(text, "lanner_worker_task_queued_seconds_count") == 2
+    assert sample_value(text, "lanner_worker_pool_threads") == 2
+    assert sample_value(text, "lanner_worker_pool_running_tasks") == 0
+    assert sample_value(text, "lanner_worker_pool_pending_tasks") == 0
     assert task.task_run.execution_id not in text and task.task_run.id not in text
 
 
