@@ -24,11 +24,13 @@ read ``read_committed``, so an aborted claim is never seen.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import zlib
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,7 +45,7 @@ from common.plugins.core.triggers import FlowTrigger
 from common.queue import base as topics
 from common.settings import Settings
 
-from . import concurrency, flow_triggers, timers
+from . import concurrency, flow_triggers, liveness, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS
@@ -289,12 +291,21 @@ def instance_name(settings: Settings) -> str:
     return settings.instance_id or socket.gethostname()
 
 
-def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
-    """The executor's Faust app. ``flows``: a started ``TopicFlowSource`` (made here if None)."""
+def create_faust_app(
+    settings: Settings,
+    *,
+    flows: Any = None,
+    group_alive: Callable[[str | None], bool | None] | None = None,
+) -> Any:
+    """The executor's Faust app. ``flows``: a started ``TopicFlowSource`` (made here if None).
+
+    ``group_alive`` (the liveness coordinator's view: None while unknown) adds a warning to the
+    logs of a task sent to a worker group no live worker serves.
+    """
     from common.backends import create_storage
     from common.flow.topic_source import TopicFlowSource
-    from common.queue.kafka_client import broker_count, create_admin
-    from common.queue.kafka_topics import topic_name
+    from common.queue.kafka_client import broker_count, create_admin, ensure_topics
+    from common.queue.kafka_topics import plan_topics, split_group, topic_name
     from common.queue.offload import Offloader
     from executor.faust_transport import ExecutorApp
 
@@ -382,7 +393,26 @@ def create_faust_app(settings: Settings, *, flows: Any = None) -> Any:
             )
         return found
 
+    groups_ready: set[str] = set()
+
+    async def ensure_group_topics(logical: str) -> None:
+        """A task of a worker group no worker has started yet waits in its group's topic, so
+        the topic is created on the first task sent there (the worker would create it too)."""
+        group = split_group(logical)[1]
+        if group is None or group in groups_ready:
+            return
+        planned = plan_topics(prefix, replication_factor=replication, worker_groups=[group])
+        mine = [t for t in planned if t.name.endswith(f".{group}") and t.spec.per_worker_group]
+        await asyncio.to_thread(ensure_topics, admin, mine)
+        groups_ready.add(group)
+
+    def served(group: str | None) -> bool:
+        return group_alive is None or group_alive(group) is not False
+
     async def send(records: list[Outgoing]) -> None:
+        for logical, _, _ in records:
+            await ensure_group_topics(logical)
+        records = records + liveness.unserved_task_logs(records, served, _now())
         for logical, key, value in records:
             value = offloader.outgoing(logical, value)
             await out_topic(logical).send(key=key.encode(), value=value)

@@ -12,19 +12,23 @@ liveness coordinator in a table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from pydantic import Field
 
 from common.models.base import WireModel
-from common.models.messages import WorkerDied, WorkerHeartbeat, WorkerJob
+from common.models.messages import LogEntry, WorkerDied, WorkerHeartbeat, WorkerJob, WorkerTask
+from common.queue.base import LOGS, WORKER_TASKS, Outgoing
+
+_GROUP_PREFIX = WORKER_TASKS + "."
 
 
 class WorkerSeen(WireModel):
     # the receiver's clock when the latest heartbeat arrived
     last_seen: datetime
     status: str = "UP"
+    group: str | None = None  # workerGroup.key; None is the default group
 
 
 class Job(WireModel):
@@ -40,7 +44,7 @@ class Liveness(WireModel):
 
 
 def on_heartbeat(state: Liveness, beat: WorkerHeartbeat, received_at: datetime) -> WorkerSeen:
-    seen = WorkerSeen(last_seen=received_at, status=beat.status)
+    seen = WorkerSeen(last_seen=received_at, status=beat.status, group=beat.group)
     state.workers[beat.worker_id] = seen
     return seen
 
@@ -66,6 +70,51 @@ def dead_workers(state: Liveness, now: datetime, dead_after: timedelta) -> set[s
         for worker_id, seen in state.workers.items()
         if seen.status == "DEAD" or now - seen.last_seen > dead_after
     }
+
+
+def live_groups(state: Liveness, now: datetime, dead_after: timedelta) -> set[str | None]:
+    """The worker groups (None: the default one) with at least one live worker at ``now``."""
+    dead = dead_workers(state, now, dead_after)
+    return {seen.group for worker_id, seen in state.workers.items() if worker_id not in dead}
+
+
+def unserved_task_logs(
+    records: Iterable[Outgoing], live: Callable[[str | None], bool], now: datetime
+) -> list[Outgoing]:
+    """A WARN log line for each worker task sent to a group no live worker serves.
+
+    Such a task waits, CREATED, until a worker of its group starts; the log line says so on the
+    execution's page instead of leaving the user to guess.
+    """
+    out: list[Outgoing] = []
+    for logical, _, value in records:
+        if value is None or not (logical == WORKER_TASKS or logical.startswith(_GROUP_PREFIX)):
+            continue
+        group = logical[len(_GROUP_PREFIX) :] or None
+        if live(group):
+            continue
+        task = WorkerTask.model_validate_json(value)
+        run = task.task_run
+        if group:
+            who = f"worker of group '{group}'"
+            start = f"lanner server worker --worker-group {group}"
+        else:
+            who, start = "worker", "lanner server worker"
+        entry = LogEntry(
+            tenant_id=task.tenant_id,
+            namespace=run.namespace,
+            flow_id=run.flow_id,
+            execution_id=run.execution_id,
+            task_id=run.task_id,
+            task_run_id=run.id,
+            attempt_number=task.attempt,
+            timestamp=now,
+            level="WARN",
+            thread="executor",
+            message=f"no {who} is alive: task '{run.task_id}' waits until one starts (`{start}`)",
+        )
+        out.append((LOGS, run.execution_id, entry.to_json()))
+    return out
 
 
 def lost_jobs(state: Liveness, now: datetime, dead_after: timedelta) -> list[Job]:

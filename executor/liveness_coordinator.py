@@ -47,6 +47,9 @@ class LivenessCoordinator:
         self.instance_id = instance_id
         self.state = liveness.Liveness()
         self.leader = False
+        # end offsets of the workers partitions at start: the view of which workers live is
+        # trusted only once the reader has reached them
+        self._catch_up: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -59,12 +62,26 @@ class LivenessCoordinator:
             name = self.prefix + logical
             metadata = self._reader.list_topics(name, timeout=30).topics[name]
             assigned += [TopicPartition(name, p, OFFSET_BEGINNING) for p in metadata.partitions]
+            if logical == topics.WORKERS:
+                for p in metadata.partitions:
+                    low, high = self._reader.get_watermark_offsets(
+                        TopicPartition(name, p), timeout=30
+                    )
+                    if high > low:
+                        self._catch_up[p] = high
         self._reader.assign(assigned)
         self._election = self.queue.subscribe(
             [topics.WORKERS], "executor-liveness", instance_id=None
         )
         self._thread = threading.Thread(target=self._run, name="lanner-liveness", daemon=True)
         self._thread.start()
+
+    def group_alive(self, group: str | None) -> bool | None:
+        """Whether a live worker serves ``group``; None while the view is still catching up."""
+        if self._catch_up:
+            return None
+        now = datetime.now(UTC)
+        return group in liveness.live_groups(self.state, now, self.dead_after)
 
     def stop(self) -> None:
         self._stop.set()
@@ -111,6 +128,13 @@ class LivenessCoordinator:
                         )
             except ValidationError as exc:
                 log.error("undecodable record on %s dropped: %s", topic, exc)
+
+        if self._catch_up:
+            name = self.prefix + topics.WORKERS
+            reached = self._reader.position([TopicPartition(name, p) for p in self._catch_up])
+            for tp in reached:
+                if tp.offset >= self._catch_up[tp.partition]:
+                    del self._catch_up[tp.partition]
 
     def _hand_back(self) -> None:
         lost = liveness.lost_jobs(self.state, datetime.now(UTC), self.dead_after)

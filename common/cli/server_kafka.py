@@ -89,7 +89,6 @@ def build_executor(settings: Settings) -> ExecutorParts:
     from executor.liveness_coordinator import LivenessCoordinator
 
     instance = instance_name(settings)
-    app = create_faust_app(settings)
     queue = create_queue(settings, client_id=f"executor-{instance}")
     coordinator = LivenessCoordinator(
         queue,
@@ -98,6 +97,7 @@ def build_executor(settings: Settings) -> ExecutorParts:
         settings.worker_dead_after_seconds,
         instance,
     )
+    app = create_faust_app(settings, group_alive=coordinator.group_alive)
     return ExecutorParts(app, coordinator, queue, instance)
 
 

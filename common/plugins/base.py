@@ -60,7 +60,8 @@ class Retry(FlowModel):
 
 
 class WorkerGroup(FlowModel):
-    key: str | None = None
+    # the key names Kafka topics (``worker-tasks.<key>``): only the characters they allow
+    key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$", max_length=100)
     fallback: str | None = None
 
 

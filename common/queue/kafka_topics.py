@@ -80,8 +80,23 @@ class KafkaTopic:
     config: dict[str, str]
 
 
+def split_group(logical: str) -> tuple[str, str | None]:
+    """``worker-tasks.gpu`` -> ``("worker-tasks", "gpu")``; other names have no group."""
+    base, dot, group = logical.partition(".")
+    spec = BY_NAME.get(base)
+    if dot and group and spec is not None and spec.per_worker_group:
+        return base, group
+    return logical, None
+
+
 def topic_name(logical: str, prefix: str = DEFAULT_PREFIX, group: str | None = None) -> str:
-    """``topic_name("worker-tasks", "lanner.", "gpu")`` -> ``lanner.worker-tasks.gpu``."""
+    """``topic_name("worker-tasks", "lanner.", "gpu")`` -> ``lanner.worker-tasks.gpu``.
+
+    The group may also come inside the logical name, as ``common.queue.base.worker_tasks_topic``
+    writes it (``worker-tasks.gpu``).
+    """
+    if group is None:
+        logical, group = split_group(logical)
     spec = BY_NAME.get(logical)
     if spec is None:
         raise KeyError(f"unknown topic {logical!r}; known: {', '.join(BY_NAME)}")

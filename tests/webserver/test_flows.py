@@ -179,3 +179,16 @@ def test_dag_cycle_is_refused(client: TestClient) -> None:
     error = response.json()["errors"][0]
     assert error["path"] == "tasks[0]" and "cycle: a -> b -> a" in error["message"]
     assert client.get("/health/live").status_code == 200
+
+
+def test_a_worker_group_key_must_be_a_topic_name(client: TestClient) -> None:
+    source = (
+        "id: x\nnamespace: n\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n"
+        "    message: hi\n    workerGroup:\n      key: gpu/big\n"
+    )
+    response = post_flow(client, source)
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["path"] == "tasks[0].workerGroup.key", error
+    assert error["line"] == 8
+    assert post_flow(client, source.replace("gpu/big", "gpu-big.eu")).status_code == 200
