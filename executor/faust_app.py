@@ -434,6 +434,10 @@ def create_faust_app(
                 )
                 EXECUTOR_METRICS.errors.inc()
                 continue
+            # sent before the state is stored: an input redelivered after a crash between the
+            # two is applied again from the old state and sends the same records again (their
+            # ids make them idempotent), where the other order would have lost them
+            await send(out)
             if stored == b"":
                 states.pop(key, None)
                 wakeups.pop(key, None)
@@ -444,7 +448,6 @@ def create_faust_app(
                     wakeups[key] = encoded
                 elif key in wakeups:
                     del wakeups[key]
-            await send(out)
 
     @app.agent(flow_topic, name="flows")
     async def flow_agent(stream: Any) -> None:
@@ -459,11 +462,11 @@ def create_faust_app(
                 log.exception("flow notice for %s at offset %s dropped", key, event.message.offset)
                 EXECUTOR_METRICS.errors.inc()
                 continue
+            await send(out)  # before the state, as in the execution agent
             if new_slots is not None:
                 slots[key] = new_slots
             if new_windows is not None:
                 windows[key] = new_windows
-            await send(out)
 
     sent = timers.Sent()
 

@@ -23,11 +23,15 @@ restarts, which then reads those records again: slower, never lost.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
+
+log = logging.getLogger("lanner.executor")
 
 _YIELD_EVERY = 100
 
@@ -122,6 +126,13 @@ class ExecutorTransport(driver.Transport):
 class ExecutorApp(faust.App):
     def _new_transport(self) -> Any:
         return ExecutorTransport(self.conf.broker_consumer, self)
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        # Faust would restart the agent past an event it never acknowledged, its commits
+        # stalled there for good; a new process re-reads from the last commit instead
+        log.critical("executor agent %s crashed (%r): exiting to be restarted", agent, exc)
+        logging.shutdown()
+        os._exit(70)
 
 
 __all__ = ["ExecutorApp"]
