@@ -51,7 +51,7 @@ from common.repository.base import FlowRepository
 from . import concurrency, flow_triggers, liveness, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
-from .metrics import EXECUTOR_METRICS
+from .metrics import EXECUTOR_METRICS, observe_step
 from .records import step_records
 from .state import ExecutorState
 
@@ -297,12 +297,9 @@ class EmbeddedExecutor:
             for dequeue in concurrency.observe(slots, flow.concurrency, result.state.execution):
                 out.append((topics.EXECUTOR, dequeue.execution_id, dequeue.to_json()))
             dirty_slots.add(concurrency.execution_flow_key(execution))
-        EXECUTOR_METRICS.inputs.labels(kind=event.kind).inc()
-        current = result.state.execution.state.current
-        if current != previous:
+        observe_step(event.kind, previous, result.state.execution, result.ended, self.clock())
+        if result.state.execution.state.current != previous:
             self._flow_triggers(result.state.execution, previous, out, dirty_windows)
-        if result.ended:
-            EXECUTOR_METRICS.ended.labels(state=current.value).inc()
 
     def _failed(
         self, flow: Flow | None, state: ExecutorState | None, event: ExecutorInput, exc: Exception

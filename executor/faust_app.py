@@ -48,7 +48,7 @@ from common.settings import Settings
 from . import concurrency, flow_triggers, liveness, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
-from .metrics import EXECUTOR_METRICS
+from .metrics import EXECUTOR_METRICS, observe_step
 from .records import step_records
 from .state import ExecutorState
 
@@ -155,8 +155,8 @@ class ExecutionHandler:
             return None, None, []
         new = result.state
         self._remember(new)
-        if event is not None:
-            EXECUTOR_METRICS.inputs.labels(kind=event.kind).inc()
+        kind = event.kind if event is not None else "undecodable"
+        observe_step(kind, previous, new.execution, result.ended, now)
         out = step_records(result)
         snapshot = new.execution.to_json()
         out.append((topics.EXECUTIONS, new.execution.id, snapshot))
@@ -165,8 +165,6 @@ class ExecutionHandler:
         if new.execution.state.current.terminal:
             ended = new.execution.state.end_date or now
             wakeups[FORGET] = ended + self.retention
-        if result.ended:
-            EXECUTOR_METRICS.ended.labels(state=new.execution.state.current.value).inc()
         stored_state = pack(new.model_dump_json(by_alias=True, exclude_none=True).encode())
         return stored_state, wakeups, out
 
@@ -497,8 +495,36 @@ def create_faust_app(
         for label in inputs.values():
             EXECUTOR_METRICS.partitions.labels(topic=label).set(held[label])
 
+    tables = {"states": states, "wakeups": wakeups, "slots": slots, "windows": windows}
+
+    @app.timer(10.0)
+    async def export_gauges() -> None:
+        """Table sizes and the input lag, as an operator watches them."""
+        for name, table in tables.items():
+            EXECUTOR_METRICS.table_keys.labels(table=name).set(_estimated_keys(table))
+        consumer = app.consumer
+        lag: Counter[str] = Counter({label: 0 for label in inputs.values()})
+        for tp in consumer.assignment():
+            label = inputs.get(tp.topic)
+            committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust keeps no other
+            high = consumer.highwater(tp)
+            if label is not None and high is not None:
+                lag[label] += max(0, high - (committed or 0))
+        for label, records in lag.items():
+            EXECUTOR_METRICS.lag.labels(topic=label).set(records)
+
     app.lanner_handlers = (executions, flow_handler)
     return app
+
+
+def _estimated_keys(table: Any) -> int:
+    """RocksDB's estimate of the keys of a table's active partitions (counting them would
+    read every key)."""
+    store = table.data
+    dbs = getattr(store, "_dbs_for_actives", None)
+    if dbs is None:  # the memory store of the tests
+        return len(store)
+    return sum(db.property_int_value("rocksdb.estimate-num-keys") or 0 for db in dbs())
 
 
 __all__ = ["ExecutionHandler", "FlowHandler", "create_faust_app", "instance_name"]

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from datetime import datetime
 
+import httpx
 import pytest
 
 from common.models.execution import Execution
@@ -16,7 +17,8 @@ from common.queue.base import LOGS
 from tests.bench._flows import BENCHMARK01, NAMESPACE
 from tests.ha.cluster import Cluster, flow
 from tests.infra.fixtures import StartLanner
-from tests.infra.processes import ManagedProcess
+from tests.infra.processes import ManagedProcess, free_ports
+from tests.infra.prometheus import sample_value
 from tests.infra.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -31,7 +33,9 @@ def worker(cluster: Cluster, lanner_process: StartLanner) -> ManagedProcess:
 def test_an_execution_runs_to_success_through_the_faust_executor(
     cluster: Cluster, worker: ManagedProcess, lanner_process: StartLanner
 ) -> None:
-    lanner_process(["server", "executor"], env=cluster.env("e1"), name="executor-e1")
+    (port,) = free_ports(1)
+    env = {**cluster.env("e1"), "LANNER_METRICS_PORT": str(port)}
+    lanner_process(["server", "executor"], env=env, name="executor-e1")
     cluster.deploy(
         flow(
             """
@@ -51,6 +55,33 @@ def test_an_execution_runs_to_success_through_the_faust_executor(
         assert execution.state.current == State.SUCCESS, execution.state
         outputs = {tr.task_id: tr.outputs for tr in execution.task_run_list}
         assert outputs["after"] == {"value": f"hello {execution_id}!"}
+
+    # what an operator sees on the management port
+    def metrics() -> dict[str, float]:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        flow = {"namespace": "ha", "flow": "f"}
+        return {
+            "created": sample_value(text, "lanner_executor_executions_created_total", **flow),
+            "started": sample_value(text, "lanner_executor_executions_started_total", **flow),
+            "ended": sample_value(
+                text, "lanner_executor_executions_ended_total", state="SUCCESS", **flow
+            ),
+            "timed": sample_value(text, "lanner_executor_execution_duration_seconds_count", **flow),
+            "lag": sample_value(text, "lanner_executor_consumer_lag_records", topic="executor"),
+            "states": sample_value(text, "lanner_executor_table_keys", table="states"),
+        }
+
+    def settled() -> bool:
+        seen = metrics()
+        counted = [seen[k] for k in ("created", "started", "ended", "timed")]
+        return counted == [5, 5, 5, 5] and seen["lag"] == 0 and seen["states"] > 0
+
+    wait_until(
+        settled,
+        60,
+        "the executor's metrics to count the 5 executions",
+        diagnose=lambda: str(metrics()),
+    )
 
 
 def _running_intervals(execution: Execution) -> tuple[datetime, datetime]:
