@@ -8,6 +8,9 @@ a worker, a webserver with its indexer). Each deploys the flows through the API,
   window, open-loop: creations are sent on schedule whether or not earlier ones have finished;
 * a flow of 40 sequential ``Return`` tasks, run 5 times one after the other.
 
+Kafka mode measures after ``--warmup`` seconds of unmeasured load: a fresh broker's JVM spends
+as much CPU compiling as serving during its first minute, which no running cluster pays.
+
 Prints progress lines to stderr and a markdown table per mode to stdout, with the CPU each
 process used during the load. It measures; it never asserts.
 See ``_load`` for how throughput and latency are measured.
@@ -21,6 +24,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -31,6 +35,11 @@ from ._load import RateResult, SequentialResult, deploy, open_loop, sequential_r
 from ._server import LocalServer
 
 RATES = (600, 1200, 3000, 6000)
+WARMUP_RATE = 1200
+
+
+def _nothing() -> None:
+    pass
 
 
 def _progress(message: str) -> None:
@@ -67,8 +76,18 @@ def render_table(rates: list[RateResult], sequential: SequentialResult | None) -
     return "\n".join(lines)
 
 
-async def run(args: argparse.Namespace, url: str) -> tuple[str, int]:
-    """The table, and how many executions the load created (for the CPU per execution)."""
+async def run(
+    args: argparse.Namespace,
+    url: str,
+    warmup: float = 0.0,
+    measuring: Callable[[], None] = _nothing,
+) -> tuple[str, int]:
+    """The table, and how many executions the load created (for the CPU per execution).
+
+    ``warmup`` seconds of unmeasured load come first (a JVM compiles its hot paths during its
+    first minute: a freshly started broker costs twice its steady CPU); ``measuring`` is called
+    when the measured load starts.
+    """
     limits = httpx.Limits(
         max_connections=args.connections, max_keepalive_connections=args.connections
     )
@@ -79,6 +98,19 @@ async def run(args: argparse.Namespace, url: str) -> tuple[str, int]:
         await deploy(client, BENCHMARK01)
         await deploy(client, sequential_flow(SEQUENTIAL_TASKS))
         stamp = time.strftime("%H%M%S")
+        if warmup > 0:
+            _progress(f"warming up: benchmark01 at {WARMUP_RATE}/min for {warmup:g}s, unmeasured")
+            await open_loop(
+                client,
+                "benchmark01",
+                WARMUP_RATE,
+                warmup,
+                f"warmup-{stamp}",
+                drain_seconds=args.drain,
+                progress=_progress,
+                concurrency=args.connections,
+            )
+        measuring()
         if not args.skip_rates:
             for rate in args.rates:
                 _progress(f"benchmark01 at {rate}/min for {args.seconds:g}s")
@@ -130,7 +162,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-rates", action="store_true")
     parser.add_argument("--skip-sequential", action="store_true")
     parser.add_argument("--mode", choices=["embedded", "kafka", "both"], default="both")
+    parser.add_argument(
+        "--warmup", type=float, default=None, help="unmeasured load first, Kafka mode (30 s)"
+    )
     args = parser.parse_args(argv)
+    if args.warmup is None:
+        args.warmup = 15.0 if args.quick else 30.0
     if args.seconds is None:
         args.seconds = 5.0 if args.quick else 30.0
     if args.drain is None:
@@ -146,9 +183,9 @@ def _cpu_table(used: dict[str, float], executions: int) -> str:
     return "\n".join(lines)
 
 
-def _measured(args: argparse.Namespace, url: str, meter: CpuMeter) -> str:
+def _measured(args: argparse.Namespace, url: str, meter: CpuMeter, warmup: float = 0.0) -> str:
     meter.mark()
-    table, executions = asyncio.run(run(args, url))
+    table, executions = asyncio.run(run(args, url, warmup, meter.mark))
     return f"{table}\n\n{_cpu_table(meter.used(), executions)}"
 
 
@@ -179,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
                 meter = CpuMeter(dict(deployment.processes))
                 out.append(
                     "### Kafka (executor, worker, webserver + indexer, Kafka: one process each)"
-                    "\n\n" + _measured(args, deployment.url, meter)
+                    f"\n\nAfter {args.warmup:g} s of unmeasured load at {WARMUP_RATE}/min (the "
+                    "broker's JIT compiles first).\n\n"
+                    + _measured(args, deployment.url, meter, args.warmup)
                 )
     print("\n\n".join(out), flush=True)
 
