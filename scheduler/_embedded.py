@@ -9,7 +9,8 @@ store the changed trigger states and emit, in one commit:
 - ``logs``: skipped dates and trigger errors, keyed by trigger uid.
 
 At start the flows come from the flow repository, then the ``flows`` topic keeps them fresh (a
-record of a revision older than the one known is ignored).
+record of a revision older than the one known is ignored). On Kafka (``ownership``) a replica
+evaluates only the flows of its partitions of ``flows`` (``scheduler._ownership``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from common.queue.base import EXECUTOR, FLOWS, LOGS, TRIGGERS, Queue, Record, Su
 from common.repository.base import Repositories
 from common.settings import Settings
 
+from ._ownership import PartitionOwnership
 from ._store import QueueRecord, TriggerStore, default_store
 from .schedule import evaluate
 
@@ -62,6 +64,7 @@ class Scheduler:
         store: where trigger states live; by default chosen from the queue.
         tick_interval: seconds of real time between two ticks.
         tenants: tenants whose flows are loaded at start (default: ``[settings.tenant]``).
+        ownership: on Kafka, the flows this replica owns (it then reads no repository).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class Scheduler:
         store: TriggerStore | None = None,
         tick_interval: float = 1.0,
         tenants: Sequence[str] | None = None,
+        ownership: PartitionOwnership | None = None,
     ) -> None:
         self.queue = queue
         self.repositories = repositories
@@ -82,6 +86,7 @@ class Scheduler:
         self.store = store or default_store(queue)
         self.tick_interval = tick_interval
         self.tenants = list(tenants) if tenants else [settings.tenant]
+        self.ownership = ownership
         self._flows: dict[tuple[str, str, str], _KnownFlow] = {}
         self._states: dict[str, TriggerState] = {}
         self._recovered: set[str] = set()
@@ -112,6 +117,8 @@ class Scheduler:
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
+        if self.ownership is not None:
+            self.ownership.close()
 
     def load(self) -> None:
         """Read the flows of ``tenants`` from the repository and the stored trigger states.
@@ -119,6 +126,9 @@ class Scheduler:
         ``start`` calls it; call it directly to drive the scheduler with ``tick`` alone.
         """
         with self._lock:
+            if self.ownership is not None:
+                self._states = self.store.load()
+                return
             for tenant in self.tenants:
                 for record in self.repositories.flows.find(tenant):
                     self._apply_flow(
@@ -144,7 +154,10 @@ class Scheduler:
     def tick(self) -> int:
         """Read flow changes, evaluate every Schedule trigger now; return executions emitted."""
         with self._lock:
-            self._read_flows()
+            if self.ownership is not None:
+                self._sync_owned(self.ownership)
+            else:
+                self._read_flows()
             now = self.clock()
             changed: list[TriggerState] = []
             records: list[QueueRecord] = []
@@ -204,6 +217,35 @@ class Scheduler:
             records.append((TRIGGERS, uid, result.state.to_json()))
 
     # ---------------------------------------------------------------- flows
+
+    def _sync_owned(self, ownership: PartitionOwnership) -> None:
+        moved, changed = ownership.poll()
+        if not (moved or changed):
+            return
+        live, deleted = ownership.owned()
+        owned = {(r.tenant_id, r.namespace, r.id): r for r in live}
+        for key in [k for k in self._flows if k not in owned]:
+            if key in deleted:
+                self._forget(key, None)
+            else:
+                self._release(key)
+        if moved:
+            # what the previous owners stored, up to their last tick
+            self._states = self.store.load()
+            for uid, state in self._states.items():
+                if (state.tenant_id, state.namespace, state.flow_id) in deleted:
+                    self._pending_deletes.add(uid)  # deleted while no replica owned it
+            log.info("scheduler owns %s: %d flows", ownership.describe(), len(owned))
+        for key, record in owned.items():
+            known = self._flows.get(key)
+            if known is None or known.revision != record.revision:
+                self._apply_flow(*key, record.revision, record.source, True)
+
+    def _release(self, key: tuple[str, str, str]) -> None:
+        """The flow's partition went to another replica: stop evaluating it, keep its states."""
+        known = self._flows.pop(key)
+        for trigger in known.flow.triggers if known.flow else []:
+            self._recovered.discard(trigger_uid(*key, trigger.id))
 
     def _read_flows(self) -> None:
         if self._subscription is None:
@@ -277,6 +319,9 @@ class Scheduler:
         del self._flows[key]
 
     # ---------------------------------------------------------------- inspection
+
+    def describe_partitions(self) -> str:
+        return self.ownership.describe() if self.ownership is not None else "every flow"
 
     def states(self) -> dict[str, TriggerState]:
         """A copy of the current trigger states by uid (for health checks and tests)."""

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from common.errors import QueueError
 from common.models.trigger import TriggerState
-from common.queue.base import Queue
+from common.queue.base import TRIGGERS, Queue
 from common.queue.sqlite import SqliteDatabase, SqliteQueue
 
 QueueRecord = tuple[str, str | None, bytes | None]
@@ -107,8 +107,18 @@ class MemoryTriggerStore:
 
 class TopicTriggerStore(MemoryTriggerStore):
     """States on the compacted ``triggers`` topic (Kafka): read at start, then every commit
-    emits them with the executions (not atomically: a date emitted again after a crash gives
-    the same derived execution id, which the executor applies once)."""
+    emits them after the executions. Not atomic, but in the order that loses nothing: a crash
+    between the two fires the dates again after a restart, with the same derived execution ids,
+    which the executor applies once."""
+
+    def commit(
+        self,
+        states: Sequence[TriggerState],
+        deleted: Sequence[str],
+        records: Sequence[QueueRecord],
+    ) -> None:
+        self.queue.emit_many([r for r in records if r[0] != TRIGGERS])
+        super().commit(states, deleted, [r for r in records if r[0] == TRIGGERS])
 
     def __init__(self, queue: Queue, bootstrap_servers: str, topic: str) -> None:
         super().__init__(queue)

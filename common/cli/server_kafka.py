@@ -272,19 +272,31 @@ def build_scheduler(settings: Settings) -> list[Component]:
     from common.flow.topic_source import TopicFlowSource
     from common.queue.kafka_topics import topic_name
     from scheduler import Scheduler
+    from scheduler._ownership import PartitionOwnership
     from scheduler._store import TopicTriggerStore
 
     servers, prefix = settings.kafka_bootstrap_servers, settings.kafka_topic_prefix
     flows = TopicFlowSource(servers, topic_name("flows", prefix))
     flows.start()
-    queue = create_queue(settings, client_id="lanner-scheduler", storage=_storage(settings))
+    # a dead replica's flows move to the others after this, not after the client's 45 s
+    session_ms = max(1000, int(settings.scheduler_session_timeout_seconds * 1000))
+    consumer_config = {
+        "session.timeout.ms": session_ms,
+        "heartbeat.interval.ms": max(200, session_ms // 5),
+        **settings.kafka_consumer_config,
+    }
+    queue = create_queue(
+        settings.model_copy(update={"kafka_consumer_config": consumer_config}),
+        client_id="lanner-scheduler",
+        storage=_storage(settings),
+    )
     store = TopicTriggerStore(queue, servers, topic_name("triggers", prefix))
     component = Scheduler(
         queue,
         SimpleNamespace(flows=flows),  # type: ignore[arg-type]
         settings,
         store=store,
-        tenants=flows.tenants() or [settings.tenant],
+        ownership=PartitionOwnership(queue, flows),
     )
     return [_Resources([queue.close, flows.stop]), component]
 
@@ -296,14 +308,18 @@ def scheduler_command(config_file: Path | None, log_format: str | None) -> None:
     """The scheduler on Kafka: fires the Schedule triggers of every flow.
 
     Flows come from the `flows` topic and trigger states live on the compacted `triggers`
-    topic, so it needs no repository. Run one replica: a scheduled execution's id derives
-    from its flow, trigger and date, so a date fired twice runs once, but replicas do not
-    share the triggers yet.
+    topic, so it needs no repository. Run as many replicas as you like: each evaluates the
+    flows of its partitions of `flows`, and a scheduled execution's id derives from its flow,
+    trigger and date, so a hand-over can neither skip a date nor run one twice.
     """
     settings = _load("scheduler", config_file, log_format=log_format)
     ensure_kafka_topics(settings)
+    from scheduler import Scheduler
+
     components = build_scheduler(settings)
-    serve("scheduler", settings, components, partitions=lambda: "all triggers (one replica)")
+    scheduler = components[-1]
+    assert isinstance(scheduler, Scheduler)
+    serve("scheduler", settings, components, partitions=scheduler.describe_partitions)
 
 
 # ---------------------------------------------------------------- standalone

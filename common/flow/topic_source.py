@@ -36,6 +36,8 @@ class TopicFlowSource:
         self._lock = threading.Lock()
         self._revisions: dict[tuple[str, str, str], dict[int, FlowRecord]] = {}
         self._latest: dict[tuple[str, str, str], FlowRecord] = {}
+        # the partition each flow key is on: a scheduler replica owns the flows of its partitions
+        self._partition: dict[tuple[str, str, str], int] = {}
         self._positions: dict[int, int] = {}  # partition -> next offset to read
         self._read = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -96,7 +98,7 @@ class TopicFlowSource:
                 for message in messages:
                     if message.error() is not None:
                         continue
-                    self._apply(message.key(), message.value())
+                    self._apply(message.key(), message.value(), message.partition())
                     self._positions[message.partition()] = message.offset() + 1
                 if messages:
                     self.version += 1
@@ -117,13 +119,14 @@ class TopicFlowSource:
                             )
                             self._read.notify_all()
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def _apply(self, key: bytes | None, value: bytes | None, partition: int) -> None:
         if key is None:
             return
         parts = key.decode().split("/", 2)
         if len(parts) != 3:
             return
         ident = (parts[0], parts[1], parts[2])
+        self._partition[ident] = partition
         if value is None:  # a tombstone: the flow is deleted
             self._latest.pop(ident, None)
             return
@@ -166,6 +169,18 @@ class TopicFlowSource:
                 for (tenant, ns, _), record in self._latest.items()
                 if tenant == tenant_id and (namespace is None or ns == namespace)
             ]
+
+    def on_partitions(
+        self, partitions: set[int]
+    ) -> tuple[list[FlowRecord], set[tuple[str, str, str]]]:
+        """The latest revision of every live flow on ``partitions``, and the keys of the flows
+        deleted there."""
+        with self._lock:
+            live = [r for k, r in self._latest.items() if self._partition.get(k) in partitions]
+            gone = {
+                k for k, p in self._partition.items() if p in partitions and k not in self._latest
+            }
+        return live, gone
 
     def tenants(self) -> list[str]:
         with self._lock:
