@@ -31,6 +31,7 @@ from common.queue.base import EXECUTOR, FLOWS, LOGS, TRIGGERS, Queue, Record, Su
 from common.repository.base import Repositories
 from common.settings import Settings
 
+from ._metrics import SCHEDULER_METRICS
 from ._ownership import PartitionOwnership
 from ._store import QueueRecord, TriggerStore, default_store
 from .schedule import evaluate
@@ -153,7 +154,7 @@ class Scheduler:
 
     def tick(self) -> int:
         """Read flow changes, evaluate every Schedule trigger now; return executions emitted."""
-        with self._lock:
+        with SCHEDULER_METRICS.tick.time(), self._lock:
             if self.ownership is not None:
                 self._sync_owned(self.ownership)
             else:
@@ -178,7 +179,10 @@ class Scheduler:
                 self._states.pop(uid, None)
             self._pending_deletes.clear()
             self.ticks += 1
-            return sum(1 for topic, _, _ in records if topic == EXECUTOR)
+            emitted = sum(1 for topic, _, _ in records if topic == EXECUTOR)
+            SCHEDULER_METRICS.emitted.inc(emitted)
+            SCHEDULER_METRICS.flows.set(len(self._flows))
+            return emitted
 
     def _evaluate(
         self,
@@ -192,6 +196,7 @@ class Scheduler:
         flow = known.flow
         uid = trigger_uid(known.tenant, flow.namespace, flow.id, trigger.id)
         recovering = uid not in self._recovered
+        SCHEDULER_METRICS.evaluated.inc()
         try:
             result = evaluate(
                 flow,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from common.models.messages import EXECUTOR_INPUT, NewExecution
 from common.models.trigger import TriggerState
@@ -138,7 +139,12 @@ def env(tmp_path: Path) -> Iterator[Env]:
     environment.close()
 
 
+def _metric(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
 def test_every_minute_for_three_minutes_creates_three_executions(env: Env) -> None:
+    emitted_before = _metric("lanner_scheduler_executions_emitted_total")
     scheduler = env.scheduler()
     env.deploy(FLOW)
     wait_for(lambda: len(scheduler.states()) == 1)
@@ -161,6 +167,10 @@ def test_every_minute_for_three_minutes_creates_three_executions(env: Env) -> No
     assert key == state.uid == "main/company.team/every-minute/minute"
     assert state.next_execution_date == datetime(2024, 5, 1, 10, 4, tzinfo=UTC)
     assert state.last_execution_id == executions[-1].execution_id
+    # and the operator sees the same on /metrics
+    assert _metric("lanner_scheduler_executions_emitted_total") - emitted_before == 3
+    assert _metric("lanner_scheduler_flows") == 1
+    assert _metric("lanner_scheduler_loop_duration_seconds_count") >= scheduler.ticks
 
 
 def test_restart_does_not_create_duplicates(env: Env) -> None:
