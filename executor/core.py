@@ -24,7 +24,7 @@ from common.flow import retries
 from common.ids import derived_id
 from common.models.base import WireModel
 from common.models.execution import Attempt, Execution, ExecutionTrigger, Label, TaskRun
-from common.models.flow import Flow
+from common.models.flow import Flow, Sla
 from common.models.messages import (
     Dequeue,
     ExecutorInput,
@@ -529,8 +529,7 @@ class _Core:
             sla = next((s for s in self.flow.sla if s.id == target), None)
             if sla is None or self.ex.state.current.terminal:
                 return
-            self.log("ERROR", f"SLA '{sla.id}' violated: execution ran longer than {sla.duration}")
-            final = {"FAIL": State.FAILED, "CANCEL": State.CANCELLED}.get(sla.behavior)
+            final = self.breach(sla, f"the execution ran longer than {sla.duration}")
             if final is not None:
                 self.kill(final)
         elif kind == "pause-resume":
@@ -782,7 +781,7 @@ class _Core:
         if not wait:
             self.end_task_run(tr, State.SUCCESS)
 
-    def render_labels(self, raw: Any, tr: TaskRun) -> list[Label]:
+    def render_labels(self, raw: Any, tr: TaskRun | None) -> list[Label]:
         import json
 
         value = self.render_typed(raw, tr)
@@ -941,8 +940,38 @@ class _Core:
         first = tr.state.start_date or self.now
         return retries.next_attempt_at(policy, attempts, self.now, first, f"{tr.id}:{attempts}")
 
+    def breach(self, sla: Sla, reason: str) -> State | None:
+        """Logs the breach and adds the SLA's labels; the state its behaviour ends the
+        execution in (None: NONE, the execution goes on)."""
+        self.log("ERROR", f"SLA '{sla.id}' violated: {reason}")
+        if sla.labels:
+            try:
+                added = {lb.key: lb for lb in self.render_labels(sla.labels, None)}
+            except (LannerError, ValueError) as exc:
+                self.log("ERROR", f"SLA '{sla.id}': labels not added: {exc}")
+                added = {}
+            kept = [lb for lb in self.ex.labels if lb.key not in added]
+            self.ex.labels = [*kept, *added.values()]
+        return {"FAIL": State.FAILED, "CANCEL": State.CANCELLED}.get(sla.behavior)
+
+    def asserted(self, state: State) -> State:
+        """The end state once the EXECUTION_ASSERTION SLAs have been checked."""
+        assert self.flow is not None
+        for sla in self.flow.sla:
+            if sla.type != "EXECUTION_ASSERTION" or not sla.assert_:
+                continue
+            try:
+                held = is_true(str(self.render(sla.assert_, None)))
+                reason = f"the assertion {sla.assert_} is false"
+            except (LannerError, ValueError) as exc:
+                held, reason = False, f"the assertion {sla.assert_} failed: {exc}"
+            if not held:
+                state = self.breach(sla, reason) or state
+        return state
+
     def end_execution(self, state: State) -> None:
         assert self.flow is not None
+        state = self.asserted(state)
         if state in (State.SUCCESS, State.WARNING) and self.flow.outputs:
             try:
                 outputs: dict[str, Any] = {}

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
-from common.plugins.base import ID_PATTERN, FlowModel, Retry, Task
+from common.plugins.base import ID_PATTERN, FlowModel, Retry, Task, parse_duration
 from common.plugins.registry import AnyTask, AnyTrigger
 
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -84,12 +84,27 @@ class PluginDefault(FlowModel):
 
 
 class Sla(FlowModel):
-    id: str
+    """A flow SLA (Kestra's ``sla``): MAX_DURATION is checked by a timer from the execution's
+    start, EXECUTION_ASSERTION when the execution ends. A breach logs an ERROR, adds ``labels``
+    and, by ``behavior``, fails or cancels the execution (NONE: only the log and the labels)."""
+
+    id: str = Field(pattern=ID_PATTERN)
     type: Literal["MAX_DURATION", "EXECUTION_ASSERTION"]
     behavior: Literal["FAIL", "CANCEL", "NONE"] = "FAIL"
     duration: str | None = None
     assert_: str | None = Field(default=None, alias="assert")
     labels: Any = None
+
+    @model_validator(mode="after")
+    def _what_its_type_needs(self) -> Sla:
+        if self.type == "MAX_DURATION":
+            if not self.duration:
+                raise ValueError("a MAX_DURATION SLA needs a duration (e.g. PT1H)")
+            if parse_duration(self.duration) is None:
+                raise ValueError(f"duration {self.duration!r} is not an ISO-8601 duration")
+        elif not self.assert_:
+            raise ValueError("an EXECUTION_ASSERTION SLA needs an assert expression")
+        return self
 
 
 class Flow(FlowModel):
