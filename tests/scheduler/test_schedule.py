@@ -289,3 +289,72 @@ def test_state_round_trips_as_json() -> None:
     assert b'"nextExecutionDate"' in body and b'"flowId"' in body
     assert TriggerState.model_validate_json(body) == state
     assert state.uid == "main/company.team/sched/every"
+
+
+def _daily_dates(conditions: list[dict[str, Any]], days: int, **trigger: Any) -> list[str]:
+    """The dates a daily 08:00 schedule fires over ``days`` days from 2024-05-01."""
+    flow, schedule = make_flow({"cron": "0 8 * * *", "conditions": conditions, **trigger})
+    start = datetime(2024, 4, 30, 12, tzinfo=UTC)
+    times = [start + timedelta(days=d) for d in range(days + 1)]
+    return dates(run(flow, schedule, times)[1])
+
+
+def test_day_week_in_month_fires_on_the_first_and_the_last_monday() -> None:
+    condition = "io.kestra.plugin.core.condition.DayWeekInMonth"
+    first = _daily_dates([{"type": condition, "dayOfWeek": "MONDAY", "dayInMonth": "FIRST"}], 61)
+    assert first == ["2024-05-06T08:00:00Z", "2024-06-03T08:00:00Z"]
+    last = _daily_dates([{"type": condition, "dayOfWeek": "MONDAY", "dayInMonth": "LAST"}], 61)
+    assert last == ["2024-05-27T08:00:00Z", "2024-06-24T08:00:00Z"]
+    third = _daily_dates([{"type": condition, "dayOfWeek": "FRIDAY", "dayInMonth": "THIRD"}], 31)
+    assert third == ["2024-05-17T08:00:00Z"]
+
+
+def test_date_time_between_keeps_the_dates_of_its_window() -> None:
+    window = {
+        "type": "io.kestra.plugin.core.condition.DateTimeBetween",
+        "after": "2024-05-03T08:00:00Z",  # strictly after: the 3rd is out
+        "before": "2024-05-06T00:00:00+02:00",
+    }
+    assert _daily_dates([window], 10) == ["2024-05-04T08:00:00Z", "2024-05-05T08:00:00Z"]
+
+
+def test_weekend_and_time_between_in_the_trigger_time_zone() -> None:
+    weekend = {"type": "io.kestra.plugin.core.condition.Weekend"}
+    assert _daily_dates([weekend], 7) == ["2024-05-04T08:00:00Z", "2024-05-05T08:00:00Z"]
+    hourly = make_flow(
+        {
+            "cron": "0 * * * *",
+            "timezone": "Europe/Paris",
+            "conditions": [
+                {
+                    "type": "io.kestra.plugin.core.condition.TimeBetween",
+                    "after": "09:30:00",
+                    "before": "12:00:00",
+                }
+            ],
+        }
+    )
+    start = datetime(2024, 5, 1, 0, 30, tzinfo=UTC)
+    fired = dates(run(*hourly, [start + timedelta(hours=h) for h in range(25)])[1])
+    # 10:00 and 11:00 Paris time (UTC+2 in May)
+    assert fired == ["2024-05-01T10:00:00+02:00", "2024-05-01T11:00:00+02:00"]
+
+
+def test_a_date_window_without_bounds_or_offset_is_refused() -> None:
+    import pytest
+
+    from common.errors import FlowValidationError
+
+    for window, message in (
+        ({}, "set after, before or both"),
+        ({"after": "2024-05-03T08:00:00"}, "time zone offset"),
+    ):
+        with pytest.raises(FlowValidationError, match=message):
+            make_flow(
+                {
+                    "cron": "0 8 * * *",
+                    "conditions": [
+                        {"type": "io.kestra.plugin.core.condition.DateTimeBetween", **window}
+                    ],
+                }
+            )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.models.execution import Execution
 from common.plugins.base import Condition
@@ -27,6 +27,11 @@ class ConditionContext:
     # the template functions to use instead of the real clock and random source: the executor
     # passes its step's, so evaluating a Flow trigger stays a pure function of its arguments
     functions: Mapping[str, Callable[..., Any]] | None = None
+
+
+def _when(ctx: ConditionContext) -> datetime | None:
+    """The date a date condition tests: the scheduled date, else the execution's start."""
+    return ctx.date or (ctx.execution.state.start_date if ctx.execution else None)
 
 
 class ExecutionStatus(Condition):
@@ -119,8 +124,81 @@ class DayWeek(Condition):
     date: str | None = None
 
     def test(self, ctx: ConditionContext) -> bool:
-        when = ctx.date or (ctx.execution.state.start_date if ctx.execution else None)
+        when = _when(ctx)
         return when is not None and when.strftime("%A").upper() == self.day_of_week.upper()
+
+
+_WEEKS = {"FIRST": 1, "SECOND": 2, "THIRD": 3, "FOURTH": 4}
+
+
+class DayWeekInMonth(Condition):
+    """The date is the FIRST, SECOND, THIRD, FOURTH or LAST ``dayOfWeek`` of its month."""
+
+    TYPE: ClassVar[str] = "lanner.core.condition.DayWeekInMonth"
+    day_of_week: Literal[
+        "MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"
+    ] = Field(alias="dayOfWeek")
+    day_in_month: Literal["FIRST", "SECOND", "THIRD", "FOURTH", "LAST"] = Field(alias="dayInMonth")
+    date: str | None = None
+
+    def test(self, ctx: ConditionContext) -> bool:
+        when = _when(ctx)
+        if when is None or when.strftime("%A").upper() != self.day_of_week:
+            return False
+        if self.day_in_month == "LAST":
+            return (when + timedelta(days=7)).month != when.month
+        return (when.day - 1) // 7 + 1 == _WEEKS[self.day_in_month]
+
+
+class DateTimeBetween(Condition):
+    """The date is strictly after ``after`` and strictly before ``before`` (either optional)."""
+
+    TYPE: ClassVar[str] = "lanner.core.condition.DateTimeBetween"
+    after: datetime | None = None
+    before: datetime | None = None
+    date: str | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> DateTimeBetween:
+        if self.after is None and self.before is None:
+            raise ValueError("set after, before or both")
+        for bound in (self.after, self.before):
+            if bound is not None and bound.tzinfo is None:
+                raise ValueError(f"{bound.isoformat()} needs a time zone offset (e.g. Z)")
+        return self
+
+    def test(self, ctx: ConditionContext) -> bool:
+        when = _when(ctx)
+        if when is None:
+            return False
+        return (self.after is None or when > self.after) and (
+            self.before is None or when < self.before
+        )
+
+
+class TimeBetween(Condition):
+    """The time of day of the date is strictly between ``after`` and ``before``."""
+
+    TYPE: ClassVar[str] = "lanner.core.condition.TimeBetween"
+    after: time | None = None
+    before: time | None = None
+    date: str | None = None
+
+    def test(self, ctx: ConditionContext) -> bool:
+        when = _when(ctx)
+        if when is None:
+            return False
+        of_day = when.timetz()
+
+        # a bound with an offset compares at that offset; one without, in the date's own zone
+        def at(bound: time) -> datetime:
+            zone = bound.tzinfo or when.tzinfo
+            return datetime.combine(when.date(), bound.replace(tzinfo=zone))
+
+        moment = datetime.combine(when.date(), of_day)
+        return (self.after is None or moment > at(self.after)) and (
+            self.before is None or moment < at(self.before)
+        )
 
 
 class Weekend(Condition):
@@ -128,7 +206,7 @@ class Weekend(Condition):
     date: str | None = None
 
     def test(self, ctx: ConditionContext) -> bool:
-        when = ctx.date or (ctx.execution.state.start_date if ctx.execution else None)
+        when = _when(ctx)
         return when is not None and when.weekday() >= 5
 
 
@@ -170,6 +248,9 @@ PLUGINS: list[type] = [
     Not,
     Or,
     DayWeek,
+    DayWeekInMonth,
+    DateTimeBetween,
+    TimeBetween,
     Weekend,
     MultipleCondition,
 ]
