@@ -33,6 +33,18 @@ MAX_PAGE_SIZE = 1000
 MAX_RESULT_WINDOW = 10_000
 MAX_BUCKETS = 10_000  # histogram buckets of one aggregation (per state)
 MAX_FLOW_GROUPS = 1000  # flows of one per-flow aggregation
+DEFAULT_TENANT = "main"
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+
+
+def level_number(level: str | None) -> int:
+    """TRACE=0 < DEBUG < INFO < WARN < ERROR; unknown levels count as TRACE."""
+    if not level:
+        return 0
+    name = level.upper()
+    if name == "WARNING":
+        name = "WARN"
+    return LOG_LEVELS.index(name) if name in LOG_LEVELS else 0
 
 
 @dataclass(frozen=True)

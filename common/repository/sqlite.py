@@ -22,6 +22,8 @@ from common.models.trigger import TriggerState
 from common.queue.sqlite import SqliteDatabase
 
 from .base import (
+    DEFAULT_TENANT,
+    LOG_LEVELS,
     MAX_FLOW_GROUPS,
     Durations,
     ExecutionQuery,
@@ -36,10 +38,11 @@ from .base import (
     check_page,
     decode_cursor,
     encode_cursor,
+    level_number,
 )
 
-DEFAULT_TENANT = "main"
-LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+__all__ = ["DEFAULT_TENANT", "LOG_LEVELS", "iso", "level_number", "sqlite_repositories"]
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS repo_flows (
@@ -148,16 +151,6 @@ def iso(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def level_number(level: str | None) -> int:
-    """TRACE=0 < DEBUG < INFO < WARN < ERROR; unknown levels count as TRACE."""
-    if not level:
-        return 0
-    name = level.upper()
-    if name == "WARNING":
-        name = "WARN"
-    return LOG_LEVELS.index(name) if name in LOG_LEVELS else 0
 
 
 def _tenant(tenant_id: str | None) -> str:
