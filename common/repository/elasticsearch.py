@@ -122,9 +122,10 @@ def _namespace_filter(field: str, namespace: str) -> dict[str, Any]:
 class _Store:
     """The client, the index names, and the indices created once Elasticsearch answers."""
 
-    def __init__(self, client: Elasticsearch, prefix: str) -> None:
+    def __init__(self, client: Elasticsearch, prefix: str, refresh: bool = False) -> None:
         self.client = client
         self.prefix = prefix
+        self.refresh = refresh
         self._ready = False
         self._lock = threading.Lock()
         self._order = 0
@@ -157,6 +158,8 @@ class _Store:
         if not operations:
             return []
         client = self.ensure()
+        if self.refresh:
+            options["refresh"] = True
         with map_errors(what):
             response = client.bulk(operations=operations, **options)
         statuses = []
@@ -878,13 +881,19 @@ class ElasticsearchTriggerRepository:
 
 
 def elasticsearch_repositories(
-    client: Elasticsearch, prefix: str = DEFAULT_PREFIX, *, log_retention_days: int = 0
+    client: Elasticsearch,
+    prefix: str = DEFAULT_PREFIX,
+    *,
+    log_retention_days: int = 0,
+    refresh: bool = False,
 ) -> Repositories:
     """Every repository on one Elasticsearch cluster, in the indices named ``<prefix><kind>``.
 
     Creates the indices now if Elasticsearch answers, else on the first call that reaches it.
+    With ``refresh``, every write refreshes the indices it wrote to, so searches see it at once
+    (tests that call a backend-neutral API; too costly under the indexer's load).
     """
-    store = _Store(client, prefix)
+    store = _Store(client, prefix, refresh)
     try:
         store.ensure()
     except RepositoryError as exc:

@@ -177,8 +177,10 @@ def map_errors(what: str) -> Iterator[None]:
         raise RepositoryError(
             f"Elasticsearch: {what} failed: HTTP {exc.meta.status} {exc.message}"
         ) from exc
-    except TransportError as exc:
-        raise RepositoryError(f"Elasticsearch: {what} failed: {exc.message}") from exc
+    except TransportError as exc:  # no answer: refused, timed out, connection lost
+        raise RepositoryError(
+            f"Elasticsearch unavailable: {what} failed: {type(exc).__name__}: {exc.message}"
+        ) from exc
 
 
 def create_client(

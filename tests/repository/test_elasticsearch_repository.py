@@ -19,8 +19,9 @@ from common.repository.elasticsearch import (
     connect,
     elasticsearch_repositories,
 )
-from common.repository.elasticsearch_client import KINDS, create_client, index_name
+from common.repository.elasticsearch_client import create_client, index_name
 from tests.contracts.repository import T0, RepositoryContract, make_execution
+from tests.infra.elasticsearch import drop_indices as drop
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.timeout(300)]
 
@@ -30,12 +31,6 @@ def es(elasticsearch_url: str) -> Iterator[Elasticsearch]:
     client = create_client(elasticsearch_url)
     yield client
     client.close()
-
-
-def drop(es: Elasticsearch, prefix: str) -> None:
-    es.indices.delete(index=prefix + "*", allow_no_indices=True, expand_wildcards="all")
-    for kind in KINDS:
-        es.options(ignore_status=404).indices.delete_index_template(name=index_name(kind, prefix))
 
 
 @pytest.fixture

@@ -49,19 +49,52 @@ triggers:
 """
 
 
+REPOSITORIES = ("sqlite", "elasticsearch")
+
+# Runs a test once per repository backend: ``@both_repositories`` on the tests of the read paths
+# (searches, get, flows, logs, triggers), which must give the same answers on both.
+both_repositories = pytest.mark.parametrize(
+    "backends",
+    ["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)],
+    indirect=True,
+)
+
+
 @pytest.fixture
-def backends(tmp_path: Path) -> Iterator[Backends]:
-    settings = Settings(data_dir=tmp_path)
+def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backends]:
+    """SQLite queue and storage in ``tmp_path``; the repositories on SQLite, or (parameter
+    ``elasticsearch``) on the session's Elasticsearch node in indices of this test's own, every
+    write refreshed so that the test reads it back at once."""
+    repository = getattr(request, "param", "sqlite")
+    settings = Settings(data_dir=tmp_path, repository=repository)
     db = SqliteDatabase(str(tmp_path / "lanner.db"))
     queue = SqliteQueue(db)
+    cleanup = None
+    if repository == "elasticsearch":
+        from common.repository.elasticsearch import elasticsearch_repositories
+        from common.repository.elasticsearch_client import create_client
+        from tests.infra.elasticsearch import drop_indices
+
+        client = create_client(request.getfixturevalue("elasticsearch_url"))
+        prefix = request.getfixturevalue("unique_name") + "_"
+        repositories = elasticsearch_repositories(client, prefix, refresh=True)
+
+        def cleanup() -> None:
+            drop_indices(client, prefix)
+            client.close()
+
+    else:
+        repositories = sqlite_repositories(db)
     yield Backends(
         queue=queue,
-        repositories=sqlite_repositories(db),
+        repositories=repositories,
         storage=LocalStorage(tmp_path / "storage"),
         settings=settings,
     )
     queue.close()
     db.close()
+    if cleanup is not None:
+        cleanup()
 
 
 @pytest.fixture
