@@ -585,24 +585,16 @@ class ElasticsearchExecutionRepository:
                         "size": MAX_FLOW_GROUPS,
                         "order": [{"_count": "desc"}, {"_key": "asc"}],
                     },
-                    "aggs": {
-                        "states": {"terms": {"field": "state.current", "size": len(State)}},
-                        "flow": {"top_hits": {"size": 1, "_source": ["namespace", "flowId"]}},
-                    },
+                    "aggs": {"states": {"terms": {"field": "state.current", "size": len(State)}}},
                 }
             },
         )
         counts = []
         for flow in response["aggregations"]["flows"]["buckets"]:
-            source = flow["flow"]["hits"]["hits"][0]["_source"]
+            namespace, _, flow_id = flow["key"].partition("/")  # neither holds a "/"
             for state in flow["states"]["buckets"]:
                 counts.append(
-                    FlowStateCount(
-                        source["namespace"],
-                        source["flowId"],
-                        State(state["key"]),
-                        int(state["doc_count"]),
-                    )
+                    FlowStateCount(namespace, flow_id, State(state["key"]), int(state["doc_count"]))
                 )
         counts.sort(key=lambda c: (c.namespace, c.flow_id, str(c.state)))
         return counts
