@@ -12,8 +12,8 @@ Documents are the models' JSON plus a ``repo`` object of computed fields (see
   reads a flow's revisions right after writing one).
 - logs and metrics: id = a hash of the entry's JSON and ``create`` operations, so a redelivered
   batch adds nothing and keeps the first insertion order (``repo.order``, the tie-break of equal
-  timestamps). Logs go to one index per day of their timestamp; ``log_retention_days`` drops
-  whole days.
+  timestamps). Logs go to one index per day of their timestamp, read through the alias
+  ``<prefix>logs`` once their shard started; ``log_retention_days`` drops whole days.
 - triggers and workers: external version = their date in microseconds, so an older state is
   ignored.
 
@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -66,7 +66,6 @@ from .elasticsearch_client import (
     create_client,
     ensure_indices,
     index_name,
-    index_pattern,
     map_errors,
 )
 
@@ -132,9 +131,6 @@ class _Store:
 
     def index(self, kind: str) -> str:
         return index_name(kind, self.prefix)
-
-    def pattern(self, kind: str) -> str:
-        return index_pattern(kind, self.prefix)
 
     def ensure(self) -> Elasticsearch:
         if not self._ready:
@@ -557,9 +553,9 @@ class ElasticsearchExecutionRepository:
             },
         )
         buckets = []
-        for date in response["aggregations"]["dates"]["buckets"]:
-            start = datetime.fromtimestamp(date["key"] / 1000, UTC)
-            for state in date["states"]["buckets"]:
+        for day in response["aggregations"]["dates"]["buckets"]:
+            start = datetime.fromtimestamp(day["key"] / 1000, UTC)
+            for state in day["states"]["buckets"]:
                 stats = state["durations"]
                 durations = (
                     Durations(int(stats["count"]), stats["sum"], stats["min"], stats["max"])
@@ -629,11 +625,43 @@ class ElasticsearchLogRepository:
         self.store = store
         self.retention_days = retention_days
         self._retention_checked = 0.0
+        self._days: set[str] = set()  # daily indices known to be open and in the alias
 
     def _daily(self, stamp: datetime) -> str:
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
         return f"{self.store.index('logs')}-{stamp.astimezone(UTC):%Y.%m.%d}"
 
+    def _open_day(self, name: str) -> None:
+        """Creates the daily index ``name`` if missing, waits for its shard, and only then adds it
+        to the ``<prefix>logs`` alias that reads go through: a search never meets a day whose
+        shard is still starting (which fails the whole search, not just that day)."""
+        if name in self._days:
+            return
+        client = self.store.ensure()
+        with map_errors(f"creating log index {name}"):
+            if not client.indices.exists(index=name):
+                client.options(ignore_status=400).indices.create(index=name)
+            client.cluster.health(index=name, wait_for_status="yellow", timeout="30s")
+            client.indices.put_alias(index=name, name=self.store.index("logs"))
+        self._days.add(name)
+
+    def _oldest_kept(self, now: datetime | None = None) -> date | None:
+        """The first day the retention keeps (None: every day)."""
+        if self.retention_days <= 0:
+            return None
+        return (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(
+            days=self.retention_days
+        )
+
     def save_many(self, logs: Sequence[LogEntry]) -> None:
+        oldest = self._oldest_kept()
+        if oldest is not None:  # a replay of days gone: not written (nor their index created)
+            logs = [e for e in logs if self._daily(e.timestamp)[-10:] >= f"{oldest:%Y.%m.%d}"]
+        if not logs:
+            return
+        for name in sorted({self._daily(entry.timestamp) for entry in logs}):
+            self._open_day(name)
         first = self.store.orders(len(logs))
         operations: list[dict[str, Any]] = []
         for i, entry in enumerate(logs):
@@ -665,11 +693,11 @@ class ElasticsearchLogRepository:
 
     def apply_retention(self, now: datetime | None = None) -> list[str]:
         """Deletes the daily log indices older than ``retention_days`` whole days before
-        ``now``; returns their names. Nothing when the retention is 0 (keep every day)."""
-        if self.retention_days <= 0:
+        ``now``; returns their names. Nothing when the retention is 0 (keep every day).
+        ``save_many`` checks it at most once an hour, and never writes logs of those days."""
+        oldest_kept = self._oldest_kept(now)
+        if oldest_kept is None:
             return []
-        today = (now or datetime.now(UTC)).astimezone(UTC).date()
-        oldest_kept = today - timedelta(days=self.retention_days)
         client = self.store.ensure()
         base = self.store.index("logs") + "-"
         with map_errors("listing log indices"):
@@ -687,6 +715,7 @@ class ElasticsearchLogRepository:
         for name in sorted(expired):
             with map_errors(f"deleting log index {name}"):
                 client.options(ignore_status=404).indices.delete(index=name)
+            self._days.discard(name)
             log.info("log retention: deleted %s (older than %d days)", name, self.retention_days)
         return sorted(expired)
 
@@ -713,7 +742,7 @@ class ElasticsearchLogRepository:
             filters.append({"range": {"repo.level": {"gte": level_number(min_level)}}})
         docs = self.store.scan(
             f"reading the logs of execution {execution_id}",
-            self.store.pattern("logs"),
+            self.store.index("logs"),  # the alias of the open days
             {"bool": {"filter": filters}},
             self._sort(False),
         )
@@ -754,7 +783,7 @@ class ElasticsearchLogRepository:
             paging = {"from": offset, "size": min(query.size + 1, MAX_RESULT_WINDOW - offset)}
         response = self.store.search(
             "searching logs",
-            index=self.store.pattern("logs"),
+            index=self.store.index("logs"),  # the alias of the open days
             query={"bool": {"filter": filters}},
             sort=self._sort(query.sort_desc),
             track_total_hits=True,

@@ -6,9 +6,10 @@ elasticsearch_index_prefix``, default ``lanner_``)::
     lanner_flows           one document per flow (id tenant|namespace|flowId), latest revision
     lanner_flow_revisions  one document per flow revision (id tenant|namespace|flowId|revision)
     lanner_executions      one document per execution, external version = execution ``sequence``
-    lanner_logs-YYYY.MM.DD log entries, one index per day of their timestamp (``TIME_BASED``):
-                           created by the first write through the template, read through
-                           ``lanner_logs-*``, dropped whole by the retention
+    lanner_logs-YYYY.MM.DD log entries, one index per day of their timestamp (``TIME_BASED``),
+                           mapped by the template ``lanner_logs-*``, created before their first
+                           write and read through the alias ``lanner_logs``, dropped whole by
+                           the retention
     lanner_metrics     task metrics
     lanner_triggers    trigger states
     lanner_workers     worker heartbeats
@@ -199,7 +200,7 @@ def index_name(kind: str, prefix: str = DEFAULT_PREFIX) -> str:
 
 
 def index_pattern(kind: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """What reads of ``kind`` name: its index, or the pattern of its daily indices."""
+    """The index of ``kind``, or the pattern of its daily indices (its template's pattern)."""
     name = index_name(kind, prefix)
     return f"{name}-*" if kind in TIME_BASED else name
 
