@@ -936,7 +936,11 @@ def connect(
     log_retention_days: int = 0,
     request_timeout: float = 10.0,
 ) -> Repositories:
-    """``elasticsearch_repositories`` on a new client of ``urls``. Requests give up after
-    ``request_timeout`` seconds (one retry), so a read during an outage fails in bounded time."""
-    client = create_client(urls, request_timeout=request_timeout, max_retries=1)
+    """``elasticsearch_repositories`` on a new client of ``urls``. A request that gets no answer
+    within ``request_timeout`` seconds fails (a frozen node is not asked twice), one refused
+    connection is retried on another node: a read during an outage fails in bounded time, and
+    the webserver answers 503 instead of holding the request."""
+    client = create_client(
+        urls, request_timeout=request_timeout, max_retries=1, retry_on_timeout=False
+    )
     return elasticsearch_repositories(client, prefix, log_retention_days=log_retention_days)
