@@ -260,6 +260,57 @@ class RepositoryContract:
         assert repo.get("main", "d1") is None
         assert repo.search(ExecutionQuery()).total == 0
 
+    def test_execution_dates_keep_their_microseconds(self, repositories: Repositories) -> None:
+        repo = repositories.executions
+        for i in range(3):  # one microsecond apart, ids against the time order
+            repo.save(make_execution(f"m{2 - i}", start=T0 + timedelta(microseconds=i)))
+        self.refresh(repositories)
+
+        def ids(**kw: object) -> list[str]:
+            return [e.id for e in repo.search(ExecutionQuery(**kw)).results]  # type: ignore[arg-type]
+
+        assert ids() == ["m0", "m1", "m2"]
+        assert ids(sort_desc=False) == ["m2", "m1", "m0"]
+        one = T0 + timedelta(microseconds=1)
+        assert ids(start_date=one, end_date=one) == ["m1"]
+        assert ids(start_date=one) == ["m0", "m1"]
+
+    def test_execution_text_search_takes_wildcards_literally(
+        self, repositories: Repositories
+    ) -> None:
+        repo = repositories.executions
+        for execution_id in ("a_b", "axb", "a%b", "a*b", "a?b"):
+            repo.save(make_execution(execution_id))
+        self.refresh(repositories)
+
+        def ids(q: str) -> list[str]:
+            return sorted(e.id for e in repo.search(ExecutionQuery(q=q)).results)
+
+        assert ids("a_b") == ["a_b"]
+        assert ids("a%b") == ["a%b"]
+        assert ids("a*b") == ["a*b"]
+        assert ids("a?b") == ["a?b"]
+        assert ids("A") == ["a%b", "a*b", "a?b", "a_b", "axb"]  # case-insensitive
+
+    def test_a_deleted_execution_is_not_brought_back_by_a_late_snapshot(
+        self, repositories: Repositories
+    ) -> None:
+        repo = repositories.executions
+        repo.save(make_execution("d1", state=State.RUNNING, sequence=3))
+        repo.delete("main", "d1")
+        repo.save(make_execution("d1", state=State.SUCCESS, sequence=4))  # the indexer, late
+        self.refresh(repositories)
+        assert repo.get("main", "d1") is None
+        assert repo.search(ExecutionQuery()).total == 0
+        assert repo.count_by_state(ExecutionQuery()) == {}
+
+    def test_flow_tenants(self, repositories: Repositories) -> None:
+        assert repositories.flows.tenants() == []
+        repositories.flows.save(flow_record())
+        repositories.flows.save(flow_record(tenant_id="acme"))
+        self.refresh(repositories)
+        assert sorted(repositories.flows.tenants()) == ["acme", "main"]
+
     # ------------------------------------------------------------------ logs / metrics / workers
 
     def _log(self, level: str, i: int, task_run_id: str = "tr1") -> LogEntry:
@@ -292,6 +343,30 @@ class RepositoryContract:
             "WARN 3"
         ]
         assert repositories.logs.find("main", "other") == []
+
+    def test_logs_of_one_instant_keep_their_insertion_order(
+        self, repositories: Repositories
+    ) -> None:
+        logs = [
+            LogEntry(
+                namespace="company.team",
+                flow_id="hello",
+                execution_id="e1",
+                timestamp=T0,
+                message=f"{9 - i} at the same time",
+            )
+            for i in range(10)
+        ]
+        repositories.logs.save_many(logs[:6])
+        repositories.logs.save_many(logs[3:])  # redelivered overlap: neither doubled nor moved
+        self.refresh(repositories)
+        messages = [e.message for e in logs]
+        assert [e.message for e in repositories.logs.find("main", "e1")] == messages
+        newest = repositories.logs.search(LogQuery(size=4))
+        assert newest.total == 10
+        assert [e.message for e in newest.results] == messages[::-1][:4]
+        rest = repositories.logs.search(LogQuery(size=10, after=newest.next))
+        assert [e.message for e in rest.results] == messages[::-1][4:]
 
     def test_log_search_across_executions(self, repositories: Repositories) -> None:
         def entry(i: int, **fields: str) -> LogEntry:
