@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
 from common.errors import Problem, QueryError
-from common.models.execution import Execution
+from common.models.execution import Execution, ExecutionHead
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
 from common.models.state import State
 from common.models.trigger import TriggerState
@@ -77,7 +77,7 @@ class ExecutionQuery:
     labels: dict[str, str] = field(default_factory=dict)
     start_date: datetime | None = None
     end_date: datetime | None = None
-    q: str | None = None  # full text over id, namespace, flow id, labels
+    q: str | None = None  # text in id, namespace, flow id, labels, inputs (``search_text``)
     parent_id: str | None = None  # executions replayed from / triggered by this one
     page: int = 1  # numbered pages reach MAX_RESULT_WINDOW results deep; then use `after`
     size: int = 25  # at most MAX_PAGE_SIZE
@@ -149,6 +149,22 @@ class FlowStateCount:
     flow_id: str
     state: State
     count: int
+
+
+SEARCH_TEXT_INPUT_CHARS = 200  # of each input value in the search text
+SEARCH_TEXT_CHARS = 8000  # of the whole search text
+
+
+def search_text(execution: Execution | ExecutionHead) -> str:
+    """What ``ExecutionQuery.q`` looks in (case-insensitive substring), in lower case: the id,
+    namespace, flow id, ``key:value`` of each label and ``name:value`` of each scalar input
+    (the first ``SEARCH_TEXT_INPUT_CHARS`` characters; files are their URI)."""
+    parts = [execution.id, execution.namespace, execution.flow_id]
+    parts += [f"{label.key}:{label.value}" for label in execution.labels]
+    for name, value in (execution.inputs or {}).items():
+        if isinstance(value, str | int | float | bool):
+            parts.append(f"{name}:{value}"[: len(name) + 1 + SEARCH_TEXT_INPUT_CHARS])
+    return " ".join(parts).lower()[:SEARCH_TEXT_CHARS]
 
 
 def check_page(query: ExecutionQuery | LogQuery) -> None:

@@ -60,6 +60,7 @@ from .base import (
     decode_cursor,
     encode_cursor,
     level_number,
+    search_text,
 )
 from .elasticsearch_client import (
     DEFAULT_PREFIX,
@@ -384,12 +385,10 @@ class ElasticsearchExecutionRepository:
 
     @staticmethod
     def _doc(head: ExecutionHead | Execution, doc: dict[str, Any]) -> dict[str, Any]:
-        labels = [f"{label.key}:{label.value}" for label in head.labels]
-        text = " ".join([head.id, head.namespace, head.flow_id, *labels]).lower()
         start, end = head.state.start_date, head.state.end_date
         repo: dict[str, Any] = {
             "tenant": _tenant(head.tenant_id),
-            "text": text,
+            "text": search_text(head),
             "flow": f"{head.namespace}/{head.flow_id}",
         }
         if start is not None and end is not None:

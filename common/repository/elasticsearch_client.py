@@ -97,12 +97,13 @@ MAPPINGS: dict[str, dict[str, Any]] = {
             "deleted": _BOOL,
             "sequence": {"type": "long"},
             "taskRunList": {"type": "object", "enabled": False},
-            # tenant; lower-case "id namespace flowId key:value..." (substring search);
+            # tenant; lower-case "id namespace flowId key:value... input:value..." (substring
+            # search, repository.base.search_text);
             # seconds from start to end of an ended execution; "namespace/flowId"
             "repo": {
                 "properties": {
                     "tenant": _KEYWORD,
-                    "text": {"type": "keyword", "ignore_above": 8000},
+                    "text": {"type": "keyword", "ignore_above": 8191},
                     "duration": _DOUBLE,
                     "flow": _KEYWORD,
                 }

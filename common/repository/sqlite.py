@@ -39,6 +39,7 @@ from .base import (
     decode_cursor,
     encode_cursor,
     level_number,
+    search_text,
 )
 
 __all__ = ["DEFAULT_TENANT", "LOG_LEVELS", "iso", "level_number", "sqlite_repositories"]
@@ -332,10 +333,6 @@ class SqliteExecutionRepository(_Base):
     ) -> bool:
         tenant = _tenant(execution.tenant_id)
         labels = execution.labels
-        search_text = " ".join(
-            [execution.id, execution.namespace, execution.flow_id]
-            + [f"{label.key}:{label.value}" for label in labels]
-        ).lower()
         cur = conn.execute(
             "INSERT INTO repo_executions (tenant, id, namespace, flow_id, state, start_date, "
             "end_date, sequence, parent_id, search_text, deleted, body) "
@@ -356,7 +353,7 @@ class SqliteExecutionRepository(_Base):
                 iso(execution.state.end_date),
                 execution.sequence,
                 execution.parent_id,
-                search_text,
+                search_text(execution),
                 int(execution.deleted),
                 body if body is not None else execution.to_json().decode(),
             ),

@@ -292,6 +292,22 @@ class RepositoryContract:
         assert ids("a?b") == ["a?b"]
         assert ids("A") == ["a%b", "a*b", "a?b", "a_b", "axb"]  # case-insensitive
 
+    def test_execution_text_search_looks_in_inputs(self, repositories: Repositories) -> None:
+        repo = repositories.executions
+        with_inputs = make_execution("i1").model_copy(
+            update={"inputs": {"customer": "ACME Corp", "count": 42, "nested": {"x": "deep"}}}
+        )
+        repo.save(with_inputs)
+        repo.save(make_execution("i2"))
+        self.refresh(repositories)
+
+        def ids(q: str) -> list[str]:
+            return [e.id for e in repo.search(ExecutionQuery(q=q)).results]
+
+        assert ids("acme corp") == ["i1"]
+        assert ids("count:42") == ["i1"]
+        assert ids("deep") == []  # nested values are not searched
+
     def test_a_deleted_execution_is_not_brought_back_by_a_late_snapshot(
         self, repositories: Repositories
     ) -> None:
