@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -49,7 +50,9 @@ triggers:
 """
 
 
-REPOSITORIES = ("sqlite", "elasticsearch")
+# the repository of the tests not marked ``@both_repositories``: LANNER_TEST_REPOSITORY=
+# elasticsearch runs the whole suite on Elasticsearch
+REPOSITORY_ENV = "LANNER_TEST_REPOSITORY"
 
 # Runs a test once per repository backend: ``@both_repositories`` on the tests of the read paths
 # (searches, get, flows, logs, triggers), which must give the same answers on both.
@@ -60,12 +63,16 @@ both_repositories = pytest.mark.parametrize(
 )
 
 
+# a test that reaches into the SQLite database itself
+sqlite_only = pytest.mark.parametrize("backends", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backends]:
     """SQLite queue and storage in ``tmp_path``; the repositories on SQLite, or (parameter
     ``elasticsearch``) on the session's Elasticsearch node in indices of this test's own, every
     write refreshed so that the test reads it back at once."""
-    repository = getattr(request, "param", "sqlite")
+    repository = getattr(request, "param", os.environ.get(REPOSITORY_ENV, "sqlite"))
     settings = Settings(data_dir=tmp_path, repository=repository)
     db = SqliteDatabase(str(tmp_path / "lanner.db"))
     queue = SqliteQueue(db)

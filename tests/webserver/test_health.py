@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.webserver.conftest import sqlite_only
 
+
+@sqlite_only
 def test_ready_says_why_the_repository_does_not_answer(client: TestClient, tmp_path: Path) -> None:
     assert client.get("/health/ready").json() == {"status": "UP"}
     conn = sqlite3.connect(tmp_path / "lanner.db", timeout=30)
