@@ -167,6 +167,36 @@ def search_text(execution: Execution | ExecutionHead) -> str:
     return " ".join(parts).lower()[:SEARCH_TEXT_CHARS]
 
 
+@dataclass(frozen=True)
+class FlowDurations:
+    """Durations in seconds of a flow's ended executions (start to end): how many, and the
+    value at each asked percent (``{50.0: 1.2, 99.0: 8.5}``; approximate on large sets)."""
+
+    namespace: str
+    flow_id: str
+    count: int
+    percentiles: dict[float, float]
+
+
+DEFAULT_PERCENTS = (50.0, 90.0, 99.0)
+
+
+def check_percents(percents: Sequence[float]) -> list[float]:
+    """The percents as floats, or ``QueryError`` on ``percents`` if one is not in 0..100."""
+    if not percents or any(not 0 <= p <= 100 for p in percents):
+        raise QueryError([Problem("percents", "each must be between 0 and 100")])
+    return [float(p) for p in percents]
+
+
+def interpolated(ordered: Sequence[float], percent: float) -> float:
+    """The ``percent`` percentile of ``ordered`` (ascending), interpolated linearly between
+    the two nearest ranks (numpy's default)."""
+    rank = percent / 100 * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
 def check_page(query: ExecutionQuery | LogQuery) -> None:
     """Raises ``QueryError`` when ``query`` asks for a page out of bounds. Problem paths are the
     API's parameter names, which these share."""
@@ -274,6 +304,14 @@ class ExecutionRepository(Protocol):
     def count_by_flow(self, query: ExecutionQuery) -> list[FlowStateCount]:
         """Matching executions per flow and state, for the ``MAX_FLOW_GROUPS`` flows with the
         most executions; sorted by namespace, flow id, state."""
+        ...
+
+    def duration_percentiles(
+        self, query: ExecutionQuery, percents: Sequence[float] = DEFAULT_PERCENTS
+    ) -> list[FlowDurations]:
+        """Durations of the matching ended executions per flow, for the ``MAX_FLOW_GROUPS``
+        flows with the most; sorted by namespace and flow id. ``QueryError`` on ``percents`` if
+        one is not between 0 and 100."""
         ...
 
     def delete(self, tenant_id: str, execution_id: str) -> None: ...

@@ -43,11 +43,13 @@ from common.models.state import State
 from common.models.trigger import TriggerState
 
 from .base import (
+    DEFAULT_PERCENTS,
     DEFAULT_TENANT,
     MAX_FLOW_GROUPS,
     MAX_RESULT_WINDOW,
     Durations,
     ExecutionQuery,
+    FlowDurations,
     FlowRecord,
     FlowStateCount,
     Interval,
@@ -57,6 +59,7 @@ from .base import (
     StateBucket,
     check_histogram,
     check_page,
+    check_percents,
     decode_cursor,
     encode_cursor,
     level_number,
@@ -593,6 +596,39 @@ class ElasticsearchExecutionRepository:
                 )
         counts.sort(key=lambda c: (c.namespace, c.flow_id, str(c.state)))
         return counts
+
+    def duration_percentiles(
+        self, query: ExecutionQuery, percents: Sequence[float] = DEFAULT_PERCENTS
+    ) -> list[FlowDurations]:
+        wanted = check_percents(percents)
+        ended = self._filter(query)
+        ended["bool"]["filter"].append({"exists": {"field": "repo.duration"}})
+        response = self.store.search(
+            "computing duration percentiles",
+            index=self._index,
+            query=ended,
+            size=0,
+            aggs={
+                "flows": {
+                    "terms": {
+                        "field": "repo.flow",
+                        "size": MAX_FLOW_GROUPS,
+                        "order": [{"_count": "desc"}, {"_key": "asc"}],
+                    },
+                    "aggs": {
+                        "durations": {"percentiles": {"field": "repo.duration", "percents": wanted}}
+                    },
+                }
+            },
+        )
+        found = []
+        for flow in response["aggregations"]["flows"]["buckets"]:
+            namespace, _, flow_id = flow["key"].partition("/")
+            values = flow["durations"]["values"]  # {"50.0": seconds}
+            percentiles = {p: float(values[str(p)]) for p in wanted}
+            found.append(FlowDurations(namespace, flow_id, int(flow["doc_count"]), percentiles))
+        found.sort(key=lambda f: (f.namespace, f.flow_id))
+        return found
 
     def delete(self, tenant_id: str, execution_id: str) -> None:
         doc_id = f"{_tenant(tenant_id)}|{execution_id}"

@@ -27,6 +27,7 @@ from common.repository.base import (
     Interval,
     LogQuery,
     Repositories,
+    interpolated,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -680,3 +681,41 @@ class RepositoryContract:
             found = repositories.executions.count_by_flow(query)
             assert [(c.namespace, c.flow_id, c.state) for c in found] == sorted(counted)
             assert {(c.namespace, c.flow_id, c.state): c.count for c in found} == counted
+
+    def test_duration_percentiles_per_flow(self, repositories: Repositories) -> None:
+        executions = varied_executions(200, seed=5)
+        for execution in executions:
+            repositories.executions.save(execution)
+        self.refresh(repositories)
+        percents = (0.0, 50.0, 90.0, 99.0, 100.0)
+        for query, matching in (
+            (ExecutionQuery(), by_hand(executions)),
+            (
+                ExecutionQuery(namespace="company.team"),
+                by_hand(executions, namespace="company.team"),
+            ),
+        ):
+            durations: dict[tuple[str, str], list[float]] = defaultdict(list)
+            for e in matching:
+                if e.state.end_date is not None:
+                    seconds = (e.state.end_date - e.state.start_date).total_seconds()  # type: ignore[operator]
+                    durations[(e.namespace, e.flow_id)].append(seconds)
+            found = repositories.executions.duration_percentiles(query, percents)
+            assert [(f.namespace, f.flow_id) for f in found] == sorted(durations)
+            for flow in found:
+                ordered = sorted(durations[(flow.namespace, flow.flow_id)])
+                assert flow.count == len(ordered)
+                assert list(flow.percentiles) == list(percents)
+                assert flow.percentiles[0.0] == pytest.approx(ordered[0], abs=1e-3)
+                assert flow.percentiles[100.0] == pytest.approx(ordered[-1], abs=1e-3)
+                for percent, value in flow.percentiles.items():
+                    # exact (interpolated) or approximate: between the neighbours of its rank
+                    rank = percent / 100 * (len(ordered) - 1)
+                    low = ordered[max(0, int(rank) - 1)]
+                    high = ordered[min(len(ordered) - 1, int(rank) + 2)]
+                    assert low - 1e-3 <= value <= high + 1e-3, (flow, percent)
+                    assert value == pytest.approx(interpolated(ordered, percent), rel=0.05)
+        with pytest.raises(QueryError) as caught:
+            repositories.executions.duration_percentiles(ExecutionQuery(), (50.0, 101.0))
+        assert [p.path for p in caught.value.problems] == ["percents"]
+        assert repositories.executions.duration_percentiles(ExecutionQuery(tenant_id="x")) == []
