@@ -141,7 +141,11 @@ def main() -> None:
                 "startDate": (end - timedelta(days=DAYS)).isoformat(),
                 "endDate": end.isoformat(),
             }
-            listing = {"namespace": "company", "state": ["SUCCESS", "FAILED"], "size": 25}
+            listing: dict[str, str | int | list[str]] = {
+                "namespace": "company",
+                "state": ["SUCCESS", "FAILED"],
+                "size": 25,
+            }
             figures: list[tuple[str, Callable[[httpx.Client], httpx.Response]]] = [
                 (
                     "first page of a filtered list",

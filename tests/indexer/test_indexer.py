@@ -186,8 +186,8 @@ def test_a_replay_from_the_beginning_moves_nothing_backwards_and_doubles_nothing
         replay.stop()
     assert settled()  # still every execution SUCCESS and 100 logs, once the replay is searchable
     for i in range(20):
-        execution = repositories.executions.get("main", f"r{i}")
-        assert execution is not None and execution.state.current == State.SUCCESS
+        replayed = repositories.executions.get("main", f"r{i}")
+        assert replayed is not None and replayed.state.current == State.SUCCESS
         assert len(repositories.logs.find("main", f"r{i}")) == 5
 
 

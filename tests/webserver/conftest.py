@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import uvicorn
@@ -72,7 +72,11 @@ def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend
     """SQLite queue and storage in ``tmp_path``; the repositories on SQLite, or (parameter
     ``elasticsearch``) on the session's Elasticsearch node in indices of this test's own, every
     write refreshed so that the test reads it back at once."""
-    repository = getattr(request, "param", os.environ.get(REPOSITORY_ENV, "sqlite"))
+    name = getattr(request, "param", os.environ.get(REPOSITORY_ENV, "sqlite"))
+    assert name in ("sqlite", "elasticsearch"), f"{REPOSITORY_ENV}={name}?"
+    repository: Literal["sqlite", "elasticsearch"] = (
+        "elasticsearch" if name == "elasticsearch" else "sqlite"
+    )
     settings = Settings(data_dir=tmp_path, repository=repository)
     db = SqliteDatabase(str(tmp_path / "lanner.db"))
     queue = SqliteQueue(db)
