@@ -129,6 +129,7 @@ class _Store:
         self.client = client
         self.prefix = prefix
         self.refresh = refresh
+        self.refused = 0  # documents refused as they are (400), skipped
         self._ready = False
         self._lock = threading.Lock()
         self._order = 0
@@ -153,8 +154,14 @@ class _Store:
         return first
 
     def bulk(self, operations: list[dict[str, Any]], what: str, **options: Any) -> list[int]:
-        """Runs a bulk request; returns each operation's status. A version conflict (409) is a
-        status; any other failed item raises ``RepositoryError``."""
+        """Runs a bulk request; returns each operation's status.
+
+        A version conflict (409) or a missing document (404) is a status. A document that
+        Elasticsearch refuses as it is (400: a field it cannot parse or index) can never be
+        written: it is logged and counted in ``refused``, and the others are written, so that
+        one bad document does not hold the indexer forever. Any other failure (the cluster
+        busy or unavailable) raises ``RepositoryError``: the caller retries the whole batch,
+        which is idempotent."""
         if not operations:
             return []
         client = self.ensure()
@@ -169,7 +176,17 @@ class _Store:
             if status >= 300 and status not in (404, 409):
                 error = result.get("error", {})
                 reason = error.get("reason") if isinstance(error, dict) else error
-                raise RepositoryError(f"Elasticsearch: {what} failed: HTTP {status} {reason}")
+                kind = error.get("type") if isinstance(error, dict) else None
+                if status != 400:
+                    raise RepositoryError(f"Elasticsearch: {what} failed: HTTP {status} {reason}")
+                self.refused += 1
+                log.error(
+                    "Elasticsearch refused document %s of %s (%s: %s); it is skipped",
+                    result.get("_id"),
+                    result.get("_index"),
+                    kind,
+                    reason,
+                )
             statuses.append(status)
         return statuses
 

@@ -190,3 +190,17 @@ def test_histogram_buckets_are_utc_dates(es: Elasticsearch, repositories: Reposi
     query = ExecutionQuery(start_date=start - timedelta(days=1), end_date=start)
     hours = repositories.executions.histogram(query, Interval.HOUR)
     assert [(b.start, b.count) for b in hours] == [(datetime(2024, 5, 1, 23, tzinfo=UTC), 1)]
+
+
+def test_a_document_elasticsearch_refuses_is_skipped_not_retried_forever(
+    es: Elasticsearch, repositories: Repositories
+) -> None:
+    """A label too long to index (a keyword term over 32 KB) can never be written: the others
+    of the batch are, and the write does not fail (the indexer would retry it forever)."""
+    executions = repositories.executions
+    assert isinstance(executions, ElasticsearchExecutionRepository)
+    huge = make_execution("huge", labels={"blob": "x" * 40_000})
+    assert executions.save_many([make_execution("ok1"), huge, make_execution("ok2")]) == 2
+    assert executions.store.refused == 1
+    assert executions.get("main", "huge") is None
+    assert executions.get("main", "ok2") is not None
