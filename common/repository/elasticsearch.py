@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from elasticsearch import Elasticsearch
+from prometheus_client import Counter
 
 from common.errors import Problem, QueryError, RepositoryError
 from common.models.execution import Execution, ExecutionHead
@@ -78,6 +79,11 @@ log = logging.getLogger("lanner.repository")
 TOMBSTONE_VERSION = 2**62  # a deleted execution's version: above any sequence
 SCAN_PAGE = 1000  # documents per request when a read returns everything (logs of an execution)
 RETENTION_CHECK_SECONDS = 3600.0
+
+REFUSED = Counter(
+    "lanner_repository_refused_documents",
+    "Documents Elasticsearch refused as they are (HTTP 400) and the repository skipped.",
+)
 
 _BAD_CURSOR = QueryError([Problem("after", "not a cursor returned by a previous page")])
 
@@ -180,6 +186,7 @@ class _Store:
                 if status != 400:
                     raise RepositoryError(f"Elasticsearch: {what} failed: HTTP {status} {reason}")
                 self.refused += 1
+                REFUSED.inc()
                 log.error(
                     "Elasticsearch refused document %s of %s (%s: %s); it is skipped",
                     result.get("_id"),
