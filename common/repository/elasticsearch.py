@@ -25,27 +25,22 @@ Elasticsearch is down recovers by itself.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from elasticsearch import Elasticsearch
-from prometheus_client import Counter
 
-from common.errors import Problem, QueryError, RepositoryError
+from common.errors import RepositoryError
 from common.models.execution import Execution, ExecutionHead
-from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
+from common.models.messages import WorkerHeartbeat
 from common.models.state import State
 from common.models.trigger import TriggerState
 
 from .base import (
     DEFAULT_PERCENTS,
-    DEFAULT_TENANT,
     MAX_FLOW_GROUPS,
     MAX_RESULT_WINDOW,
     Durations,
@@ -54,7 +49,6 @@ from .base import (
     FlowRecord,
     FlowStateCount,
     Interval,
-    LogQuery,
     Page,
     Repositories,
     StateBucket,
@@ -63,183 +57,40 @@ from .base import (
     check_percents,
     decode_cursor,
     encode_cursor,
-    level_number,
     search_text,
 )
-from .elasticsearch_client import (
-    DEFAULT_PREFIX,
-    create_client,
-    ensure_indices,
-    index_name,
-    map_errors,
+from .elasticsearch_client import DEFAULT_PREFIX, create_client
+from .elasticsearch_logs import ElasticsearchLogRepository, ElasticsearchMetricRepository
+from .elasticsearch_store import (
+    Store,
+    bad_cursor,
+    iso,
+    micros,
+    namespace_filter,
+    tenant_of,
+    wildcard,
 )
+
+__all__ = [
+    "ElasticsearchExecutionRepository",
+    "ElasticsearchFlowRepository",
+    "ElasticsearchLogRepository",
+    "ElasticsearchMetricRepository",
+    "ElasticsearchTriggerRepository",
+    "ElasticsearchWorkerRepository",
+    "connect",
+    "elasticsearch_repositories",
+]
 
 log = logging.getLogger("lanner.repository")
 
 TOMBSTONE_VERSION = 2**62  # a deleted execution's version: above any sequence
-SCAN_PAGE = 1000  # documents per request when a read returns everything (logs of an execution)
-RETENTION_CHECK_SECONDS = 3600.0
-
-REFUSED = Counter(
-    "lanner_repository_refused_documents",
-    "Documents Elasticsearch refused as they are (HTTP 400) and the repository skipped.",
-)
-
-_BAD_CURSOR = QueryError([Problem("after", "not a cursor returned by a previous page")])
-
-
-def iso(value: datetime) -> str:
-    """UTC text of a date with its microseconds (naive dates are taken as UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _micros(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp()) * 1_000_000 + value.microsecond
-
-
-def _tenant(tenant_id: str | None) -> str:
-    return tenant_id or DEFAULT_TENANT
-
-
-def _hash(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
-def _wildcard(text: str) -> str:
-    """``*text*`` with the wildcard syntax of ``text`` escaped."""
-    escaped = text.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
-    return f"*{escaped}*"
-
-
-def _namespace_filter(field: str, namespace: str) -> dict[str, Any]:
-    """``namespace`` itself or below it (``company`` finds ``company.team``, not ``companyx``)."""
-    return {
-        "bool": {
-            "should": [
-                {"term": {field: namespace}},
-                {"prefix": {field: namespace + "."}},
-            ],
-            "minimum_should_match": 1,
-        }
-    }
-
-
-class _Store:
-    """The client, the index names, and the indices created once Elasticsearch answers."""
-
-    def __init__(self, client: Elasticsearch, prefix: str, refresh: bool = False) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.refresh = refresh
-        self.refused = 0  # documents refused as they are (400), skipped
-        self._ready = False
-        self._lock = threading.Lock()
-        self._order = 0
-
-    def index(self, kind: str) -> str:
-        return index_name(kind, self.prefix)
-
-    def ensure(self) -> Elasticsearch:
-        if not self._ready:
-            with self._lock:
-                if not self._ready:
-                    ensure_indices(self.client, self.prefix)
-                    self._ready = True
-        return self.client
-
-    def orders(self, count: int) -> int:
-        """The first of ``count`` increasing insertion orders (nanoseconds since the epoch, so
-        that orders from several processes interleave by time)."""
-        with self._lock:
-            first = max(time.time_ns(), self._order + 1)
-            self._order = first + count - 1
-        return first
-
-    def bulk(self, operations: list[dict[str, Any]], what: str, **options: Any) -> list[int]:
-        """Runs a bulk request; returns each operation's status.
-
-        A version conflict (409) or a missing document (404) is a status. A document that
-        Elasticsearch refuses as it is (400: a field it cannot parse or index) can never be
-        written: it is logged and counted in ``refused``, and the others are written, so that
-        one bad document does not hold the indexer forever. Any other failure (the cluster
-        busy or unavailable) raises ``RepositoryError``: the caller retries the whole batch,
-        which is idempotent."""
-        if not operations:
-            return []
-        client = self.ensure()
-        if self.refresh:
-            options["refresh"] = True
-        with map_errors(what):
-            response = client.bulk(operations=operations, **options)
-        statuses = []
-        for item in response["items"]:
-            result = next(iter(item.values()))
-            status = int(result.get("status", 500))
-            if status >= 300 and status not in (404, 409):
-                error = result.get("error", {})
-                reason = error.get("reason") if isinstance(error, dict) else error
-                kind = error.get("type") if isinstance(error, dict) else None
-                if status != 400:
-                    raise RepositoryError(f"Elasticsearch: {what} failed: HTTP {status} {reason}")
-                self.refused += 1
-                REFUSED.inc()
-                log.error(
-                    "Elasticsearch refused document %s of %s (%s: %s); it is skipped",
-                    result.get("_id"),
-                    result.get("_index"),
-                    kind,
-                    reason,
-                )
-            statuses.append(status)
-        return statuses
-
-    def search(self, what: str, **body: Any) -> dict[str, Any]:
-        client = self.ensure()
-        with map_errors(what):
-            response: dict[str, Any] = client.search(**body).body
-        return response
-
-    def get(self, kind: str, doc_id: str, what: str) -> dict[str, Any] | None:
-        """The document's source by the realtime GET, or None."""
-        client = self.ensure()
-        with map_errors(what):
-            response = client.options(ignore_status=404).get(index=self.index(kind), id=doc_id)
-        if not response.body.get("found"):
-            return None
-        result: dict[str, Any] = response.body
-        return result
-
-    def scan(self, what: str, index: str, query: dict[str, Any], sort: list[Any]) -> Iterator[Any]:
-        """Every matching document's source, in ``sort`` order (which must be total)."""
-        after: list[Any] | None = None
-        while True:
-            extra = {"search_after": after} if after is not None else {}
-            hits = self.search(
-                what,
-                index=index,
-                query=query,
-                sort=sort,
-                size=SCAN_PAGE,
-                track_total_hits=False,
-                ignore_unavailable=True,
-                allow_no_indices=True,
-                **extra,
-            )["hits"]["hits"]
-            for hit in hits:
-                yield hit["_source"]
-            if len(hits) < SCAN_PAGE:
-                return
-            after = hits[-1]["sort"]
 
 
 class ElasticsearchFlowRepository:
     """Flow revisions: a changed source is a new revision, an unchanged one keeps its own."""
 
-    def __init__(self, store: _Store) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     @staticmethod
@@ -354,9 +205,9 @@ class ElasticsearchFlowRepository:
     ) -> list[FlowRecord]:
         filters: list[dict[str, Any]] = [{"term": {"tenantId": tenant_id}}]
         if namespace:
-            filters.append(_namespace_filter("namespace", namespace))
+            filters.append(namespace_filter("namespace", namespace))
         if q:
-            pattern = _wildcard(q)
+            pattern = wildcard(q)
             filters.append(
                 {
                     "bool": {
@@ -403,7 +254,7 @@ class ElasticsearchFlowRepository:
 class ElasticsearchExecutionRepository:
     """Executions versioned by ``sequence``: an older snapshot never overwrites a newer one."""
 
-    def __init__(self, store: _Store) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     @property
@@ -414,7 +265,7 @@ class ElasticsearchExecutionRepository:
     def _doc(head: ExecutionHead | Execution, doc: dict[str, Any]) -> dict[str, Any]:
         start, end = head.state.start_date, head.state.end_date
         repo: dict[str, Any] = {
-            "tenant": _tenant(head.tenant_id),
+            "tenant": tenant_of(head.tenant_id),
             "text": search_text(head),
             "flow": f"{head.namespace}/{head.flow_id}",
         }
@@ -430,7 +281,7 @@ class ElasticsearchExecutionRepository:
                 {
                     "index": {
                         "_index": self._index,
-                        "_id": f"{_tenant(head.tenant_id)}|{head.id}",
+                        "_id": f"{tenant_of(head.tenant_id)}|{head.id}",
                         "version": head.sequence,
                         "version_type": "external_gte",
                     }
@@ -454,7 +305,7 @@ class ElasticsearchExecutionRepository:
     def get(self, tenant_id: str, execution_id: str) -> Execution | None:
         found = self.store.get(
             "executions",
-            f"{_tenant(tenant_id)}|{execution_id}",
+            f"{tenant_of(tenant_id)}|{execution_id}",
             f"reading execution {execution_id}",
         )
         if found is None or found["_source"].get("deleted"):
@@ -463,9 +314,9 @@ class ElasticsearchExecutionRepository:
 
     @staticmethod
     def _filter(query: ExecutionQuery) -> dict[str, Any]:
-        filters: list[dict[str, Any]] = [{"term": {"repo.tenant": _tenant(query.tenant_id)}}]
+        filters: list[dict[str, Any]] = [{"term": {"repo.tenant": tenant_of(query.tenant_id)}}]
         if query.namespace:
-            filters.append(_namespace_filter("namespace", query.namespace))
+            filters.append(namespace_filter("namespace", query.namespace))
         if query.flow_id:
             filters.append({"term": {"flowId": query.flow_id}})
         if query.states:
@@ -494,7 +345,7 @@ class ElasticsearchExecutionRepository:
         if dates:
             filters.append({"range": {"state.startDate": dates}})
         if query.q:
-            filters.append({"wildcard": {"repo.text": {"value": _wildcard(query.q.lower())}}})
+            filters.append({"wildcard": {"repo.text": {"value": wildcard(query.q.lower())}}})
         if query.parent_id:
             filters.append({"term": {"parentId": query.parent_id}})
         return {"bool": {"filter": filters, "must_not": [{"term": {"deleted": True}}]}}
@@ -516,7 +367,7 @@ class ElasticsearchExecutionRepository:
         if query.after is not None:
             start, last_id = decode_cursor(query.after, query.sort_desc, 2)
             if not isinstance(start, int) or not isinstance(last_id, str):
-                raise _BAD_CURSOR
+                raise bad_cursor()
             # one more than the page says whether a next page exists
             paging = {"search_after": [start, last_id], "size": query.size + 1}
         else:
@@ -655,7 +506,7 @@ class ElasticsearchExecutionRepository:
         return found
 
     def delete(self, tenant_id: str, execution_id: str) -> None:
-        doc_id = f"{_tenant(tenant_id)}|{execution_id}"
+        doc_id = f"{tenant_of(tenant_id)}|{execution_id}"
         found = self.store.get("executions", doc_id, f"reading execution {execution_id}")
         if found is None:
             return
@@ -677,225 +528,10 @@ class ElasticsearchExecutionRepository:
         )
 
 
-class ElasticsearchLogRepository:
-    """Log lines in daily indices, deduplicated on their content (id = hash of the JSON)."""
-
-    def __init__(self, store: _Store, retention_days: int = 0) -> None:
-        self.store = store
-        self.retention_days = retention_days
-        self._retention_checked = 0.0
-        self._days: set[str] = set()  # daily indices known to be open and in the alias
-
-    def _daily(self, stamp: datetime) -> str:
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=UTC)
-        return f"{self.store.index('logs')}-{stamp.astimezone(UTC):%Y.%m.%d}"
-
-    def _open_day(self, name: str) -> None:
-        """Creates the daily index ``name`` if missing, waits for its shard, and only then adds it
-        to the ``<prefix>logs`` alias that reads go through: a search never meets a day whose
-        shard is still starting (which fails the whole search, not just that day)."""
-        if name in self._days:
-            return
-        client = self.store.ensure()
-        with map_errors(f"creating log index {name}"):
-            if not client.indices.exists(index=name):
-                client.options(ignore_status=400).indices.create(index=name)
-            client.cluster.health(index=name, wait_for_status="yellow", timeout="30s")
-            client.indices.put_alias(index=name, name=self.store.index("logs"))
-        self._days.add(name)
-
-    def _oldest_kept(self, now: datetime | None = None) -> date | None:
-        """The first day the retention keeps (None: every day)."""
-        if self.retention_days <= 0:
-            return None
-        return (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(
-            days=self.retention_days
-        )
-
-    def save_many(self, logs: Sequence[LogEntry]) -> None:
-        oldest = self._oldest_kept()
-        if oldest is not None:  # a replay of days gone: not written (nor their index created)
-            logs = [e for e in logs if self._daily(e.timestamp)[-10:] >= f"{oldest:%Y.%m.%d}"]
-        if not logs:
-            return
-        for name in sorted({self._daily(entry.timestamp) for entry in logs}):
-            self._open_day(name)
-        first = self.store.orders(len(logs))
-        operations: list[dict[str, Any]] = []
-        for i, entry in enumerate(logs):
-            body = entry.to_json()
-            doc_id = _hash(body)
-            doc = json.loads(body)
-            doc["repo"] = {
-                "tenant": _tenant(entry.tenant_id),
-                "order": first + i,
-                "id": doc_id,
-                "level": level_number(entry.level),
-            }
-            operations.append({"create": {"_index": self._daily(entry.timestamp), "_id": doc_id}})
-            operations.append(doc)
-        self.store.bulk(operations, f"saving {len(logs)} log entries")
-        self._maybe_apply_retention()
-
-    def _maybe_apply_retention(self) -> None:
-        if self.retention_days <= 0:
-            return
-        now = time.monotonic()
-        if self._retention_checked and now - self._retention_checked < RETENTION_CHECK_SECONDS:
-            return
-        self._retention_checked = now
-        try:
-            self.apply_retention()
-        except RepositoryError as exc:
-            log.warning("log retention: %s (retried in an hour)", exc)
-
-    def apply_retention(self, now: datetime | None = None) -> list[str]:
-        """Deletes the daily log indices older than ``retention_days`` whole days before
-        ``now``; returns their names. Nothing when the retention is 0 (keep every day).
-        ``save_many`` checks it at most once an hour, and never writes logs of those days."""
-        oldest_kept = self._oldest_kept(now)
-        if oldest_kept is None:
-            return []
-        client = self.store.ensure()
-        base = self.store.index("logs") + "-"
-        with map_errors("listing log indices"):
-            names = list(
-                client.indices.get(index=base + "*", allow_no_indices=True, expand_wildcards="all")
-            )
-        expired = []
-        for name in names:
-            try:
-                day = datetime.strptime(name[len(base) :], "%Y.%m.%d").date()
-            except ValueError:
-                continue
-            if day < oldest_kept:
-                expired.append(name)
-        for name in sorted(expired):
-            with map_errors(f"deleting log index {name}"):
-                client.options(ignore_status=404).indices.delete(index=name)
-            self._days.discard(name)
-            log.info("log retention: deleted %s (older than %d days)", name, self.retention_days)
-        return sorted(expired)
-
-    _SORT_FIELDS = ("timestamp", "repo.order", "repo.id")
-
-    def _sort(self, desc: bool) -> list[dict[str, Any]]:
-        order = "desc" if desc else "asc"
-        return [{field: {"order": order}} for field in self._SORT_FIELDS]
-
-    def find(
-        self,
-        tenant_id: str,
-        execution_id: str,
-        task_run_id: str | None = None,
-        min_level: str | None = None,
-    ) -> list[LogEntry]:
-        filters: list[dict[str, Any]] = [
-            {"term": {"repo.tenant": _tenant(tenant_id)}},
-            {"term": {"executionId": execution_id}},
-        ]
-        if task_run_id:
-            filters.append({"term": {"taskRunId": task_run_id}})
-        if min_level:
-            filters.append({"range": {"repo.level": {"gte": level_number(min_level)}}})
-        docs = self.store.scan(
-            f"reading the logs of execution {execution_id}",
-            self.store.index("logs"),  # the alias of the open days
-            {"bool": {"filter": filters}},
-            self._sort(False),
-        )
-        return [LogEntry.model_validate(doc) for doc in docs]
-
-    def search(self, query: LogQuery) -> Page[LogEntry]:
-        check_page(query)
-        filters: list[dict[str, Any]] = [{"term": {"repo.tenant": _tenant(query.tenant_id)}}]
-        if query.namespace:
-            filters.append(_namespace_filter("namespace", query.namespace))
-        for field, value in (
-            ("flowId", query.flow_id),
-            ("executionId", query.execution_id),
-            ("taskId", query.task_id),
-        ):
-            if value:
-                filters.append({"term": {field: value}})
-        if query.min_level:
-            filters.append({"range": {"repo.level": {"gte": level_number(query.min_level)}}})
-        dates: dict[str, str] = {}
-        if query.start_date is not None:
-            dates["gte"] = iso(query.start_date)
-        if query.end_date is not None:
-            dates["lte"] = iso(query.end_date)
-        if dates:
-            filters.append({"range": {"timestamp": dates}})
-        if query.q:
-            # words of the message (standard analyzer: case-insensitive), the last one a prefix
-            filters.append({"match_phrase_prefix": {"message": {"query": query.q}}})
-        paging: dict[str, Any]
-        if query.after is not None:
-            values = decode_cursor(query.after, query.sort_desc, 3)
-            if not all(isinstance(v, t) for v, t in zip(values, (int, int, str), strict=True)):
-                raise _BAD_CURSOR
-            paging = {"search_after": values, "size": query.size + 1}
-        else:
-            offset = (query.page - 1) * query.size
-            paging = {"from": offset, "size": min(query.size + 1, MAX_RESULT_WINDOW - offset)}
-        response = self.store.search(
-            "searching logs",
-            index=self.store.index("logs"),  # the alias of the open days
-            query={"bool": {"filter": filters}},
-            sort=self._sort(query.sort_desc),
-            track_total_hits=True,
-            ignore_unavailable=True,
-            allow_no_indices=True,
-            **paging,
-        )
-        hits = response["hits"]["hits"]
-        total = int(response["hits"]["total"]["value"])
-        more = len(hits) > query.size or (query.after is None and query.page * query.size < total)
-        hits = hits[: query.size]
-        cursor = encode_cursor(hits[-1]["sort"], query.sort_desc) if more and hits else None
-        return Page([LogEntry.model_validate(h["_source"]) for h in hits], total, cursor)
-
-
-class ElasticsearchMetricRepository:
-    def __init__(self, store: _Store) -> None:
-        self.store = store
-
-    def save_many(self, metrics: Sequence[MetricEntry]) -> None:
-        first = self.store.orders(len(metrics))
-        operations: list[dict[str, Any]] = []
-        for i, entry in enumerate(metrics):
-            body = entry.to_json()
-            doc_id = _hash(body)
-            doc = json.loads(body)
-            doc["repo"] = {"tenant": _tenant(entry.tenant_id), "order": first + i, "id": doc_id}
-            operations.append({"create": {"_index": self.store.index("metrics"), "_id": doc_id}})
-            operations.append(doc)
-        self.store.bulk(operations, f"saving {len(metrics)} metrics")
-
-    def find(self, tenant_id: str, execution_id: str) -> list[MetricEntry]:
-        query = {
-            "bool": {
-                "filter": [
-                    {"term": {"repo.tenant": _tenant(tenant_id)}},
-                    {"term": {"executionId": execution_id}},
-                ]
-            }
-        }
-        docs = self.store.scan(
-            f"reading the metrics of execution {execution_id}",
-            self.store.index("metrics"),
-            query,
-            [{"timestamp": "asc"}, {"repo.order": "asc"}, {"repo.id": "asc"}],
-        )
-        return [MetricEntry.model_validate(doc) for doc in docs]
-
-
 class ElasticsearchWorkerRepository:
     """The last heartbeat of each worker (a newer heartbeat replaces an older one)."""
 
-    def __init__(self, store: _Store) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     def save(self, heartbeat: WorkerHeartbeat) -> None:
@@ -905,7 +541,7 @@ class ElasticsearchWorkerRepository:
                     "index": {
                         "_index": self.store.index("workers"),
                         "_id": heartbeat.worker_id,
-                        "version": _micros(heartbeat.date),
+                        "version": micros(heartbeat.date),
                         "version_type": "external_gte",
                     }
                 },
@@ -922,7 +558,7 @@ class ElasticsearchWorkerRepository:
 
 
 class ElasticsearchTriggerRepository:
-    def __init__(self, store: _Store) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     def save_many(self, states: Sequence[TriggerState]) -> None:
@@ -930,9 +566,9 @@ class ElasticsearchTriggerRepository:
         for state in states:
             action: dict[str, Any] = {"_index": self.store.index("triggers"), "_id": state.uid}
             if state.date is not None:  # else: written whatever is stored
-                action |= {"version": _micros(state.date), "version_type": "external_gte"}
+                action |= {"version": micros(state.date), "version_type": "external_gte"}
             doc = state.to_dict()
-            doc["repo"] = {"tenant": _tenant(state.tenant_id)}
+            doc["repo"] = {"tenant": tenant_of(state.tenant_id)}
             operations += [{"index": action}, doc]
         self.store.bulk(operations, f"saving {len(states)} trigger states")
 
@@ -946,9 +582,9 @@ class ElasticsearchTriggerRepository:
     def find(
         self, tenant_id: str, namespace: str | None = None, flow_id: str | None = None
     ) -> list[TriggerState]:
-        filters: list[dict[str, Any]] = [{"term": {"repo.tenant": _tenant(tenant_id)}}]
+        filters: list[dict[str, Any]] = [{"term": {"repo.tenant": tenant_of(tenant_id)}}]
         if namespace:
-            filters.append(_namespace_filter("namespace", namespace))
+            filters.append(namespace_filter("namespace", namespace))
         if flow_id:
             filters.append({"term": {"flowId": flow_id}})
         docs = self.store.scan(
@@ -973,7 +609,7 @@ def elasticsearch_repositories(
     With ``refresh``, every write refreshes the indices it wrote to, so searches see it at once
     (tests that call a backend-neutral API; too costly under the indexer's load).
     """
-    store = _Store(client, prefix, refresh)
+    store = Store(client, prefix, refresh)
     try:
         store.ensure()
     except RepositoryError as exc:
