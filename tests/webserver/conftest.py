@@ -1,4 +1,6 @@
-"""An app on real SQLite backends in a temporary directory, and helpers to read the queue."""
+"""An app on real backends: the SQLite queue in a temporary directory, the repositories on
+SQLite or Elasticsearch (``@both_repositories``, ``LANNER_TEST_REPOSITORY``); helpers to read
+the queue."""
 
 from __future__ import annotations
 
