@@ -97,7 +97,9 @@ class LogQuery:
     min_level: str | None = None
     start_date: datetime | None = None  # timestamp >= start_date
     end_date: datetime | None = None  # timestamp <= end_date
-    q: str | None = None  # case-insensitive text in the message
+    # case-insensitive text in the message: SQLite finds any substring, Elasticsearch whole
+    # words, the last one possibly a prefix ("disk fu" finds "Disk FULL", "isk" only on SQLite)
+    q: str | None = None
     page: int = 1
     size: int = 50
     sort_desc: bool = True  # by timestamp, then insertion order
