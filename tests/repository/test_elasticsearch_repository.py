@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -204,3 +205,25 @@ def test_a_document_elasticsearch_refuses_is_skipped_not_retried_forever(
     assert executions.store.refused == 1
     assert executions.get("main", "huge") is None
     assert executions.get("main", "ok2") is not None
+
+
+def test_the_settings_choose_the_elasticsearch_repository(
+    elasticsearch_url: str, es: Elasticsearch, prefix: str, tmp_path: Path
+) -> None:
+    from common.backends import create_repositories
+    from common.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path,
+        repository="elasticsearch",
+        elasticsearch_url=elasticsearch_url,
+        elasticsearch_index_prefix=prefix,
+        elasticsearch_logs_retention_days=7,
+    )
+    repositories = create_repositories(settings)
+    assert isinstance(repositories.executions, ElasticsearchExecutionRepository)
+    assert isinstance(repositories.logs, ElasticsearchLogRepository)
+    assert repositories.logs.retention_days == 7
+    repositories.executions.save(make_execution("e1"))
+    assert es.exists(index=index_name("executions", prefix), id="main|e1")
+    assert not (tmp_path / "lanner.db").exists()  # no SQLite database opened
