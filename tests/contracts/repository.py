@@ -276,6 +276,23 @@ class RepositoryContract:
         assert ids(start_date=one, end_date=one) == ["m1"]
         assert ids(start_date=one) == ["m0", "m1"]
 
+    def test_executions_without_a_start_date_sort_last_then_first(
+        self, repositories: Repositories
+    ) -> None:
+        repo = repositories.executions
+        for i in range(3):
+            repo.save(make_execution(f"s{i}", start=T0 + timedelta(minutes=i)))
+        for i in range(3):  # no state history yet: no start date
+            undated = make_execution(f"u{i}")
+            repo.save(undated.model_copy(update={"state": StateInfo(histories=[])}))
+        self.refresh(repositories)
+        for desc, expected in (
+            (True, ["s2", "s1", "s0", "u2", "u1", "u0"]),
+            (False, ["u0", "u1", "u2", "s0", "s1", "s2"]),
+        ):
+            assert self._walk(repositories, ExecutionQuery(size=2, sort_desc=desc)) == expected
+            assert self._walk(repositories, ExecutionQuery(size=4, sort_desc=desc)) == expected
+
     def test_execution_text_search_takes_wildcards_literally(
         self, repositories: Repositories
     ) -> None:
