@@ -30,6 +30,32 @@ class Backends:
     settings: Settings
 
 
+def create_repositories(settings: Settings, *, db: SqliteDatabase | None = None) -> Repositories:
+    """The repositories ``settings.repository`` names.
+
+    ``sqlite``: on ``db`` when given, else on ``settings.sqlite_path``. ``elasticsearch``: on
+    ``settings.elasticsearch_url`` (one URL or a comma-separated list), in the indices named
+    ``settings.elasticsearch_index_prefix`` + kind, created now or, while Elasticsearch does
+    not answer, on first use.
+    """
+    if settings.repository == "elasticsearch":
+        from common.repository.elasticsearch import connect
+
+        return connect(
+            settings.elasticsearch_url,
+            settings.elasticsearch_index_prefix,
+            log_retention_days=settings.elasticsearch_logs_retention_days,
+            request_timeout=settings.elasticsearch_request_timeout_seconds,
+        )
+    from common.queue.sqlite import SqliteDatabase
+    from common.repository.sqlite import sqlite_repositories
+
+    if db is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = SqliteDatabase(str(settings.sqlite_path))
+    return sqlite_repositories(db)
+
+
 def create_storage(settings: Settings) -> Storage:
     """The internal storage ``settings.storage`` names."""
     from common.storage.local import LocalStorage

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     queue_retain_records: int = 1000
     elasticsearch_url: str = "http://127.0.0.1:9200"
     elasticsearch_index_prefix: str = "lanner_"
+    # daily log indices older than this many days are deleted (0: keep every day)
+    elasticsearch_logs_retention_days: int = 0
+    # seconds an Elasticsearch request may take before the read answers 503
+    elasticsearch_request_timeout_seconds: float = 10.0
     gcs_bucket: str | None = None
     # worker
     # /health/live, /health/ready and /metrics of `lanner server <component>` (0: any free port)

@@ -1,6 +1,6 @@
 """``lanner server webserver`` and ``lanner server indexer``: the API and the indexer as their own
-processes, on the queue and repository the settings name (Kafka + SQLite is supported for a
-single webserver until the Elasticsearch repository exists).
+processes, on the queue and repository the settings name (SQLite: a single webserver, its indexer
+inside or beside it on the same data dir; Elasticsearch: any number of webservers and indexers).
 
 Each creates the Kafka topics it misses, serves ``/health/live``, ``/health/ready`` (with the
 reason when not ready: repository, Kafka, live feeds, indexer) and ``/metrics`` on
@@ -51,17 +51,11 @@ class _Opened:
 
 
 def _open(settings: Settings, role: str) -> _Opened:
-    from common.backends import Backends, create_queue
+    from common.backends import Backends, create_queue, create_repositories
     from common.queue.sqlite import SqliteDatabase
-    from common.repository.sqlite import sqlite_repositories
     from common.secrets import key_file_key
     from common.storage.local import LocalStorage
 
-    if settings.repository != "sqlite":
-        raise click.UsageError(
-            f"repository: {settings.repository} is not available yet: use LANNER_REPOSITORY="
-            "sqlite (a single webserver, its indexer inside or beside it on the same data dir)"
-        )
     if settings.storage != "local":
         raise click.UsageError(f"storage: {settings.storage} is not available yet: use local")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +68,7 @@ def _open(settings: Settings, role: str) -> _Opened:
     # with the storage: records over the Kafka size limit travel through it, both ways
     queue = create_queue(settings, db=db, client_id=f"lanner-{role}", storage=storage)
     closers.insert(0, queue.close)
-    backends = Backends(queue, sqlite_repositories(db), storage, settings)
+    backends = Backends(queue, create_repositories(settings, db=db), storage, settings)
     return _Opened(backends, closers)
 
 

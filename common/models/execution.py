@@ -135,12 +135,13 @@ class Execution(Stateful):
 
 class ExecutionHead(Stateful):
     """The fields of an execution JSON that a repository indexes; decoding only them skips the
-    task runs, inputs and outputs (the indexer stores the JSON as it came)."""
+    task runs and outputs (the indexer stores the JSON as it came). Inputs are searched."""
 
     id: str
     namespace: str
     flow_id: str
     tenant_id: str | None = None
+    inputs: dict[str, Any] | None = None
     labels: list[Label] = Field(default_factory=list)
     parent_id: str | None = None
     deleted: bool = False

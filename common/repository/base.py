@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
 from common.errors import Problem, QueryError
-from common.models.execution import Execution
+from common.models.execution import Execution, ExecutionHead
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
 from common.models.state import State
 from common.models.trigger import TriggerState
@@ -33,6 +33,18 @@ MAX_PAGE_SIZE = 1000
 MAX_RESULT_WINDOW = 10_000
 MAX_BUCKETS = 10_000  # histogram buckets of one aggregation (per state)
 MAX_FLOW_GROUPS = 1000  # flows of one per-flow aggregation
+DEFAULT_TENANT = "main"
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+
+
+def level_number(level: str | None) -> int:
+    """TRACE=0 < DEBUG < INFO < WARN < ERROR; unknown levels count as TRACE."""
+    if not level:
+        return 0
+    name = level.upper()
+    if name == "WARNING":
+        name = "WARN"
+    return LOG_LEVELS.index(name) if name in LOG_LEVELS else 0
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,7 @@ class ExecutionQuery:
     labels: dict[str, str] = field(default_factory=dict)
     start_date: datetime | None = None
     end_date: datetime | None = None
-    q: str | None = None  # full text over id, namespace, flow id, labels
+    q: str | None = None  # text in id, namespace, flow id, labels, inputs (``search_text``)
     parent_id: str | None = None  # executions replayed from / triggered by this one
     page: int = 1  # numbered pages reach MAX_RESULT_WINDOW results deep; then use `after`
     size: int = 25  # at most MAX_PAGE_SIZE
@@ -85,7 +97,9 @@ class LogQuery:
     min_level: str | None = None
     start_date: datetime | None = None  # timestamp >= start_date
     end_date: datetime | None = None  # timestamp <= end_date
-    q: str | None = None  # case-insensitive text in the message
+    # case-insensitive text in the message: SQLite finds any substring, Elasticsearch whole
+    # words, the last one possibly a prefix ("disk fu" finds "Disk FULL", "isk" only on SQLite)
+    q: str | None = None
     page: int = 1
     size: int = 50
     sort_desc: bool = True  # by timestamp, then insertion order
@@ -137,6 +151,52 @@ class FlowStateCount:
     flow_id: str
     state: State
     count: int
+
+
+SEARCH_TEXT_INPUT_CHARS = 200  # of each input value in the search text
+SEARCH_TEXT_CHARS = 8000  # of the whole search text
+
+
+def search_text(execution: Execution | ExecutionHead) -> str:
+    """What ``ExecutionQuery.q`` looks in (case-insensitive substring), in lower case: the id,
+    namespace, flow id, ``key:value`` of each label and ``name:value`` of each scalar input
+    (the first ``SEARCH_TEXT_INPUT_CHARS`` characters; files are their URI)."""
+    parts = [execution.id, execution.namespace, execution.flow_id]
+    parts += [f"{label.key}:{label.value}" for label in execution.labels]
+    for name, value in (execution.inputs or {}).items():
+        if isinstance(value, str | int | float | bool):
+            parts.append(f"{name}:{value}"[: len(name) + 1 + SEARCH_TEXT_INPUT_CHARS])
+    return " ".join(parts).lower()[:SEARCH_TEXT_CHARS]
+
+
+@dataclass(frozen=True)
+class FlowDurations:
+    """Durations in seconds of a flow's ended executions (start to end): how many, and the
+    value at each asked percent (``{50.0: 1.2, 99.0: 8.5}``; approximate on large sets)."""
+
+    namespace: str
+    flow_id: str
+    count: int
+    percentiles: dict[float, float]
+
+
+DEFAULT_PERCENTS = (50.0, 90.0, 99.0)
+
+
+def check_percents(percents: Sequence[float]) -> list[float]:
+    """The percents as floats, or ``QueryError`` on ``percents`` if one is not in 0..100."""
+    if not percents or any(not 0 <= p <= 100 for p in percents):
+        raise QueryError([Problem("percents", "each must be between 0 and 100")])
+    return [float(p) for p in percents]
+
+
+def interpolated(ordered: Sequence[float], percent: float) -> float:
+    """The ``percent`` percentile of ``ordered`` (ascending), interpolated linearly between
+    the two nearest ranks (numpy's default)."""
+    rank = percent / 100 * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def check_page(query: ExecutionQuery | LogQuery) -> None:
@@ -246,6 +306,14 @@ class ExecutionRepository(Protocol):
     def count_by_flow(self, query: ExecutionQuery) -> list[FlowStateCount]:
         """Matching executions per flow and state, for the ``MAX_FLOW_GROUPS`` flows with the
         most executions; sorted by namespace, flow id, state."""
+        ...
+
+    def duration_percentiles(
+        self, query: ExecutionQuery, percents: Sequence[float] = DEFAULT_PERCENTS
+    ) -> list[FlowDurations]:
+        """Durations of the matching ended executions per flow, for the ``MAX_FLOW_GROUPS``
+        flows with the most; sorted by namespace and flow id. ``QueryError`` on ``percents`` if
+        one is not between 0 and 100."""
         ...
 
     def delete(self, tenant_id: str, execution_id: str) -> None: ...

@@ -3,17 +3,24 @@
 One index per kind of document, named ``<prefix><kind>`` (prefix ``Settings.
 elasticsearch_index_prefix``, default ``lanner_``)::
 
-    lanner_flows       one document per flow (id tenant|namespace|flowId), latest revision
-    lanner_executions  one document per execution, external version = execution ``sequence``
-    lanner_logs        log entries
+    lanner_flows           one document per flow (id tenant|namespace|flowId), latest revision
+    lanner_flow_revisions  one document per flow revision (id tenant|namespace|flowId|revision)
+    lanner_executions      one document per execution, external version = execution ``sequence``
+    lanner_logs-YYYY.MM.DD log entries, one index per day of their timestamp (``TIME_BASED``),
+                           mapped by the template ``lanner_logs-*``, created before their first
+                           write and read through the alias ``lanner_logs``, dropped whole by
+                           the retention
     lanner_metrics     task metrics
     lanner_triggers    trigger states
     lanner_workers     worker heartbeats
 
-Documents are the camelCase JSON of ``common.models``. Mappings are ``dynamic: false``: fields
-not listed below are kept in ``_source`` but not indexed, so task outputs and inputs can never
-blow up the mapping. Each index has an index template too, so an index deleted by hand comes
-back with the right mapping when the indexer writes to it again.
+Documents are the camelCase JSON of ``common.models``, plus a ``repo`` object of fields computed
+for the repository (tenant, search text, duration, ordering; ``common.repository.elasticsearch``).
+Execution state dates and log timestamps are ``date_nanos``: the models carry microseconds and
+sorting or filtering on milliseconds would disagree with the SQLite repository. Mappings are
+``dynamic: false``: fields not listed below are kept in ``_source`` but not indexed, so task
+outputs and inputs can never blow up the mapping. Each index has an index template too, so an
+index deleted by hand comes back with the right mapping when the indexer writes to it again.
 
 Client errors become ``common.errors.RepositoryError`` (``raise ... from exc``). Readiness checks
 use ``cluster.health()``, never ``info()``/``ping()`` (``GET /`` is not served by the test
@@ -35,6 +42,9 @@ DEFAULT_PREFIX = "lanner_"
 
 _KEYWORD = {"type": "keyword"}
 _DATE = {"type": "date"}
+_NANOS = {"type": "date_nanos"}
+_LONG = {"type": "long"}
+_DOUBLE = {"type": "double"}
 _TEXT = {"type": "text"}
 _BOOL = {"type": "boolean"}
 _INT = {"type": "integer"}
@@ -42,8 +52,8 @@ _LABELS = {"type": "nested", "properties": {"key": _KEYWORD, "value": _KEYWORD}}
 _STATE = {
     "properties": {
         "current": _KEYWORD,
-        "startDate": _DATE,
-        "endDate": _DATE,
+        "startDate": _NANOS,
+        "endDate": _NANOS,
         "histories": {"type": "object", "enabled": False},
     }
 }
@@ -53,20 +63,26 @@ _WHERE = {
     "flowId": {"type": "keyword", "fields": {"text": _TEXT}},
 }
 
+_FLOW = {
+    "properties": {
+        **_WHERE,
+        "id": {"type": "keyword", "fields": {"text": _TEXT}},
+        "revision": _INT,
+        "description": _TEXT,
+        "labels": {"type": "flattened"},
+        "source": {"type": "text", "index": False},
+        "disabled": _BOOL,
+        "deleted": _BOOL,
+        "updated": _DATE,
+    }
+}
+# computed by the repository: the tenant (``main`` when the model has none), a document's
+# insertion order and id (ties of a sort), the log level as a number
+_REPO = {"tenant": _KEYWORD, "order": _LONG, "id": _KEYWORD, "level": _INT}
+
 MAPPINGS: dict[str, dict[str, Any]] = {
-    "flows": {
-        "properties": {
-            **_WHERE,
-            "id": {"type": "keyword", "fields": {"text": _TEXT}},
-            "revision": _INT,
-            "description": _TEXT,
-            "labels": {"type": "flattened"},
-            "source": {"type": "text", "index": False},
-            "disabled": _BOOL,
-            "deleted": _BOOL,
-            "updated": _DATE,
-        }
-    },
+    "flows": _FLOW,
+    "flow_revisions": _FLOW,
     "executions": {
         "properties": {
             **_WHERE,
@@ -81,6 +97,17 @@ MAPPINGS: dict[str, dict[str, Any]] = {
             "deleted": _BOOL,
             "sequence": {"type": "long"},
             "taskRunList": {"type": "object", "enabled": False},
+            # tenant; lower-case "id namespace flowId key:value... input:value..." (substring
+            # search, repository.base.search_text);
+            # seconds from start to end of an ended execution; "namespace/flowId"
+            "repo": {
+                "properties": {
+                    "tenant": _KEYWORD,
+                    "text": {"type": "keyword", "ignore_above": 8191},
+                    "duration": _DOUBLE,
+                    "flow": _KEYWORD,
+                }
+            },
         }
     },
     "logs": {
@@ -91,10 +118,11 @@ MAPPINGS: dict[str, dict[str, Any]] = {
             "taskRunId": _KEYWORD,
             "attemptNumber": _INT,
             "triggerId": _KEYWORD,
-            "timestamp": _DATE,
+            "timestamp": _NANOS,
             "level": _KEYWORD,
             "thread": _KEYWORD,
             "message": _TEXT,
+            "repo": {"properties": _REPO},
         }
     },
     "metrics": {
@@ -107,7 +135,8 @@ MAPPINGS: dict[str, dict[str, Any]] = {
             "type": _KEYWORD,
             "value": {"type": "double"},
             "tags": {"type": "flattened"},
-            "timestamp": _DATE,
+            "timestamp": _NANOS,
+            "repo": {"properties": _REPO},
         }
     },
     "triggers": {
@@ -120,6 +149,7 @@ MAPPINGS: dict[str, dict[str, Any]] = {
             "date": _DATE,
             "nextExecutionDate": _DATE,
             "disabled": _BOOL,
+            "repo": {"properties": _REPO},
         }
     },
     "workers": {
@@ -136,6 +166,8 @@ MAPPINGS: dict[str, dict[str, Any]] = {
 }
 
 KINDS: tuple[str, ...] = tuple(MAPPINGS)
+# kinds stored in one index per day (``<prefix><kind>-YYYY.MM.DD``), created on first write
+TIME_BASED: frozenset[str] = frozenset({"logs"})
 
 
 @contextmanager
@@ -147,8 +179,10 @@ def map_errors(what: str) -> Iterator[None]:
         raise RepositoryError(
             f"Elasticsearch: {what} failed: HTTP {exc.meta.status} {exc.message}"
         ) from exc
-    except TransportError as exc:
-        raise RepositoryError(f"Elasticsearch: {what} failed: {exc.message}") from exc
+    except TransportError as exc:  # no answer: refused, timed out, connection lost
+        raise RepositoryError(
+            f"Elasticsearch unavailable: {what} failed: {type(exc).__name__}: {exc.message}"
+        ) from exc
 
 
 def create_client(
@@ -166,12 +200,18 @@ def index_name(kind: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}{kind}"
 
 
+def index_pattern(kind: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The index of ``kind``, or the pattern of its daily indices (its template's pattern)."""
+    name = index_name(kind, prefix)
+    return f"{name}-*" if kind in TIME_BASED else name
+
+
 def index_template(
     kind: str, prefix: str = DEFAULT_PREFIX, *, shards: int = 1, replicas: int = 0
 ) -> dict[str, Any]:
     """Body of the composable index template of ``kind`` (``PUT _index_template/<name>``)."""
     return {
-        "index_patterns": [index_name(kind, prefix)],
+        "index_patterns": [index_pattern(kind, prefix)],
         "priority": 200,
         "template": {
             "settings": {
@@ -194,7 +234,8 @@ def ensure_indices(
 ) -> list[str]:
     """Puts the index templates, creates missing indices, adds new fields to existing ones.
 
-    Idempotent (a second call creates nothing) and returns the names of the indices it created.
+    Idempotent (a second call creates nothing) and returns the names of the indices it created
+    (daily indices are not created here: their template creates them on their first write).
     ``replicas`` defaults to the number of data nodes minus one, at most 1.
     """
     with map_errors("reading cluster health"):
@@ -213,6 +254,14 @@ def ensure_indices(
                 template=body["template"],
                 meta=body["_meta"],
             )
+        if kind in TIME_BASED:
+            with map_errors(f"updating indices {index_pattern(kind, prefix)}"):
+                client.indices.put_mapping(
+                    index=index_pattern(kind, prefix),
+                    properties=MAPPINGS[kind]["properties"],
+                    allow_no_indices=True,
+                )
+            continue
         with map_errors(f"creating index {name}"):
             if client.indices.exists(index=name):
                 client.indices.put_mapping(index=name, properties=MAPPINGS[kind]["properties"])

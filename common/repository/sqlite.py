@@ -22,9 +22,13 @@ from common.models.trigger import TriggerState
 from common.queue.sqlite import SqliteDatabase
 
 from .base import (
+    DEFAULT_PERCENTS,
+    DEFAULT_TENANT,
+    LOG_LEVELS,
     MAX_FLOW_GROUPS,
     Durations,
     ExecutionQuery,
+    FlowDurations,
     FlowRecord,
     FlowStateCount,
     Interval,
@@ -34,12 +38,15 @@ from .base import (
     StateBucket,
     check_histogram,
     check_page,
+    check_percents,
     decode_cursor,
     encode_cursor,
+    level_number,
+    search_text,
 )
 
-DEFAULT_TENANT = "main"
-LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+__all__ = ["DEFAULT_TENANT", "LOG_LEVELS", "iso", "level_number", "sqlite_repositories"]
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS repo_flows (
@@ -148,16 +155,6 @@ def iso(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def level_number(level: str | None) -> int:
-    """TRACE=0 < DEBUG < INFO < WARN < ERROR; unknown levels count as TRACE."""
-    if not level:
-        return 0
-    name = level.upper()
-    if name == "WARNING":
-        name = "WARN"
-    return LOG_LEVELS.index(name) if name in LOG_LEVELS else 0
 
 
 def _tenant(tenant_id: str | None) -> str:
@@ -339,10 +336,6 @@ class SqliteExecutionRepository(_Base):
     ) -> bool:
         tenant = _tenant(execution.tenant_id)
         labels = execution.labels
-        search_text = " ".join(
-            [execution.id, execution.namespace, execution.flow_id]
-            + [f"{label.key}:{label.value}" for label in labels]
-        ).lower()
         cur = conn.execute(
             "INSERT INTO repo_executions (tenant, id, namespace, flow_id, state, start_date, "
             "end_date, sequence, parent_id, search_text, deleted, body) "
@@ -363,7 +356,7 @@ class SqliteExecutionRepository(_Base):
                 iso(execution.state.end_date),
                 execution.sequence,
                 execution.parent_id,
-                search_text,
+                search_text(execution),
                 int(execution.deleted),
                 body if body is not None else execution.to_json().decode(),
             ),
@@ -527,6 +520,46 @@ class SqliteExecutionRepository(_Base):
             FlowStateCount(str(r[0]), str(r[1]), State(str(r[2])), int(r[3]))  # type: ignore[call-overload]
             for r in rows
         ]
+
+    def duration_percentiles(
+        self, query: ExecutionQuery, percents: Sequence[float] = DEFAULT_PERCENTS
+    ) -> list[FlowDurations]:
+        wanted = check_percents(percents)
+        clause, params = self._where(query)
+        # per flow, only the rows at the two ranks around each percent leave SQLite
+        ranks = " OR ".join(
+            f"i = CAST({p / 100} * (n - 1) AS INTEGER) "
+            f"OR i = CAST({p / 100} * (n - 1) AS INTEGER) + 1"
+            for p in wanted
+        )
+        rows = self._read(
+            "WITH ended AS (SELECT namespace, flow_id, "
+            f"{self._DURATION_US} AS us FROM repo_executions WHERE {clause} "
+            "AND end_date IS NOT NULL AND start_date IS NOT NULL), "
+            "top AS (SELECT namespace, flow_id FROM ended GROUP BY namespace, flow_id "
+            "ORDER BY COUNT(*) DESC, namespace, flow_id LIMIT ?), "
+            "ranked AS (SELECT namespace, flow_id, us, ROW_NUMBER() OVER "
+            "(PARTITION BY namespace, flow_id ORDER BY us) - 1 AS i, "
+            "COUNT(*) OVER (PARTITION BY namespace, flow_id) AS n "
+            "FROM ended JOIN top USING (namespace, flow_id)) "
+            f"SELECT namespace, flow_id, n, i, us FROM ranked WHERE {ranks} "
+            "ORDER BY namespace, flow_id, i",
+            [*params, MAX_FLOW_GROUPS],
+        )
+        flows: dict[tuple[str, str], tuple[int, dict[int, float]]] = {}
+        for namespace, flow_id, n, i, us in rows:
+            key = (str(namespace), str(flow_id))
+            flows.setdefault(key, (int(n), {}))[1][int(i)] = int(us) / 1e6  # type: ignore[call-overload]
+        found = []
+        for (namespace, flow_id), (count, values) in flows.items():
+            percentiles = {}
+            for p in wanted:
+                rank = p / 100 * (count - 1)
+                low = int(rank)
+                high = min(low + 1, count - 1)
+                percentiles[p] = values[low] + (values[high] - values[low]) * (rank - low)
+            found.append(FlowDurations(namespace, flow_id, count, percentiles))
+        return found
 
     def delete(self, tenant_id: str, execution_id: str) -> None:
         # a tombstone, so that a late snapshot from the indexer cannot bring it back

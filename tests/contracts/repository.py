@@ -27,6 +27,7 @@ from common.repository.base import (
     Interval,
     LogQuery,
     Repositories,
+    interpolated,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -260,6 +261,90 @@ class RepositoryContract:
         assert repo.get("main", "d1") is None
         assert repo.search(ExecutionQuery()).total == 0
 
+    def test_execution_dates_keep_their_microseconds(self, repositories: Repositories) -> None:
+        repo = repositories.executions
+        for i in range(3):  # one microsecond apart, ids against the time order
+            repo.save(make_execution(f"m{2 - i}", start=T0 + timedelta(microseconds=i)))
+        self.refresh(repositories)
+
+        def ids(**kw: object) -> list[str]:
+            return [e.id for e in repo.search(ExecutionQuery(**kw)).results]  # type: ignore[arg-type]
+
+        assert ids() == ["m0", "m1", "m2"]
+        assert ids(sort_desc=False) == ["m2", "m1", "m0"]
+        one = T0 + timedelta(microseconds=1)
+        assert ids(start_date=one, end_date=one) == ["m1"]
+        assert ids(start_date=one) == ["m0", "m1"]
+
+    def test_executions_without_a_start_date_sort_last_then_first(
+        self, repositories: Repositories
+    ) -> None:
+        repo = repositories.executions
+        for i in range(3):
+            repo.save(make_execution(f"s{i}", start=T0 + timedelta(minutes=i)))
+        for i in range(3):  # no state history yet: no start date
+            undated = make_execution(f"u{i}")
+            repo.save(undated.model_copy(update={"state": StateInfo(histories=[])}))
+        self.refresh(repositories)
+        for desc, expected in (
+            (True, ["s2", "s1", "s0", "u2", "u1", "u0"]),
+            (False, ["u0", "u1", "u2", "s0", "s1", "s2"]),
+        ):
+            assert self._walk(repositories, ExecutionQuery(size=2, sort_desc=desc)) == expected
+            assert self._walk(repositories, ExecutionQuery(size=4, sort_desc=desc)) == expected
+
+    def test_execution_text_search_takes_wildcards_literally(
+        self, repositories: Repositories
+    ) -> None:
+        repo = repositories.executions
+        for execution_id in ("a_b", "axb", "a%b", "a*b", "a?b"):
+            repo.save(make_execution(execution_id))
+        self.refresh(repositories)
+
+        def ids(q: str) -> list[str]:
+            return sorted(e.id for e in repo.search(ExecutionQuery(q=q)).results)
+
+        assert ids("a_b") == ["a_b"]
+        assert ids("a%b") == ["a%b"]
+        assert ids("a*b") == ["a*b"]
+        assert ids("a?b") == ["a?b"]
+        assert ids("A") == ["a%b", "a*b", "a?b", "a_b", "axb"]  # case-insensitive
+
+    def test_execution_text_search_looks_in_inputs(self, repositories: Repositories) -> None:
+        repo = repositories.executions
+        with_inputs = make_execution("i1").model_copy(
+            update={"inputs": {"customer": "ACME Corp", "count": 42, "nested": {"x": "deep"}}}
+        )
+        repo.save(with_inputs)
+        repo.save(make_execution("i2"))
+        self.refresh(repositories)
+
+        def ids(q: str) -> list[str]:
+            return [e.id for e in repo.search(ExecutionQuery(q=q)).results]
+
+        assert ids("acme corp") == ["i1"]
+        assert ids("count:42") == ["i1"]
+        assert ids("deep") == []  # nested values are not searched
+
+    def test_a_deleted_execution_is_not_brought_back_by_a_late_snapshot(
+        self, repositories: Repositories
+    ) -> None:
+        repo = repositories.executions
+        repo.save(make_execution("d1", state=State.RUNNING, sequence=3))
+        repo.delete("main", "d1")
+        repo.save(make_execution("d1", state=State.SUCCESS, sequence=4))  # the indexer, late
+        self.refresh(repositories)
+        assert repo.get("main", "d1") is None
+        assert repo.search(ExecutionQuery()).total == 0
+        assert repo.count_by_state(ExecutionQuery()) == {}
+
+    def test_flow_tenants(self, repositories: Repositories) -> None:
+        assert repositories.flows.tenants() == []
+        repositories.flows.save(flow_record())
+        repositories.flows.save(flow_record(tenant_id="acme"))
+        self.refresh(repositories)
+        assert sorted(repositories.flows.tenants()) == ["acme", "main"]
+
     # ------------------------------------------------------------------ logs / metrics / workers
 
     def _log(self, level: str, i: int, task_run_id: str = "tr1") -> LogEntry:
@@ -292,6 +377,30 @@ class RepositoryContract:
             "WARN 3"
         ]
         assert repositories.logs.find("main", "other") == []
+
+    def test_logs_of_one_instant_keep_their_insertion_order(
+        self, repositories: Repositories
+    ) -> None:
+        logs = [
+            LogEntry(
+                namespace="company.team",
+                flow_id="hello",
+                execution_id="e1",
+                timestamp=T0,
+                message=f"{9 - i} at the same time",
+            )
+            for i in range(10)
+        ]
+        repositories.logs.save_many(logs[:6])
+        repositories.logs.save_many(logs[3:])  # redelivered overlap: neither doubled nor moved
+        self.refresh(repositories)
+        messages = [e.message for e in logs]
+        assert [e.message for e in repositories.logs.find("main", "e1")] == messages
+        newest = repositories.logs.search(LogQuery(size=4))
+        assert newest.total == 10
+        assert [e.message for e in newest.results] == messages[::-1][:4]
+        rest = repositories.logs.search(LogQuery(size=10, after=newest.next))
+        assert [e.message for e in rest.results] == messages[::-1][4:]
 
     def test_log_search_across_executions(self, repositories: Repositories) -> None:
         def entry(i: int, **fields: str) -> LogEntry:
@@ -589,3 +698,41 @@ class RepositoryContract:
             found = repositories.executions.count_by_flow(query)
             assert [(c.namespace, c.flow_id, c.state) for c in found] == sorted(counted)
             assert {(c.namespace, c.flow_id, c.state): c.count for c in found} == counted
+
+    def test_duration_percentiles_per_flow(self, repositories: Repositories) -> None:
+        executions = varied_executions(200, seed=5)
+        for execution in executions:
+            repositories.executions.save(execution)
+        self.refresh(repositories)
+        percents = (0.0, 50.0, 90.0, 99.0, 100.0)
+        for query, matching in (
+            (ExecutionQuery(), by_hand(executions)),
+            (
+                ExecutionQuery(namespace="company.team"),
+                by_hand(executions, namespace="company.team"),
+            ),
+        ):
+            durations: dict[tuple[str, str], list[float]] = defaultdict(list)
+            for e in matching:
+                if e.state.end_date is not None:
+                    seconds = (e.state.end_date - e.state.start_date).total_seconds()  # type: ignore[operator]
+                    durations[(e.namespace, e.flow_id)].append(seconds)
+            found = repositories.executions.duration_percentiles(query, percents)
+            assert [(f.namespace, f.flow_id) for f in found] == sorted(durations)
+            for flow in found:
+                ordered = sorted(durations[(flow.namespace, flow.flow_id)])
+                assert flow.count == len(ordered)
+                assert list(flow.percentiles) == list(percents)
+                assert flow.percentiles[0.0] == pytest.approx(ordered[0], abs=1e-3)
+                assert flow.percentiles[100.0] == pytest.approx(ordered[-1], abs=1e-3)
+                for percent, value in flow.percentiles.items():
+                    # exact (interpolated) or approximate: between the neighbours of its rank
+                    rank = percent / 100 * (len(ordered) - 1)
+                    low = ordered[max(0, int(rank) - 1)]
+                    high = ordered[min(len(ordered) - 1, int(rank) + 2)]
+                    assert low - 1e-3 <= value <= high + 1e-3, (flow, percent)
+                    assert value == pytest.approx(interpolated(ordered, percent), rel=0.05)
+        with pytest.raises(QueryError) as caught:
+            repositories.executions.duration_percentiles(ExecutionQuery(), (50.0, 101.0))
+        assert [p.path for p in caught.value.problems] == ["percents"]
+        assert repositories.executions.duration_percentiles(ExecutionQuery(tenant_id="x")) == []

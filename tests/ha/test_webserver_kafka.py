@@ -122,9 +122,21 @@ def env(kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path) -> dict[
 
 
 def component_env(env: dict[str, Any], api_port: int, management_port: int) -> dict[str, str]:
+    """The LANNER_* variables of a component; the repository is SQLite unless ``env`` names
+    Elasticsearch (``repository``, ``elasticsearch_url``, ``index_prefix``)."""
+    repository = env.get("repository", "sqlite")
+    extra = (
+        {
+            "LANNER_ELASTICSEARCH_URL": env["elasticsearch_url"],
+            "LANNER_ELASTICSEARCH_INDEX_PREFIX": env["index_prefix"],
+        }
+        if repository == "elasticsearch"
+        else {}
+    )
     return {
+        **extra,
         "LANNER_QUEUE": "kafka",
-        "LANNER_REPOSITORY": "sqlite",
+        "LANNER_REPOSITORY": repository,
         "LANNER_KAFKA_BOOTSTRAP_SERVERS": env["servers"],
         "LANNER_KAFKA_TOPIC_PREFIX": env["prefix"],
         "LANNER_DATA_DIR": str(env["data_dir"]),

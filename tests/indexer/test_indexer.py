@@ -31,11 +31,26 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         pause.wait(0.01)
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[SqliteQueue, Repositories]]:
+@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)])
+def env(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[SqliteQueue, Repositories]]:
+    """An embedded queue, and the repositories on SQLite or on Elasticsearch (indices of this
+    test's own, refreshed on Elasticsearch's own schedule: the tests wait for what they read)."""
     db = SqliteDatabase(str(tmp_path / "lanner.db"))
     queue = SqliteQueue(db)
-    yield queue, sqlite_repositories(db)
+    if request.param == "elasticsearch":
+        from common.repository.elasticsearch import elasticsearch_repositories
+        from common.repository.elasticsearch_client import create_client
+        from tests.infra.elasticsearch import drop_indices
+
+        client = create_client(request.getfixturevalue("elasticsearch_url"))
+        prefix = request.getfixturevalue("unique_name") + "_"
+        yield queue, elasticsearch_repositories(client, prefix)
+        drop_indices(client, prefix)
+        client.close()
+    else:
+        yield queue, sqlite_repositories(db)
     queue.close()
     db.close()
 
@@ -127,6 +142,53 @@ class _Flaky:
             return attr(*args, **kwargs)
 
         return write
+
+
+def test_a_replay_from_the_beginning_moves_nothing_backwards_and_doubles_nothing(
+    env: tuple[SqliteQueue, Repositories],
+) -> None:
+    """A second indexer group reads every topic again from the start (a replay) while newer
+    snapshots than the replayed ones are stored: no execution goes back, no log is doubled."""
+    from common.repository.base import ExecutionQuery, LogQuery
+
+    queue, repositories = env
+    states = [State.CREATED, State.RUNNING, State.SUCCESS]
+    for i in range(20):
+        for seq, state in enumerate(states):
+            execution = make_execution(f"r{i}", state=state, sequence=seq)
+            queue.emit("executions", execution.id, execution.to_json())
+        for n in range(5):
+            entry = LogEntry(
+                namespace="company.team",
+                flow_id="hello",
+                execution_id=f"r{i}",
+                timestamp=NOW,
+                message=f"line {n}",
+            )
+            queue.emit("logs", f"r{i}", entry.to_json())
+
+    def settled() -> bool:
+        found = repositories.executions.search(ExecutionQuery(states=[State.SUCCESS], size=100))
+        logs = repositories.logs.search(LogQuery(size=1))
+        return found.total == 20 and logs.total == 100
+
+    first = Indexer(queue, repositories, batch_size=7, poll_timeout=0.05)
+    first.start()
+    try:
+        wait_for(settled, timeout=30)
+    finally:
+        first.stop()
+    replay = Indexer(queue, repositories, batch_size=3, poll_timeout=0.05, group="replay")
+    replay.start()
+    try:
+        wait_for(lambda: replay.indexed == 20 * 3 + 20 * 5, timeout=30)
+    finally:
+        replay.stop()
+    assert settled()  # still every execution SUCCESS and 100 logs, once the replay is searchable
+    for i in range(20):
+        replayed = repositories.executions.get("main", f"r{i}")
+        assert replayed is not None and replayed.state.current == State.SUCCESS
+        assert len(repositories.logs.find("main", f"r{i}")) == 5
 
 
 def test_failed_writes_are_retried(env: tuple[SqliteQueue, Repositories]) -> None:

@@ -236,3 +236,14 @@ def _get_json(url: str) -> dict[str, Any] | None:
             return body
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def drop_indices(client: Any, prefix: str) -> None:
+    """Deletes the indices and index templates named ``<prefix>...`` (a test's own)."""
+    from common.repository.elasticsearch_client import KINDS, index_name
+
+    client.indices.delete(index=prefix + "*", allow_no_indices=True, expand_wildcards="all")
+    for kind in KINDS:
+        client.options(ignore_status=404).indices.delete_index_template(
+            name=index_name(kind, prefix)
+        )

@@ -1,13 +1,16 @@
-"""An app on real SQLite backends in a temporary directory, and helpers to read the queue."""
+"""An app on real backends: the SQLite queue in a temporary directory, the repositories on
+SQLite or Elasticsearch (``@both_repositories``, ``LANNER_TEST_REPOSITORY``); helpers to read
+the queue."""
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import uvicorn
@@ -49,19 +52,62 @@ triggers:
 """
 
 
+# the repository of the tests not marked ``@both_repositories``: LANNER_TEST_REPOSITORY=
+# elasticsearch runs the whole suite on Elasticsearch
+REPOSITORY_ENV = "LANNER_TEST_REPOSITORY"
+
+# Runs a test once per repository backend: ``@both_repositories`` on the tests of the read paths
+# (searches, get, flows, logs, triggers), which must give the same answers on both.
+both_repositories = pytest.mark.parametrize(
+    "backends",
+    ["sqlite", pytest.param("elasticsearch", marks=pytest.mark.elasticsearch)],
+    indirect=True,
+)
+
+
+# a test that reaches into the SQLite database itself
+sqlite_only = pytest.mark.parametrize("backends", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
-def backends(tmp_path: Path) -> Iterator[Backends]:
-    settings = Settings(data_dir=tmp_path)
+def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backends]:
+    """SQLite queue and storage in ``tmp_path``; the repositories on SQLite, or (parameter
+    ``elasticsearch``) on the session's Elasticsearch node in indices of this test's own, every
+    write refreshed so that the test reads it back at once."""
+    name = getattr(request, "param", os.environ.get(REPOSITORY_ENV, "sqlite"))
+    assert name in ("sqlite", "elasticsearch"), f"{REPOSITORY_ENV}={name}?"
+    repository: Literal["sqlite", "elasticsearch"] = (
+        "elasticsearch" if name == "elasticsearch" else "sqlite"
+    )
+    settings = Settings(data_dir=tmp_path, repository=repository)
     db = SqliteDatabase(str(tmp_path / "lanner.db"))
     queue = SqliteQueue(db)
+    cleanup = None
+    if repository == "elasticsearch":
+        from common.repository.elasticsearch import elasticsearch_repositories
+        from common.repository.elasticsearch_client import create_client
+        from tests.infra.elasticsearch import drop_indices
+
+        client = create_client(request.getfixturevalue("elasticsearch_url"))
+        prefix = request.getfixturevalue("unique_name") + "_"
+        repositories = elasticsearch_repositories(client, prefix, refresh=True)
+
+        def cleanup() -> None:
+            drop_indices(client, prefix)
+            client.close()
+
+    else:
+        repositories = sqlite_repositories(db)
     yield Backends(
         queue=queue,
-        repositories=sqlite_repositories(db),
+        repositories=repositories,
         storage=LocalStorage(tmp_path / "storage"),
         settings=settings,
     )
     queue.close()
     db.close()
+    if cleanup is not None:
+        cleanup()
 
 
 @pytest.fixture

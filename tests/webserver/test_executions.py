@@ -11,7 +11,7 @@ from common.models.execution import StateEntry, StateInfo, TaskRun
 from common.models.messages import Kill, NewExecution, Restart, Resume
 from common.models.state import State
 from tests.contracts.repository import make_execution
-from tests.webserver.conftest import executor_inputs
+from tests.webserver.conftest import both_repositories, executor_inputs
 
 URL = "/api/v1/executions/company.team/hello"
 
@@ -40,6 +40,7 @@ def test_create_with_form_inputs(
     assert got.status_code == 200 and got.json()["id"] == body["id"]
 
 
+@both_repositories
 def test_create_with_json_and_defaults(client: TestClient, hello: dict[str, Any]) -> None:
     response = client.post(URL, json={"count": 5})
     assert response.status_code == 200
@@ -127,6 +128,7 @@ def test_request_validation_names_the_field(client: TestClient) -> None:
     assert response.status_code == 422 and response.json()["errors"][0]["path"] == "state[0]"
 
 
+@both_repositories
 def test_search(client: TestClient, backends: Backends) -> None:
     repo = backends.repositories.executions
     repo.save(make_execution("a", state=State.SUCCESS, labels={"env": "prod"}))
@@ -148,6 +150,7 @@ def test_search(client: TestClient, backends: Backends) -> None:
     assert client.get("/api/v1/acme/executions/search").json()["total"] == 1
 
 
+@both_repositories
 def test_search_pages_follow_the_cursor_and_refuse_deep_numbered_pages(
     client: TestClient, backends: Backends
 ) -> None:
@@ -171,6 +174,7 @@ def test_search_pages_follow_the_cursor_and_refuse_deep_numbered_pages(
     assert bad.status_code == 400 and bad.json()["errors"][0]["path"] == "after"
 
 
+@both_repositories
 def test_get_and_delete(client: TestClient, backends: Backends) -> None:
     backends.repositories.executions.save(make_execution("x1"))
     assert client.get("/api/v1/executions/x1").json()["id"] == "x1"
@@ -179,6 +183,7 @@ def test_get_and_delete(client: TestClient, backends: Backends) -> None:
     assert client.get("/api/v1/executions/x1").status_code == 404
 
 
+@both_repositories
 def test_kill(client: TestClient, backends: Backends) -> None:
     backends.repositories.executions.save(make_execution("k1", state=State.RUNNING))
     backends.repositories.executions.save(make_execution("k2", state=State.SUCCESS))
@@ -189,6 +194,7 @@ def test_kill(client: TestClient, backends: Backends) -> None:
     assert isinstance(message, Kill) and message.execution_id == "k1"
 
 
+@both_repositories
 def test_restart_only_failed_or_killed(client: TestClient, backends: Backends) -> None:
     backends.repositories.executions.save(make_execution("r1", state=State.FAILED))
     backends.repositories.executions.save(make_execution("r2", state=State.RUNNING))
@@ -199,6 +205,7 @@ def test_restart_only_failed_or_killed(client: TestClient, backends: Backends) -
     assert isinstance(message, Restart) and message.execution_id == "r1"
 
 
+@both_repositories
 def test_resume_only_paused(client: TestClient, backends: Backends) -> None:
     backends.repositories.executions.save(make_execution("p1", state=State.PAUSED))
     backends.repositories.executions.save(make_execution("p2", state=State.RUNNING))
@@ -208,6 +215,7 @@ def test_resume_only_paused(client: TestClient, backends: Backends) -> None:
     assert isinstance(message, Resume) and message.inputs == {"ok": "yes"}
 
 
+@both_repositories
 def test_replay_from_a_task_run(
     client: TestClient, backends: Backends, hello: dict[str, Any]
 ) -> None:

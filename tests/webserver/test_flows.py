@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from common.backends import Backends
-from tests.webserver.conftest import HELLO, flow_events
+from tests.webserver.conftest import HELLO, both_repositories, flow_events
 
 YAML = {"Content-Type": "application/x-yaml"}
 
@@ -17,6 +17,7 @@ def post_flow(client: TestClient, source: str, tenant: str | None = None) -> Any
     return client.post(f"{prefix}/flows", content=source, headers=YAML)
 
 
+@both_repositories
 def test_create_get_and_announce(
     client: TestClient, backends: Backends, hello: dict[str, Any]
 ) -> None:
@@ -38,12 +39,14 @@ def test_create_get_and_announce(
     ]
 
 
+@both_repositories
 def test_create_twice_is_a_conflict(client: TestClient, hello: dict[str, Any]) -> None:
     response = post_flow(client, HELLO)
     assert response.status_code == 409
     assert "already exists" in response.json()["message"]
 
 
+@both_repositories
 def test_update_makes_revisions(
     client: TestClient, backends: Backends, hello: dict[str, Any]
 ) -> None:
@@ -59,6 +62,7 @@ def test_update_makes_revisions(
     assert [e["revision"] for e in flow_events(backends)] == [1, 2]
 
 
+@both_repositories
 def test_update_unknown_flow_and_mismatched_id(client: TestClient, hello: dict[str, Any]) -> None:
     other = HELLO.replace("id: hello", "id: other")
     response = client.put("/api/v1/flows/company.team/other", content=other, headers=YAML)
@@ -68,6 +72,7 @@ def test_update_unknown_flow_and_mismatched_id(client: TestClient, hello: dict[s
     assert response.json()["errors"][0]["path"] == "id"
 
 
+@both_repositories
 def test_delete(client: TestClient, backends: Backends, hello: dict[str, Any]) -> None:
     assert client.delete("/api/v1/flows/company.team/hello").status_code == 204
     assert client.get("/api/v1/flows/company.team/hello").status_code == 404
@@ -75,6 +80,7 @@ def test_delete(client: TestClient, backends: Backends, hello: dict[str, Any]) -
     assert flow_events(backends)[-1]["deleted"] is True
 
 
+@both_repositories
 def test_search_and_namespace_listing(client: TestClient, hello: dict[str, Any]) -> None:
     post_flow(
         client, HELLO.replace("company.team", "company.team.sub").replace("id: hello", "id: b")
@@ -87,6 +93,7 @@ def test_search_and_namespace_listing(client: TestClient, hello: dict[str, Any])
     assert len(client.get("/api/v1/flows/other").json()) == 1
 
 
+@both_repositories
 def test_tenants_are_separate(client: TestClient, hello: dict[str, Any]) -> None:
     assert client.get("/api/v1/main/flows/company.team/hello").status_code == 200
     assert client.get("/api/v1/acme/flows/company.team/hello").status_code == 404

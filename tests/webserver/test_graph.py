@@ -6,6 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from tests.webserver.conftest import both_repositories
+
 NESTED = """id: nested
 namespace: graph.test
 triggers:
@@ -76,6 +78,7 @@ tasks:
 """
 
 
+@both_repositories
 def test_a_flat_flow_is_a_chain_from_start_to_end(client: TestClient) -> None:
     graph = _graph(client, FLAT, "/api/v1/flows/graph.test/flat/graph")
     assert _edges(graph) == {
@@ -125,6 +128,7 @@ def test_nested_flowables_are_clusters_with_their_parents(client: TestClient) ->
     assert ("root.start", "alert", "ERROR", None) in edges
 
 
+@both_repositories
 def test_a_missing_flow_is_a_404_naming_it(client: TestClient) -> None:
     response = client.get("/api/v1/flows/graph.none/ghost/graph")
     assert response.status_code == 404

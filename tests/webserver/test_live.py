@@ -14,6 +14,7 @@ from common.backends import Backends
 from common.models.messages import LogEntry
 from common.models.state import State
 from tests.contracts.repository import make_execution
+from tests.webserver.conftest import both_repositories
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
@@ -64,6 +65,7 @@ def test_follow_streams_snapshots_until_terminal(server: str, backends: Backends
     ]
 
 
+@both_repositories
 def test_follow_terminal_and_unknown(server: str, backends: Backends) -> None:
     backends.repositories.executions.save(make_execution("done", state=State.FAILED))
     with httpx.Client(base_url=server, timeout=30) as http:
@@ -89,6 +91,7 @@ def test_follow_logs(server: str, backends: Backends) -> None:
             assert list(stream) == []  # ends once the execution is over
 
 
+@both_repositories
 def test_logs_search_and_download(client: TestClient, backends: Backends) -> None:
     backends.repositories.logs.save_many(
         [log_entry("a", "DEBUG", at=0), log_entry("b", "WARN", at=1), log_entry("c", "ERROR", at=2)]
@@ -105,6 +108,7 @@ def test_logs_search_and_download(client: TestClient, backends: Backends) -> Non
     assert text.text.splitlines()[1].endswith("WARN  [log] b")
 
 
+@both_repositories
 def test_workers_and_daily_stats(client: TestClient, backends: Backends) -> None:
     from common.models.messages import WorkerHeartbeat
 

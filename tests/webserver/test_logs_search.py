@@ -6,9 +6,11 @@ import httpx
 from fastapi.testclient import TestClient
 
 from common.backends import Backends
+from tests.webserver.conftest import both_repositories
 from tests.webserver.test_live import events, log_entry
 
 
+@both_repositories
 def test_search_filters_pages_and_reports_bad_parameters(
     client: TestClient, backends: Backends
 ) -> None:

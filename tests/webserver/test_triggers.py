@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from common.backends import Backends
 from common.models.trigger import TriggerState
+from tests.webserver.conftest import both_repositories
 
 SCHEDULED = """id: nightly
 namespace: company.team
@@ -47,6 +48,7 @@ def deploy(client: TestClient, source: str) -> None:
     assert response.status_code == 200, response.text
 
 
+@both_repositories
 def test_search_lists_every_trigger_with_its_state(client: TestClient, backends: Backends) -> None:
     deploy(client, SCHEDULED)
     deploy(client, HOOKED)

@@ -16,8 +16,7 @@ from starlette.background import BackgroundTask
 from common.errors import InputValidationError, Problem
 from common.models.messages import LogEntry
 from common.queue.base import LOGS
-from common.repository.base import MAX_PAGE_SIZE, LogQuery
-from common.repository.sqlite import LOG_LEVELS, level_number
+from common.repository.base import LOG_LEVELS, MAX_PAGE_SIZE, LogQuery, level_number
 from webserver._live import FeedClosed
 from webserver._sse import KEEPALIVE, POLL_SECONDS, sse_event
 from webserver.deps import BackendsDep, TenantDep, live_feeds
