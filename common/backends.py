@@ -58,6 +58,14 @@ def create_repositories(settings: Settings, *, db: SqliteDatabase | None = None)
 
 def create_storage(settings: Settings) -> Storage:
     """The internal storage ``settings.storage`` names."""
+    if settings.storage == "gcs":
+        from common.storage.gcs import GcsStorage, gcs_client
+
+        return GcsStorage(
+            settings.gcs_bucket or "",
+            settings.gcs_prefix,
+            client=gcs_client(settings.gcs_project),
+        )
     from common.storage.local import LocalStorage
 
     return LocalStorage(settings.storage_dir)

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # seconds an Elasticsearch request may take before the read answers 503
     elasticsearch_request_timeout_seconds: float = 10.0
     gcs_bucket: str | None = None
+    gcs_prefix: str = ""  # objects live under this folder of the bucket
+    gcs_project: str | None = None  # default: the credentials' project
     # worker
     # /health/live, /health/ready and /metrics of `lanner server <component>` (0: any free port)
     metrics_port: int = 8081

@@ -7,11 +7,47 @@ Kestra's layout with our scheme (see ``execution_uri``). A file's bytes go in an
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO, Protocol
+from urllib.parse import unquote
+
+from common.errors import StorageError
 
 SCHEME = "lanner://"
 CHUNK_SIZE = 1024 * 1024
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class FileStat:
+    size: int
+    content_type: str
+    last_modified: datetime
+
+
+def object_key(uri: str) -> str:
+    """The path of ``uri`` inside the storage (``company/team/f/executions/e1/a.txt``; empty
+    for the root), or ``StorageError`` for a URI that is not ours or could leave the storage:
+    ``..`` segments, also percent-encoded, backslashes and NUL bytes."""
+    if not uri.startswith(SCHEME):
+        raise StorageError(f"'{uri}' is not an internal storage URI (it must start with {SCHEME})")
+    relative = uri[len(SCHEME) :]
+    if relative and not relative.startswith("/"):
+        raise StorageError(f"'{uri}' has a host part: internal storage URIs start with {SCHEME}/")
+    relative = relative.lstrip("/")
+    decoded = unquote(relative)
+    if "\\" in decoded or "\x00" in decoded:
+        raise StorageError(f"'{uri}': backslashes and NUL bytes are not allowed")
+    if any(part in ("..", ".") for part in decoded.split("/")):
+        raise StorageError(f"'{uri}' points outside the internal storage")
+    return relative
+
+
+def guess_content_type(uri: str) -> str:
+    return mimetypes.guess_type(uri)[0] or DEFAULT_CONTENT_TYPE
 
 
 def execution_uri(namespace: str, flow_id: str, execution_id: str) -> str:
@@ -24,9 +60,10 @@ class Storage(Protocol):
     """Every method raises ``StorageError`` for a URI that is not ``lanner:///...`` or that
     points outside the storage (``..``), and ``NotFoundError`` for a file that does not exist."""
 
-    def put(self, uri: str, data: bytes | BinaryIO) -> str:
+    def put(self, uri: str, data: bytes | BinaryIO, content_type: str | None = None) -> str:
         """Stores ``data`` (bytes, or a binary stream read in chunks) at ``uri``, replacing any
-        file there; readers see the old file or the new one, never a part. Returns ``uri``."""
+        file there; readers see the old file or the new one, never a part. Returns ``uri``.
+        ``content_type``: kept where the backend can keep it (else guessed from the name)."""
         ...
 
     def get(self, uri: str) -> bytes: ...
@@ -36,6 +73,10 @@ class Storage(Protocol):
         ...
 
     def size(self, uri: str) -> int: ...
+
+    def stat(self, uri: str) -> FileStat:
+        """Size, content type and last modification of the file at ``uri``."""
+        ...
 
     def exists(self, uri: str) -> bool:
         """True if a file (not a folder) is at ``uri``."""
@@ -47,4 +88,9 @@ class Storage(Protocol):
 
     def list(self, prefix: str) -> list[str]:
         """URIs (in ``lanner:///`` form, sorted) of every file under the folder ``prefix``."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Deletes every file under the folder ``prefix`` (never the whole storage); returns
+        how many were deleted."""
         ...

@@ -7,12 +7,13 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from common.errors import NotFoundError, StorageError
 
-from .base import CHUNK_SIZE, SCHEME
+from .base import CHUNK_SIZE, SCHEME, FileStat, guess_content_type, object_key
 
 # A file being written is a uniquely named sibling of its target until it is renamed into place:
 # never a name a user's file could have (the prefix is refused in URIs), never listed.
@@ -25,11 +26,7 @@ class LocalStorage:
         self.base.mkdir(parents=True, exist_ok=True)
 
     def _path(self, uri: str) -> Path:
-        if not uri.startswith(SCHEME):
-            raise StorageError(
-                f"'{uri}' is not an internal storage URI (it must start with {SCHEME})"
-            )
-        relative = uri[len(SCHEME) :].lstrip("/")
+        relative = object_key(uri)
         if any(part.startswith(_PARTIAL) for part in relative.split("/")):
             raise StorageError(f"'{uri}': names starting with {_PARTIAL} are reserved")
         path = (self.base / relative).resolve()
@@ -40,7 +37,8 @@ class LocalStorage:
     def _missing(self, uri: str) -> NotFoundError:
         return NotFoundError(f"file '{uri}' not found in internal storage")
 
-    def put(self, uri: str, data: bytes | BinaryIO) -> str:
+    def put(self, uri: str, data: bytes | BinaryIO, content_type: str | None = None) -> str:
+        # a directory keeps no content type: stat guesses it from the name
         path = self._path(uri)
         if path == self.base or uri.endswith("/"):
             raise StorageError(f"cannot write '{uri}': it names a folder, not a file")
@@ -94,6 +92,17 @@ class LocalStorage:
             raise self._missing(uri)
         return found.st_size
 
+    def stat(self, uri: str) -> FileStat:
+        path = self._path(uri)
+        try:
+            found = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(uri) from None
+        if not stat.S_ISREG(found.st_mode):
+            raise self._missing(uri)
+        modified = datetime.fromtimestamp(found.st_mtime, UTC)
+        return FileStat(found.st_size, guess_content_type(uri), modified)
+
     def exists(self, uri: str) -> bool:
         return self._path(uri).is_file()
 
@@ -104,6 +113,17 @@ class LocalStorage:
             return True
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return False
+
+    def delete_prefix(self, prefix: str) -> int:
+        root = self._path(prefix)
+        if root == self.base:
+            raise StorageError(f"'{prefix}' is the whole storage: name a folder inside it")
+        deleted = 0
+        for uri in self.list(prefix):
+            deleted += self.delete(uri)
+        if root.is_dir():
+            shutil.rmtree(root, ignore_errors=True)  # the emptied folders
+        return deleted
 
     def list(self, prefix: str) -> list[str]:
         root = self._path(prefix)

@@ -10,6 +10,7 @@ import hashlib
 import io
 import random
 import tracemalloc
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -47,6 +48,11 @@ TRAVERSALS = [
     "lanner:///company/../../outside",
     "lanner:///company/team/../../../outside/file",
     "lanner://..",
+    "lanner:///company/%2e%2e/%2E%2E/outside",  # encoded
+    "lanner:///company/%2e%2e%2f%2e%2e%2foutside",
+    "lanner:///company/..%5c..%5coutside",  # an encoded backslash
+    "lanner:///company\\..\\outside",
+    "lanner://host/company/file",  # a host part: not the storage's own URI form
 ]
 NOT_OURS = ["file:///etc/passwd", "/etc/passwd", "company/team/file", "kestra:///company/f"]
 
@@ -133,9 +139,37 @@ class StorageContract:
             lambda: storage.exists(uri),
             lambda: storage.delete(uri),
             lambda: storage.list(uri),
+            lambda: storage.stat(uri),
+            lambda: storage.delete_prefix(uri),
         ):
             with pytest.raises(StorageError):
                 call()
+
+    def test_stat_gives_size_content_type_and_date(self, storage: Storage) -> None:
+        before = datetime.now(UTC) - timedelta(minutes=5)
+        storage.put(BASE + "report.csv", b"a,b\n1,2\n")
+        storage.put(BASE + "data", b"\x00" * 10, content_type="application/octet-stream")
+        found = storage.stat(BASE + "report.csv")
+        assert found.size == 8
+        assert found.content_type == "text/csv"
+        assert found.last_modified.tzinfo is not None and found.last_modified >= before
+        assert storage.stat(BASE + "data").content_type == "application/octet-stream"
+        for missing in (BASE + "nope", BASE):
+            with pytest.raises(NotFoundError):
+                storage.stat(missing)
+
+    def test_delete_prefix_deletes_a_folder_and_nothing_else(self, storage: Storage) -> None:
+        other = execution_uri("company.team", "hello", "e2") + "kept.txt"
+        for uri in (BASE + "a.txt", BASE + "sub/b.txt", other):
+            storage.put(uri, b"x")
+        assert storage.delete_prefix(BASE) == 2
+        assert storage.list(BASE) == [] and not storage.exists(BASE + "sub/b.txt")
+        assert storage.get(other) == b"x"
+        assert storage.delete_prefix(BASE) == 0
+        for whole in ("lanner:///", "lanner:////"):
+            with pytest.raises(StorageError):
+                storage.delete_prefix(whole)
+        assert storage.get(other) == b"x"
 
     def test_big_file_is_streamed_both_ways(self, storage: Storage) -> None:
         uri = BASE + "big.bin"
