@@ -34,10 +34,8 @@ def object_key(uri: str) -> str:
     ``..`` segments, also percent-encoded, backslashes and NUL bytes."""
     if not uri.startswith(SCHEME):
         raise StorageError(f"'{uri}' is not an internal storage URI (it must start with {SCHEME})")
-    relative = uri[len(SCHEME) :]
-    if relative and not relative.startswith("/"):
-        raise StorageError(f"'{uri}' has a host part: internal storage URIs start with {SCHEME}/")
-    relative = relative.lstrip("/")
+    # `lanner://x/y` is read as `lanner:///x/y` (queue offload references were written so)
+    relative = uri[len(SCHEME) :].lstrip("/")
     decoded = unquote(relative)
     if "\\" in decoded or "\x00" in decoded:
         raise StorageError(f"'{uri}': backslashes and NUL bytes are not allowed")

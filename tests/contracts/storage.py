@@ -52,7 +52,6 @@ TRAVERSALS = [
     "lanner:///company/%2e%2e%2f%2e%2e%2foutside",
     "lanner:///company/..%5c..%5coutside",  # an encoded backslash
     "lanner:///company\\..\\outside",
-    "lanner://host/company/file",  # a host part: not the storage's own URI form
 ]
 NOT_OURS = ["file:///etc/passwd", "/etc/passwd", "company/team/file", "kestra:///company/f"]
 
