@@ -83,11 +83,10 @@ class LocalServer:
         self.queue: Any = None
 
     def start(self) -> None:
-        from common.backends import Backends, create_queue
+        from common.backends import Backends, create_queue, create_storage
         from common.queue.sqlite import SqliteDatabase, SqliteQueue
         from common.repository.sqlite import sqlite_repositories
         from common.secrets import key_file_key
-        from common.storage.local import LocalStorage
         from executor import CoreConfig, EmbeddedExecutor
         from indexer import Indexer
         from worker import Worker
@@ -100,7 +99,7 @@ class LocalServer:
         queue = create_queue(settings, db=self.db)
         assert isinstance(queue, SqliteQueue)  # `local` checked settings.queue
         repositories = sqlite_repositories(self.db)
-        storage = LocalStorage(settings.storage_dir)
+        storage = create_storage(settings)
         self.backends = Backends(queue, repositories, storage, settings)
         self.worker = Worker(queue, storage, settings)
         config = CoreConfig(globals=settings.globals, envs=settings.template_envs(os.environ))

@@ -59,11 +59,6 @@ def _load(role: str, config_file: Path | None, **overrides: Any) -> Settings:
 def _storage(settings: Settings) -> Any:
     from common.backends import create_storage
 
-    if settings.storage != "local":
-        raise click.UsageError(
-            f"storage: {settings.storage} is not available yet: use storage: local with a "
-            "data_dir every component shares"
-        )
     return create_storage(settings)
 
 

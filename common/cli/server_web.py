@@ -51,20 +51,17 @@ class _Opened:
 
 
 def _open(settings: Settings, role: str) -> _Opened:
-    from common.backends import Backends, create_queue, create_repositories
+    from common.backends import Backends, create_queue, create_repositories, create_storage
     from common.queue.sqlite import SqliteDatabase
     from common.secrets import key_file_key
-    from common.storage.local import LocalStorage
 
-    if settings.storage != "local":
-        raise click.UsageError(f"storage: {settings.storage} is not available yet: use local")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.encryption_key:
         settings.encryption_key = key_file_key(settings.data_dir)
     closers: list[Callable[[], None]] = []
     db = SqliteDatabase(str(settings.sqlite_path))
     closers.append(db.close)
-    storage = LocalStorage(settings.storage_dir)
+    storage = create_storage(settings)
     # with the storage: records over the Kafka size limit travel through it, both ways
     queue = create_queue(settings, db=db, client_id=f"lanner-{role}", storage=storage)
     closers.insert(0, queue.close)
