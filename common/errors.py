@@ -13,6 +13,7 @@
     │   └── MessageTooLargeError
     ├── RepositoryError
     └── StorageError
+        └── StorageUriError
 
 Adapters translate client-library exceptions into these with ``raise ... from exc`` so callers
 never depend on a backend's own exception classes. The webserver maps each one to a 4xx/5xx JSON
@@ -104,3 +105,7 @@ class RepositoryError(LannerError):
 
 class StorageError(LannerError):
     pass
+
+
+class StorageUriError(StorageError):
+    """A URI the storage refuses: not ours, or pointing outside it (a user's mistake: 4xx)."""

@@ -17,7 +17,7 @@ from webserver._live import LiveFeed
 from webserver.deps import live_feeds
 from webserver.errors import install_error_handlers
 from webserver.metrics import HttpMetrics, MetricsMiddleware
-from webserver.routers import executions, flows, graph, logs, triggers, workers
+from webserver.routers import executions, files, flows, graph, logs, triggers, workers
 from webserver.ui_static import mount_ui
 
 API_PREFIX = "/api/v1"
@@ -25,6 +25,7 @@ _ROUTERS = (
     flows.router,
     graph.router,
     executions.router,
+    files.router,
     logs.router,
     triggers.router,
     workers.router,

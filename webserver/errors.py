@@ -29,6 +29,7 @@ from common.errors import (
     QueueError,
     RepositoryError,
     StorageError,
+    StorageUriError,
     TemplateError,
 )
 
@@ -44,6 +45,7 @@ _STATUS: list[tuple[type[LannerError], int]] = [
     (ConflictError, 409),
     (QueueError, 503),
     (RepositoryError, 503),
+    (StorageUriError, 422),
     (StorageError, 500),
 ]
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import BinaryIO, Protocol
 from urllib.parse import unquote
 
-from common.errors import StorageError
+from common.errors import StorageUriError
 
 SCHEME = "lanner://"
 CHUNK_SIZE = 1024 * 1024
@@ -30,17 +30,17 @@ class FileStat:
 
 def object_key(uri: str) -> str:
     """The path of ``uri`` inside the storage (``company/team/f/executions/e1/a.txt``; empty
-    for the root), or ``StorageError`` for a URI that is not ours or could leave the storage:
+    for the root), or ``StorageUriError`` for a URI that is not ours or could leave the storage:
     ``..`` segments, also percent-encoded, backslashes and NUL bytes."""
     if not uri.startswith(SCHEME):
-        raise StorageError(f"'{uri}' is not an internal storage URI (it must start with {SCHEME})")
+        raise StorageUriError(f"'{uri}' is not an internal storage URI (expected {SCHEME}/...)")
     # `lanner://x/y` is read as `lanner:///x/y` (queue offload references were written so)
     relative = uri[len(SCHEME) :].lstrip("/")
     decoded = unquote(relative)
     if "\\" in decoded or "\x00" in decoded:
-        raise StorageError(f"'{uri}': backslashes and NUL bytes are not allowed")
+        raise StorageUriError(f"'{uri}': backslashes and NUL bytes are not allowed")
     if any(part in ("..", ".") for part in decoded.split("/")):
-        raise StorageError(f"'{uri}' points outside the internal storage")
+        raise StorageUriError(f"'{uri}' points outside the internal storage")
     return relative
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from common.errors import NotFoundError, StorageError
+from common.errors import NotFoundError, StorageError, StorageUriError
 
 from .base import CHUNK_SIZE, SCHEME, FileStat, guess_content_type, object_key
 
@@ -28,10 +28,10 @@ class LocalStorage:
     def _path(self, uri: str) -> Path:
         relative = object_key(uri)
         if any(part.startswith(_PARTIAL) for part in relative.split("/")):
-            raise StorageError(f"'{uri}': names starting with {_PARTIAL} are reserved")
+            raise StorageUriError(f"'{uri}': names starting with {_PARTIAL} are reserved")
         path = (self.base / relative).resolve()
         if self.base not in path.parents and path != self.base:
-            raise StorageError(f"'{uri}' points outside the internal storage")
+            raise StorageUriError(f"'{uri}' points outside the internal storage")
         return path
 
     def _missing(self, uri: str) -> NotFoundError:

@@ -12,7 +12,6 @@ import functools
 import hmac
 import json
 import logging
-import mimetypes
 import os
 import posixpath
 import time
@@ -42,7 +41,7 @@ from common.replay import replay
 from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQuery
 from common.secrets import encrypt_secret_inputs
 from common.settings import Settings
-from common.storage.base import SCHEME, execution_uri
+from common.storage.base import execution_uri
 from common.templating import render
 from webserver._live import FeedClosed
 from webserver._sse import KEEPALIVE, POLL_SECONDS, sse_event
@@ -184,7 +183,10 @@ async def create_execution(
     )
     for input_id, uri in uris.items():
         # the upload's spooled file, streamed: an input file may not fit in memory
-        await anyio.to_thread.run_sync(backends.storage.put, uri, uploads[input_id].file)
+        upload = uploads[input_id]
+        await anyio.to_thread.run_sync(
+            functools.partial(backends.storage.put, uri, upload.file, upload.content_type)
+        )
     execution = new_execution(
         flow,
         inputs,
@@ -269,10 +271,20 @@ async def get_execution(execution_id: str, backends: BackendsDep, tenant: Tenant
 
 
 @router.delete("/executions/{execution_id}", status_code=204, summary="Delete an execution")
-async def delete_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Response:
+async def delete_execution(
+    execution_id: str,
+    backends: BackendsDep,
+    tenant: TenantDep,
+    delete_storage: Annotated[
+        bool, Query(alias="deleteStorage", description="also delete its files (Kestra's flag)")
+    ] = True,
+) -> Response:
     def delete() -> None:
-        _get_execution(backends, tenant, execution_id)
+        execution = _get_execution(backends, tenant, execution_id)
         backends.repositories.executions.delete(tenant, execution_id)
+        if delete_storage:
+            folder = execution_uri(execution.namespace, execution.flow_id, execution_id)
+            backends.storage.delete_prefix(folder)
 
     await anyio.to_thread.run_sync(delete)
     return Response(status_code=204)
@@ -422,32 +434,6 @@ async def follow_execution(
         headers={"Cache-Control": "no-cache"},
         # also when the stream never started (the client left first): no listener leaks
         background=BackgroundTask(listener.close),
-    )
-
-
-@router.get("/executions/{execution_id}/file", summary="Download a file of an execution")
-async def download_file(
-    execution_id: str,
-    backends: BackendsDep,
-    tenant: TenantDep,
-    path: Annotated[str, Query(description="lanner:// URI of the file")],
-) -> Response:
-    execution = await anyio.to_thread.run_sync(_get_execution, backends, tenant, execution_id)
-    # inputs use Kestra's layout; task output files are still under the tenant's folder
-    own = execution_uri(execution.namespace, execution.flow_id, execution_id)
-    allowed = (own, f"{SCHEME}{tenant}/{execution.namespace}/")
-    if not path.startswith(allowed) or "/../" in path or path.endswith("/.."):
-        raise InputValidationError(
-            [Problem("path", f"'{path}' is not a file of this execution (expected {own}...)")]
-        )
-    # streamed: the file may not fit in memory; a missing file is a 404 before any byte is sent
-    chunks = await anyio.to_thread.run_sync(backends.storage.stream, path)
-    name = posixpath.basename(path) or "file"
-    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return StreamingResponse(
-        chunks,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
