@@ -8,6 +8,7 @@
     ├── PropertyError          a task property's rendered value does not have the property's type
     ├── PluginError            an unknown task/trigger type or a plugin that misbehaves
     ├── NotFoundError          a flow, execution or file does not exist
+    ├── TooLargeError          an upload over the configured size limit
     ├── ConflictError          the operation does not apply to the object's current state
     ├── QueueError
     │   └── MessageTooLargeError
@@ -85,6 +86,10 @@ class PluginError(LannerError):
 
 class NotFoundError(LannerError):
     pass
+
+
+class TooLargeError(LannerError):
+    """A request body or an uploaded file over the configured limit (HTTP 413)."""
 
 
 class ConflictError(LannerError):

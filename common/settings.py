@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # seconds an Elasticsearch request may take before the read answers 503
     elasticsearch_request_timeout_seconds: float = 10.0
     gcs_bucket: str | None = None
+    # the largest FILE input (or request body) the API accepts; larger ones answer 413
+    max_upload_bytes: int = 1024 * 1024 * 1024
     gcs_prefix: str = ""  # objects live under this folder of the bucket
     gcs_project: str | None = None  # default: the credentials' project
     # worker

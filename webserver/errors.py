@@ -31,6 +31,7 @@ from common.errors import (
     StorageError,
     StorageUriError,
     TemplateError,
+    TooLargeError,
 )
 
 log = logging.getLogger("lanner.webserver")
@@ -43,6 +44,7 @@ _STATUS: list[tuple[type[LannerError], int]] = [
     (PluginError, 422),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (TooLargeError, 413),
     (QueueError, 503),
     (RepositoryError, 503),
     (StorageUriError, 422),

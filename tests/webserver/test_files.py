@@ -88,3 +88,35 @@ def test_deleting_an_execution_deletes_its_files_unless_asked_not_to(
     assert client.delete(f"/api/v1/executions/{execution_id}").status_code == 204
     assert not backends.storage.exists(uri)
     assert backends.storage.exists(kept["inputs"]["data"])
+
+
+def _multipart(name: str, filename: str, data: bytes) -> tuple[bytes, str]:
+    boundary = "lanner-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"'
+            f"\r\nContent-Type: text/plain\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_an_upload_over_the_limit_is_a_413_naming_the_limit(
+    client: TestClient, backends: Backends, hello: dict[str, Any]
+) -> None:
+    client.app.state.settings.max_upload_bytes = 1000  # type: ignore[attr-defined]
+    big = b"x" * 5000
+    response = client.post(URL, files={"data": ("big.txt", big, "text/plain")})
+    assert response.status_code == 413
+    assert "over the limit of 1000 bytes" in response.json()["message"]
+    # a chunked body has no length to check first: the file's size is checked once parsed
+    body, content_type = _multipart("data", "big.txt", big)
+    response = client.post(URL, content=iter([body]), headers={"content-type": content_type})
+    assert response.status_code == 413
+    assert "file input 'data'" in response.json()["message"]
+    small, content_type = _multipart("data", "small.txt", b"ok")
+    response = client.post(URL, content=small, headers={"content-type": content_type})
+    assert response.status_code == 200, response.text
+    assert backends.storage.get(response.json()["inputs"]["data"]) == b"ok"

@@ -26,7 +26,14 @@ from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
 from common.backends import Backends
-from common.errors import ConflictError, InputValidationError, LannerError, NotFoundError, Problem
+from common.errors import (
+    ConflictError,
+    InputValidationError,
+    LannerError,
+    NotFoundError,
+    Problem,
+    TooLargeError,
+)
 from common.executions import new_execution
 from common.flow.inputs import validate_inputs
 from common.flow.parser import parse_flow
@@ -132,11 +139,23 @@ async def _read_inputs(request: Request) -> tuple[dict[str, Any], dict[str, Uplo
             )
         return data, {}
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        limit = request.app.state.settings.max_upload_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise TooLargeError(
+                f"the request body is {int(declared)} bytes, over the limit of {limit} bytes "
+                "(setting max_upload_bytes)"
+            )
         form = await request.form()
         raw: dict[str, Any] = {}
         files: dict[str, UploadFile] = {}
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
+                if (value.size or 0) > limit:  # a chunked body has no length to check first
+                    raise TooLargeError(
+                        f"file input '{key}' is {value.size} bytes, over the limit of {limit} "
+                        "bytes (setting max_upload_bytes)"
+                    )
                 files[key] = value
             elif key in raw:
                 previous = raw[key]
