@@ -297,8 +297,16 @@ class TaskRunContext:
         return self.storage.put(self._new_uri(name), data)
 
     def put_file(self, path: str) -> str:
+        return self.put_path(os.path.basename(path), path)
+
+    def put_path(self, name: str, path: str) -> str:
         with open(path, "rb") as source:  # streamed: an output file may not fit in memory
-            return self.storage.put(self._new_uri(os.path.basename(path)), source)
+            return self.storage.put(self._new_uri(name), source)
+
+    def download(self, uri: str, target: str) -> None:
+        with open(target, "wb") as out:
+            for chunk in self.storage.stream(uri):
+                out.write(chunk)
 
     def get_file(self, uri: str) -> bytes:
         return self.storage.get(uri)

@@ -70,6 +70,14 @@ class WorkerContext(RunContext, Protocol):
         """Store bytes as a file of this task run; return its ``lanner://`` URI."""
         ...
 
+    def put_path(self, name: str, path: str) -> str:
+        """Store the local file ``path`` as ``name``, streamed; return its ``lanner://`` URI."""
+        ...
+
+    def download(self, uri: str, target: str) -> None:
+        """Write the file at ``uri`` to the local path ``target``, streamed."""
+        ...
+
 
 def worker_context(ctx: RunContext) -> WorkerContext:
     """The context as a ``WorkerContext`` (a clear error if the runtime lacks the methods)."""

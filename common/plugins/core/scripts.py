@@ -107,7 +107,7 @@ class _ScriptTask(RunnableTask):
             target.parent.mkdir(parents=True, exist_ok=True)
             text = str(ctx.render_with(content, extra))
             if text.startswith(("lanner://", "kestra://")):
-                target.write_bytes(ctx.get_file(text.replace("kestra://", "lanner://", 1)))
+                ctx.download(text.replace("kestra://", "lanner://", 1), str(target))
             else:
                 target.write_text(text)
 
@@ -121,7 +121,7 @@ class _ScriptTask(RunnableTask):
                 if path.is_file():
                     name = path.relative_to(workdir).as_posix()
                     if name not in found:
-                        found[name] = ctx.put_data(name, path.read_bytes())
+                        found[name] = ctx.put_path(name, str(path))
         return found
 
 
