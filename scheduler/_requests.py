@@ -103,40 +103,6 @@ def apply_request(
     return base.model_copy(update={**changes, "applied_requests": applied, "date": now})
 
 
-def preview(state: TriggerState | None, request: TriggerRequest, trigger: Trigger) -> TriggerState:
-    """What the state will be once the scheduler applied ``request`` (for the API's answer)."""
-    applied = apply_request(state, request, trigger, request.date)
-    return (
-        applied
-        or state
-        or TriggerState(
-            tenant_id=request.tenant_id,
-            namespace=request.namespace,
-            flow_id=request.flow_id,
-            trigger_id=request.trigger_id,
-        )
-    )
-
-
-def send_request(queue: Queue, request: TriggerRequest) -> None:
-    """Put ``request`` on the ``triggers`` topic for the scheduler that owns its trigger."""
-    queue.emit(TRIGGERS, request.key, request.to_json())
-
-
-def new_request(
-    tenant_id: str, namespace: str, flow_id: str, trigger_id: str, now: datetime, **changes: Any
-) -> TriggerRequest:
-    return TriggerRequest(
-        id=new_id(),
-        tenant_id=tenant_id,
-        namespace=namespace,
-        flow_id=flow_id,
-        trigger_id=trigger_id,
-        date=now,
-        **changes,
-    )
-
-
 @dataclass
 class _Pending:
     request: TriggerRequest

@@ -17,7 +17,15 @@ from webserver._live import LiveFeed
 from webserver.deps import live_feeds
 from webserver.errors import install_error_handlers
 from webserver.metrics import HttpMetrics, MetricsMiddleware
-from webserver.routers import executions, flows, graph, logs, triggers, workers
+from webserver.routers import (
+    executions,
+    flows,
+    graph,
+    logs,
+    trigger_changes,
+    triggers,
+    workers,
+)
 from webserver.ui_static import mount_ui
 
 API_PREFIX = "/api/v1"
@@ -27,6 +35,7 @@ _ROUTERS = (
     executions.router,
     logs.router,
     triggers.router,
+    trigger_changes.router,
     workers.router,
 )
 

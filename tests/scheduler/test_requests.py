@@ -16,8 +16,9 @@ from common.models.trigger import (
     is_request_key,
 )
 from common.queue.base import TRIGGERS
+from common.trigger_requests import new_request, send_request
 from scheduler import Scheduler
-from scheduler._requests import apply_request, new_request, send_request
+from scheduler._requests import apply_request
 from tests.scheduler.test_embedded import FLOW, T0, Env, wait_for
 
 UID = "main/company.team/every-minute/minute"
