@@ -45,7 +45,7 @@ from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQu
 from common.secrets import encrypt_secret_inputs
 from common.settings import Settings
 from common.storage.base import SCHEME, execution_uri
-from common.templating import render
+from common.templating import render, render_object
 from webserver._live import FeedClosed
 from webserver._sse import KEEPALIVE, POLL_SECONDS, sse_event
 from webserver.deps import BackendsDep, TenantDep, live_feeds
@@ -600,7 +600,7 @@ async def _webhook(
     if not _webhook_conditions_hold(flow, trigger, variables, now):
         return Response(status_code=204)  # Kestra: conditions not met, no execution
     try:
-        raw_inputs = render(trigger.inputs, variables) if trigger.inputs else {}
+        raw_inputs = render_object(trigger.inputs, variables) if trigger.inputs else {}
     except LannerError as exc:
         raise InputValidationError(
             [Problem(f"triggers.{trigger.id}.inputs", f"cannot be rendered: {exc}")]
