@@ -25,6 +25,7 @@ from typing import Any
 
 from common.ids import new_id
 from common.models.messages import LogEntry, MetricEntry, WorkerTask
+from common.models.trigger import TriggerRequest
 from common.plugins.core._support import ProcessResult
 from common.queue.base import LOGS, METRICS, Queue
 from common.secrets import SecretBox
@@ -299,6 +300,11 @@ class TaskRunContext:
     def put_file(self, path: str) -> str:
         with open(path, "rb") as source:  # streamed: an output file may not fit in memory
             return self.storage.put(self._new_uri(os.path.basename(path)), source)
+
+    def send_trigger_request(self, request: TriggerRequest) -> None:
+        from common.trigger_requests import send_request
+
+        send_request(self.queue, request)
 
     def get_file(self, uri: str) -> bytes:
         return self.storage.get(uri)
