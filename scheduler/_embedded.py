@@ -279,8 +279,8 @@ class Scheduler:
         from common.models.messages import LogEntry
 
         message = (
-            f"Request {request.id} from {request.source} ignored: flow "
-            f"{request.namespace}.{request.flow_id} has no trigger '{request.trigger_id}'"
+            f"Request {request.id} from {request.source} ignored: no scheduler knows a trigger "
+            f"'{request.trigger_id}' of flow {request.namespace}.{request.flow_id}"
         )
         log.warning("%s", message)
         entry = LogEntry(
