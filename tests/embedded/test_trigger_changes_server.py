@@ -265,3 +265,13 @@ def test_a_webhook_waits_for_the_end_and_returns_the_outputs(client: httpx.Clien
     outputs = client.post(f"{base}/answering-key", json={"name": "world"})
     assert outputs.status_code == 200, outputs.text
     assert outputs.json() == {"greeting": "hello world"}
+    # disabled through the API: the scheduler stores a state for the webhook trigger too
+    ids = {"namespace": NS, "flowId": "hooked", "triggerId": "plain"}
+    change(client, "PUT", "", {**ids, "disabled": True})
+    wait_until(
+        lambda: client.post(f"{base}/plain-key").status_code == 409, 30, "the webhook refused"
+    )
+    change(client, "PUT", "", {**ids, "disabled": False})
+    wait_until(
+        lambda: client.post(f"{base}/plain-key").status_code == 200, 30, "the webhook accepted"
+    )

@@ -196,6 +196,13 @@ def test_backfill_create_pause_unpause_delete_and_unlock(
     assert bulk.status_code == 200 and bulk.json() == {"count": 1}
     unlocked = client.post("/api/v1/triggers/company.team/nightly/at-night/unlock")
     assert unlocked.status_code == 200 and "evaluateRunningDate" not in unlocked.json()
+    # the repository still shows the lock (the scheduler has not answered): each sends again
+    by_ids = client.post(
+        "/api/v1/triggers/unlock/by-triggers", json=[IDS, {**IDS, "triggerId": "hook"}]
+    )
+    assert by_ids.status_code == 200 and by_ids.json() == {"count": 1}
+    by_query = client.post("/api/v1/triggers/unlock/by-query", params={"namespace": "company"})
+    assert by_query.status_code == 200 and by_query.json() == {"count": 1}
     sent = requests(backends)
     assert [(r.backfill_action, r.unlock) for r in sent] == [
         ("CREATE", False),
@@ -203,6 +210,8 @@ def test_backfill_create_pause_unpause_delete_and_unlock(
         ("UNPAUSE", False),
         ("DELETE", False),
         ("PAUSE", False),
+        (None, True),
+        (None, True),
         (None, True),
     ]
     assert sent[0].backfill is not None and sent[0].backfill.labels == {"k": "v"}

@@ -289,6 +289,49 @@ async def unlock_trigger(
     return await _run(_change, backends, tenant, body, unlock=True)
 
 
+@router.post("/triggers/unlock/by-triggers", summary="Unlock given triggers")
+async def unlock_by_triggers(
+    body: list[TriggerBody], backends: BackendsDep, tenant: TenantDep
+) -> dict[str, Any]:
+    def apply() -> int:
+        count = 0
+        for trigger in body:
+            try:
+                _change(backends, tenant, trigger, unlock=True)
+            except ConflictError:
+                continue  # as Kestra: a trigger that is not locked is skipped
+            count += 1
+        return count
+
+    return {"count": await _run(apply)}
+
+
+@router.post("/triggers/unlock/by-query", summary="Unlock the locked triggers found")
+async def unlock_by_query(
+    backends: BackendsDep,
+    tenant: TenantDep,
+    namespace: str | None = None,
+    flow_id: Annotated[str | None, Query(alias="flowId")] = None,
+    q: str | None = None,
+) -> dict[str, Any]:
+    def apply() -> int:
+        count = 0
+        for item in list_triggers(backends, tenant, namespace, flow_id, q):
+            context = item["triggerContext"]
+            if not context.get("evaluateRunningDate"):
+                continue
+            body = TriggerBody(
+                namespace=context["namespace"],
+                flowId=context["flowId"],
+                triggerId=context["triggerId"],
+            )
+            _change(backends, tenant, body, unlock=True)
+            count += 1
+        return count
+
+    return {"count": await _run(apply)}
+
+
 @router.put("/triggers/backfill/pause", summary="Pause a backfill")
 async def pause_backfill(
     body: TriggerBody, backends: BackendsDep, tenant: TenantDep
