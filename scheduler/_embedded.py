@@ -30,6 +30,7 @@ from common.errors import LannerError
 from common.flow.parser import parse_flow
 from common.models.flow import Flow
 from common.models.trigger import TriggerRequest, TriggerState, trigger_uid
+from common.plugins.base import Trigger
 from common.plugins.core.triggers import Schedule
 from common.queue.base import EXECUTOR, FLOWS, LOGS, TRIGGERS, Queue, Record, Subscription
 from common.repository.base import Repositories
@@ -246,16 +247,11 @@ class Scheduler:
         self._inbox.poll()
         handled: list[str] = []
         for request in self._inbox.requests():
-            key = (request.tenant_id, request.namespace, request.flow_id)
-            known = self._flows.get(key)
-            trigger = (
-                next(
-                    (t for t in known.flow.triggers if t.id == request.trigger_id),
-                    None,
-                )
-                if known is not None and known.flow is not None
-                else None
-            )
+            trigger = self._declared(request)
+            if trigger is None and self.ownership is None:
+                # a flow deployed just before the request, announced after this tick read flows
+                self._read_flows()
+                trigger = self._declared(request)
             if trigger is None:
                 if self.ownership is None or now - request.date > REQUEST_TTL:
                     self._drop(request, records)
@@ -274,6 +270,12 @@ class Scheduler:
                 log.info("%s: applied the request %s from %s", uid, request.id, request.source)
             handled.append(request.key)
         return handled
+
+    def _declared(self, request: TriggerRequest) -> Trigger | None:
+        known = self._flows.get((request.tenant_id, request.namespace, request.flow_id))
+        if known is None or known.flow is None:
+            return None
+        return next((t for t in known.flow.triggers if t.id == request.trigger_id), None)
 
     def _drop(self, request: TriggerRequest, records: list[QueueRecord]) -> None:
         from common.models.messages import LogEntry
