@@ -1,7 +1,9 @@
 """Copies the queue into the repository, in bulk, at least once, never dropping a record.
 
 Topics ``flows``, ``executions``, ``logs``, ``metrics``, ``workers`` and ``triggers`` are read
-with the consumer group ``indexer`` (a ``triggers`` tombstone removes the trigger's state). Each
+with the consumer group ``indexer`` (a ``triggers`` tombstone removes the trigger's state; the
+users' requests on ``triggers``, keys ``request:...``, are skipped: the scheduler's answer, a new
+state, is what gets indexed). Each
 poll's batch is decoded, written, and only then committed; a failed write is retried with
 exponential backoff (the batch stays in hand, offsets uncommitted) until it succeeds or the
 indexer stops. A record that cannot be decoded is logged and skipped: it can never become valid,
@@ -27,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from common.models.execution import Execution, ExecutionHead
 from common.models.messages import LogEntry, MetricEntry, WorkerHeartbeat
-from common.models.trigger import TriggerState
+from common.models.trigger import TriggerState, is_request_key
 from common.queue.base import (
     EXECUTIONS,
     FLOWS,
@@ -90,6 +92,8 @@ class Batch:
     _newest: dict[str, tuple[int, Record]] = field(default_factory=dict)
 
     def add(self, record: Record) -> None:
+        if record.topic == TRIGGERS and is_request_key(record.key):
+            return  # a user's request to the scheduler, not a state: its result comes later
         if record.topic == TRIGGERS and record.key is not None and record.value is None:
             self.triggers[record.key] = None  # the trigger went away with its flow
             return

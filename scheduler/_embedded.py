@@ -8,6 +8,10 @@ store the changed trigger states and emit, in one commit:
 - ``triggers``: the new ``TriggerState`` keyed by trigger uid (tombstone when it goes away);
 - ``logs``: skipped dates and trigger errors, keyed by trigger uid.
 
+Before evaluating, a tick applies the users' pending changes (enable, disable, unlock, backfill)
+of the triggers it evaluates: they arrive as requests on the ``triggers`` topic and the new state
+is written with the others (``scheduler._requests`` describes the protocol).
+
 At start the flows come from the flow repository, then the ``flows`` topic keeps them fresh (a
 record of a revision older than the one known is ignored). On Kafka (``ownership``) a replica
 evaluates only the flows of its partitions of ``flows`` (``scheduler._ownership``).
@@ -25,7 +29,8 @@ from datetime import UTC, datetime
 from common.errors import LannerError
 from common.flow.parser import parse_flow
 from common.models.flow import Flow
-from common.models.trigger import TriggerState, trigger_uid
+from common.models.trigger import TriggerRequest, TriggerState, trigger_uid
+from common.plugins.base import Trigger
 from common.plugins.core.triggers import Schedule
 from common.queue.base import EXECUTOR, FLOWS, LOGS, TRIGGERS, Queue, Record, Subscription
 from common.repository.base import Repositories
@@ -33,6 +38,7 @@ from common.settings import Settings
 
 from ._metrics import SCHEDULER_METRICS
 from ._ownership import PartitionOwnership
+from ._requests import REQUEST_TTL, RequestInbox, apply_request
 from ._store import QueueRecord, TriggerStore, default_store
 from .schedule import evaluate
 
@@ -93,6 +99,7 @@ class Scheduler:
         self._recovered: set[str] = set()
         self._pending_deletes: set[str] = set()
         self._subscription: Subscription | None = None
+        self._inbox: RequestInbox | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -118,6 +125,9 @@ class Scheduler:
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
+        if self._inbox is not None:
+            self._inbox.close()
+            self._inbox = None
         if self.ownership is not None:
             self.ownership.close()
 
@@ -127,6 +137,7 @@ class Scheduler:
         ``start`` calls it; call it directly to drive the scheduler with ``tick`` alone.
         """
         with self._lock:
+            self._inbox = RequestInbox(self.queue, shared=self.ownership is not None)
             if self.ownership is not None:
                 self._states = self.store.load()
                 return
@@ -160,19 +171,30 @@ class Scheduler:
             else:
                 self._read_flows()
             now = self.clock()
-            changed: list[TriggerState] = []
+            touched: dict[str, TriggerState] = {}
             records: list[QueueRecord] = []
+            handled = self._apply_requests(now, touched, records)
             for key in sorted(self._flows):
                 known = self._flows[key]
                 if known.flow is None:
                     continue
                 for trigger in known.flow.triggers:
                     if isinstance(trigger, Schedule):
-                        self._evaluate(known, trigger, now, changed, records)
+                        self._evaluate(known, trigger, now, touched, records)
+            changed = list(touched.values())
+            records.extend((TRIGGERS, state.uid, state.to_json()) for state in changed)
             deleted = sorted(self._pending_deletes)
             records.extend((TRIGGERS, uid, None) for uid in deleted)
-            if changed or deleted or records:
-                self.store.commit(changed, deleted, records)
+            # after the states: a request is gone only once its effect is stored
+            records.extend((TRIGGERS, key, None) for key in handled)
+            try:
+                if changed or deleted or records:
+                    self.store.commit(changed, deleted, records)
+            except Exception:
+                self._states = self.store.load()  # forget what the failed commit did not store
+                raise
+            if self._inbox is not None:
+                self._inbox.done(handled)
             for state in changed:
                 self._states[state.uid] = state
             for uid in deleted:
@@ -189,7 +211,7 @@ class Scheduler:
         known: _KnownFlow,
         trigger: Schedule,
         now: datetime,
-        changed: list[TriggerState],
+        touched: dict[str, TriggerState],
         records: list[QueueRecord],
     ) -> None:
         assert known.flow is not None
@@ -201,7 +223,7 @@ class Scheduler:
             result = evaluate(
                 flow,
                 trigger,
-                self._states.get(uid),
+                touched.get(uid) or self._states.get(uid),
                 now,
                 tenant_id=known.tenant,
                 recovering=recovering,
@@ -218,8 +240,66 @@ class Scheduler:
         for new in result.executions:
             records.append((EXECUTOR, new.execution_id, new.to_json()))
         if result.changed:
-            changed.append(result.state)
-            records.append((TRIGGERS, uid, result.state.to_json()))
+            touched[uid] = result.state
+
+    def _apply_requests(
+        self, now: datetime, touched: dict[str, TriggerState], records: list[QueueRecord]
+    ) -> list[str]:
+        """Merge the pending user requests of the flows evaluated here into their states;
+        return the keys of the requests handled (applied, or dropped)."""
+        if self._inbox is None:
+            return []
+        self._inbox.poll()
+        handled: list[str] = []
+        for request in self._inbox.requests():
+            trigger = self._declared(request)
+            if trigger is None and self.ownership is None:
+                # a flow deployed just before the request, announced after this tick read flows
+                self._read_flows()
+                trigger = self._declared(request)
+            if trigger is None:
+                if self.ownership is None or now - request.date > REQUEST_TTL:
+                    self._drop(request, records)
+                    handled.append(request.key)
+                continue  # on Kafka: another replica's flow, or one this replica learns later
+            uid = request.uid
+            try:
+                state = apply_request(
+                    touched.get(uid) or self._states.get(uid), request, trigger, now
+                )
+            except ValueError as exc:  # a cron that never matches: the request cannot apply
+                log.warning("trigger request %s for %s not applied: %s", request.id, uid, exc)
+                state = None
+            if state is not None:
+                touched[uid] = state
+                log.info("%s: applied the request %s from %s", uid, request.id, request.source)
+            handled.append(request.key)
+        return handled
+
+    def _declared(self, request: TriggerRequest) -> Trigger | None:
+        known = self._flows.get((request.tenant_id, request.namespace, request.flow_id))
+        if known is None or known.flow is None:
+            return None
+        return next((t for t in known.flow.triggers if t.id == request.trigger_id), None)
+
+    def _drop(self, request: TriggerRequest, records: list[QueueRecord]) -> None:
+        from common.models.messages import LogEntry
+
+        message = (
+            f"Request {request.id} from {request.source} ignored: no scheduler knows a trigger "
+            f"'{request.trigger_id}' of flow {request.namespace}.{request.flow_id}"
+        )
+        log.warning("%s", message)
+        entry = LogEntry(
+            tenant_id=request.tenant_id,
+            namespace=request.namespace,
+            flow_id=request.flow_id,
+            trigger_id=request.trigger_id,
+            timestamp=request.date,
+            level="WARN",
+            message=message,
+        )
+        records.append((LOGS, request.uid, entry.to_json()))
 
     # ---------------------------------------------------------------- flows
 
@@ -303,10 +383,12 @@ class Scheduler:
             log.warning("flow %s.%s rev %s unschedulable: %s", namespace, flow_id, revision, exc)
             flow = None
         if known is not None and known.flow is not None:
-            kept = {t.id for t in (flow.triggers if flow else []) if isinstance(t, Schedule)}
+            # a trigger removed, or whose type changed, loses its state
+            kept = {t.id: type(t) for t in (flow.triggers if flow else [])}
             for trigger in known.flow.triggers:
-                if isinstance(trigger, Schedule) and trigger.id not in kept:
-                    self._pending_deletes.add(trigger_uid(tenant, namespace, flow_id, trigger.id))
+                uid = trigger_uid(tenant, namespace, flow_id, trigger.id)
+                if kept.get(trigger.id) is not type(trigger) and self._has_state(trigger, uid):
+                    self._pending_deletes.add(uid)
         for trigger in flow.triggers if flow else []:
             self._pending_deletes.discard(trigger_uid(tenant, namespace, flow_id, trigger.id))
         self._flows[key] = _KnownFlow(tenant=tenant, revision=revision, flow=flow)
@@ -319,9 +401,14 @@ class Scheduler:
             return  # deleted, then deployed again with a newer revision
         tenant, namespace, flow_id = key
         for trigger in known.flow.triggers if known.flow else []:
-            if isinstance(trigger, Schedule):
-                self._pending_deletes.add(trigger_uid(tenant, namespace, flow_id, trigger.id))
+            uid = trigger_uid(tenant, namespace, flow_id, trigger.id)
+            if self._has_state(trigger, uid):
+                self._pending_deletes.add(uid)
         del self._flows[key]
+
+    def _has_state(self, trigger: object, uid: str) -> bool:
+        """Schedule triggers have a state; others only once a user request changed them."""
+        return isinstance(trigger, Schedule) or uid in self._states
 
     # ---------------------------------------------------------------- inspection
 

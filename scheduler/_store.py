@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from common.errors import QueueError
-from common.models.trigger import TriggerState
+from common.models.trigger import TriggerState, is_request_key
 from common.queue.base import TRIGGERS, Queue
 from common.queue.sqlite import SqliteDatabase, SqliteQueue
 
@@ -130,6 +130,8 @@ class TopicTriggerStore(MemoryTriggerStore):
 
         self.states = {}
         for uid, value in read_to_end(self.bootstrap_servers, self.topic).items():
+            if is_request_key(uid):
+                continue  # a user's request, read by the scheduler's RequestInbox
             try:
                 self.states[uid] = TriggerState.model_validate_json(value)
             except ValueError:

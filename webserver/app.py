@@ -17,7 +17,16 @@ from webserver._live import LiveFeed
 from webserver.deps import live_feeds
 from webserver.errors import install_error_handlers
 from webserver.metrics import HttpMetrics, MetricsMiddleware
-from webserver.routers import executions, files, flows, graph, logs, triggers, workers
+from webserver.routers import (
+    executions,
+    files,
+    flows,
+    graph,
+    logs,
+    trigger_changes,
+    triggers,
+    workers,
+)
 from webserver.ui_static import mount_ui
 
 API_PREFIX = "/api/v1"
@@ -28,6 +37,7 @@ _ROUTERS = (
     files.router,
     logs.router,
     triggers.router,
+    trigger_changes.router,
     workers.router,
 )
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from common.ids import new_id
 from common.models.messages import LogEntry, MetricEntry, WorkerTask
+from common.models.trigger import TriggerRequest
 from common.plugins.core._support import ProcessResult
 from common.queue.base import LOGS, METRICS, Queue
 from common.secrets import SecretBox
@@ -307,6 +308,11 @@ class TaskRunContext:
         with open(target, "wb") as out:
             for chunk in self.storage.stream(uri):
                 out.write(chunk)
+
+    def send_trigger_request(self, request: TriggerRequest) -> None:
+        from common.trigger_requests import send_request
+
+        send_request(self.queue, request)
 
     def get_file(self, uri: str) -> bytes:
         return self.storage.get(uri)

@@ -1,13 +1,16 @@
 """Trigger state: what the scheduler remembers about one trigger of one flow.
 
 Published on the ``triggers`` topic (key: ``TriggerState.uid``) for the indexer and the UI, and
-stored by the scheduler so a restart or a fail-over resumes where the last tick left off.
+stored by the scheduler so a restart or a fail-over resumes where the last tick left off. The
+scheduler is the only writer of states; a user's change (enable, disable, unlock, backfill)
+travels on the same topic as a ``TriggerRequest`` under a ``request:`` key, which the scheduler
+merges into the state it owns (``scheduler._requests``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -48,8 +51,12 @@ class TriggerState(Message):
     backfill: BackfillState | None = None
     # set through the API (trigger toggle); the flow's own `disabled` is checked separately
     disabled: bool = False
-    # polling triggers only: when the evaluation sent to a worker started (evaluation lock)
+    # polling triggers only: when the evaluation sent to a worker started (evaluation lock);
+    # cleared by an unlock request
     evaluate_running_date: datetime | None = None
+    # ids of the last user requests merged into this state (bounded): a request read again
+    # after a crash or a hand-over is not applied twice
+    applied_requests: list[str] = Field(default_factory=list)
     # wall-clock time of the last change of this state
     date: datetime | None = None
     flow_revision: int | None = None
@@ -64,3 +71,65 @@ class TriggerState(Message):
 def trigger_uid(tenant_id: str, namespace: str, flow_id: str, trigger_id: str) -> str:
     """Key of a trigger on the ``triggers`` topic and in state stores."""
     return f"{tenant_id}/{namespace}/{flow_id}/{trigger_id}"
+
+
+# ---------------------------------------------------------------- user changes
+
+#: keys of the request records on the ``triggers`` topic start with this (never a trigger uid,
+#: whose first part is a tenant id)
+REQUEST_KEY_PREFIX = "request:"
+
+
+class BackfillRequest(WireModel):
+    """A backfill to create (Kestra's ``Trigger.backfill`` in ``PUT /triggers``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    end: datetime | None = None
+    inputs: dict[str, Any] | None = None
+    labels: dict[str, str] | None = None
+    paused: bool = False
+
+
+class TriggerRequest(Message):
+    """A user's change of a trigger's state, applied by the scheduler that owns the trigger.
+
+    The API and the ``Toggle`` task never write a ``TriggerState``: they put one of these on the
+    ``triggers`` topic under ``key`` (``scheduler._requests`` tells the whole protocol). Only the
+    fields the user controls travel: ``disabled``, a backfill change, ``unlock``; each None field
+    leaves the state as it is.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tenant_id: str = "main"
+    namespace: str
+    flow_id: str
+    trigger_id: str
+    # wall-clock time of the request (a request nobody can apply is dropped after a while)
+    date: datetime
+    disabled: bool | None = None
+    # CREATE (with `backfill`), PAUSE, UNPAUSE or DELETE
+    backfill_action: Literal["CREATE", "PAUSE", "UNPAUSE", "DELETE"] | None = None
+    backfill: BackfillRequest | None = None
+    unlock: bool = False
+    # who asked: "api", or "task:<execution id>" for the Toggle task (for the logs)
+    source: str = "api"
+
+    @property
+    def uid(self) -> str:
+        return trigger_uid(self.tenant_id, self.namespace, self.flow_id, self.trigger_id)
+
+    @property
+    def key(self) -> str:
+        return request_key(self.uid, self.id)
+
+
+def request_key(uid: str, request_id: str) -> str:
+    return f"{REQUEST_KEY_PREFIX}{request_id}:{uid}"
+
+
+def is_request_key(key: str | None) -> bool:
+    return key is not None and key.startswith(REQUEST_KEY_PREFIX)

@@ -29,6 +29,7 @@ from .dynamic import DynamicBool, DynamicDuration, DynamicFloat, DynamicPositive
 if TYPE_CHECKING:
     from common.models.execution import Execution, TaskRun
     from common.models.state import State
+    from common.models.trigger import TriggerRequest
 
 ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 
@@ -118,6 +119,10 @@ class RunContext(Protocol):
         ...
 
     def get_file(self, uri: str) -> bytes: ...
+
+    def send_trigger_request(self, request: TriggerRequest) -> None:
+        """Send a user's change of a trigger to the scheduler (``common.trigger_requests``)."""
+        ...
 
 
 class RunnableTask(Task):

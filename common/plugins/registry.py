@@ -65,6 +65,21 @@ _LEGACY = {
         "lanner.core.condition.MultipleCondition"
     ),
     "io.kestra.core.models.conditions.types.VariableCondition": "lanner.core.condition.Expression",
+    # the names Kestra's plugin pages use in their examples (`ExpressionCondition`...)
+    **{
+        f"io.kestra.plugin.core.condition.{name}Condition": f"lanner.core.condition.{name}"
+        for name in (
+            "ExecutionStatus",
+            "ExecutionFlow",
+            "ExecutionNamespace",
+            "ExecutionLabels",
+            "Expression",
+            "Not",
+            "Or",
+            "DayWeek",
+            "Weekend",
+        )
+    },
 }
 
 

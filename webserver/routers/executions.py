@@ -42,6 +42,8 @@ from common.models.execution import Execution, ExecutionTrigger
 from common.models.flow import Flow
 from common.models.messages import Kill, NewExecution, Restart, Resume
 from common.models.state import State
+from common.models.trigger import trigger_uid
+from common.plugins.core.conditions import ConditionContext
 from common.plugins.core.triggers import Webhook
 from common.queue.base import EXECUTIONS, EXECUTOR
 from common.replay import replay
@@ -49,7 +51,7 @@ from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQu
 from common.secrets import encrypt_secret_inputs
 from common.settings import Settings
 from common.storage.base import execution_uri
-from common.templating import render
+from common.templating import render, render_object
 from webserver._live import FeedClosed
 from webserver._sse import KEEPALIVE, POLL_SECONDS, sse_event
 from webserver.deps import BackendsDep, TenantDep, live_feeds
@@ -460,25 +462,14 @@ async def follow_execution(
 
 
 def _webhook_trigger(flow: Flow, key: str, settings: Settings) -> Webhook | None:
-    """The enabled Webhook trigger whose key, rendered as Kestra renders it, is ``key``."""
-    for trigger in flow.triggers:
-        if not isinstance(trigger, Webhook) or trigger.disabled:
+    """The Webhook trigger whose key, rendered as Kestra renders it, is ``key`` (an enabled
+    one first: a disabled one is returned to say so)."""
+    webhooks = [t for t in flow.triggers if isinstance(t, Webhook)]
+    for trigger in sorted(webhooks, key=lambda t: t.disabled):
+        if not isinstance(trigger, Webhook):
             continue
-        variables = {
-            "flow": {
-                "id": flow.id,
-                "namespace": flow.namespace,
-                "revision": flow.revision,
-                "tenantId": flow.tenant_id,
-            },
-            "vars": flow.variables,
-            "labels": dict(flow.labels),
-            "trigger": {"id": trigger.id, "type": trigger.type},
-            "envs": settings.template_envs(os.environ),
-            "globals": settings.globals,
-        }
         try:
-            expected = render(trigger.key, variables)
+            expected = render(trigger.key, _flow_variables(flow, trigger, settings))
         except LannerError as exc:
             # as Kestra: a key that cannot render matches no request, the others still work
             log.warning(
@@ -495,11 +486,85 @@ def _webhook_trigger(flow: Flow, key: str, settings: Settings) -> Webhook | None
     return None
 
 
+def _flow_variables(flow: Flow, trigger: Webhook, settings: Settings) -> dict[str, Any]:
+    return {
+        "flow": {
+            "id": flow.id,
+            "namespace": flow.namespace,
+            "revision": flow.revision,
+            "tenantId": flow.tenant_id,
+        },
+        "vars": flow.variables,
+        "labels": dict(flow.labels),
+        "trigger": {"id": trigger.id, "type": trigger.type},
+        "envs": settings.template_envs(os.environ),
+        "globals": settings.globals,
+    }
+
+
 def _multi(items: list[tuple[str, str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, value in items:
         out.setdefault(key, []).append(value)
     return out
+
+
+def _webhook_body(raw: bytes, content_type: str) -> Any:
+    """The request body as ``trigger.body``: JSON when it parses, the text otherwise; a body
+    declared JSON that does not parse is refused."""
+    if not raw:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        media = content_type.split(";")[0].strip().lower()
+        if media == "application/json" or media.endswith("+json"):
+            raise InputValidationError(
+                [
+                    Problem(
+                        "body",
+                        f"the body is declared {media} but is not JSON: {exc.msg} "
+                        f"(line {exc.lineno}, column {exc.colno})",
+                    )
+                ]
+            ) from None
+        return text
+
+
+def _webhook_disabled(backends: Backends, tenant: str, flow: Flow, trigger: Webhook) -> str | None:
+    """Why the webhook may not start an execution now, or None."""
+    if flow.disabled:
+        return f"flow {flow.namespace}.{flow.id} is disabled"
+    if trigger.disabled:
+        return f"webhook trigger '{trigger.id}' of {flow.namespace}.{flow.id} is disabled"
+    uid = trigger_uid(tenant, flow.namespace, flow.id, trigger.id)
+    for state in backends.repositories.triggers.find(tenant, flow.namespace, flow.id):
+        if state.uid == uid and state.disabled:
+            return (
+                f"webhook trigger '{trigger.id}' of {flow.namespace}.{flow.id} is disabled "
+                "(through the API)"
+            )
+    return None
+
+
+def _webhook_conditions_hold(
+    flow: Flow, trigger: Webhook, variables: dict[str, Any], now: datetime
+) -> bool:
+    ctx = ConditionContext(namespace=flow.namespace, flow_id=flow.id, date=now, variables=variables)
+    for index, condition in enumerate(trigger.conditions):
+        try:
+            if not condition.test(ctx):  # type: ignore[attr-defined]
+                return False
+        except Exception as exc:  # a template error in the condition: the caller must know
+            raise InputValidationError(
+                [
+                    Problem(
+                        f"triggers.{trigger.id}.conditions[{index}]", f"cannot be evaluated: {exc}"
+                    )
+                ]
+            ) from None
+    return True
 
 
 async def _webhook(
@@ -509,40 +574,56 @@ async def _webhook(
     request: Request,
     backends: Backends,
     tenant: str,
+    wait: bool,
 ) -> Any:
     try:
         record = await anyio.to_thread.run_sync(load_flow, backends, tenant, namespace, flow_id)
     except NotFoundError:
         # Kestra's wording, which webhook callers may test for
         raise NotFoundError(f"Not Found: Flow not found: {namespace}.{flow_id}") from None
-    flow = parse_flow(record.source).model_copy(
-        update={"revision": record.revision, "tenant_id": tenant}
-    )
+    try:
+        flow = _parsed(record.source).model_copy(
+            update={"revision": record.revision, "tenant_id": tenant}
+        )
+    except LannerError as exc:  # stored before a plugin went away
+        raise ConflictError(f"flow {namespace}.{flow_id} is invalid: {exc}") from None
     trigger = _webhook_trigger(flow, key, backends.settings)
     if trigger is None:
         raise NotFoundError(f"flow {namespace}.{flow_id} has no webhook trigger with this key")
-    raw_body = await request.body()
-    body: Any = None
-    if raw_body:
-        text = raw_body.decode("utf-8", errors="replace")
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError:
-            body = text
-    variables = {
+    refused = await anyio.to_thread.run_sync(_webhook_disabled, backends, tenant, flow, trigger)
+    if refused is not None:
+        raise ConflictError(refused)
+    body = _webhook_body(await request.body(), request.headers.get("content-type", ""))
+    request_variables = {
         "body": body,
         "headers": _multi(list(request.headers.items())),
         "parameters": _multi(list(request.query_params.multi_items())),
     }
+    variables = _flow_variables(flow, trigger, backends.settings)
+    variables["trigger"] = {**variables["trigger"], **request_variables}
+    now = datetime.now(UTC)
+    if not _webhook_conditions_hold(flow, trigger, variables, now):
+        return Response(status_code=204)  # Kestra: conditions not met, no execution
+    try:
+        raw_inputs = render_object(trigger.inputs, variables) if trigger.inputs else {}
+    except LannerError as exc:
+        raise InputValidationError(
+            [Problem(f"triggers.{trigger.id}.inputs", f"cannot be rendered: {exc}")]
+        ) from None
     execution = await create_execution(
         backends,
         tenant,
         flow,
+        raw_inputs,
         {},
         {},
-        {},
-        trigger=ExecutionTrigger(id=trigger.id, type=trigger.type, variables=variables),
+        trigger=ExecutionTrigger(id=trigger.id, type=trigger.type, variables=request_variables),
     )
+    if not (wait or trigger.wait):
+        return execution_json(execution)
+    execution = await wait_terminal(backends, tenant, execution)
+    if trigger.return_outputs:
+        return execution.outputs or {}
     return execution_json(execution)
 
 
@@ -554,8 +635,18 @@ async def webhook(
     backends: BackendsDep,
     tenant: TenantDep,
 ) -> Any:
-    """Trigger a flow through its Webhook trigger whose ``key`` matches."""
-    return await _webhook(namespace, flow_id, key, request, backends, tenant)
+    """Trigger a flow through its Webhook trigger whose ``key`` matches.
+
+    The request's body (JSON when it parses), headers and query parameters are the execution's
+    ``trigger.body``, ``trigger.headers`` and ``trigger.parameters``. Answers (Kestra's): 200
+    with the execution; 204 when the trigger's conditions refuse the request (no execution);
+    404 for an unknown flow or key; 409 when the flow or the trigger is disabled (in the flow,
+    or through the API); 422 for a body declared JSON that is not, or inputs that do not
+    render. With the trigger's ``wait: true`` (or ``?wait=true``) the answer comes when the
+    execution ends, and with ``returnOutputs: true`` it is the flow's outputs.
+    """
+    wait = request.query_params.get("wait", "").lower() == "true"
+    return await _webhook(namespace, flow_id, key, request, backends, tenant, wait)
 
 
 for _method in ("GET", "POST", "PUT"):

@@ -73,7 +73,8 @@ def list_triggers(
                 trigger_id=trigger.id,
             )
             context = state.to_dict()
-            context.pop("fingerprint", None)
+            for internal in ("fingerprint", "appliedRequests"):  # the scheduler's bookkeeping
+                context.pop(internal, None)
             context["disabled"] = state.disabled
             declared = trigger.model_dump(mode="json", by_alias=True, exclude_none=True)
             out.append(

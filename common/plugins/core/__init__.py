@@ -8,6 +8,7 @@ from importlib import import_module
 _MODULES = (
     "flowable",
     "triggers",
+    "toggle",
     "conditions",
     "log",
     "debug",
