@@ -42,7 +42,7 @@ def exported_names() -> set[str]:
     from webserver.metrics import HttpMetrics
 
     registries = [REGISTRY, HttpMetrics(CollectorRegistry()).registry]
-    names = set()
+    names: set[str] = set()
     for registry in registries:
         for family in registry.collect():
             names.update(family.name + suffix for suffix in SUFFIXES[family.type])
