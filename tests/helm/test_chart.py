@@ -7,6 +7,7 @@ import base64
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -333,3 +334,22 @@ def test_values_the_chart_cannot_deploy_fail_the_render_with_the_fix(
 def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
     labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
     return labels
+
+
+def test_the_readme_values_file_renders_a_valid_distributed_deployment(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """The values file of the README's Kubernetes recipe, as a new user copies it."""
+    readme = (CHART.parents[1] / "README.md").read_text()
+    block = readme.split("# my-values.yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "my-values.yaml"
+    path.write_text(textwrap.dedent(block))
+    manifests = helm.template([path])
+    for doc in manifests.docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    data = manifests.get("ConfigMap", "lanner")["data"]
+    assert data["LANNER_KAFKA_BOOTSTRAP_SERVERS"].startswith("kafka-0.kafka.kafka.svc:9092")
+    assert data["LANNER_ELASTICSEARCH_URL"] == "http://elasticsearch-master.elastic.svc:9200"
+    executor = manifests.get("Deployment", "lanner-executor")
+    assert container(executor)["image"] == "registry.example.com/lanner:0.1.0"
+    assert manifests.get("Ingress", "lanner")["spec"]["rules"][0]["host"] == "lanner.example.com"
