@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,3 +81,29 @@ def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def pod_env(manifests: Manifests, workload: dict[str, Any], pod_name: str) -> dict[str, str]:
+    """The environment the container of ``workload`` (Deployment or Job) gets in a pod named
+    ``pod_name``: its ConfigMaps and Secrets (``envFrom``), then its ``env`` with the downward
+    API's ``metadata.name`` resolved."""
+    main = container(workload)
+    env: dict[str, str] = {}
+    for source in main.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(manifests.get("ConfigMap", source["configMapRef"]["name"])["data"])
+        elif "secretRef" in source:
+            secret = manifests.of("Secret").get(source["secretRef"]["name"])
+            if secret is None:
+                assert source["secretRef"].get("optional"), source
+                continue
+            env.update(secret.get("stringData", {}))
+            env.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
+    for item in main.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            field = item["valueFrom"]["fieldRef"]["fieldPath"]
+            assert field == "metadata.name", item
+            env[item["name"]] = pod_name
+    return env
