@@ -320,7 +320,10 @@ def test_the_dashboard_config_map_holds_the_chart_dashboard(
     [
         ({"config.repository": "sqlite"}, "distributed mode needs repository: elasticsearch"),
         ({"config.queue": "sqlite"}, "the chart sets the queue"),
-        ({"mode": "cluster"}, "use standalone or distributed"),
+        ({"mode": "cluster"}, "standalone.*distributed"),
+        ({"mode": "standalone", "standalone.replicas": "2"}, "use mode: distributed to scale"),
+        ({"executor.replica": "3"}, "additional properties 'replica' not allowed"),
+        ({"worker.autoscaling.minReplicas": "0"}, "minReplicas"),
         ({"workerGroups[0].key": "GPU"}, "lower-case letters"),
     ],
 )

@@ -112,6 +112,9 @@ maps and lists as JSON) under the values the chart owns (queue, data_dir, host, 
 {{- if and (eq .Values.mode "distributed") (eq (toString (default "sqlite" .Values.config.repository)) "sqlite") -}}
 {{- fail "config.repository: sqlite cannot be shared by separate pods: distributed mode needs repository: elasticsearch (or mode: standalone)" -}}
 {{- end -}}
+{{- if and (eq .Values.mode "standalone") (gt (int .Values.standalone.replicas) 1) -}}
+{{- fail "standalone.replicas: one standalone pod (its data volume and SQLite are its own): use mode: distributed to scale" -}}
+{{- end -}}
 {{- range .Values.workerGroups -}}
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" (toString .key)) -}}
 {{- fail (printf "workerGroups: key %q: use lower-case letters, digits and '-' (it names a Deployment)" (toString .key)) -}}
