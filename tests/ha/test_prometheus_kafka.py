@@ -8,6 +8,7 @@ in the shared data directory (one machine); the queue is the session's Kafka bro
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from tests.ha.cluster import Cluster
+from tests.helm.chart import CHART
 from tests.infra.fixtures import StartLanner
 from tests.infra.processes import ManagedProcess, free_ports, http_ok
 from tests.infra.prometheus import PrometheusServer
@@ -107,10 +109,35 @@ def test_prometheus_scrapes_every_component_and_counts_the_executions_by_state(
             'sum by (state) (lanner_worker_task_runs_total{component="worker"})', "state"
         )
         assert worker_runs.get("SUCCESS") == 6.0 and worker_runs.get("FAILED") == 3.0, worker_runs
+        # every query of the chart's Grafana dashboard is valid PromQL for this Prometheus, and
+        # those of the executions panels show the load
+        answered = {expr: prometheus.query(expr) for expr in dashboard_queries()}
+        ended_panel = next(e for e in answered if e.startswith("sum by (state) (increase("))
+        states = {s["metric"]["state"] for s in answered[ended_panel]}
+        assert states == {"SUCCESS", "FAILED"}, answered[ended_panel]
+        # every panel shows data, but the Elasticsearch repository's (this one is SQLite)
+        empty = sorted(e for e, samples in answered.items() if not samples)
+        assert [e for e in empty if "lanner_repository_" not in e] == [], empty
     finally:
         prometheus.stop()
     for component, process in processes.items():
         process.check_running(f"the test ({component})")
+
+
+def dashboard_queries() -> list[str]:
+    """The PromQL of every panel of the chart's dashboard, Grafana's variables filled in."""
+    dashboard = json.loads((CHART / "dashboards" / "lanner.json").read_text())
+    variables = {"$__rate_interval": "1m", "$__range": "10m", "$flow_namespace": ".*"}
+    queries = []
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for name, value in variables.items():
+                expr = expr.replace(name, value)
+            assert "$" not in expr, f"a Grafana variable left in {expr}"
+            queries.append(expr)
+    assert queries
+    return queries
 
 
 def _load(api_url: str, processes: dict[str, ManagedProcess]) -> dict[str, float]:
