@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -109,19 +110,33 @@ def test_prometheus_scrapes_every_component_and_counts_the_executions_by_state(
             'sum by (state) (lanner_worker_task_runs_total{component="worker"})', "state"
         )
         assert worker_runs.get("SUCCESS") == 6.0 and worker_runs.get("FAILED") == 3.0, worker_runs
-        # every query of the chart's Grafana dashboard is valid PromQL for this Prometheus, and
-        # those of the executions panels show the load
-        answered = {expr: prometheus.query(expr) for expr in dashboard_queries()}
-        ended_panel = next(e for e in answered if e.startswith("sum by (state) (increase("))
-        states = {s["metric"]["state"] for s in answered[ended_panel]}
-        assert states == {"SUCCESS", "FAILED"}, answered[ended_panel]
-        # every panel shows data, but the Elasticsearch repository's (this one is SQLite)
-        empty = sorted(e for e, samples in answered.items() if not samples)
-        assert [e for e in empty if "lanner_repository_" not in e] == [], empty
+        # every query of the chart's Grafana dashboard is valid PromQL for this Prometheus (a
+        # query it refuses raises here) and, once a few scrapes hold the load (a rate needs two
+        # samples), every panel shows data but the Elasticsearch repository's (this one is SQLite)
+        queries = dashboard_queries()
+        ended_panel = next(e for e in queries if e.startswith("sum by (state) (increase("))
+        last: dict[str, list[dict[str, Any]]] = {}
+
+        def dashboard_shows_the_load() -> bool:
+            last.update({expr: prometheus.query(expr) for expr in queries})
+            states = {s["metric"]["state"] for s in last[ended_panel]}
+            return states == {"SUCCESS", "FAILED"} and not _empty(last)
+
+        wait_until(
+            dashboard_shows_the_load,
+            60,
+            "every dashboard panel to show data",
+            interval=1.0,
+            diagnose=lambda: f"empty: {_empty(last)}; ended: {last.get(ended_panel)}",
+        )
     finally:
         prometheus.stop()
     for component, process in processes.items():
         process.check_running(f"the test ({component})")
+
+
+def _empty(answered: dict[str, list[dict[str, Any]]]) -> list[str]:
+    return sorted(e for e, samples in answered.items() if not samples and "repository_" not in e)
 
 
 def dashboard_queries() -> list[str]:
