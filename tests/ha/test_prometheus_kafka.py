@@ -106,10 +106,18 @@ def test_prometheus_scrapes_every_component_and_counts_the_executions_by_state(
         for component, metric in own.items():
             seen = prometheus.by_label(f"sum by (component) ({metric})", "component")
             assert seen.get(component, 0) > 0, f"{metric}: {seen}"
-        worker_runs = prometheus.by_label(
-            'sum by (state) (lanner_worker_task_runs_total{component="worker"})', "state"
+        # the worker's own count of the same runs (scraped on its own schedule: waited for)
+        runs = 'sum by (state) (lanner_worker_task_runs_total{component="worker"})'
+        wait_until(
+            lambda: (
+                {k: v for k, v in prometheus.by_label(runs, "state").items() if k != "RUNNING"}
+                == {"SUCCESS": 6.0, "FAILED": 3.0}
+            ),
+            30,
+            "the worker's task runs by state in Prometheus",
+            interval=0.5,
+            diagnose=lambda: f"{runs} -> {prometheus.by_label(runs, 'state')}",
         )
-        assert worker_runs.get("SUCCESS") == 6.0 and worker_runs.get("FAILED") == 3.0, worker_runs
         # every query of the chart's Grafana dashboard is valid PromQL for this Prometheus (a
         # query it refuses raises here) and, once a few scrapes hold the load (a rate needs two
         # samples), every panel shows data but the Elasticsearch repository's (this one is SQLite)

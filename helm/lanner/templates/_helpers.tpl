@@ -144,10 +144,6 @@ envFrom:
   - secretRef:
       name: {{ include "lanner.secretName" .root }}
 env:
-  - name: POD_NAME
-    valueFrom:
-      fieldRef:
-        fieldPath: metadata.name
   # a stable name per pod: the executor's static group membership, the worker's id
   - name: LANNER_INSTANCE_ID
     valueFrom:
