@@ -52,6 +52,7 @@ def fetch_helm(progress: Progress | None = None) -> Path:
     say = progress or (lambda line: print(line, flush=True))
     helm = helm_path()
     if (helm_dir() / ".complete").exists() and helm.exists():
+        say(f"[infra] cache warm: helm {HELM_VERSION}")
         return helm
     go = _go()
     log_path = cache_dir() / "logs" / "fetch-helm.log"
