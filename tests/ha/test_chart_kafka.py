@@ -22,7 +22,6 @@ import yaml
 from tests.helm.chart import VALUES, Helm, Manifests, container, pod_env
 from tests.infra.fixtures import StartLanner
 from tests.infra.processes import ManagedProcess, free_ports, http_ok
-from tests.infra.tools import fetch_helm
 from tests.infra.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
@@ -145,6 +144,7 @@ def test_the_distributed_chart_runs_and_serves_an_execution(
     elasticsearch_url: str,
     unique_name: str,
     lanner_process: StartLanner,
+    helm_binary: Path,
     tmp_path: Path,
 ) -> None:
     values = _values(
@@ -157,7 +157,7 @@ def test_the_distributed_chart_runs_and_serves_an_execution(
             "kafkaInit": {"partitions": 2},  # the session's broker is shared: few partitions
         },
     )
-    manifests = Helm(fetch_helm()).template([*VALUES["distributed"], values])
+    manifests = Helm(helm_binary).template([*VALUES["distributed"], values])
     run = ChartRun(manifests, lanner_process, tmp_path)
     run.run_job("lanner-kafka-init")  # the pre-install hook first: the topics
     for name in manifests.of("Deployment"):
@@ -181,6 +181,7 @@ def test_the_standalone_chart_runs_lanner_server_standalone(
     elasticsearch_url: str,
     unique_name: str,
     lanner_process: StartLanner,
+    helm_binary: Path,
     tmp_path: Path,
 ) -> None:
     values = _values(
@@ -191,7 +192,7 @@ def test_the_standalone_chart_runs_lanner_server_standalone(
             "kafkaInit": {"partitions": 2},
         },
     )
-    manifests = Helm(fetch_helm()).template([*VALUES["standalone"], values])
+    manifests = Helm(helm_binary).template([*VALUES["standalone"], values])
     run = ChartRun(manifests, lanner_process, tmp_path)
     run.run_job("lanner-kafka-init")
     assert list(manifests.of("Deployment")) == ["lanner"]
@@ -201,10 +202,10 @@ def test_the_standalone_chart_runs_lanner_server_standalone(
 
 
 def test_the_embedded_standalone_chart_runs_lanner_server_local(
-    lanner_process: StartLanner, tmp_path: Path
+    lanner_process: StartLanner, helm_binary: Path, tmp_path: Path
 ) -> None:
     values = _values(tmp_path, {"secrets": {"flowSecrets": {"GREETING": "hello"}}})
-    manifests = Helm(fetch_helm()).template(
+    manifests = Helm(helm_binary).template(
         [*VALUES["standalone"], values], {"standalone.embedded": "true"}
     )
     assert "Job" not in {d["kind"] for d in manifests.docs}

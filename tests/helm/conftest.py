@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.helm.chart import Helm
-from tests.infra.tools import fetch_helm
 
 
 @pytest.fixture(scope="session")
-def helm() -> Helm:
-    return Helm(fetch_helm())
+def helm(helm_binary: Path) -> Helm:
+    return Helm(helm_binary)
