@@ -232,6 +232,10 @@ def test_the_service_monitor_is_off_by_default_and_scrapes_every_pod_when_on(
     assert (port["name"], port["targetPort"]) == ("metrics", "management")
     for name, deployment in manifests.of("Deployment").items():
         assert matches(services[0]["spec"]["selector"], _pod_labels(deployment)), name
+    job = manifests.get("Job", "lanner-kafka-init")
+    assert not matches(
+        services[0]["spec"]["selector"], job["spec"]["template"]["metadata"]["labels"]
+    )
     off = helm.template(VALUES["distributed"], {"metrics.serviceMonitor.enabled": "false"})
     assert "ServiceMonitor" not in {d["kind"] for d in off.docs}
 

@@ -251,6 +251,8 @@ spec:
     metadata:
       labels:
         {{- include "lanner.componentSelectorLabels" . | nindent 8 }}
+        # serves /metrics: selected by the -metrics Service (the kafka-init Job's pod is not)
+        lanner.io/metrics: "true"
         {{- with .group }}
         lanner.io/worker-group: {{ . }}
         {{- end }}
