@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(HOME)/.lanner
 
-.PHONY: run test test-unit test-ha bench lint format infra-up infra-down infra-status clean ui ui-test chromium
+.PHONY: run test test-unit test-ha bench lint format infra-up infra-down infra-status clean ui ui-test chromium prometheus
 UI := webserver/ui
 CHROMIUM := /usr/bin/chromium
 
@@ -29,18 +29,24 @@ ui-test: ui
 chromium:
 	@test -x $(CHROMIUM) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
+# The metrics test (tests/ha/test_prometheus_kafka.py) starts Debian's prometheus on a free port.
+PROMETHEUS := /usr/bin/prometheus
+prometheus:
+	@test -x $(PROMETHEUS) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus)
+
 run: $(STAMP) ui
 	$(BIN)/lanner server local --flows-dir examples/flows --data-dir $(DATA_DIR)
 
-# Provisions Kafka and Elasticsearch (cached under ~/.cache/lanner/infra) before the suites.
-test: $(STAMP) ui-test chromium
+# Provisions Kafka and Elasticsearch and builds helm (cached under ~/.cache/lanner/infra) before
+# the suites.
+test: $(STAMP) ui-test chromium prometheus
 	$(BIN)/python -m tests.infra fetch
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 # Only the suites on real Kafka and Elasticsearch (tests/ha); services start on first use.
-test-ha: $(STAMP)
+test-ha: $(STAMP) prometheus
 	$(BIN)/python -m tests.infra fetch
 	$(BIN)/python -m pytest -p no:cacheprovider tests/ha
 

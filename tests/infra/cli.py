@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import provision
+from . import provision, tools
 from .elasticsearch import ElasticsearchCluster
 from .errors import InfraError
 from .kafka import KafkaCluster
@@ -152,7 +152,9 @@ def status() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.infra", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="download Kafka and Elasticsearch into the cache (once)")
+    sub.add_parser(
+        "fetch", help="download Kafka and Elasticsearch, build helm, into the cache (once)"
+    )
     up_parser = sub.add_parser("up", help="start Kafka and Elasticsearch in the background")
     up_parser.add_argument("--brokers", type=int, default=1, help="Kafka nodes (default 1)")
     up_parser.add_argument("--nodes", type=int, default=1, help="Elasticsearch nodes (default 1)")
@@ -164,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "fetch":
             provision.fetch()
+            tools.fetch_helm()
         elif args.command == "up":
             up(args.brokers, args.nodes, not args.no_kafka, not args.no_elasticsearch)
         elif args.command == "down":

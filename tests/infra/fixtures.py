@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from . import provision
+from . import provision, tools
 from .elasticsearch import ElasticsearchCluster
 from .errors import InfraError
 from .kafka import KafkaCluster
@@ -182,3 +182,11 @@ def lanner_process(tmp_path: Path) -> Iterator[StartLanner]:
     yield start
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def helm_binary() -> Path:
+    """helm, built into the cache with ``go install`` the first time (tests/infra/tools.py)."""
+    # pytest captures output; the cache is normally warm (`make test` built helm first),
+    # otherwise show the build's progress on the real stderr
+    return tools.fetch_helm(progress=lambda line: print(line, file=sys.__stderr__, flush=True))
