@@ -53,6 +53,7 @@ test-ha: $(STAMP) prometheus
 bench: $(STAMP)
 	$(BIN)/python -m tests.infra fetch
 	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench.scheduler
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -30,6 +30,7 @@ Semantics (Kestra's ``Schedule``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,11 +75,33 @@ def _zone(trigger: Schedule) -> ZoneInfo:
     return ZoneInfo(trigger.timezone)
 
 
+class _Croniter(croniter):  # type: ignore[misc]
+    """croniter that expands each expression once: expanding it again for every date took
+    60% of a scheduler tick. Instances copy the expansion before changing it."""
+
+    @classmethod
+    def expand(  # type: ignore[override]
+        cls,
+        expr_format: str,
+        hash_id: Any = None,
+        second_at_beginning: Any = False,
+        from_timestamp: Any = None,
+    ) -> Any:
+        if hash_id is not None or from_timestamp is not None:
+            return super().expand(expr_format, hash_id, second_at_beginning, from_timestamp)
+        return _expanded(expr_format, second_at_beginning)
+
+
+@functools.lru_cache(maxsize=4096)
+def _expanded(expr_format: str, second_at_beginning: Any) -> Any:
+    return croniter.expand(expr_format, second_at_beginning=second_at_beginning)
+
+
 def _croniter(trigger: Schedule, start: datetime, is_prev: bool) -> croniter:
     expression = trigger.cron.strip()
     if expression == "@midnight":
         expression = "@daily"
-    return croniter(
+    return _Croniter(
         expression,
         start,
         is_prev=is_prev,
