@@ -124,7 +124,24 @@ def previous_date(trigger: Schedule, before: datetime) -> datetime:
     return _step(trigger, before, forward=False)
 
 
+_STEPS: dict[tuple[str, str, bool, datetime, bool], datetime] = {}
+_MAX_STEPS = 65536
+
+
 def _step(trigger: Schedule, origin: datetime, *, forward: bool) -> datetime:
+    # many triggers share a cron and fire at the same instants: each step is computed once
+    # (a pure function of these five values; an error is raised again each time, never kept)
+    key = (trigger.cron, trigger.timezone, bool(trigger.with_seconds), _utc(origin), forward)
+    found = _STEPS.get(key)
+    if found is None:
+        found = _compute_step(trigger, origin, forward=forward)
+        if len(_STEPS) >= _MAX_STEPS:
+            _STEPS.clear()
+        _STEPS[key] = found
+    return found
+
+
+def _compute_step(trigger: Schedule, origin: datetime, *, forward: bool) -> datetime:
     try:
         zone = _zone(trigger)
     except (ZoneInfoNotFoundError, ValueError) as exc:
