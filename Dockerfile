@@ -29,5 +29,10 @@ RUN mkdir -p /var/lib/lanner/storage
 WORKDIR /var/lib/lanner
 ENV LANNER_DATA_DIR=/var/lib/lanner
 
+# Every component answers /health/live: the `server` ones on the management port, `server
+# local` on its API port; the check asks both.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as r\nfor port in (os.environ.get('LANNER_METRICS_PORT', '8081'), os.environ.get('LANNER_PORT', '8080')):\n    try:\n        r.urlopen(f'http://127.0.0.1:{port}/health/live', timeout=3)\n        raise SystemExit(0)\n    except OSError:\n        pass\nraise SystemExit(1)"]
+
 ENTRYPOINT ["lanner"]
 CMD ["--help"]
