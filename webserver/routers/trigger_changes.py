@@ -14,6 +14,7 @@ trigger is evaluated by the executor from the flow's source, so it is enabled or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -251,6 +252,30 @@ async def set_disabled_by_triggers(
     return {"count": await _run(apply)}
 
 
+def _is_flow(item: dict[str, Any]) -> bool:
+    return str(item["abstractTrigger"].get("type", "")).endswith("trigger.Flow")
+
+
+def _found(
+    backends: Backends,
+    tenant: str,
+    namespace: str | None,
+    flow_id: str | None,
+    q: str | None,
+    keep: Callable[[dict[str, Any]], bool],
+) -> list[TriggerBody]:
+    """The triggers a by-query action changes: those of the search that ``keep`` accepts."""
+    return [
+        TriggerBody(
+            namespace=item["triggerContext"]["namespace"],
+            flowId=item["triggerContext"]["flowId"],
+            triggerId=item["triggerContext"]["triggerId"],
+        )
+        for item in list_triggers(backends, tenant, namespace, flow_id, q)
+        if keep(item)
+    ]
+
+
 @router.post("/triggers/set-disabled/by-query", summary="Disable or enable the triggers found")
 async def set_disabled_by_query(
     backends: BackendsDep,
@@ -261,19 +286,11 @@ async def set_disabled_by_query(
     disabled: bool = True,
 ) -> dict[str, Any]:
     def apply() -> int:
-        count = 0
-        for item in list_triggers(backends, tenant, namespace, flow_id, q):
-            context = item["triggerContext"]
-            if item["abstractTrigger"].get("type", "").endswith("trigger.Flow"):
-                continue  # the executor's: not changed through the API
-            body = TriggerBody(
-                namespace=context["namespace"],
-                flowId=context["flowId"],
-                triggerId=context["triggerId"],
-            )
+        # Flow triggers are the executor's: not changed through the API
+        found = _found(backends, tenant, namespace, flow_id, q, lambda item: not _is_flow(item))
+        for body in found:
             _change(backends, tenant, body, disabled=disabled)
-            count += 1
-        return count
+        return len(found)
 
     return {"count": await _run(apply)}
 
@@ -315,19 +332,17 @@ async def unlock_by_query(
     q: str | None = None,
 ) -> dict[str, Any]:
     def apply() -> int:
-        count = 0
-        for item in list_triggers(backends, tenant, namespace, flow_id, q):
-            context = item["triggerContext"]
-            if not context.get("evaluateRunningDate"):
-                continue
-            body = TriggerBody(
-                namespace=context["namespace"],
-                flowId=context["flowId"],
-                triggerId=context["triggerId"],
-            )
+        locked = _found(
+            backends,
+            tenant,
+            namespace,
+            flow_id,
+            q,
+            lambda item: bool(item["triggerContext"].get("evaluateRunningDate")),
+        )
+        for body in locked:
             _change(backends, tenant, body, unlock=True)
-            count += 1
-        return count
+        return len(locked)
 
     return {"count": await _run(apply)}
 
