@@ -152,6 +152,40 @@ def test_a_commit_of_another_connection_wakes_the_waiting_subscriptions(
     other.close()
 
 
+def test_a_poll_without_wait_reads_a_record_of_this_process_at_once(queue: SqliteQueue) -> None:
+    """A poll that found nothing skips its query while nothing could have come; an emit of this
+    process (it sets the subscription's event on commit) is read by the very next poll."""
+    sub = queue.subscribe([EXECUTOR], f"g-{uuid.uuid4().hex[:8]}")
+    assert sub.poll(100, timeout=0) == []
+    assert sub.poll(100, timeout=0) == []  # nothing came: no query needed
+    queue.emit(EXECUTOR, "k", b"here")
+    assert _values(sub.poll(100, timeout=0)) == ["here"]
+    queue.emit(EXECUTOR, "k", b"again")
+    assert _values(sub.poll(100, timeout=0)) == ["again"]
+    sub.close()
+
+
+def test_polls_without_wait_read_records_of_another_process(
+    db_path: Path, queue: SqliteQueue
+) -> None:
+    """Nobody waits, so no watcher looks: the polls that skip their query still read again
+    after ``cross_process_poll``."""
+    sub = queue.subscribe([EXECUTOR], f"g-{uuid.uuid4().hex[:8]}")
+    assert sub.poll(100, timeout=0) == []
+    other = SqliteQueue(SqliteDatabase(str(db_path)))  # another connection, as another process
+    other.emit(EXECUTOR, "k", b"from elsewhere")
+    received: list[Record] = []
+
+    def read() -> bool:
+        received.extend(sub.poll(100, timeout=0))
+        return bool(received)
+
+    wait_until(read, DEADLINE, "the other connection's record", interval=0.01)
+    assert _values(received) == ["from elsewhere"]
+    sub.close()
+    other.close()
+
+
 def _take_over(survivor: SqliteSubscription, partitions: int) -> None:
     def holds_everything() -> bool:
         survivor.poll(100, timeout=0.1)
