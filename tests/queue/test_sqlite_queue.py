@@ -349,6 +349,25 @@ def test_purge_keeps_what_a_durable_group_has_not_committed_and_a_margin(
         sub.close()
 
 
+def test_purge_keeps_each_partition_from_its_own_bound(queue: SqliteQueue) -> None:
+    """Records of every partition go up to the lowest bound in one pass over the topic, then
+    each partition up to its own: a group behind in one partition holds back only that one."""
+    behind = queue.subscribe([EXECUTOR], f"behind-{uuid.uuid4().hex[:8]}")
+    queue.emit_many([(EXECUTOR, f"k{n}", f"v{n}".encode()) for n in range(200)])
+    records = _poll_until(behind, [], 200)
+    assert len({r.partition for r in records}) == queue.partitions(EXECUTOR)
+    first = [r for r in records if r.partition == 0]
+    kept = first[len(first) // 2 :]
+    behind.commit([r for r in records if r not in kept])
+
+    deleted = queue.purge(retain=0)
+
+    remaining = queue.db.query("SELECT value FROM queue_records ORDER BY offset")
+    assert [bytes(r[0]).decode() for r in remaining] == _values(kept)
+    assert deleted == 200 - len(kept)
+    behind.close()
+
+
 def test_assignment_pause_and_resume_are_per_partition(queue: SqliteQueue) -> None:
     sub = queue.subscribe([EXECUTOR], f"g-{uuid.uuid4().hex[:8]}")
     everything = [TopicPartition(EXECUTOR, p) for p in range(queue.partitions(EXECUTOR))]
