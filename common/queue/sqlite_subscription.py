@@ -339,10 +339,14 @@ class SqliteSubscription:
     def commit(self, records: Sequence[Record]) -> None:
         if not records:
             return
-        last: dict[TopicPartition, int] = {}
+        # plain tuples while counting (a TopicPartition per record cost more than the rest of
+        # the loop); equal to and hashed as the TopicPartitions they become
+        highest: dict[tuple[str, int], int] = {}
         for record in records:
-            tp = record.topic_partition
-            last[tp] = max(last.get(tp, record.offset), record.offset)
+            key = (record.topic, record.partition)
+            if highest.get(key, -1) < record.offset:
+                highest[key] = record.offset
+        last = {TopicPartition(*key): offset for key, offset in highest.items()}
         with self.db.transaction() as conn:
             # Under the write lock, the group's owners can only have changed since the last
             # check that passed if another connection committed (its data version moved) or a

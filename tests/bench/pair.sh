@@ -16,7 +16,7 @@ setsid "$tree/.venv/bin/lanner" server local --data-dir "$data/data" --port "$po
     >"$data/server.log" 2>&1 &
 pid=$!
 if [[ "${PROFILE:-}" == 1 ]]; then
-    "$here/.venv/bin/py-spy" record -r 50 -p "$pid" -o "$out/$label.txt" -f raw \
+    "$here/.venv/bin/py-spy" record -r 50 ${SPYFLAGS:-} -p "$pid" -o "$out/$label.txt" -f raw \
         >"$out/$label.pyspy.log" 2>&1 &
     spy=$!
 fi
