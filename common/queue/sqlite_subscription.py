@@ -325,14 +325,26 @@ class SqliteSubscription:
 
     def _query(self, topics: int, parts: int) -> str:
         """One range scan of the (topic, offset) index from the lowest position, each held
-        partition filtered after its own (``+offset``: a filter, never another index scan)."""
+        partition filtered after its own (``+offset``: a filter, never another index scan).
+
+        The scan of several topics is sorted by offset (a temporary B-tree): it picks the
+        offsets alone, and only the ``LIMIT`` rows it keeps are read whole. Sorting whole rows
+        read every value of a backlog at each poll, twice the CPU of a poll 3000 records behind.
+        One topic's scan is in offset order already and stops at the limit: rows at once.
+        """
         sql = self._sql.get((topics, parts))
         if sql is None:
             held = " OR ".join(["(topic = ? AND partition = ? AND +offset > ?)"] * parts)
-            sql = self._sql[(topics, parts)] = (
-                "SELECT offset, topic, partition, key, value FROM queue_records "
+            where = (
                 f"WHERE topic IN ({','.join('?' * topics)}) AND offset > ? "
                 f"{f'AND ({held}) ' if parts else ''}ORDER BY offset LIMIT ?"
+            )
+            columns = "SELECT offset, topic, partition, key, value FROM queue_records"
+            sql = self._sql[(topics, parts)] = (
+                f"{columns} {where}"
+                if topics == 1
+                else f"{columns} WHERE offset IN (SELECT offset FROM queue_records {where}) "
+                "ORDER BY offset"
             )
         return sql
 

@@ -186,6 +186,29 @@ def test_polls_without_wait_read_records_of_another_process(
     other.close()
 
 
+def test_a_poll_of_several_topics_behind_reads_in_offset_order(queue: SqliteQueue) -> None:
+    """Several topics, far more records than a poll returns, with and without a partition
+    filter (one partition paused): each poll returns the next records in offset order."""
+    for paused in (False, True):
+        sub = queue.subscribe([EXECUTOR, EXECUTIONS], f"g-{uuid.uuid4().hex[:8]}")
+        queue.emit_many(
+            [(EXECUTOR if n % 3 else EXECUTIONS, f"k{n}", f"v{n}".encode()) for n in range(300)]
+        )
+        if paused:
+            sub.pause([TopicPartition(EXECUTOR, 0)])
+        received: list[Record] = []
+        while batch := sub.poll(40, timeout=0.2):
+            assert len(batch) <= 40
+            received.extend(batch)
+        written = queue.db.query(
+            "SELECT offset FROM queue_records WHERE topic IN (?, ?) "
+            "AND NOT (topic = ? AND partition = ?) ORDER BY offset",
+            (EXECUTOR, EXECUTIONS, EXECUTOR, 0 if paused else -1),
+        )
+        assert [r.offset for r in received] == [r[0] for r in written]
+        sub.close()
+
+
 def _take_over(survivor: SqliteSubscription, partitions: int) -> None:
     def holds_everything() -> bool:
         survivor.poll(100, timeout=0.1)
