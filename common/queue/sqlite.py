@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -360,6 +361,11 @@ class _Watcher:
     change it (they wake the subscriptions concerned themselves), so a busy embedded server does
     not wake its idle consumers ten times a second. The version is read from the start: a
     commit made before a subscription first waits is seen at the watcher's first look.
+
+    A subscription that starts waiting wakes the watcher only when nobody was waiting (it sleeps
+    without a timeout then), and a look is never sooner than ``cross_process_poll`` after the
+    previous one: on a busy server the consumers start and stop waiting thousands of times a
+    second, and a look per wait (a PRAGMA under the writer's lock) cost more than the polls.
     """
 
     def __init__(self, queue: SqliteQueue) -> None:
@@ -379,7 +385,8 @@ class _Watcher:
                     target=self._run, name="lanner-queue-watcher", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify_all()
+            if self._waiting == 1:  # the watcher may sleep until someone waits
+                self._cond.notify_all()
         try:
             yield
         finally:
@@ -387,18 +394,24 @@ class _Watcher:
                 self._waiting -= 1
 
     def _run(self) -> None:
+        next_look = 0.0
         while True:
             with self._cond:
-                while not self._waiting and not self._closed:
-                    self._cond.wait()
-                if not self._closed:
-                    self._cond.wait(self._queue.cross_process_poll)
+                while not self._closed:
+                    if not self._waiting:
+                        self._cond.wait()
+                        continue
+                    now = time.monotonic()
+                    if now >= next_look:
+                        break
+                    self._cond.wait(next_look - now)
                 if self._closed:
                     return
             try:
                 version = self._queue.db.foreign_version()
             except sqlite3.Error:  # closed under us
                 return
+            next_look = time.monotonic() + self._queue.cross_process_poll
             if version != self._version:
                 self._version = version
                 self._queue.wake_all()

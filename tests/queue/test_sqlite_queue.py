@@ -152,6 +152,63 @@ def test_a_commit_of_another_connection_wakes_the_waiting_subscriptions(
     other.close()
 
 
+def test_a_poll_without_wait_reads_a_record_of_this_process_at_once(queue: SqliteQueue) -> None:
+    """A poll that found nothing skips its query while nothing could have come; an emit of this
+    process (it sets the subscription's event on commit) is read by the very next poll."""
+    sub = queue.subscribe([EXECUTOR], f"g-{uuid.uuid4().hex[:8]}")
+    assert sub.poll(100, timeout=0) == []
+    assert sub.poll(100, timeout=0) == []  # nothing came: no query needed
+    queue.emit(EXECUTOR, "k", b"here")
+    assert _values(sub.poll(100, timeout=0)) == ["here"]
+    queue.emit(EXECUTOR, "k", b"again")
+    assert _values(sub.poll(100, timeout=0)) == ["again"]
+    sub.close()
+
+
+def test_polls_without_wait_read_records_of_another_process(
+    db_path: Path, queue: SqliteQueue
+) -> None:
+    """Nobody waits, so no watcher looks: the polls that skip their query still read again
+    after ``cross_process_poll``."""
+    sub = queue.subscribe([EXECUTOR], f"g-{uuid.uuid4().hex[:8]}")
+    assert sub.poll(100, timeout=0) == []
+    other = SqliteQueue(SqliteDatabase(str(db_path)))  # another connection, as another process
+    other.emit(EXECUTOR, "k", b"from elsewhere")
+    received: list[Record] = []
+
+    def read() -> bool:
+        received.extend(sub.poll(100, timeout=0))
+        return bool(received)
+
+    wait_until(read, DEADLINE, "the other connection's record", interval=0.01)
+    assert _values(received) == ["from elsewhere"]
+    sub.close()
+    other.close()
+
+
+def test_a_poll_of_several_topics_behind_reads_in_offset_order(queue: SqliteQueue) -> None:
+    """Several topics, far more records than a poll returns, with and without a partition
+    filter (one partition paused): each poll returns the next records in offset order."""
+    for paused in (False, True):
+        sub = queue.subscribe([EXECUTOR, EXECUTIONS], f"g-{uuid.uuid4().hex[:8]}")
+        queue.emit_many(
+            [(EXECUTOR if n % 3 else EXECUTIONS, f"k{n}", f"v{n}".encode()) for n in range(300)]
+        )
+        if paused:
+            sub.pause([TopicPartition(EXECUTOR, 0)])
+        received: list[Record] = []
+        while batch := sub.poll(40, timeout=0.2):
+            assert len(batch) <= 40
+            received.extend(batch)
+        written = queue.db.query(
+            "SELECT offset FROM queue_records WHERE topic IN (?, ?) "
+            "AND NOT (topic = ? AND partition = ?) ORDER BY offset",
+            (EXECUTOR, EXECUTIONS, EXECUTOR, 0 if paused else -1),
+        )
+        assert [r.offset for r in received] == [r[0] for r in written]
+        sub.close()
+
+
 def _take_over(survivor: SqliteSubscription, partitions: int) -> None:
     def holds_everything() -> bool:
         survivor.poll(100, timeout=0.1)
@@ -313,6 +370,25 @@ def test_purge_keeps_what_a_durable_group_has_not_committed_and_a_margin(
     assert [bytes(r[0]).decode() for r in remaining] == [f"v{n}" for n in range(95, 100)]
     for sub in (slow, fast, live):
         sub.close()
+
+
+def test_purge_keeps_each_partition_from_its_own_bound(queue: SqliteQueue) -> None:
+    """Records of every partition go up to the lowest bound in one pass over the topic, then
+    each partition up to its own: a group behind in one partition holds back only that one."""
+    behind = queue.subscribe([EXECUTOR], f"behind-{uuid.uuid4().hex[:8]}")
+    queue.emit_many([(EXECUTOR, f"k{n}", f"v{n}".encode()) for n in range(200)])
+    records = _poll_until(behind, [], 200)
+    assert len({r.partition for r in records}) == queue.partitions(EXECUTOR)
+    first = [r for r in records if r.partition == 0]
+    kept = first[len(first) // 2 :]
+    behind.commit([r for r in records if r not in kept])
+
+    deleted = queue.purge(retain=0)
+
+    remaining = queue.db.query("SELECT value FROM queue_records ORDER BY offset")
+    assert [bytes(r[0]).decode() for r in remaining] == _values(kept)
+    assert deleted == 200 - len(kept)
+    behind.close()
 
 
 def test_assignment_pause_and_resume_are_per_partition(queue: SqliteQueue) -> None:
