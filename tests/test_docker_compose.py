@@ -155,3 +155,25 @@ def test_every_command_the_compose_file_runs_exists(command: list[str]) -> None:
         f"`lanner {' '.join(command)} --help` exited {result.returncode}: "
         f"{(result.stderr or result.stdout).strip()[-500:]}"
     )
+
+
+def _lanner_variables(services: dict[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for service in services.values():
+        environment = service.get("environment") or {}
+        if isinstance(environment, list):
+            environment = dict(item.split("=", 1) for item in environment)
+        names |= {name for name in environment if name.startswith("LANNER_")}
+    return names
+
+
+def test_every_lanner_variable_of_the_compose_file_is_a_setting(services: dict[str, Any]) -> None:
+    """A misspelt LANNER_* variable would be ignored silently (settings ignore unknown names):
+    each one must name a field of ``Settings`` (nested fields with ``__``)."""
+    from common.settings import Settings
+
+    fields = {name.upper() for name in Settings.model_fields}
+    variables = _lanner_variables(services)
+    assert variables, "the compose file sets no LANNER_* variable?"
+    unknown = sorted(v for v in variables if v.removeprefix("LANNER_").split("__")[0] not in fields)
+    assert unknown == [], f"not settings: {unknown}"
