@@ -312,10 +312,19 @@ def build_webserver(
 
     opened = _open(settings, "webserver")
     backends = opened.backends
+    components: list[Component] = [_Resources(opened.closers)]
+    if settings.queue == "kafka":
+        # executions are created from the flows topic: Elasticsearch may be down meanwhile
+        from common.flow.topic_source import TopicFlowSource
+        from common.queue.kafka_topics import topic_name
+
+        backends.flows = TopicFlowSource(
+            settings.kafka_bootstrap_servers, topic_name("flows", settings.kafka_topic_prefix)
+        )
+        components.append(backends.flows)
     app = create_app(settings, backends, http_metrics=HttpMetrics(REGISTRY))
     feeds = _LiveFeeds(live_feeds(app))
     api = _Api(app, settings)
-    components: list[Component] = [_Resources(opened.closers)]
     checks = _base_checks(settings, backends)
     indexer: _IndexerComponent | None = None
     if with_indexer:
