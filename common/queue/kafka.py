@@ -551,6 +551,34 @@ class KafkaSubscription:
             self._retired.append(self._producer)
             self._producer = None
 
+    def lag(self, timeout: float = 5.0) -> dict[TopicPartition, int]:
+        """Records of each partition this member holds that ``poll`` has not returned yet: the
+        high watermark minus the position (the committed offset before the first fetch). Asks
+        the brokers (a request per partition): call it every few seconds, not per poll."""
+        held = sorted(self._assigned)
+        if not held or self._closed:
+            return {}
+        kafka = self._kafka(held)
+        with map_errors(f"reading the lag of group {self.group}"):
+            positions = self._consumer.position(kafka)
+            unknown = [p for p in positions if p.offset < 0]
+            committed = {
+                (p.topic, p.partition): p.offset
+                for p in (self._consumer.committed(unknown, timeout) if unknown else [])
+            }
+            lags: dict[TopicPartition, int] = {}
+            for tp, position in zip(held, positions, strict=True):
+                low, high = self._consumer.get_watermark_offsets(
+                    KafkaPartition(position.topic, position.partition), timeout, cached=False
+                )
+                offset = position.offset
+                if offset < 0:
+                    offset = committed.get((position.topic, position.partition), -1)
+                if offset < 0:
+                    offset = low  # never committed: the group starts at the oldest record
+                lags[tp] = max(0, high - offset)
+        return lags
+
     def assignment(self) -> list[TopicPartition]:
         if self._closed:
             return []
