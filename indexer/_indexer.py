@@ -314,10 +314,9 @@ class Indexer:
         try:
             while not self._stop.is_set():
                 if len(pending) < self.batch_size:
+                    wait = self.poll_timeout  # bounded: ``stop`` is noticed between polls
                     if pending:
-                        wait = max(0.0, first_at + self.linger - time.monotonic())
-                    else:
-                        wait = self.poll_timeout
+                        wait = min(wait, max(0.0, first_at + self.linger - time.monotonic()))
                     records = subscription.poll(self.batch_size - len(pending), wait)
                     if records:
                         if not pending:
