@@ -26,7 +26,8 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -216,26 +217,49 @@ def _write_flow(repositories: Repositories, key: str, event: _FlowEvent | None) 
     )
 
 
-def write_batch(repositories: Repositories, batch: Batch) -> None:
-    """Write every entity of the batch; idempotent, so a retried batch is harmless."""
+def write_batch(
+    repositories: Repositories, batch: Batch, pool: ThreadPoolExecutor | None = None
+) -> None:
+    """Write every entity of the batch; idempotent, so a retried batch is harmless.
+
+    Flows first; then executions, logs, metrics, workers and triggers, which are independent of
+    each other: with ``pool`` their requests run at once (on Elasticsearch one bulk's time is
+    then its slowest request's, not the sum of them)."""
     for key, event in batch.flows:
         _write_flow(repositories, key, event)
+    jobs: list[Callable[[], object]] = []
     if batch.snapshots:
-        repositories.executions.save_json_many(batch.snapshots)  # type: ignore[attr-defined]
+        jobs.append(lambda: repositories.executions.save_json_many(batch.snapshots))  # type: ignore[attr-defined]
     executions = list(batch.executions.values())
     if executions:
-        save_many = getattr(repositories.executions, "save_many", None)
-        if save_many is not None:
-            save_many(executions)
-        else:
-            for execution in executions:
-                repositories.executions.save(execution)
+        jobs.append(lambda: _save_executions(repositories, executions))
     if batch.logs:
-        repositories.logs.save_many(batch.logs)
+        jobs.append(lambda: repositories.logs.save_many(batch.logs))
     if batch.metrics:
-        repositories.metrics.save_many(batch.metrics)
-    for heartbeat in batch.workers.values():
-        repositories.workers.save(heartbeat)
+        jobs.append(lambda: repositories.metrics.save_many(batch.metrics))
+    if batch.workers:
+        jobs.append(lambda: [repositories.workers.save(h) for h in batch.workers.values()])
+    if batch.triggers:
+        jobs.append(lambda: _save_triggers(repositories, batch))
+    if pool is None or len(jobs) < 2:
+        for job in jobs:
+            job()
+        return
+    futures = [pool.submit(job) for job in jobs]
+    for future in futures:
+        future.result()  # the first failure is raised (after every request ended)
+
+
+def _save_executions(repositories: Repositories, executions: list[Execution]) -> None:
+    save_many = getattr(repositories.executions, "save_many", None)
+    if save_many is not None:
+        save_many(executions)
+    else:
+        for execution in executions:
+            repositories.executions.save(execution)
+
+
+def _save_triggers(repositories: Repositories, batch: Batch) -> None:
     gone = [uid for uid, state in batch.triggers.items() if state is None]
     if gone:
         repositories.triggers.delete_many(gone)
@@ -253,6 +277,8 @@ class Indexer:
         batch_size: most records in one bulk write.
         linger: longest wait, in seconds, of a record for the bulk to fill before it is written.
         max_backoff: longest wait between retries of a failed write, in seconds.
+        parallel_writes: write the entities of a bulk at once (Elasticsearch: one request
+            each); sequentially otherwise (SQLite: one writer anyway).
     """
 
     def __init__(
@@ -266,6 +292,7 @@ class Indexer:
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
         group: str = GROUP,
+        parallel_writes: bool = False,
     ) -> None:
         self.queue = queue
         self.repositories = repositories
@@ -281,6 +308,8 @@ class Indexer:
         self.skipped = 0
         self.failures = 0
         self.bulks = 0
+        self.parallel_writes = parallel_writes
+        self._pool: ThreadPoolExecutor | None = None
         self._carried: list[Record] = []  # read while a failed bulk waited: the next bulk's
         self._lag_read_at = 0.0
         # partitions this member holds now; ``assigned`` is set on its first assignment
@@ -309,6 +338,8 @@ class Indexer:
         subscription = self.queue.subscribe(
             list(TOPICS), self.group, on_assigned=self._on_assigned, on_revoked=self._on_revoked
         )
+        if self.parallel_writes:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lanner-indexer-w")
         pending: list[Record] = []
         first_at = 0.0  # when the first record of ``pending`` was read
         try:
@@ -332,6 +363,9 @@ class Indexer:
             log.exception("indexer: the queue failed; the indexer stops")
         finally:
             subscription.close()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def _on_assigned(self, partitions: list[TopicPartition]) -> None:
         self.held.update(partitions)
@@ -389,7 +423,7 @@ class Indexer:
             while True:
                 began = time.monotonic()
                 try:
-                    write_batch(self.repositories, batch)
+                    write_batch(self.repositories, batch, self._pool)
                     subscription.commit(records)
                     BULK_SECONDS.observe(time.monotonic() - began)
                     break

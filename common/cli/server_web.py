@@ -177,17 +177,24 @@ class _IndexerComponent:
         return f"indexer group {self.indexer.group} holds {describe(self.indexer.held)}"
 
 
+def _indexer(settings: Settings, backends: Any) -> Any:
+    from indexer import Indexer
+
+    # Elasticsearch takes the entities of a bulk (executions, logs...) in parallel requests
+    parallel = settings.repository == "elasticsearch"
+    return Indexer(backends.queue, backends.repositories, parallel_writes=parallel)
+
+
 @click.command("indexer")
 @_config_option
 @_log_format_option
 def indexer_command(config_file: Path | None, log_format: str | None) -> None:
     """The indexer alone: copies flows, executions, logs, metrics and workers into the
     repository (the webserver runs one inside unless --no-indexer)."""
-    from indexer import Indexer
 
     settings = _prepare(config_file, log_format)
     opened = _open(settings, "indexer")
-    component = _IndexerComponent(Indexer(opened.backends.queue, opened.backends.repositories))
+    component = _IndexerComponent(_indexer(settings, opened.backends))
     serve(
         "indexer",
         settings,
@@ -328,9 +335,7 @@ def build_webserver(
     checks = _base_checks(settings, backends)
     indexer: _IndexerComponent | None = None
     if with_indexer:
-        from indexer import Indexer
-
-        indexer = _IndexerComponent(Indexer(backends.queue, backends.repositories))
+        indexer = _IndexerComponent(_indexer(settings, backends))
         components.append(indexer)
         checks.append(indexer.not_ready)
     components += [feeds, api]

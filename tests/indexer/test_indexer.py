@@ -389,3 +389,35 @@ def test_retries_are_counted(env: tuple[SqliteQueue, Repositories]) -> None:
         indexer.stop()
     assert _sample("lanner_indexer_retries_total") - retries_before == 3
     assert indexer.bulks == 1
+
+
+def test_parallel_writes_copy_every_topic_and_retry_a_failed_entity(
+    env: tuple[SqliteQueue, Repositories],
+) -> None:
+    """``parallel_writes`` (Elasticsearch): the entities of a bulk go in requests at once; one
+    failing retries the whole bulk, the others being idempotent."""
+    queue, repositories = env
+    flaky = Repositories(
+        flows=repositories.flows,
+        executions=repositories.executions,
+        logs=_Flaky(repositories.logs, failures=2),  # type: ignore[arg-type]
+        metrics=repositories.metrics,
+        workers=repositories.workers,
+        triggers=repositories.triggers,
+    )
+    emit_sample(queue)
+    indexer = Indexer(
+        queue,
+        flaky,
+        poll_timeout=0.05,
+        initial_backoff=0.01,
+        max_backoff=0.02,
+        parallel_writes=True,
+    )
+    indexer.start()
+    try:
+        wait_for(lambda: indexed(repositories) and indexer.skipped == 2)
+    finally:
+        indexer.stop()
+    assert indexer.failures == 2
+    assert len(repositories.logs.find("main", "e1")) == 1
