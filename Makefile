@@ -47,6 +47,8 @@ test-ha: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.infra fetch
 	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench.history
+	$(BIN)/python -m tests.bench.indexer_lag
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
