@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -49,27 +50,37 @@ def node(infra: object) -> Iterator[ElasticsearchCluster]:
     cluster.stop()
 
 
-@pytest.fixture
-def deployment(
-    node: ElasticsearchCluster, kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path
+@contextmanager
+def _deployment(
+    urls: list[str], servers: str, unique_name: str, tmp_path: Path
 ) -> Iterator[KafkaDeployment]:
     prefix = unique_name + "_"
     env = {
         "LANNER_REPOSITORY": "elasticsearch",
-        "LANNER_ELASTICSEARCH_URL": node.url,
+        "LANNER_ELASTICSEARCH_URL": ",".join(urls),
         "LANNER_ELASTICSEARCH_INDEX_PREFIX": prefix,
         "LANNER_ELASTICSEARCH_REQUEST_TIMEOUT_SECONDS": "3",
     }
-    made = KafkaDeployment(kafka_bootstrap_servers, unique_name + ".", tmp_path, env=env)
+    made = KafkaDeployment(servers, unique_name + ".", tmp_path, env=env)
     try:
         yield made.start()
     finally:
         made.stop()
         from common.repository.elasticsearch_client import create_client
 
-        client = create_client(node.url)
-        drop_indices(client, prefix)
-        client.close()
+        client = create_client(urls)
+        try:
+            drop_indices(client, prefix)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def deployment(
+    node: ElasticsearchCluster, kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path
+) -> Iterator[KafkaDeployment]:
+    with _deployment([node.url], kafka_bootstrap_servers, unique_name, tmp_path) as made:
+        yield made
 
 
 class Load:
@@ -198,20 +209,78 @@ def test_creations_kill_and_follow_work_while_elasticsearch_is_frozen(
 
     remaining = CATCH_UP_SECONDS - (time.monotonic() - thawed_at)
     wait_until(all_searchable_and_ended, remaining, "every execution searchable and ended")
-    # every one, by id, with its final state (pages of 100)
+    states = _all_final(api, unique_name)  # every one, by id, with its final state
+    assert set(states) == set(created)
+    killed = created[0]
+    assert states[killed] in ("SUCCESS", "KILLED")
+    assert {s for i, s in states.items() if i != killed} == {"SUCCESS"}
+    api.close()
+
+
+def _all_final(api: httpx.Client, label: str) -> dict[str, str]:
+    """Every execution of the load by id, with its state (pages of 100)."""
     states: dict[str, str] = {}
     after: str | None = None
     while True:
-        params: dict[str, object] = {"labels": f"load:{unique_name}", "size": 100}
+        params: dict[str, object] = {"labels": f"load:{label}", "size": 100}
         if after:
             params["after"] = after
         page = api.get("/api/v1/executions/search", params=params).json()
         states.update({e["id"]: e["state"]["current"] for e in page["results"]})
         after = page.get("next")
         if not after or not page["results"]:
-            break
-    assert set(states) == set(created)
-    killed = created[0]
-    assert states[killed] in ("SUCCESS", "KILLED")
-    assert {s for i, s in states.items() if i != killed} == {"SUCCESS"}
-    api.close()
+            return states
+
+
+def test_creations_work_while_a_node_of_three_is_killed(
+    elasticsearch_cluster3: ElasticsearchCluster,
+    kafka_bootstrap_servers: str,
+    unique_name: str,
+    tmp_path: Path,
+) -> None:
+    """The node holding the primary of the executions index is killed (-9) under the load:
+    every creation succeeds, no 500, and within 60 s every execution is searchable SUCCESS."""
+    from common.repository.elasticsearch_client import create_client
+
+    cluster = elasticsearch_cluster3
+    with _deployment(cluster.urls, kafka_bootstrap_servers, unique_name, tmp_path) as made:
+        api = httpx.Client(base_url=made.url, timeout=60)
+        deployed = api.post(
+            "/api/v1/flows", content=BENCHMARK01, headers={"Content-Type": "application/x-yaml"}
+        )
+        assert deployed.status_code == 200, deployed.text
+        index = unique_name + "_executions"
+        client = create_client(cluster.urls)
+        health = client.cluster.health(index=index, wait_for_status="green", timeout="90s")
+        assert health["status"] == "green"
+        shards = client.cat.shards(index=index, format="json")
+        victim = int(next(s["node"] for s in shards if s["prirep"] == "p").removeprefix("node-"))
+        client.close()
+        load = Load(made.url, unique_name)
+        read_statuses: Counter[int] = Counter()
+        load.start()
+        try:
+            wait_until(lambda: len(load.created) >= 10, 60, "the first creations")
+            cluster.kill_node(victim)
+            killed_at = time.monotonic()
+            while time.monotonic() - killed_at < 20:
+                read_statuses[api.get("/api/v1/executions/search").status_code] += 1
+                time.sleep(1.0)  # pacing of the reads after the kill
+        finally:
+            load.stop()
+        assert load.errors == [], load.errors[:5]
+        assert set(load.statuses) == {200}, load.statuses
+        assert 500 not in read_statuses and set(read_statuses) <= {200, 503}, read_statuses
+        created = list(load.created)
+
+        def all_searchable_and_ended() -> bool:
+            answer = api.get(
+                "/api/v1/executions/search",
+                params={"labels": f"load:{unique_name}", "state": "SUCCESS", "size": 1},
+            )
+            return answer.status_code == 200 and answer.json()["total"] == len(created)
+
+        wait_until(all_searchable_and_ended, 60, "every execution searchable SUCCESS")
+        assert set(_all_final(api, unique_name)) == set(created)
+        api.close()
+    cluster.restart_node(victim)
