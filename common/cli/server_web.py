@@ -341,7 +341,12 @@ def build_webserver(
     components += [feeds, api]
     checks += [feeds.not_ready, api.not_ready]
     ready = _all_of(checks)
-    app.state.readiness = ready  # the API's own /health/ready answers the same
+    app.state.readiness = ready  # the API's own /health/ready (the UI's banner) says it all
+    if backends.flows is not None:
+        # on Kafka, writes and follow go on while the repository is down: an Elasticsearch
+        # outage must not take every webserver out of its Service (the management port's
+        # readiness, which an orchestrator probes), only make reads answer 503
+        ready = _all_of(checks[1:])  # the first check is the repository's (_base_checks)
 
     def partitions() -> str:
         described = f"live feeds: {feeds.partitions()}"

@@ -10,6 +10,7 @@ accepted (the executor decides whether it applies).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -158,6 +159,15 @@ def test_creations_kill_and_follow_work_while_elasticsearch_is_frozen(
     assert pid is not None
     read_statuses: Counter[int] = Counter()
     followed: list[str] = []
+    # the webserver's management port: what an orchestrator probes for readiness
+    web_log = deployment.processes["webserver"].log_path
+
+    def management_port() -> re.Match[str] | None:
+        return re.search(r"management port (\d+)", web_log.read_text(errors="replace"))
+
+    wait_until(management_port, 60, "the webserver's start line")
+    management_ready = f"http://127.0.0.1:{management_port().group(1)}/health/ready"  # type: ignore[union-attr]
+    ready_statuses: Counter[int] = Counter()
     load.start()
     try:
         wait_until(lambda: len(load.created) >= 10, 60, "the first creations before the outage")
@@ -182,6 +192,7 @@ def test_creations_kill_and_follow_work_while_elasticsearch_is_frozen(
             while time.monotonic() - frozen_at < OUTAGE_SECONDS:
                 for path in ("/api/v1/executions/search", f"/api/v1/executions/{during}"):
                     read_statuses[api.get(path).status_code] += 1
+                ready_statuses[httpx.get(management_ready, timeout=30).status_code] += 1
                 time.sleep(1.0)  # pacing of the reads during the outage
         finally:
             os.kill(pid, signal.SIGCONT)
@@ -194,6 +205,8 @@ def test_creations_kill_and_follow_work_while_elasticsearch_is_frozen(
     assert set(load.statuses) == {200}, load.statuses
     assert 500 not in read_statuses and set(read_statuses) <= {200, 503}, read_statuses
     assert followed == ["status 200", "SUCCESS"], followed
+    # still ready for the orchestrator: taking it out of its Service would stop the writes
+    assert set(ready_statuses) == {200}, ready_statuses
     created = list(load.created)
     assert len(created) == len(set(created))
 
