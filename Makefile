@@ -53,6 +53,8 @@ test-ha: $(STAMP) prometheus
 bench: $(STAMP)
 	$(BIN)/python -m tests.infra fetch
 	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench.history
+	$(BIN)/python -m tests.bench.indexer_lag
 	$(BIN)/python -m tests.bench.scheduler
 
 lint: $(STAMP)

@@ -17,17 +17,26 @@ from common.settings import Settings
 from common.storage.base import Storage
 
 if TYPE_CHECKING:
+    from common.flow.topic_source import TopicFlowSource
     from common.queue.sqlite import SqliteDatabase
 
 
 @dataclass
 class Backends:
-    """Queue, repositories and internal storage chosen by the settings."""
+    """Queue, repositories and internal storage chosen by the settings.
+
+    ``flows``: on Kafka, the flows as the ``flows`` topic holds them (a started
+    ``TopicFlowSource``). The webserver then creates executions from it and treats the
+    repository as a copy the indexer fills: creating, killing, resuming or restarting an
+    execution never needs the repository to answer (Elasticsearch may be down). None: the
+    repository is the source of truth (the embedded server), as before.
+    """
 
     queue: Queue
     repositories: Repositories
     storage: Storage
     settings: Settings
+    flows: TopicFlowSource | None = None
 
 
 def create_repositories(settings: Settings, *, db: SqliteDatabase | None = None) -> Repositories:

@@ -3,11 +3,18 @@
 Topics ``flows``, ``executions``, ``logs``, ``metrics``, ``workers`` and ``triggers`` are read
 with the consumer group ``indexer`` (a ``triggers`` tombstone removes the trigger's state; the
 users' requests on ``triggers``, keys ``request:...``, are skipped: the scheduler's answer, a new
-state, is what gets indexed). Each
-poll's batch is decoded, written, and only then committed; a failed write is retried with
-exponential backoff (the batch stays in hand, offsets uncommitted) until it succeeds or the
-indexer stops. A record that cannot be decoded is logged and skipped: it can never become valid,
-and holding the stream for it would stall every other record.
+state, is what gets indexed).
+Records are accumulated into one bulk until it holds ``batch_size`` records or its first record
+waited ``linger`` seconds, whichever comes first; the bulk is decoded, written, and only then are
+its offsets committed. A failed write is retried with exponential backoff (the bulk stays in
+hand, offsets uncommitted, the partitions paused while the member keeps polling so it stays in
+its group) until it succeeds or the indexer stops. A record that cannot be decoded is logged and
+skipped: it can never become valid, and holding the stream for it would stall every other record.
+
+Metrics: ``lanner_indexer_records`` (written, by topic), ``lanner_indexer_lag_records`` (by
+topic: records on the topics not yet written, on Kafka), ``lanner_indexer_bulk_records`` and
+``lanner_indexer_bulk_seconds`` (size and duration of each successful bulk, commit included),
+``lanner_indexer_retries`` (failed bulk writes, each retried), ``lanner_indexer_skipped_records``.
 
 Nothing moves backwards: an execution snapshot is written only over one of a lower or equal
 ``sequence`` (the repository checks it), and a flow event only when its revision is not older
@@ -19,12 +26,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import yaml
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, ValidationError
 
 from common.models.execution import Execution, ExecutionHead
@@ -58,6 +68,25 @@ SKIPPED = Counter("lanner_indexer_skipped_records", "Undecodable records skipped
 FAILURES = Counter(
     "lanner_indexer_write_failures", "Bulk writes that failed (retried, offsets uncommitted)."
 )
+RETRIES = Counter(
+    "lanner_indexer_retries", "Bulk writes retried after a failure (the repository unavailable)."
+)
+LAG = Gauge(
+    "lanner_indexer_lag_records",
+    "Records on the topic not yet written to the repository (Kafka; read every few seconds).",
+    ["topic"],
+)
+BULK_RECORDS = Histogram(
+    "lanner_indexer_bulk_records",
+    "Records per successful bulk write.",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+BULK_SECONDS = Histogram(
+    "lanner_indexer_bulk_seconds",
+    "Duration of a successful bulk write and its commit, in seconds.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+LAG_INTERVAL = 2.0  # seconds between two readings of the lag
 
 
 class _FlowEvent(BaseModel):
@@ -192,26 +221,49 @@ def _write_flow(repositories: Repositories, key: str, event: _FlowEvent | None) 
     )
 
 
-def write_batch(repositories: Repositories, batch: Batch) -> None:
-    """Write every entity of the batch; idempotent, so a retried batch is harmless."""
+def write_batch(
+    repositories: Repositories, batch: Batch, pool: ThreadPoolExecutor | None = None
+) -> None:
+    """Write every entity of the batch; idempotent, so a retried batch is harmless.
+
+    Flows first; then executions, logs, metrics, workers and triggers, which are independent of
+    each other: with ``pool`` their requests run at once (on Elasticsearch one bulk's time is
+    then its slowest request's, not the sum of them)."""
     for key, event in batch.flows:
         _write_flow(repositories, key, event)
+    jobs: list[Callable[[], object]] = []
     if batch.snapshots:
-        repositories.executions.save_json_many(batch.snapshots)  # type: ignore[attr-defined]
+        jobs.append(lambda: repositories.executions.save_json_many(batch.snapshots))  # type: ignore[attr-defined]
     executions = list(batch.executions.values())
     if executions:
-        save_many = getattr(repositories.executions, "save_many", None)
-        if save_many is not None:
-            save_many(executions)
-        else:
-            for execution in executions:
-                repositories.executions.save(execution)
+        jobs.append(lambda: _save_executions(repositories, executions))
     if batch.logs:
-        repositories.logs.save_many(batch.logs)
+        jobs.append(lambda: repositories.logs.save_many(batch.logs))
     if batch.metrics:
-        repositories.metrics.save_many(batch.metrics)
-    for heartbeat in batch.workers.values():
-        repositories.workers.save(heartbeat)
+        jobs.append(lambda: repositories.metrics.save_many(batch.metrics))
+    if batch.workers:
+        jobs.append(lambda: [repositories.workers.save(h) for h in batch.workers.values()])
+    if batch.triggers:
+        jobs.append(lambda: _save_triggers(repositories, batch))
+    if pool is None or len(jobs) < 2:
+        for job in jobs:
+            job()
+        return
+    futures = [pool.submit(job) for job in jobs]
+    for future in futures:
+        future.result()  # the first failure is raised (after every request ended)
+
+
+def _save_executions(repositories: Repositories, executions: list[Execution]) -> None:
+    save_many = getattr(repositories.executions, "save_many", None)
+    if save_many is not None:
+        save_many(executions)
+    else:
+        for execution in executions:
+            repositories.executions.save(execution)
+
+
+def _save_triggers(repositories: Repositories, batch: Batch) -> None:
     gone = [uid for uid, state in batch.triggers.items() if state is None]
     if gone:
         repositories.triggers.delete_many(gone)
@@ -226,8 +278,11 @@ class Indexer:
     Args:
         queue: where the components publish.
         repositories: where the webserver reads.
-        batch_size: records per poll (one bulk write each).
+        batch_size: most records in one bulk write.
+        linger: longest wait, in seconds, of a record for the bulk to fill before it is written.
         max_backoff: longest wait between retries of a failed write, in seconds.
+        parallel_writes: write the entities of a bulk at once (Elasticsearch: one request
+            each); sequentially otherwise (SQLite: one writer anyway).
     """
 
     def __init__(
@@ -235,15 +290,18 @@ class Indexer:
         queue: Queue,
         repositories: Repositories,
         *,
-        batch_size: int = 500,
+        batch_size: int = 1000,
+        linger: float = 0.1,
         poll_timeout: float = 1.0,
         initial_backoff: float = 0.1,
-        max_backoff: float = 30.0,
+        max_backoff: float = 5.0,
         group: str = GROUP,
+        parallel_writes: bool = False,
     ) -> None:
         self.queue = queue
         self.repositories = repositories
         self.batch_size = batch_size
+        self.linger = linger
         self.poll_timeout = poll_timeout
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
@@ -253,6 +311,11 @@ class Indexer:
         self.indexed = 0
         self.skipped = 0
         self.failures = 0
+        self.bulks = 0
+        self.parallel_writes = parallel_writes
+        self._pool: ThreadPoolExecutor | None = None
+        self._carried: list[Record] = []  # read while a failed bulk waited: the next bulk's
+        self._lag_read_at = 0.0
         # partitions this member holds now; ``assigned`` is set on its first assignment
         self.held: set[TopicPartition] = set()
         self.assigned = threading.Event()
@@ -279,15 +342,34 @@ class Indexer:
         subscription = self.queue.subscribe(
             list(TOPICS), self.group, on_assigned=self._on_assigned, on_revoked=self._on_revoked
         )
+        if self.parallel_writes:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lanner-indexer-w")
+        pending: list[Record] = []
+        first_at = 0.0  # when the first record of ``pending`` was read
         try:
             while not self._stop.is_set():
-                records = subscription.poll(self.batch_size, self.poll_timeout)
-                if records:
-                    self._index(subscription, records)
+                if len(pending) < self.batch_size:
+                    wait = self.poll_timeout  # bounded: ``stop`` is noticed between polls
+                    if pending:
+                        wait = min(wait, max(0.0, first_at + self.linger - time.monotonic()))
+                    records = subscription.poll(self.batch_size - len(pending), wait)
+                    if records:
+                        if not pending:
+                            first_at = time.monotonic()
+                        pending.extend(records)
+                full = len(pending) >= self.batch_size
+                if pending and (full or time.monotonic() - first_at >= self.linger):
+                    self._index(subscription, pending)
+                    pending, self._carried = self._carried, []
+                    first_at = time.monotonic()
+                self._read_lag(subscription, pending)
         except Exception:  # pragma: no cover - the queue itself failed
             log.exception("indexer: the queue failed; the indexer stops")
         finally:
             subscription.close()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def _on_assigned(self, partitions: list[TopicPartition]) -> None:
         self.held.update(partitions)
@@ -298,24 +380,75 @@ class Indexer:
         self.held.difference_update(partitions)
         log.info("indexer: revoked %s; holds %s", describe(partitions), describe(self.held))
 
+    def _wait_polling(
+        self, subscription: Subscription, records: Sequence[Record], seconds: float
+    ) -> bool:
+        """Waits ``seconds`` polling the paused subscription; True when the indexer stops.
+        Records of a partition assigned meanwhile (not paused yet) are kept for later."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            arrived = subscription.poll(self.batch_size, min(remaining, self.poll_timeout))
+            if arrived:
+                self._carried.extend(arrived)
+                subscription.pause()
+            self._read_lag(subscription, [*records, *self._carried])
+        return True
+
+    def _read_lag(self, subscription: Subscription, pending: Sequence[Record]) -> None:
+        """Sets the lag gauge every ``LAG_INTERVAL`` seconds, where the queue can tell it."""
+        lag_of = getattr(subscription, "lag", None)
+        now = time.monotonic()
+        if lag_of is None or now - self._lag_read_at < LAG_INTERVAL:
+            return
+        self._lag_read_at = now
+        try:
+            per_partition = lag_of()
+        except Exception as exc:  # noqa: BLE001 - a metric: read again next time
+            log.debug("indexer: lag not read: %s", exc)
+            return
+        # records read but not written yet are on the topic, not in the repository
+        by_topic: Tally[str] = Tally(r.topic for r in pending)
+        for tp, lag in per_partition.items():
+            by_topic[tp.topic] += lag
+        for topic in TOPICS:
+            LAG.labels(topic).set(by_topic.get(topic, 0))
+
     def _index(self, subscription: Subscription, records: Sequence[Record]) -> None:
         batch = Batch()
         for record in records:
             batch.add(record)
         batch.finish(full=not hasattr(self.repositories.executions, "save_json_many"))
         backoff = self.initial_backoff
-        while True:
-            try:
-                write_batch(self.repositories, batch)
-                subscription.commit(records)
-                break
-            except Exception as exc:  # noqa: BLE001 - every failure is retried, nothing dropped
-                self.failures += 1
-                FAILURES.inc()
-                log.warning("indexer: bulk write failed (%s); retrying in %.1fs", exc, backoff)
-                if self._stop.wait(backoff):
-                    return  # stopping: the batch stays uncommitted and is read again later
-                backoff = min(backoff * 2, self.max_backoff)
+        paused = False
+        try:
+            while True:
+                began = time.monotonic()
+                try:
+                    write_batch(self.repositories, batch, self._pool)
+                    subscription.commit(records)
+                    BULK_SECONDS.observe(time.monotonic() - began)
+                    break
+                except Exception as exc:  # noqa: BLE001 - every failure is retried, none dropped
+                    self.failures += 1
+                    FAILURES.inc()
+                    RETRIES.inc()
+                    log.warning("indexer: bulk write failed (%s); retrying in %.1fs", exc, backoff)
+                    if not paused:
+                        # nothing more is read meanwhile, but polling keeps the member in its
+                        # group however long the repository is away
+                        subscription.pause()
+                        paused = True
+                    if self._wait_polling(subscription, records, backoff):
+                        return  # stopping: the batch stays uncommitted and is read again later
+                    backoff = min(backoff * 2, self.max_backoff)
+        finally:
+            if paused:
+                subscription.resume()
+        self.bulks += 1
+        BULK_RECORDS.observe(len(records))
         self.indexed += len(records) - batch.skipped
         self.skipped += batch.skipped
         SKIPPED.inc(batch.skipped)

@@ -94,6 +94,18 @@ def test_every_dependency_exists_and_can_become_healthy(services: dict[str, Any]
                 )
 
 
+def test_every_component_shares_the_data_dir_with_the_encryption_key(
+    services: dict[str, Any],
+) -> None:
+    """SECRET inputs are encrypted by the webserver and decrypted by workers: one key for all,
+    from LANNER_ENCRYPTION_KEY or the encryption.key file of one shared data dir."""
+    for name in COMPONENTS:
+        service = services[name]
+        data_dir = service["environment"]["LANNER_DATA_DIR"]
+        assert f"lanner-data:{data_dir}" in service["volumes"], name
+        assert service["environment"]["LANNER_ENCRYPTION_KEY"] == "${LANNER_ENCRYPTION_KEY:-}"
+
+
 def test_two_workers_with_distinct_ids(services: dict[str, Any]) -> None:
     ids = {services[w]["environment"]["LANNER_WORKER_ID"] for w in ("worker-1", "worker-2")}
     assert ids == {"worker-1", "worker-2"}

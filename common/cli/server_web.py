@@ -174,17 +174,24 @@ class _IndexerComponent:
         return f"indexer group {self.indexer.group} holds {describe(self.indexer.held)}"
 
 
+def _indexer(settings: Settings, backends: Any) -> Any:
+    from indexer import Indexer
+
+    # Elasticsearch takes the entities of a bulk (executions, logs...) in parallel requests
+    parallel = settings.repository == "elasticsearch"
+    return Indexer(backends.queue, backends.repositories, parallel_writes=parallel)
+
+
 @click.command("indexer")
 @_config_option
 @_log_format_option
 def indexer_command(config_file: Path | None, log_format: str | None) -> None:
     """The indexer alone: copies flows, executions, logs, metrics and workers into the
     repository (the webserver runs one inside unless --no-indexer)."""
-    from indexer import Indexer
 
     settings = _prepare(config_file, log_format)
     opened = _open(settings, "indexer")
-    component = _IndexerComponent(Indexer(opened.backends.queue, opened.backends.repositories))
+    component = _IndexerComponent(_indexer(settings, opened.backends))
     serve(
         "indexer",
         settings,
@@ -309,22 +316,34 @@ def build_webserver(
 
     opened = _open(settings, "webserver")
     backends = opened.backends
+    components: list[Component] = [_Resources(opened.closers)]
+    if settings.queue == "kafka":
+        # executions are created from the flows topic: Elasticsearch may be down meanwhile
+        from common.flow.topic_source import TopicFlowSource
+        from common.queue.kafka_topics import topic_name
+
+        backends.flows = TopicFlowSource(
+            settings.kafka_bootstrap_servers, topic_name("flows", settings.kafka_topic_prefix)
+        )
+        components.append(backends.flows)
     app = create_app(settings, backends, http_metrics=HttpMetrics(REGISTRY))
     feeds = _LiveFeeds(live_feeds(app))
     api = _Api(app, settings)
-    components: list[Component] = [_Resources(opened.closers)]
     checks = _base_checks(settings, backends)
     indexer: _IndexerComponent | None = None
     if with_indexer:
-        from indexer import Indexer
-
-        indexer = _IndexerComponent(Indexer(backends.queue, backends.repositories))
+        indexer = _IndexerComponent(_indexer(settings, backends))
         components.append(indexer)
         checks.append(indexer.not_ready)
     components += [feeds, api]
     checks += [feeds.not_ready, api.not_ready]
     ready = _all_of(checks)
-    app.state.readiness = ready  # the API's own /health/ready answers the same
+    app.state.readiness = ready  # the API's own /health/ready (the UI's banner) says it all
+    if backends.flows is not None:
+        # on Kafka, writes and follow go on while the repository is down: an Elasticsearch
+        # outage must not take every webserver out of its Service (the management port's
+        # readiness, which an orchestrator probes), only make reads answer 503
+        ready = _all_of(checks[1:])  # the first check is the repository's (_base_checks)
 
     def partitions() -> str:
         described = f"live feeds: {feeds.partitions()}"

@@ -52,4 +52,7 @@ def save_flow(backends: Backends, tenant: str, flow: Flow, source: str) -> FlowR
         backends.queue.emit(
             FLOWS, flow_key(tenant, flow.namespace, flow.id), flow_event(saved, deleted=False)
         )
+        if backends.flows is not None:
+            # executions this process creates next run this revision (read from the topic)
+            backends.flows.sync()
     return saved

@@ -19,7 +19,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from common.queue.kafka_client import create_consumer
 from common.repository.base import FlowRecord
@@ -70,14 +70,23 @@ class TopicFlowSource:
 
     def sync(self, timeout: float = 30.0) -> None:
         """Waits until every flow written before this call is known."""
+        deadline = time.monotonic() + timeout
         ends = {}
         with self._probe_lock:
             for partition in self._partitions:
-                _low, high = self._probe.get_watermark_offsets(
-                    TopicPartition(self.topic, partition), timeout=timeout, cached=False
-                )
+                while True:
+                    try:
+                        _low, high = self._probe.get_watermark_offsets(
+                            TopicPartition(self.topic, partition), timeout=timeout, cached=False
+                        )
+                        break
+                    except KafkaException as exc:
+                        # a topic created a moment ago has no leader yet: ask again
+                        if time.monotonic() >= deadline:
+                            raise
+                        log.info("flows topic end offsets not read yet (%s); retrying", exc)
+                        time.sleep(0.2)
                 ends[partition] = high
-        deadline = time.monotonic() + timeout
         with self._read:
             while any(self._positions.get(p, 0) < end for p, end in ends.items() if end > 0):
                 remaining = deadline - time.monotonic()

@@ -551,6 +551,56 @@ class KafkaSubscription:
             self._retired.append(self._producer)
             self._producer = None
 
+    def lag(self, timeout: float = 5.0) -> dict[TopicPartition, int]:
+        """Records of each partition this member holds that ``poll`` has not returned yet: the
+        last stable offset minus the position (the committed offset before the first fetch).
+        Two requests to the brokers whatever the number of partitions (the end offsets in one
+        ListOffsets, the committed ones in one OffsetFetch when needed): every few seconds is
+        cheap, per poll is not."""
+        from confluent_kafka import IsolationLevel
+        from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+
+        held = sorted(self._assigned)
+        if not held or self._closed:
+            return {}
+        kafka = self._kafka(held)
+        with map_errors(f"reading the lag of group {self.group}"):
+            futures = self._queue.admin().list_offsets(
+                {KafkaPartition(p.topic, p.partition): OffsetSpec.latest() for p in kafka},  # type: ignore[no-untyped-call]
+                isolation_level=IsolationLevel.READ_COMMITTED,
+                request_timeout=timeout,
+            )
+            ends = {
+                (tp.topic, tp.partition): future.result(timeout=timeout + 1).offset
+                for tp, future in futures.items()
+            }
+            positions = self._consumer.position(kafka)
+            unknown = [p for p in positions if p.offset < 0]
+            committed = {
+                (p.topic, p.partition): p.offset
+                for p in (self._consumer.committed(unknown, timeout) if unknown else [])
+            }
+            offsets = {
+                (p.topic, p.partition): p.offset
+                if p.offset >= 0
+                else committed.get((p.topic, p.partition), -1)
+                for p in positions
+            }
+            never = [KafkaPartition(t, n) for (t, n), offset in offsets.items() if offset < 0]
+            if never:  # never committed: the group starts at the oldest record
+                futures = self._queue.admin().list_offsets(
+                    {p: OffsetSpec.earliest() for p in never},  # type: ignore[no-untyped-call]
+                    request_timeout=timeout,
+                )
+                for tp, future in futures.items():
+                    offsets[(tp.topic, tp.partition)] = future.result(timeout=timeout + 1).offset
+        lags: dict[TopicPartition, int] = {}
+        for tp, position in zip(held, positions, strict=True):
+            key = (position.topic, position.partition)
+            if ends.get(key, -1) >= 0:
+                lags[tp] = max(0, ends[key] - max(offsets[key], 0))
+        return lags
+
     def assignment(self) -> list[TopicPartition]:
         if self._closed:
             return []

@@ -12,7 +12,8 @@ times Q requests of each kind through the HTTP API, one at a time:
 * the 30-day statistics chart (``/stats/executions/daily``: one day histogram by state).
 
 Prints a markdown table of p50 / p99 / max in ms. It measures; it never asserts. The indexer lag
-under load needs the executor and Kafka: ``python -m tests.bench --mode kafka`` runs that load.
+under load needs the executor and Kafka: ``python -m tests.bench.indexer_lag`` measures it.
+``make bench`` runs both after ``python -m tests.bench``.
 """
 
 from __future__ import annotations

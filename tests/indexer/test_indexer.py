@@ -319,3 +319,105 @@ def test_flows_are_indexed_and_a_stale_event_never_brings_an_older_source_back(
         wait_for(lambda: repositories.flows.get("main", "company.team", "hello") is None)
     finally:
         indexer.stop()
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _emit_logs(queue: SqliteQueue, count: int, prefix: str) -> None:
+    for i in range(count):
+        entry = LogEntry(
+            namespace="company.team",
+            flow_id="hello",
+            execution_id=f"{prefix}{i}",
+            timestamp=NOW,
+            message=f"line {i}",
+        )
+        queue.emit("logs", f"{prefix}{i}", entry.to_json())
+
+
+def test_bulks_are_cut_by_size_then_by_time(env: tuple[SqliteQueue, Repositories]) -> None:
+    queue, repositories = env
+    _emit_logs(queue, 25, "s")
+    bulks_before = _sample("lanner_indexer_bulk_records_count")
+    records_before = _sample("lanner_indexer_bulk_records_sum")
+    # a linger no test waits for: only full bulks are written
+    by_size = Indexer(queue, repositories, batch_size=10, linger=3600, poll_timeout=0.05)
+    by_size.start()
+    try:
+        wait_for(lambda: by_size.indexed == 20)
+    finally:
+        by_size.stop()
+    assert by_size.bulks == 2
+    assert _sample("lanner_indexer_bulk_records_count") - bulks_before == 2
+    assert _sample("lanner_indexer_bulk_records_sum") - records_before == 20
+    assert repositories.logs.find("main", "s24") == []  # the last 5 wait in a bulk never written
+    # the same group resumes after the committed bulks: the 5 left go in one bulk once the
+    # first of them waited the linger
+    by_time = Indexer(queue, repositories, batch_size=1000, linger=0.2, poll_timeout=0.05)
+    by_time.start()
+    try:
+        wait_for(lambda: by_time.indexed == 5)
+    finally:
+        by_time.stop()
+    assert by_time.bulks == 1
+    assert _sample("lanner_indexer_bulk_records_sum") - records_before == 25
+    assert _sample("lanner_indexer_bulk_seconds_count") >= 3
+    wait_for(lambda: all(len(repositories.logs.find("main", f"s{i}")) == 1 for i in range(25)))
+
+
+def test_retries_are_counted(env: tuple[SqliteQueue, Repositories]) -> None:
+    queue, repositories = env
+    flaky = Repositories(
+        flows=repositories.flows,
+        executions=repositories.executions,
+        logs=_Flaky(repositories.logs, failures=3),  # type: ignore[arg-type]
+        metrics=repositories.metrics,
+        workers=repositories.workers,
+        triggers=repositories.triggers,
+    )
+    _emit_logs(queue, 3, "r")
+    retries_before = _sample("lanner_indexer_retries_total")
+    indexer = Indexer(queue, flaky, poll_timeout=0.05, initial_backoff=0.01, max_backoff=0.02)
+    indexer.start()
+    try:
+        wait_for(lambda: indexer.indexed == 3)
+    finally:
+        indexer.stop()
+    assert _sample("lanner_indexer_retries_total") - retries_before == 3
+    assert indexer.bulks == 1
+
+
+def test_parallel_writes_copy_every_topic_and_retry_a_failed_entity(
+    env: tuple[SqliteQueue, Repositories],
+) -> None:
+    """``parallel_writes`` (Elasticsearch): the entities of a bulk go in requests at once; one
+    failing retries the whole bulk, the others being idempotent."""
+    queue, repositories = env
+    flaky = Repositories(
+        flows=repositories.flows,
+        executions=repositories.executions,
+        logs=_Flaky(repositories.logs, failures=2),  # type: ignore[arg-type]
+        metrics=repositories.metrics,
+        workers=repositories.workers,
+        triggers=repositories.triggers,
+    )
+    emit_sample(queue)
+    indexer = Indexer(
+        queue,
+        flaky,
+        poll_timeout=0.05,
+        initial_backoff=0.01,
+        max_backoff=0.02,
+        parallel_writes=True,
+    )
+    indexer.start()
+    try:
+        wait_for(lambda: indexed(repositories) and indexer.skipped == 2)
+    finally:
+        indexer.stop()
+    assert indexer.failures == 2
+    assert len(repositories.logs.find("main", "e1")) == 1

@@ -3,6 +3,19 @@ resume, delete, follow (SSE), file download and webhooks — with Kestra's paths
 
 Reads go to the repository; orders go to the ``executor`` topic keyed by execution id. A new
 execution is also stored in the repository at once so that a GET right after it works.
+
+On Kafka (``Backends.flows`` set) the repository is a copy the indexer fills, and Elasticsearch
+may be down while executions keep running, so no write waits for it:
+
+* create resolves its flow from the ``flows`` topic (never the repository), hands the execution
+  to the executor first, then stores the CREATED snapshot as a convenience, skipped for a while
+  after a failure (``webserver._breaker``); the indexer stores it anyway from ``executions``;
+* kill, resume and restart check the stored state when the repository answers (409 for a
+  wrong order, 404 for an unknown execution, as embedded). When it does not, the order is sent
+  unchecked (202, saying so): the executor owns the state and ignores an order that does not
+  apply (a kill of an ended execution, a resume of one not paused, a restart of one neither
+  FAILED nor KILLED, any order for an unknown execution), so a wrong order changes nothing;
+* follow streams the snapshots of the ``executions`` topic without the stored one first.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from common.errors import (
     LannerError,
     NotFoundError,
     Problem,
+    RepositoryError,
     TooLargeError,
 )
 from common.executions import new_execution
@@ -52,6 +66,7 @@ from common.secrets import encrypt_secret_inputs
 from common.settings import Settings
 from common.storage.base import execution_uri
 from common.templating import render, render_object
+from webserver._breaker import Breaker
 from webserver._live import FeedClosed
 from webserver._sse import KEEPALIVE, POLL_SECONDS, sse_event
 from webserver.deps import BackendsDep, TenantDep, live_feeds
@@ -99,7 +114,19 @@ def _parsed(source: str) -> Flow:
 
 
 def _flow_of(backends: Backends, tenant: str, namespace: str, flow_id: str) -> Flow:
-    record = load_flow(backends, tenant, namespace, flow_id)
+    """The latest revision of a flow: from the ``flows`` topic on Kafka (the repository may be
+    down), from the repository embedded."""
+    source = backends.flows
+    if source is None:
+        record = load_flow(backends, tenant, namespace, flow_id)
+    else:
+        found = source.get(tenant, namespace, flow_id)
+        if found is None:
+            source.sync()  # saved a moment ago through another webserver: read to the end
+            found = source.get(tenant, namespace, flow_id)
+        if found is None or found.deleted:
+            raise NotFoundError(f"flow {namespace}.{flow_id} not found")
+        record = found
     flow = _parsed(record.source)
     return flow.model_copy(update={"revision": record.revision, "tenant_id": tenant})
 
@@ -112,10 +139,50 @@ def _get_execution(backends: Backends, tenant: str, execution_id: str) -> Execut
 
 
 def _submit(backends: Backends, execution: Execution) -> None:
-    """Store the new execution (visible at once) and hand it to the executor."""
-    backends.repositories.executions.save(execution)
+    """Store the new execution (visible at once) and hand it to the executor.
+
+    On Kafka the executor gets it first and the store is best effort: the indexer writes the
+    snapshots anyway, and a CREATED snapshot never overwrites a newer one (``sequence``)."""
     message = NewExecution(id=new_id(), execution_id=execution.id, execution=execution)
+    if backends.flows is None:
+        backends.repositories.executions.save(execution)
+        backends.queue.emit(EXECUTOR, execution.id, message.to_json())
+        return
     backends.queue.emit(EXECUTOR, execution.id, message.to_json())
+    _created_breaker(backends).call(lambda: backends.repositories.executions.save(execution))
+
+
+_BREAKERS: dict[int, Breaker] = {}
+
+
+def _created_breaker(backends: Backends) -> Breaker:
+    # one per repository object (the process usually has one)
+    key = id(backends.repositories)
+    breaker = _BREAKERS.get(key)
+    if breaker is None:
+        breaker = _BREAKERS.setdefault(key, Breaker("storing new executions in the repository"))
+    return breaker
+
+
+def _stored_or_unknown(backends: Backends, tenant: str, execution_id: str) -> Execution | None:
+    """The stored execution (404 when unknown), or None on Kafka while the repository does not
+    answer: the caller then sends its order unchecked."""
+    try:
+        return _get_execution(backends, tenant, execution_id)
+    except RepositoryError as exc:
+        if backends.flows is None:
+            raise
+        log.warning("state of %s not checked: %s", execution_id, exc)
+        return None
+
+
+def _unchecked(execution_id: str, order: str) -> Response:
+    body = {
+        "id": execution_id,
+        "message": f"{order} requested; the repository is unavailable, so the execution's "
+        f"state was not checked: the executor ignores the {order} if it does not apply",
+    }
+    return Response(json.dumps(body), status_code=202, media_type="application/json")
 
 
 async def _read_inputs(request: Request) -> tuple[dict[str, Any], dict[str, UploadFile]]:
@@ -227,9 +294,14 @@ async def wait_terminal(backends: Backends, tenant: str, execution: Execution) -
     current = execution
     while not current.state.current.terminal and time.monotonic() < deadline:
         await asyncio.sleep(WAIT_POLL_SECONDS)
-        found = await anyio.to_thread.run_sync(
-            backends.repositories.executions.get, tenant, execution.id
-        )
+        try:
+            found = await anyio.to_thread.run_sync(
+                backends.repositories.executions.get, tenant, execution.id
+            )
+        except RepositoryError:
+            if backends.flows is None:
+                raise
+            continue  # the indexer catches up once the repository is back
         current = found or current
     return current
 
@@ -316,14 +388,16 @@ async def delete_execution(
 
 @router.delete("/executions/{execution_id}/kill", status_code=202, summary="Kill an execution")
 async def kill_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
-    def kill() -> dict[str, Any]:
-        execution = _get_execution(backends, tenant, execution_id)
-        if execution.state.current.terminal:
+    def kill() -> Any:
+        execution = _stored_or_unknown(backends, tenant, execution_id)
+        if execution is not None and execution.state.current.terminal:
             raise ConflictError(
                 f"execution '{execution_id}' already ended ({execution.state.current})"
             )
         order = Kill(id=new_id(), execution_id=execution_id)
         backends.queue.emit(EXECUTOR, execution_id, order.to_json())
+        if execution is None:
+            return _unchecked(execution_id, "kill")
         return {"id": execution_id, "message": "kill requested"}
 
     return await anyio.to_thread.run_sync(kill)
@@ -342,8 +416,12 @@ def _restarted(execution: Execution, now: datetime) -> Execution:
 
 @router.post("/executions/{execution_id}/restart", summary="Restart a failed or killed execution")
 async def restart_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
-    def restart() -> dict[str, Any]:
-        execution = _get_execution(backends, tenant, execution_id)
+    def restart() -> Any:
+        execution = _stored_or_unknown(backends, tenant, execution_id)
+        if execution is None:
+            order = Restart(id=new_id(), execution_id=execution_id)
+            backends.queue.emit(EXECUTOR, execution_id, order.to_json())
+            return _unchecked(execution_id, "restart")
         if execution.state.current not in _RESTARTABLE:
             raise ConflictError(
                 f"execution '{execution_id}' is {execution.state.current}: only FAILED or "
@@ -385,7 +463,14 @@ async def resume_execution(
     execution_id: str, request: Request, backends: BackendsDep, tenant: TenantDep
 ) -> Any:
     raw, uploads = await _read_inputs(request)
-    execution = await anyio.to_thread.run_sync(_get_execution, backends, tenant, execution_id)
+    stored = await anyio.to_thread.run_sync(_stored_or_unknown, backends, tenant, execution_id)
+    if stored is None:
+        if uploads:  # their location names the execution's flow, which only the state knows
+            raise RepositoryError("the repository is unavailable: resume with files later")
+        order = Resume(id=new_id(), execution_id=execution_id, inputs=dict(raw) or None)
+        await anyio.to_thread.run_sync(backends.queue.emit, EXECUTOR, execution_id, order.to_json())
+        return _unchecked(execution_id, "resume")
+    execution = stored
     if execution.state.current != State.PAUSED:
         raise ConflictError(
             f"execution '{execution_id}' is {execution.state.current}: only PAUSED executions "
@@ -417,17 +502,22 @@ async def follow_execution(
     await feed.ensure_ready()
     listener = feed.listen(execution_id)
     try:
-        execution = await anyio.to_thread.run_sync(_get_execution, backends, tenant, execution_id)
+        # None on Kafka while the repository is down: the stream starts with the next snapshot
+        execution = await anyio.to_thread.run_sync(
+            _stored_or_unknown, backends, tenant, execution_id
+        )
     except BaseException:
         listener.close()
         raise
 
     async def events() -> AsyncIterator[str]:
         try:
-            yield sse_event(execution_json(execution))
-            if execution.state.current.terminal:
-                return
-            last = execution.sequence
+            last = -1
+            if execution is not None:
+                yield sse_event(execution_json(execution))
+                if execution.state.current.terminal:
+                    return
+                last = execution.sequence
             while True:
                 try:
                     record = await listener.next(POLL_SECONDS)

@@ -232,6 +232,8 @@ async def delete_flow(
         backends.queue.emit(
             FLOWS, flow_key(tenant, namespace, flow_id), flow_event(record, deleted=True)
         )
+        if backends.flows is not None:
+            backends.flows.sync()  # this webserver's next creation sees the deletion
 
     await anyio.to_thread.run_sync(delete)
     return Response(status_code=204)
