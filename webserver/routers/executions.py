@@ -41,6 +41,7 @@ from starlette.datastructures import UploadFile
 from common.backends import Backends
 from common.errors import (
     ConflictError,
+    FlowValidationError,
     InputValidationError,
     LannerError,
     NotFoundError,
@@ -629,7 +630,13 @@ def _webhook_disabled(backends: Backends, tenant: str, flow: Flow, trigger: Webh
     if trigger.disabled:
         return f"webhook trigger '{trigger.id}' of {flow.namespace}.{flow.id} is disabled"
     uid = trigger_uid(tenant, flow.namespace, flow.id, trigger.id)
-    for state in backends.repositories.triggers.find(tenant, flow.namespace, flow.id):
+    try:
+        states = backends.repositories.triggers.find(tenant, flow.namespace, flow.id)
+    except RepositoryError:
+        # the repository is down: a webhook keeps creating executions (writes never wait for
+        # it); a disable made through the API is honoured again once it answers
+        return None
+    for state in states:
         if state.uid == uid and state.disabled:
             return (
                 f"webhook trigger '{trigger.id}' of {flow.namespace}.{flow.id} is disabled "
@@ -667,15 +674,12 @@ async def _webhook(
     wait: bool,
 ) -> Any:
     try:
-        record = await anyio.to_thread.run_sync(load_flow, backends, tenant, namespace, flow_id)
+        # from the flows topic on Kafka: a webhook works while the repository is down
+        flow = await anyio.to_thread.run_sync(_flow_of, backends, tenant, namespace, flow_id)
     except NotFoundError:
         # Kestra's wording, which webhook callers may test for
         raise NotFoundError(f"Not Found: Flow not found: {namespace}.{flow_id}") from None
-    try:
-        flow = _parsed(record.source).model_copy(
-            update={"revision": record.revision, "tenant_id": tenant}
-        )
-    except LannerError as exc:  # stored before a plugin went away
+    except FlowValidationError as exc:  # stored before a plugin went away
         raise ConflictError(f"flow {namespace}.{flow_id} is invalid: {exc}") from None
     trigger = _webhook_trigger(flow, key, backends.settings)
     if trigger is None:
