@@ -264,7 +264,17 @@ def test_toggle_and_backfill_a_schedule_from_the_ui(page: Page, api: httpx.Clien
         expect(row.locator("[data-action=unpause]")).to_be_visible()
         screenshot(page, "trigger-backfill-paused")
 
-        # delete: the backfill is gone, the trigger can be backfilled again
+        # unpause: it goes on from where it stopped
+        row.locator("[data-action=unpause]").click()
+        expect(backfill).to_contain_text("backfill running")
+        wait_until(
+            lambda: _later_than(_scheduled(api, "every-second", "origin:ui-backfill"), resume_at),
+            60,
+            "the backfill replayed dates again once unpaused",
+            interval=0.5,
+        )
+
+        # delete (while it runs): gone, the trigger can be backfilled again
         row.locator("[data-action=delete]").click()
         expect(backfill).to_have_count(0)
         expect(row.locator("[data-action=backfill]")).to_be_visible()
@@ -277,5 +287,19 @@ def test_toggle_and_backfill_a_schedule_from_the_ui(page: Page, api: httpx.Clien
         page.reload()
         expect(row.locator("[data-action=backfill]")).to_be_visible()
         expect(row.locator("[data-col=backfill]")).to_have_count(0)
+
+        # the Triggers page offers the same switch
+        page.goto("/ui/admin/triggers?q=every-second")
+        row = page.get_by_test_id("triggers-table").locator("[data-trigger='every-second']")
+        expect(row).to_contain_text("ui.triggers.toggled")
+        row.get_by_role("switch").click()
+        expect(row.get_by_role("switch")).not_to_be_checked()
+        wait_until(
+            lambda: _context(api, "every-second")["disabled"],
+            30,
+            "disabled from the Triggers page",
+            interval=0.3,
+        )
+        screenshot(page, "triggers-toggled")
     finally:
         assert api.delete("/flows/ui.triggers/toggled").status_code < 300
