@@ -197,7 +197,18 @@ export interface TriggerContext {
   lastExecutionDate?: string | null;
   date?: string | null;
   disabled: boolean;
-  backfill?: { start: string; end?: string | null; currentDate?: string | null; paused?: boolean } | null;
+  backfill?: Backfill | null;
+  // the evaluation lock of a polling trigger (cleared by an unlock)
+  evaluateRunningDate?: string | null;
+}
+
+export interface Backfill {
+  start: string;
+  end?: string | null;
+  currentDate?: string | null;
+  paused?: boolean;
+  inputs?: Record<string, unknown> | null;
+  labels?: Record<string, string> | null;
 }
 
 export interface TriggerItem {
@@ -205,4 +216,44 @@ export interface TriggerItem {
   triggerContext: TriggerContext;
   flowDisabled: boolean;
   triggerDisabled: boolean;
+}
+
+// ------------------------------------------------------------------ trigger changes
+// Each answers the trigger's context as it will be once the scheduler applied the change (its
+// next tick); /triggers/search shows it only after that.
+
+export interface TriggerKey {
+  namespace: string;
+  flowId: string;
+  triggerId: string;
+}
+
+export interface BackfillCreate {
+  start: string;
+  end?: string;
+  inputs?: Record<string, unknown>;
+  labels?: { key: string; value: string }[];
+}
+
+function sendJson<T>(path: string, method: string, body: unknown): Promise<T> {
+  return request<T>(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+}
+
+export function setTriggerDisabled(key: TriggerKey, disabled: boolean): Promise<TriggerContext> {
+  return sendJson("/triggers", "PUT", { ...key, disabled });
+}
+
+export function createBackfill(key: TriggerKey, backfill: BackfillCreate): Promise<TriggerContext> {
+  return sendJson("/triggers", "PUT", { ...key, backfill });
+}
+
+export type BackfillAction = "pause" | "unpause" | "delete";
+
+export function changeBackfill(key: TriggerKey, action: BackfillAction): Promise<TriggerContext> {
+  return sendJson(`/triggers/backfill/${action}`, action === "delete" ? "POST" : "PUT", key);
+}
+
+export function unlockTrigger(key: TriggerKey): Promise<TriggerContext> {
+  const path = [key.namespace, key.flowId, key.triggerId].map(encodeURIComponent).join("/");
+  return request(`/triggers/${path}/unlock`, { method: "POST" });
 }
