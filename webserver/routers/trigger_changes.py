@@ -252,6 +252,20 @@ async def set_disabled_by_triggers(
     return {"count": await _run(apply)}
 
 
+def _change_each(
+    backends: Backends, tenant: str, triggers: list[TriggerBody], change: dict[str, Any]
+) -> int:
+    """Applies ``change`` to each trigger it applies to (a ConflictError skips one); the count."""
+    count = 0
+    for trigger in triggers:
+        try:
+            _change(backends, tenant, trigger, **change)
+        except ConflictError:
+            continue
+        count += 1
+    return count
+
+
 def _is_flow(item: dict[str, Any]) -> bool:
     return str(item["abstractTrigger"].get("type", "")).endswith("trigger.Flow")
 
@@ -310,17 +324,8 @@ async def unlock_trigger(
 async def unlock_by_triggers(
     body: list[TriggerBody], backends: BackendsDep, tenant: TenantDep
 ) -> dict[str, Any]:
-    def apply() -> int:
-        count = 0
-        for trigger in body:
-            try:
-                _change(backends, tenant, trigger, unlock=True)
-            except ConflictError:
-                continue  # as Kestra: a trigger that is not locked is skipped
-            count += 1
-        return count
-
-    return {"count": await _run(apply)}
+    # as Kestra: a trigger that is not locked is skipped
+    return {"count": await _run(_change_each, backends, tenant, body, {"unlock": True})}
 
 
 @router.post("/triggers/unlock/by-query", summary="Unlock the locked triggers found")
@@ -372,17 +377,9 @@ def _bulk(action: str) -> Any:
     async def handler(
         body: list[TriggerBody], backends: BackendsDep, tenant: TenantDep
     ) -> dict[str, Any]:
-        def apply() -> int:
-            count = 0
-            for trigger in body:
-                try:
-                    _change(backends, tenant, trigger, backfill_action=action)
-                except ConflictError:
-                    continue  # as Kestra: a trigger without a backfill is skipped
-                count += 1
-            return count
-
-        return {"count": await _run(apply)}
+        # as Kestra: a trigger without a backfill is skipped
+        change = {"backfill_action": action}
+        return {"count": await _run(_change_each, backends, tenant, body, change)}
 
     return handler
 
