@@ -50,6 +50,7 @@ class LivenessCoordinator:
         # end offsets of the workers partitions at start: the view of which workers live is
         # trusted only once the reader has reached them
         self._catch_up: dict[int, int] = {}
+        self._live_groups: frozenset[str | None] = frozenset()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -80,8 +81,7 @@ class LivenessCoordinator:
         """Whether a live worker serves ``group``; None while the view is still catching up."""
         if self._catch_up:
             return None
-        now = datetime.now(UTC)
-        return group in liveness.live_groups(self.state, now, self.dead_after)
+        return group in self._live_groups
 
     def stop(self) -> None:
         self._stop.set()
@@ -95,6 +95,11 @@ class LivenessCoordinator:
         while not self._stop.is_set():
             try:
                 self._read()
+                # computed here, once a pass, not for every task the executor sends
+                now = datetime.now(UTC)
+                self._live_groups = frozenset(
+                    liveness.live_groups(self.state, now, self.dead_after)
+                )
                 self._election.poll(100, timeout=0)  # stays in the group; records unused
                 self.leader = any(
                     tp.topic == topics.WORKERS and tp.partition == 0
