@@ -142,6 +142,12 @@ def _follow_until_terminal(url: str, execution_id: str, seen: list[str]) -> None
                         return
 
 
+def _next_creation(load: Load, what: str) -> None:
+    """Reads are paced by the load: one round of reads per execution created."""
+    seen = len(load.created)
+    wait_until(lambda: len(load.created) > seen, 30, what)
+
+
 def test_creations_kill_and_follow_work_while_elasticsearch_is_frozen(
     deployment: KafkaDeployment, node: ElasticsearchCluster, unique_name: str
 ) -> None:
@@ -193,12 +199,13 @@ def test_creations_kill_and_follow_work_while_elasticsearch_is_frozen(
                 for path in ("/api/v1/executions/search", f"/api/v1/executions/{during}"):
                     read_statuses[api.get(path).status_code] += 1
                 ready_statuses[httpx.get(management_ready, timeout=30).status_code] += 1
-                time.sleep(1.0)  # pacing of the reads during the outage
+                _next_creation(load, "the next creation during the outage")
         finally:
             os.kill(pid, signal.SIGCONT)
         thawed_at = time.monotonic()
         follower.join(60)
-        time.sleep(2.0)  # pacing: a few creations after the return too
+        after = len(load.created)
+        wait_until(lambda: len(load.created) >= after + 5, 60, "creations after the return")
     finally:
         load.stop()
     assert load.errors == [], load.errors[:5]
@@ -278,7 +285,7 @@ def test_creations_work_while_a_node_of_three_is_killed(
             killed_at = time.monotonic()
             while time.monotonic() - killed_at < 20:
                 read_statuses[api.get("/api/v1/executions/search").status_code] += 1
-                time.sleep(1.0)  # pacing of the reads after the kill
+                _next_creation(load, "the next creation after the kill")
         finally:
             load.stop()
         assert load.errors == [], load.errors[:5]
