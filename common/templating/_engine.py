@@ -169,13 +169,15 @@ class _Compiled:
 
 @functools.lru_cache(maxsize=4096)
 def _compile(template: str) -> _Compiled:
-    translation = _pebble.translate(template)
-    if translation.constant is not None:
-        return _Compiled(translation, None)
     try:
+        translation = _pebble.translate(template)
+        if translation.constant is not None:
+            return _Compiled(translation, None)
         compiled = _ENV.from_string(translation.source)
     except jinja2.TemplateSyntaxError as exc:  # a translation gap: still a clean error
         raise _error(template, f"syntax error: {exc.message}") from exc
+    except (RecursionError, MemoryError) as exc:  # ((((((...)))))) thousands deep
+        raise _error(template, "expression nested too deeply") from exc
     return _Compiled(translation, compiled)
 
 
@@ -345,6 +347,8 @@ def render_typed(
         expression = compiled.expression()
         value = expression(parent)
         _check_defined(value)
+        if callable(value):  # ``{{ range }}``: a task property gets data, never a function
+            raise TemplateError("a function cannot be used as a value: call it, as in range(1, 3)")
     except Exception as exc:
         raise _map_error(exc, template, compiled.translation, parent) from exc
     return value

@@ -72,12 +72,24 @@ def f_from_json(value: Any) -> Any:
         raise TemplateError(f"invalid JSON: {exc}") from exc
 
 
+# jq's ``env``/``$ENV`` read the process environment (the worker's ``SECRET_*`` variables) and
+# ``import``/``include`` read files: a template's program runs with these shadowed or refused
+_JQ_SANDBOX = "def env: {}; def input_filename: null; def get_search_list: []; {} as $ENV | "
+
+
 @functools.lru_cache(maxsize=512)
 def _jq_program(expression: str) -> Any:
     try:
-        return jq.compile(expression)
+        jq.compile(expression)  # the user's own program, for error messages that point into it
     except ValueError as exc:
         raise TemplateError(f"invalid jq expression '{expression}': {exc}") from exc
+    try:
+        return jq.compile(f"{_JQ_SANDBOX}({expression}\n)")
+    except ValueError as exc:
+        raise TemplateError(
+            f"jq expression '{expression}' is not allowed: modules (import, include) and "
+            "top-level definitions of env are not available"
+        ) from exc
 
 
 def f_jq(value: Any, expression: str) -> list[Any]:
@@ -89,6 +101,8 @@ def f_jq(value: Any, expression: str) -> list[Any]:
         return list(program.input_value(json.loads(to_json(value))).all())
     except ValueError as exc:
         raise TemplateError(f"jq '{expression}' failed: {exc}") from exc
+    except MemoryError as exc:
+        raise TemplateError(f"jq '{expression}' ran out of memory") from exc
 
 
 def f_yaml(value: Any) -> str:

@@ -1,0 +1,18 @@
+"""The security suites report their sizes at the end of the run (``make test`` shows them)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    ssti = sys.modules.get("tests.security.test_ssti")
+    if ssti is not None:
+        counts = ssti.COUNTS
+        terminalreporter.write_line(
+            f"SSTI corpus: {counts['payloads']} payloads "
+            f"({counts['errors']} refused with a template error, "
+            f"{counts['strings']} rendered to a harmless string)"
+        )
