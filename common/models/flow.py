@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -61,6 +62,16 @@ class Input(FlowModel):
     extension: str | None = None
     depends_on: dict[str, Any] | None = Field(default=None, alias="dependsOn")
     prefill: Any = None
+
+    @field_validator("validator")
+    @classmethod
+    def _validator_is_a_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"'{value}' is not a valid regular expression ({exc})") from None
+        return value
 
 
 class Output(FlowModel):

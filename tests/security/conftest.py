@@ -16,3 +16,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"({counts['errors']} refused with a template error, "
             f"{counts['strings']} rendered to a harmless string)"
         )
+    fuzz = sys.modules.get("tests.security.test_fuzz_flow")
+    if fuzz is not None and fuzz.EXAMPLES:
+        shown = ", ".join(f"{name} {count}" for name, count in fuzz.EXAMPLES.items())
+        terminalreporter.write_line(f"hypothesis examples: {shown}")
