@@ -20,3 +20,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if fuzz is not None and fuzz.EXAMPLES:
         shown = ", ".join(f"{name} {count}" for name, count in fuzz.EXAMPLES.items())
         terminalreporter.write_line(f"hypothesis examples: {shown}")
+    api = sys.modules.get("tests.security.test_api_schemathesis")
+    if api is not None and api.COUNTS["examples"]:
+        terminalreporter.write_line(
+            f"schemathesis: {len(api.COUNTS['operations'])} operations, "
+            f"{api.COUNTS['examples']} examples (at most {api.MAX_EXAMPLES} per operation)"
+        )

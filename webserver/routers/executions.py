@@ -69,7 +69,7 @@ from common.storage.base import execution_uri
 from common.templating import render, render_object
 from webserver._breaker import Breaker
 from webserver._live import FeedClosed
-from webserver._sse import KEEPALIVE, POLL_SECONDS, sse_event
+from webserver._sse import KEEPALIVE, POLL_SECONDS, EventStream, sse_event
 from webserver.deps import BackendsDep, TenantDep, live_feeds
 from webserver.routers.flows import load_flow
 
@@ -493,7 +493,11 @@ async def resume_execution(
 # ---------------------------------------------------------------- live view and files
 
 
-@router.get("/executions/{execution_id}/follow", summary="Follow an execution (SSE)")
+@router.get(
+    "/executions/{execution_id}/follow",
+    summary="Follow an execution (SSE)",
+    response_class=EventStream,
+)
 async def follow_execution(
     execution_id: str, request: Request, backends: BackendsDep, tenant: TenantDep
 ) -> Any:
