@@ -9,7 +9,7 @@ import pytest
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     ssti = sys.modules.get("tests.security.test_ssti")
-    if ssti is not None:
+    if ssti is not None and ssti.COUNTS["errors"] + ssti.COUNTS["strings"]:
         counts = ssti.COUNTS
         terminalreporter.write_line(
             f"SSTI corpus: {counts['payloads']} payloads "
@@ -25,4 +25,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"schemathesis: {len(api.COUNTS['operations'])} operations, "
             f"{api.COUNTS['examples']} examples (at most {api.MAX_EXAMPLES} per operation)"
+        )
+    flows = sys.modules.get("tests.security.test_flow_sandbox")
+    if flows is not None and flows.EXECUTED["payloads"]:
+        terminalreporter.write_line(
+            f"SSTI through executions: {flows.EXECUTED['payloads']} payloads"
         )
