@@ -94,7 +94,7 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex=r"/fo
 def test_api_answers_are_never_5xx_and_match_the_schema(case: schemathesis.Case) -> None:
     operations = COUNTS["operations"]
     assert isinstance(operations, set)
-    operations.add(f"{case.method} {case.path}")
+    operations.add(case.operation.label)
     COUNTS["examples"] = int(COUNTS["examples"]) + 1  # type: ignore[call-overload]
     case.call_and_validate(
         checks=[not_a_server_error, response_schema_conformance, content_type_conformance]
