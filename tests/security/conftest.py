@@ -21,10 +21,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         shown = ", ".join(f"{name} {count}" for name, count in fuzz.EXAMPLES.items())
         terminalreporter.write_line(f"hypothesis examples: {shown}")
     api = sys.modules.get("tests.security.test_api_schemathesis")
-    if api is not None and api.COUNTS["examples"]:
+    if api is not None and api.EXAMPLES["count"]:
         terminalreporter.write_line(
-            f"schemathesis: {len(api.COUNTS['operations'])} operations, "
-            f"{api.COUNTS['examples']} examples (at most {api.MAX_EXAMPLES} per operation)"
+            f"schemathesis: {len(api.OPERATIONS)} operations, "
+            f"{api.EXAMPLES['count']} examples "
+            f"(max_examples={api.MAX_EXAMPLES} per operation and generation mode)"
         )
     flows = sys.modules.get("tests.security.test_flow_sandbox")
     if flows is not None and flows.EXECUTED["payloads"]:
