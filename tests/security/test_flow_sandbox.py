@@ -4,6 +4,8 @@ backend), read back through the API.
 * SSTI payloads given as an execution input that a task renders (``render(inputs.payload)``, the
   Kestra pattern that makes user input a template): each execution ends SUCCESS with a harmless
   value or FAILED with a clean error in its logs, and the server keeps serving.
+* SECRET inputs are stored encrypted and shown as ``********`` in execution answers (get,
+  search, follow, actions); their value is masked in logs and outputs like ``secret()``'s.
 * ``secret()`` values (Kestra: ``RunContextLogger`` masks secrets in task logs) appear as
   ``********`` in task logs, outputs (a Return task, a script's ``::{"outputs"}::`` line), the
   failure message of a task, and every execution API answer; never in clear.
@@ -69,6 +71,22 @@ tasks:
     errorMessage: "failed with {{{{ secret('SSTI_TOKEN') }}}}"
 """,
 ]
+
+SECRET_INPUT_FLOW = f"""\
+id: secretinput
+namespace: {NAMESPACE}
+inputs:
+  - id: password
+    type: SECRET
+tasks:
+  - id: log
+    type: io.kestra.plugin.core.log.Log
+    message: "pw={{{{ inputs.password }}}}"
+  - id: ret
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{{{ inputs.password }}}}"
+"""
+FLOWS.append(SECRET_INPUT_FLOW)
 
 PAYLOADS = [
     "{{ ''.__class__.__mro__[1].__subclasses__() }}",
@@ -162,3 +180,15 @@ def test_a_secret_in_a_failure_message_is_masked(client: httpx.Client) -> None:
     logs = _logs(client, execution["id"])
     assert "failed with ********" in logs
     assert TOKEN not in logs and TOKEN not in json.dumps(execution)
+
+
+def test_secret_inputs_are_masked_in_every_answer(client: httpx.Client) -> None:
+    execution = _run(client, "secretinput", password=TOKEN)
+    assert execution["state"]["current"] == "SUCCESS", execution
+    assert execution["inputs"] == {"password": "********"}
+    outputs = {run["taskId"]: run.get("outputs") for run in execution["taskRunList"]}
+    assert outputs["ret"] == {"value": "********"}
+    assert "pw=********" in _logs(client, execution["id"])
+    search = client.get("/api/v1/executions/search", params={"flowId": "secretinput"}).json()
+    assert [e["inputs"] for e in search["results"]] == [{"password": "********"}]
+    assert TOKEN not in json.dumps(search)
