@@ -18,11 +18,15 @@ from webserver.deps import live_feeds
 from webserver.errors import install_error_handlers
 from webserver.metrics import HttpMetrics, MetricsMiddleware
 from webserver.routers import (
+    execution_actions,
+    execution_bulk,
     executions,
     files,
     flows,
     graph,
     logs,
+    namespaces,
+    plugins,
     trigger_changes,
     triggers,
     workers,
@@ -33,12 +37,18 @@ API_PREFIX = "/api/v1"
 _ROUTERS = (
     flows.router,
     graph.router,
+    # before `executions`: `/executions/by-ids` and `/executions/kill/by-ids` would be taken
+    # for an execution id and for `/executions/{namespace}/{flowId}`
+    execution_bulk.router,
+    execution_actions.router,
     executions.router,
     files.router,
     logs.router,
     triggers.router,
     trigger_changes.router,
     workers.router,
+    namespaces.router,
+    plugins.router,
 )
 
 
