@@ -48,6 +48,7 @@ PARTIAL_OPERATIONS: dict[str, str] = {
     "deleteExecutionsByIds": "`deleteLogs`/`deleteMetrics` ignored: logs and metrics are kept",
     "deleteExecutionsByQuery": "`deleteLogs`/`deleteMetrics` ignored: logs and metrics are kept",
     "deleteExecution": "`deleteLogs`/`deleteMetrics` ignored: logs and metrics are kept",
+    "searchExecutionsByFlowId": "`namespace` also matches sub-namespaces (same flow id)",
     "listPlugins": "registered tasks, triggers and conditions; no icons, versions, manifests",
     "getPluginDocumentation": "the pydantic model's JSON schema; no outputs schema",
     "searchNamespaces": "namespaces of the deployed flows and their parents (no stored entity)",

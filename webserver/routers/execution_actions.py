@@ -59,6 +59,14 @@ def flow_of_execution(
     )
 
 
+def kestra_json(execution: Execution) -> dict[str, Any]:
+    """The execution's JSON with the fields Kestra's ``Execution`` requires (``originalId``:
+    the execution itself when it replays none)."""
+    body = execution_json(execution)
+    body.setdefault("originalId", execution.original_id or execution.id)
+    return body
+
+
 def apply(backends: Backends, decision: _orders.Decision) -> dict[str, Any]:
     """Send (or store) what a decision asks for; the answer's JSON."""
     if decision.new:
@@ -67,7 +75,7 @@ def apply(backends: Backends, decision: _orders.Decision) -> dict[str, Any]:
         backends.repositories.executions.save(decision.answer)
     for order in decision.orders:
         backends.queue.emit(EXECUTOR, order.execution_id, order.to_json())
-    return execution_json(decision.answer)
+    return kestra_json(decision.answer)
 
 
 def decide(
@@ -158,7 +166,7 @@ async def resume(
     answer = await resume_execution(execution_id, request, backends, tenant)
     if stored is None or isinstance(answer, Response):
         return answer
-    return execution_json(_orders.resume(stored, "", datetime.now(UTC)).answer)
+    return kestra_json(_orders.resume(stored, "", datetime.now(UTC)).answer)
 
 
 @router.post(ACTIONS + "/unqueue", summary="Unqueue a QUEUED execution")

@@ -39,8 +39,8 @@ from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQu
 from common.storage.base import execution_uri
 from webserver import _orders
 from webserver.deps import BackendsDep, TenantDep
-from webserver.routers.execution_actions import apply, flow_of_execution
-from webserver.routers.executions import execution_json, parse_labels
+from webserver.routers.execution_actions import apply, flow_of_execution, kestra_json
+from webserver.routers.executions import parse_labels
 from webserver.routers.flows import flow_json
 
 router = APIRouter(tags=["executions"])
@@ -63,10 +63,10 @@ async def executions_of_flow(
     query = ExecutionQuery(
         tenant_id=tenant, namespace=namespace, flow_id=flow_id, page=page, size=size
     )
+    # the repository matches a namespace prefix: a flow of the same id in a sub-namespace is
+    # found too (Kestra's parameter is the exact namespace)
     found = await anyio.to_thread.run_sync(backends.repositories.executions.search, query)
-    # the repository matches a namespace prefix: Kestra's parameter is the exact namespace
-    results = [e for e in found.results if e.namespace == namespace]
-    return {"results": [execution_json(e) for e in results], "total": found.total}
+    return {"results": [kestra_json(e) for e in found.results], "total": found.total}
 
 
 @router.get("/executions/namespaces", summary="Namespaces that hold flows one can execute")
