@@ -80,7 +80,7 @@ def lanner_routes() -> list[tuple[str, str]]:
     for router in _ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute):
-                for method in route.methods:
+                for method in route.methods or ():
                     out.add((method, route.path))
     return sorted(out, key=lambda r: (r[1], r[0]))
 
@@ -89,7 +89,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _operations_table(routes: list[tuple[str, str]]) -> tuple[list[str], dict[str, int], set]:
+def _operations_table(
+    routes: list[tuple[str, str]],
+) -> tuple[list[str], dict[str, int], set[tuple[str, str]]]:
     spec = json.loads(OPERATIONS.read_text())
     served = {(m, _normal(p)): (m, p) for m, p in routes}
     used: set[tuple[str, str]] = set()

@@ -203,8 +203,8 @@ def _bulk(
         except _orders.Refused as exc:
             invalids.append({"invalidValue": item.id, "message": exc.message})
     if invalids:
-        body = {"message": f"invalid bulk {what}", "invalids": invalids}
-        return JSONResponse(body, status_code=400)
+        refusal = {"message": f"invalid bulk {what}", "invalids": invalids}
+        return JSONResponse(refusal, status_code=400)
     for decision in decisions:
         apply(backends, decision)
     count = len(decisions)
