@@ -24,6 +24,8 @@ class ExecutorState(WireModel):
     wakeups: dict[str, datetime] = Field(default_factory=dict)
     # CREATED and waiting for the flow agent's admission (Kafka executor, limited flows)
     awaiting_admission: bool = False
+    # PAUSED through the API (``ManualPause``): nothing new starts until a ``Resume``
+    manual_pause: bool = False
 
     def next_wakeup(self) -> datetime | None:
         return min(self.wakeups.values()) if self.wakeups else None

@@ -16,6 +16,8 @@ Kestra's rules (``ExecutionService`` and ``ConcurrencyLimitService`` of kestra-i
   executions, so a WARNING or SUCCESS one with a failed task run (allowed to fail) is refused;
 * replay: a new execution (``parentId``/``originalId`` set), CREATED, or RESTARTED from a task
   run; an unknown task run is Kestra's 422 "No task found to restart execution from!";
+* pause: only a RUNNING execution (409 "The execution is not running"); what runs finishes,
+  nothing new starts until resumed;
 * unqueue: only a QUEUED execution (409 "Only QUEUED execution can be unqueued");
 * force-run: not an ended execution (409 "Only non terminated executions can be forced run.");
   CREATED and QUEUED start, PAUSED resumes, anything else is sent again unchanged;
@@ -32,7 +34,15 @@ from datetime import datetime
 from common.executions import CORRELATION_LABEL
 from common.models.execution import Execution, Label
 from common.models.flow import Flow
-from common.models.messages import Dequeue, ExecutorInput, Kill, Restart, Resume, Timer
+from common.models.messages import (
+    Dequeue,
+    ExecutorInput,
+    Kill,
+    ManualPause,
+    Restart,
+    Resume,
+    Timer,
+)
 from common.models.state import State
 from common.replay import replay as replay_execution
 
@@ -121,6 +131,7 @@ def replay(
 
 
 def resume(execution: Execution, order_id: str, now: datetime) -> Decision:
+    """A paused task run goes on, or else the execution paused through ``pause``."""
     if execution.state.current != State.PAUSED:
         raise Refused(409, f"Execution '{execution.id}' is not paused, can't resume it")
     answer = execution.model_copy(deep=True)
@@ -130,6 +141,14 @@ def resume(execution: Execution, order_id: str, now: datetime) -> Decision:
             break
     answer.set_state(State.RUNNING, now)
     return Decision(answer, [Resume(id=order_id, execution_id=execution.id)])
+
+
+def pause(execution: Execution, order_id: str, now: datetime) -> Decision:
+    if execution.state.current != State.RUNNING:
+        raise Refused(409, "The execution is not running")
+    answer = execution.model_copy(deep=True)
+    answer.set_state(State.PAUSED, now)
+    return Decision(answer, [ManualPause(id=order_id, execution_id=execution.id)])
 
 
 def unqueue(execution: Execution, order_id: str, now: datetime, state: State) -> Decision:

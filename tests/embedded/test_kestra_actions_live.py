@@ -40,6 +40,17 @@ tasks:
     format: fine
 """,
     f"""\
+id: pausable
+namespace: {NAMESPACE}
+tasks:
+  - id: sleep
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT2S
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: done
+""",
+    f"""\
 id: limited
 namespace: {NAMESPACE}
 concurrency:
@@ -147,3 +158,26 @@ def test_force_run_a_queued_execution_then_kill_both(client: httpx.Client) -> No
     assert killed.json()["totalItems"] == 2
     for execution_id in (first, second):
         _wait(client, execution_id, "KILLED", _state(execution_id, "KILLED"))
+
+
+def test_pause_lets_the_running_task_finish_and_starts_nothing_until_resumed(
+    client: httpx.Client,
+) -> None:
+    execution_id = _create(client, "pausable")
+    _wait(client, execution_id, "the sleep to run", _running_task)
+    paused = client.post(f"{API}/{execution_id}/actions/pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["state"]["current"] == "PAUSED"
+
+    def slept(e: dict[str, Any]) -> bool:
+        return any(t["state"]["current"] == "SUCCESS" for t in e.get("taskRunList") or [])
+
+    after_sleep = _wait(client, execution_id, "the sleep to end", slept)
+    assert after_sleep["state"]["current"] == "PAUSED"
+    assert [t["taskId"] for t in after_sleep["taskRunList"]] == ["sleep"]
+
+    resumed = client.post(f"{API}/{execution_id}/actions/resume")
+    assert resumed.status_code == 200, resumed.text
+    ended = _wait(client, execution_id, "SUCCESS", lambda e: e["state"]["current"] in TERMINAL)
+    assert ended["state"]["current"] == "SUCCESS"
+    assert [t["taskId"] for t in ended["taskRunList"]] == ["sleep", "after"]

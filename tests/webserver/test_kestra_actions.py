@@ -19,7 +19,15 @@ from fastapi.testclient import TestClient
 
 from common.backends import Backends
 from common.models.execution import Execution, Label, StateEntry, StateInfo, TaskRun
-from common.models.messages import Dequeue, Kill, NewExecution, Restart, Resume, Timer
+from common.models.messages import (
+    Dequeue,
+    Kill,
+    ManualPause,
+    NewExecution,
+    Restart,
+    Resume,
+    Timer,
+)
 from common.models.state import State
 from tests.contracts.repository import T0, make_execution
 from tests.webserver.conftest import executor_inputs
@@ -155,6 +163,22 @@ def test_resume(client: TestClient, backends: Backends) -> None:
     assert isinstance(order, Resume) and order.inputs == {"ok": "yes"}
 
 
+def test_pause(client: TestClient, backends: Backends) -> None:
+    save(
+        backends,
+        make_execution("r1", state=State.RUNNING),
+        make_execution("s1", state=State.SUCCESS),
+    )
+    response = client.post(f"{API}/r1/actions/pause")
+    assert response.status_code == 200, response.text
+    assert kestra_execution(response.json())["state"]["current"] == "PAUSED"
+    refused = client.post(f"{API}/s1/actions/pause")
+    assert refused.status_code == 409
+    assert refused.json()["message"] == "The execution is not running"
+    (order,) = executor_inputs(backends)
+    assert isinstance(order, ManualPause) and order.execution_id == "r1"
+
+
 def test_unqueue_and_force_run(client: TestClient, backends: Backends) -> None:
     save(
         backends,
@@ -260,6 +284,7 @@ BULK = [
     ("restart", "POST", State.FAILED, State.RUNNING, Restart),
     ("replay", "POST", State.SUCCESS, State.RUNNING, NewExecution),
     ("resume", "POST", State.PAUSED, State.RUNNING, Resume),
+    ("pause", "POST", State.RUNNING, State.PAUSED, ManualPause),
     ("unqueue", "POST", State.QUEUED, State.RUNNING, Dequeue),
     ("force-run", "POST", State.QUEUED, State.CANCELLED, Dequeue),
 ]

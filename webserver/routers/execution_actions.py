@@ -1,5 +1,5 @@
 """Kestra 2.0's orders on one execution: ``/executions/{executionId}/actions/...`` (kill,
-restart, replay, resume, unqueue, force-run, labels) and the execution's graph.
+restart, replay, resume, pause, unqueue, force-run, labels) and the execution's graph.
 
 The rules and answers are Kestra's (``webserver/_orders.py``); the older paths
 (``/executions/{id}/kill`` ...) in ``executions.py`` keep answering as they did. Like those, an
@@ -167,6 +167,19 @@ async def resume(
     if stored is None or isinstance(answer, Response):
         return answer
     return kestra_json(_orders.resume(stored, "", datetime.now(UTC)).answer)
+
+
+@router.post(ACTIONS + "/pause", summary="Pause a running execution")
+async def pause(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
+    """PAUSED: the task runs already running finish, no new one starts until ``resume``.
+    409 unless RUNNING."""
+    return await anyio.to_thread.run_sync(
+        decide,
+        backends,
+        tenant,
+        execution_id,
+        lambda ex: _orders.pause(ex, new_id(), datetime.now(UTC)),
+    )
 
 
 @router.post(ACTIONS + "/unqueue", summary="Unqueue a QUEUED execution")

@@ -1,4 +1,4 @@
-"""Kestra's bulk orders (``/executions/{kill,restart,replay,resume,unqueue,force-run,labels}/
+"""Kestra's bulk orders (``/executions/{kill,restart,replay,resume,pause,unqueue,force-run,labels}/
 by-ids|by-query``, ``DELETE /executions/by-ids|by-query``) and the execution listings of
 Kestra's current API (``GET /executions?namespace=&flowId=``, ``/executions/namespaces``,
 ``/executions/namespaces/{namespace}/flows``).
@@ -229,6 +229,8 @@ def _rule(action: str, backends: Backends, tenant: str, request: Request) -> Rul
         return lambda ex: _orders.restart(ex, new_id(), now)
     if action == "resume":
         return lambda ex: _orders.resume(ex, new_id(), now)
+    if action == "pause":
+        return lambda ex: _orders.pause(ex, new_id(), now)
     if action == "force-run":
         return lambda ex: _orders.force_run(ex, new_id(), now)
     if action == "unqueue":
@@ -301,6 +303,7 @@ for _action, _method in (
     ("restart", "POST"),
     ("replay", "POST"),
     ("resume", "POST"),
+    ("pause", "POST"),
     ("unqueue", "POST"),
     ("force-run", "POST"),
 ):
