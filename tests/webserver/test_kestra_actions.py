@@ -251,11 +251,17 @@ def test_labels(client: TestClient, backends: Backends) -> None:
     assert executor_inputs(backends) == []
 
 
-def test_execution_graph(client: TestClient, backends: Backends, hello: dict[str, Any]) -> None:
+def test_execution_graph_and_flow(
+    client: TestClient, backends: Backends, hello: dict[str, Any]
+) -> None:
     save(backends, make_execution("g1", state=State.SUCCESS))
     graph = client.get(f"{API}/g1/graph")
     assert graph.status_code == 200, graph.text
     assert {"nodes", "edges", "clusters"} <= graph.json().keys()
+    flow = client.get(f"{API}/g1/flow").json()
+    assert (flow["namespace"], flow["id"], flow["revision"]) == ("company.team", "hello", 1)
+    assert client.get(f"{API}/flows/company.team/hello").json()["tasks"] == flow["tasks"]
+    assert client.get(f"{API}/flows/company.team/nope").status_code == 404
 
 
 # ---------------------------------------------------------------- bulk

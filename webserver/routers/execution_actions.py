@@ -18,6 +18,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
 from common.backends import Backends
+from common.errors import NotFoundError
 from common.flow.parser import parse_flow
 from common.ids import new_id
 from common.models.execution import Execution, Label
@@ -34,7 +35,7 @@ from webserver.routers.executions import (
     execution_json,
     resume_execution,
 )
-from webserver.routers.flows import load_flow
+from webserver.routers.flows import flow_json, load_flow
 from webserver.routers.graph import flow_graph
 
 router = APIRouter(tags=["executions"])
@@ -232,3 +233,39 @@ async def execution_graph(execution_id: str, backends: BackendsDep, tenant: Tena
         return flow_graph(flow_of_execution(backends, tenant, execution))
 
     return await anyio.to_thread.run_sync(build)
+
+
+def _flow_record(
+    backends: Backends, tenant: str, namespace: str, flow_id: str, revision: int | None
+) -> Any:
+    record = backends.repositories.flows.get(tenant, namespace, flow_id, revision)
+    if record is None:
+        what = f" revision {revision}" if revision else ""
+        raise NotFoundError(f"flow {namespace}.{flow_id}{what} not found")
+    return record
+
+
+@router.get("/executions/{execution_id}/flow", summary="The flow revision an execution ran")
+async def flow_of(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
+    def read() -> dict[str, Any]:
+        execution = _get_execution(backends, tenant, execution_id)
+        record = _flow_record(
+            backends, tenant, execution.namespace, execution.flow_id, execution.flow_revision
+        )
+        return flow_json(record)
+
+    return await anyio.to_thread.run_sync(read)
+
+
+@router.get("/executions/flows/{namespace}/{flow_id}", summary="A flow, to execute it")
+async def flow_to_execute(
+    namespace: str,
+    flow_id: str,
+    backends: BackendsDep,
+    tenant: TenantDep,
+    revision: Annotated[int | None, Query(ge=1)] = None,
+) -> Any:
+    def read() -> dict[str, Any]:
+        return flow_json(_flow_record(backends, tenant, namespace, flow_id, revision))
+
+    return await anyio.to_thread.run_sync(read)
