@@ -30,7 +30,7 @@ from common.models.messages import (
 )
 from common.models.state import State
 from tests.contracts.repository import T0, make_execution
-from tests.webserver.conftest import executor_inputs
+from tests.webserver.conftest import both_repositories, executor_inputs
 
 API = "/api/v1/main/executions"
 # Kestra's `Execution` schema: its required properties
@@ -345,6 +345,8 @@ def test_bulk_by_ids_and_by_query(
     assert unknown_filter.status_code == 400
 
 
+# on Elasticsearch too: by-ids and by-query read the repository, labels are written to it
+@both_repositories
 def test_bulk_labels(client: TestClient, backends: Backends) -> None:
     save(
         backends,
