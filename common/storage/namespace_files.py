@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal
+from urllib.parse import unquote
 
 from common.errors import ConflictError, InputValidationError, NotFoundError, Problem
 
@@ -30,10 +31,11 @@ Conflict = Literal["OVERWRITE", "ERROR", "SKIP"]
 def normalize(path: str | None, field: str = "path") -> str:
     """``path`` as ``/a/b`` (``/`` for the root); a 422 naming ``field`` for traversal."""
     text = (path or "").strip()
-    if "\\" in text or "\x00" in text:
+    decoded = unquote(text)  # storage keys are read percent-decoded: refuse both spellings
+    if "\\" in decoded or "\x00" in decoded:
         raise InputValidationError([Problem(field, f"'{path}': backslashes and NUL bytes")])
     parts = [p for p in text.split("/") if p not in ("", ".")]
-    if ".." in parts:
+    if ".." in parts or ".." in decoded.split("/"):
         raise InputValidationError([Problem(field, f"'{path}' points outside the namespace")])
     if FOLDER_MARKER in parts or any(p.startswith(".lanner-partial-") for p in parts):
         raise InputValidationError([Problem(field, f"'{path}': reserved name")])
