@@ -190,25 +190,48 @@ tasks:
 FLOWS = [KV_FLOW, KV_FAILURES_FLOW, KESTRA_KV_FLOW, FILES_FLOW]
 
 
-def deploy(client: httpx.Client, sources: list[str] = FLOWS) -> None:
+TENANT_FLOW = f"""\
+id: tenant_kv
+namespace: {NS}
+tasks:
+  - id: set
+    type: io.kestra.plugin.core.kv.Set
+    key: tenant_only
+    value: "{{{{ kv('tenant_seed') }}}} in acme"
+  - id: write
+    type: io.kestra.plugin.core.storage.Write
+    content: acme's file
+  - id: upload
+    type: io.kestra.plugin.core.namespace.UploadFiles
+    namespace: {NS}
+    filesMap:
+      tenant.txt: "{{{{ outputs.write.uri }}}}"
+"""
+
+
+def deploy(client: httpx.Client, sources: list[str] = FLOWS, prefix: str = "/api/v1") -> None:
     for source in sources:
         response = client.post(
-            "/api/v1/flows", content=source, headers={"content-type": "application/x-yaml"}
+            f"{prefix}/flows", content=source, headers={"content-type": "application/x-yaml"}
         )
         assert response.status_code == 200, response.text
 
 
 def run(
-    client: httpx.Client, flow_id: str, inputs: dict[str, str] | None = None, timeout: float = 90
+    client: httpx.Client,
+    flow_id: str,
+    inputs: dict[str, str] | None = None,
+    timeout: float = 90,
+    prefix: str = "/api/v1",
 ) -> dict[str, Any]:
     """Starts an execution through the API and returns it once it ended."""
-    response = client.post(f"/api/v1/executions/{NS}/{flow_id}", data=inputs or {})
+    response = client.post(f"{prefix}/executions/{NS}/{flow_id}", data=inputs or {})
     assert response.status_code == 200, response.text
     execution_id = response.json()["id"]
     found: dict[str, Any] = {}
 
     def ended() -> bool:
-        got = client.get(f"/api/v1/executions/{execution_id}")
+        got = client.get(f"{prefix}/executions/{execution_id}")
         if got.status_code == 404:  # not indexed yet
             return False
         got.raise_for_status()
@@ -319,6 +342,25 @@ def check_namespace_files(client: httpx.Client) -> None:
     assert client.get(f"{files}/search", params={"q": "folder"}).json() == ["/folder/path/file.txt"]
     got = client.get(files, params={"path": "/folder/path/file.txt"})
     assert got.content == b"hello from a flow"
+
+
+def check_tenant(client: httpx.Client, tenant: str = "acme") -> None:
+    """A flow of another tenant reads and writes that tenant's store only."""
+    prefix = f"/api/v1/{tenant}"
+    deploy(client, [TENANT_FLOW], prefix)
+    seed = client.put(f"{prefix}/namespaces/{NS}/kv/tenant_seed", content='"seeded"')
+    assert seed.status_code == 200
+    execution = run(client, "tenant_kv", prefix=prefix)
+    assert execution["state"]["current"] == "SUCCESS", states(execution)
+    got = client.get(f"{prefix}/namespaces/{NS}/kv/tenant_only")
+    assert got.json() == {"type": "STRING", "value": "seeded in acme"}
+    assert client.get(f"/api/v1/namespaces/{NS}/kv/tenant_only").status_code == 404
+    assert client.get(f"/api/v1/namespaces/{NS}/kv/tenant_seed").status_code == 404
+    files = f"namespaces/{NS}/files"
+    assert client.get(f"{prefix}/{files}", params={"path": "/tenant.txt"}).content == (
+        b"acme's file"
+    )
+    assert client.get(f"/api/v1/{files}", params={"path": "/tenant.txt"}).status_code == 404
 
 
 CHECKS: list[Callable[[httpx.Client], None]] = [

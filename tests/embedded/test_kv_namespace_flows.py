@@ -44,3 +44,7 @@ def test_kestras_own_kv_flow(client: httpx.Client) -> None:
 
 def test_upload_download_delete_namespace_files(client: httpx.Client) -> None:
     kv_flows.check_namespace_files(client)
+
+
+def test_another_tenant_has_its_own_store_and_files(client: httpx.Client) -> None:
+    kv_flows.check_tenant(client)
