@@ -239,7 +239,9 @@ class KVStore:
             record = json.loads(self.storage.get(uri))
         except NotFoundError:
             return None
-        return record if isinstance(record, dict) else None
+        except ValueError:  # not written by this store: shown as a text value, never a 500
+            return {"type": "STRING", "value": self.storage.get(uri).decode(errors="replace")}
+        return record if isinstance(record, dict) and "value" in record else None
 
     def _expired(self, record: dict[str, Any]) -> bool:
         expiration = _parse_iso(record.get("expirationDate"))
