@@ -48,3 +48,24 @@ def test_upload_download_delete_namespace_files(client: httpx.Client) -> None:
 
 def test_another_tenant_has_its_own_store_and_files(client: httpx.Client) -> None:
     kv_flows.check_tenant(client)
+
+
+EXECUTOR_KV = f"""\
+id: kv_in_run_if
+namespace: {kv_flows.NS}
+tasks:
+  - id: guarded
+    type: io.kestra.plugin.core.log.Log
+    runIf: "{{{{ kv('flag') ?? false }}}}"
+    message: not rendered by a worker
+"""
+
+
+def test_kv_where_the_executor_renders_fails_with_a_message(client: httpx.Client) -> None:
+    """A known difference (notes/issue-14.md): the executor's core reads no storage, so
+    ``kv()`` in ``runIf`` fails the task run with a message, never the executor."""
+    kv_flows.deploy(client, [EXECUTOR_KV])
+    execution = kv_flows.run(client, "kv_in_run_if")
+    assert execution["state"]["current"] == "FAILED"
+    logs = client.get(f"/api/v1/logs/{execution['id']}").json()
+    assert any("function 'kv()' is only available" in e["message"] for e in logs), logs
