@@ -24,7 +24,9 @@ from webserver.routers import (
     files,
     flows,
     graph,
+    kv,
     logs,
+    namespace_files,
     namespaces,
     plugins,
     trigger_changes,
@@ -47,6 +49,8 @@ _ROUTERS = (
     triggers.router,
     trigger_changes.router,
     workers.router,
+    kv.router,
+    namespace_files.router,
     namespaces.router,
     plugins.router,
 )
