@@ -50,6 +50,7 @@ PARTIAL_OPERATIONS: dict[str, str] = {
     "deleteExecution": "`deleteLogs`/`deleteMetrics` ignored: logs and metrics are kept",
     "searchExecutionsByFlowId": "`namespace` also matches sub-namespaces (same flow id)",
     "listPlugins": "registered tasks, triggers and conditions; no icons, versions, manifests",
+    "getSchemasFromType": "`flow`, `task` and `trigger` (no template, dashboard, apps...)",
     "getPluginDocumentation": "the pydantic model's JSON schema; no outputs schema",
     "searchNamespaces": "namespaces of the deployed flows and their parents (no stored entity)",
     "getNamespace": "namespaces of the deployed flows and their parents (no stored entity)",

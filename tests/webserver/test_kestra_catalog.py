@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 SUB = """\
@@ -60,3 +61,32 @@ def test_plugins(client: TestClient) -> None:
     # a Lanner name finds the same class; an unknown one is 404
     assert client.get("/api/v1/plugins/lanner.core.log.Log").json() == doc.json()
     assert client.get("/api/v1/plugins/io.kestra.plugin.core.nope.Nope").status_code == 404
+
+
+def test_json_schemas_of_a_flow_a_task_and_a_trigger(client: TestClient) -> None:
+    """Kestra's ``GET /plugins/schemas/{type}``: the flow editor's schema; a flow written for
+    Kestra validates against it."""
+    jsonschema = pytest.importorskip("jsonschema")
+    flow = client.get("/api/v1/plugins/schemas/flow")
+    assert flow.status_code == 200, flow.text
+    schema = flow.json()
+    assert schema["$ref"] == "#/definitions/flow"
+    definitions = schema["definitions"]
+    assert "io.kestra.plugin.core.log.Log" in definitions
+    assert {"$ref": "#/definitions/io.kestra.plugin.core.trigger.Schedule"} in definitions[
+        "trigger"
+    ]["anyOf"]
+    good = {
+        "id": "hello",
+        "namespace": "company.team",
+        "tasks": [{"id": "log", "type": "io.kestra.plugin.core.log.Log", "message": "hi"}],
+        "triggers": [
+            {"id": "daily", "type": "io.kestra.plugin.core.trigger.Schedule", "cron": "@daily"}
+        ],
+    }
+    jsonschema.Draft7Validator(schema).validate(good)
+    bad = {**good, "tasks": [{"id": "log", "type": "io.kestra.plugin.core.log.Log", "nope": 1}]}
+    assert not jsonschema.Draft7Validator(schema).is_valid(bad)
+    tasks = client.get("/api/v1/plugins/schemas/task", params={"arrayOf": "true"}).json()
+    assert tasks["type"] == "array" and tasks["items"] == {"$ref": "#/definitions/task"}
+    assert client.get("/api/v1/plugins/schemas/dashboard").status_code == 422

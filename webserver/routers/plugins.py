@@ -1,19 +1,25 @@
 """Kestra's plugin catalogue: ``GET /plugins`` (every registered task, trigger and condition
-type, grouped as Kestra's ``Plugin``) and ``GET /plugins/{cls}`` (Kestra's
+type, grouped as Kestra's ``Plugin``), ``GET /plugins/{cls}`` (Kestra's
 ``DocumentationWithSchema``: the class's docstring and its JSON schema, generated from the
-plugin's pydantic model). Types are named as Kestra names them (``io.kestra.plugin.core...``);
-a Lanner name or any alias the registry resolves finds the same plugin.
+plugin's pydantic model) and ``GET /plugins/schemas/{flow,task,trigger}`` (JSON Schema draft 7
+of a flow, a task or a trigger, every plugin class in ``definitions`` under its Kestra name).
+Types are named as Kestra names them (``io.kestra.plugin.core...``); a Lanner name or any
+alias the registry resolves finds the same plugin.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from functools import lru_cache
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from pydantic.json_schema import models_json_schema
 
 from common.errors import NotFoundError
-from common.plugins.base import Condition, FlowModel, Trigger
-from common.plugins.registry import registry
+from common.models.flow import Flow
+from common.plugins.base import Condition, FlowModel, Task, Trigger
+from common.plugins.registry import Registry, registry
 
 router = APIRouter(tags=["plugins"])
 
@@ -98,4 +104,69 @@ async def plugin_documentation(cls: str) -> dict[str, Any]:
             "outputs": {},
             "definitions": schema.get("$defs", {}),
         },
+    }
+
+
+@lru_cache(maxsize=4)
+def _schemas(reg: Registry) -> dict[str, Any]:
+    """Draft-7 schemas of a flow, a task and a trigger from the registry's classes: each class
+    under its Kestra type name in ``definitions``, its ``type`` one of its names."""
+    classes = [(name, cls) for name, cls in sorted(reg.by_type.items())]
+    keys, generated = models_json_schema(
+        [(cls, "validation") for _, cls in classes],
+        ref_template="#/definitions/{model}",
+        by_alias=True,
+    )
+    definitions: dict[str, Any] = generated.get("$defs", {})
+    text = json.dumps(definitions)
+    names: dict[str, str] = {}
+    for name, cls in classes:
+        old = keys[(cls, "validation")]["$ref"].rsplit("/", 1)[-1]
+        names[old] = kestra_name(name)
+        text = text.replace(f'"#/definitions/{old}"', f'"#/definitions/{kestra_name(name)}"')
+    definitions = {names.get(k, k): v for k, v in json.loads(text).items()}
+    for name, _ in classes:
+        definitions[kestra_name(name)]["properties"]["type"] = {
+            "type": "string",
+            "enum": sorted({kestra_name(name), name}),
+        }
+
+    def any_of(base: type[FlowModel]) -> dict[str, Any]:
+        refs = [
+            {"$ref": f"#/definitions/{kestra_name(n)}"} for n, c in classes if issubclass(c, base)
+        ]
+        return {"anyOf": refs}
+
+    definitions["task"] = any_of(Task)
+    definitions["trigger"] = any_of(Trigger)
+    flow = Flow.model_json_schema(by_alias=True, ref_template="#/definitions/{model}")
+    for key, value in flow.pop("$defs", {}).items():
+        definitions.setdefault(key, value)
+    tasks = {"type": "array", "items": {"$ref": "#/definitions/task"}}
+    flow["properties"].update(
+        {
+            "tasks": {**tasks, "minItems": 1},
+            "errors": tasks,
+            "finally": tasks,
+            "afterExecution": tasks,
+            "triggers": {"type": "array", "items": {"$ref": "#/definitions/trigger"}},
+        }
+    )
+    definitions["flow"] = flow
+    return definitions
+
+
+@router.get("/plugins/schemas/{type}", summary="JSON Schema (draft 7) of a flow, task or trigger")
+async def schema_of(
+    type: Literal["flow", "task", "trigger"],
+    array_of: Annotated[bool, Query(alias="arrayOf")] = False,
+) -> dict[str, Any]:
+    definitions = _schemas(registry())
+    root: dict[str, Any] = {"$ref": f"#/definitions/{type}"}
+    if array_of:
+        root = {"type": "array", "items": root}
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        **root,
+        "definitions": definitions,
     }
