@@ -122,6 +122,8 @@ def query_of(request: Request, tenant: str) -> tuple[ExecutionQuery, str | None]
             raise QueryError([Problem(name, "use filters[field][OPERATION]=value")])
         field, op, sub = match.groups()
         if field == "namespace" and op in (*_PREFIX_OPS, "IN"):
+            if "," in value:
+                raise QueryError([Problem(name, "Lanner filters on one namespace per query")])
             fields["namespace"] = value
             exact_namespace = value if op in ("EQUALS", "IN") else None
         elif field == "flowId" and op == "EQUALS":
