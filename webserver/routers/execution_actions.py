@@ -22,6 +22,7 @@ from common.errors import NotFoundError
 from common.flow.parser import parse_flow
 from common.ids import new_id
 from common.models.execution import Execution, Label
+from common.models.flow import Flow
 from common.models.messages import Kill
 from common.models.state import State
 from common.queue.base import EXECUTOR
@@ -49,12 +50,16 @@ def refused(exc: _orders.Refused) -> HTTPException:
 
 def flow_of_execution(
     backends: Backends, tenant: str, execution: Execution, revision: int | None = None
-) -> Any:
-    """The flow revision an execution ran (or ``revision``), the latest when it is gone."""
+) -> Flow:
+    """The flow revision an execution ran, the latest when it is gone; or ``revision`` (404
+    when the flow has no such revision, as Kestra's "Unable to find revision")."""
     wanted = revision or execution.flow_revision
-    record = backends.repositories.flows.get(
-        tenant, execution.namespace, execution.flow_id, wanted
-    ) or load_flow(backends, tenant, execution.namespace, execution.flow_id)
+    record = backends.repositories.flows.get(tenant, execution.namespace, execution.flow_id, wanted)
+    if record is None and revision is not None:
+        raise NotFoundError(
+            f"Unable to find revision {revision} on flow {execution.namespace}.{execution.flow_id}"
+        )
+    record = record or load_flow(backends, tenant, execution.namespace, execution.flow_id)
     return parse_flow(record.source).model_copy(
         update={"revision": record.revision, "tenant_id": tenant}
     )
