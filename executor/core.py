@@ -51,7 +51,7 @@ from common.plugins.base import (
     Task,
     parse_duration,
 )
-from common.plugins.core.flowable import Labels, Pause, Subflow
+from common.plugins.core.flowable import EXIT_STATES, Exit, Labels, Pause, Subflow
 from common.plugins.core.flowable import Resume as ResumeTask
 from common.plugins.dynamic import resolve, resolve_model
 from common.templating import RenderContext, is_true, render, render_object, render_typed
@@ -631,6 +631,8 @@ class _Core:
         changed = False
         killing = self.ex.state.current == State.KILLING
         for tr in list(self.ex.task_run_list):
+            if self.ex.state.current.terminal:
+                break  # ended by an Exit task
             task = self.tasks.get(tr.task_id)
             current = tr.state.current
             if current.terminal:
@@ -800,6 +802,9 @@ class _Core:
         attempt.set_state(State.RUNNING, self.now)
         tr.attempts.append(attempt)
         try:
+            if isinstance(task, Exit):
+                self.exit(tr, attempt, str(self.render(task.state, tr)).strip())
+                return
             if isinstance(task, Labels):
                 new = self.render_labels(task.labels, tr)
                 for label in new:
@@ -823,6 +828,25 @@ class _Core:
             return
         attempt.set_state(State.SUCCESS, self.now)
         self.end_task_run(tr, State.SUCCESS)
+
+    def exit(self, tr: TaskRun, attempt: Attempt, name: str) -> None:
+        """Kestra's Exit: KILLED kills the execution; any other state ends the Exit task run,
+        its parents and the execution in it, and nothing else starts."""
+        if name not in EXIT_STATES:
+            raise ValueError(f"Exit: unknown state '{name}' (one of {', '.join(EXIT_STATES)})")
+        state = State.CANCELLED if name == "CANCELED" else State(name)
+        attempt.set_state(state, self.now)
+        self.set_state(tr, State.RUNNING)
+        if state == State.KILLED:
+            self.set_state(tr, State.KILLED)
+            self.kill(State.KILLED)
+            return
+        self.set_state(tr, state)
+        for parent in fu.parents(self.ex, tr):
+            if not parent.state.current.terminal:
+                self.set_state(parent, state)
+        self.set_state(self.ex, state)
+        self.state.wakeups.clear()
 
     def resolve_flowable(self, tr: TaskRun, task: FlowableTask) -> bool:
         killing = self.ex.state.current == State.KILLING
@@ -873,6 +897,8 @@ class _Core:
             )
         tasks, errors, finally_ = self._root
         changed = False
+        if self.ex.state.current.terminal:
+            return False  # ended by an Exit task
         if self.ex.state.current != State.KILLING:
             for resolved in fu.resolve_sequential_nexts(self.ex, tasks, errors, finally_, None):
                 self.create_task_run(resolved)
