@@ -51,8 +51,17 @@ from common.plugins.base import (
     Task,
     parse_duration,
 )
-from common.plugins.core.flowable import EXIT_STATES, Exit, Labels, Pause, Subflow
+from common.plugins.core.flowable import (
+    EXIT_STATES,
+    Exit,
+    ForEachItemExecutable,
+    ForEachItemMergeOutputs,
+    Labels,
+    Pause,
+    Subflow,
+)
 from common.plugins.core.flowable import Resume as ResumeTask
+from common.plugins.core.flowable.foreachitem import SUBFLOW_OUTPUTS_VARIABLE, terminal_state
 from common.plugins.dynamic import resolve, resolve_model
 from common.templating import RenderContext, is_true, render, render_object, render_typed
 
@@ -439,6 +448,8 @@ class _Core:
                 and tr.attempts[-1].state.current in (State.CREATED, State.RUNNING)
                 and tr.state.current != State.RETRYING
             )
+            for child in self.state.batch_executions.get(tr.id, []):
+                self.result.executor_inputs.append(Kill(id=f"kill:{child}", execution_id=child))
             if isinstance(task, ExecutableTask) and tr.outputs and tr.outputs.get("executionId"):
                 child = tr.outputs["executionId"]
                 self.result.executor_inputs.append(Kill(id=f"kill:{child}", execution_id=child))
@@ -486,6 +497,9 @@ class _Core:
         ):
             return  # the subflow execution of an earlier attempt
         task = self.tasks.get(tr.task_id)
+        if isinstance(task, ForEachItemExecutable):
+            self.on_batch_ended(tr, task, event)
+            return
         outputs: dict[str, Any] = {
             "executionId": event.child_execution_id,
             "state": event.state.value,
@@ -713,6 +727,8 @@ class _Core:
         tr.next_date = None
         variables = self.variables(tr)
         variables["__errorLogs__"] = self.vars.error_logs() if self.vars else []
+        if isinstance(task, ForEachItemMergeOutputs):
+            variables[SUBFLOW_OUTPUTS_VARIABLE] = self.batch_outputs(tr, task)
         self.result.worker_tasks.append(
             WorkerTask(
                 task_run=_copy(tr),
@@ -727,7 +743,22 @@ class _Core:
         )
         self.touched()
 
+    def batch_outputs(self, tr: TaskRun, task: ForEachItemMergeOutputs) -> list[Any]:
+        items = next(
+            (
+                t
+                for t in self.ex.task_run_list
+                if t.task_id == task.items_id and t.parent_task_run_id == tr.parent_task_run_id
+            ),
+            None,
+        )
+        by_batch = self.state.batch_outputs.get(items.id, {}) if items is not None else {}
+        return [by_batch[k] for k in sorted(by_batch, key=int)]
+
     def start_subflow(self, tr: TaskRun, task: ExecutableTask) -> None:
+        if isinstance(task, ForEachItemExecutable):
+            self.start_batches(tr, task)
+            return
         assert isinstance(task, Subflow)
         try:
             render = self.renderer(tr)
@@ -740,40 +771,8 @@ class _Core:
         except LannerError as exc:
             self.fail_task_run(tr, f"Subflow '{task.id}': {exc}")
             return
-        child_id = self.new_id()
-        child_labels: list[Label] = []
-        if inherit_labels:
-            child_labels.extend(lb for lb in self.ex.labels if lb.key != "system.correlationId")
-        child_labels.extend(labels)
-        correlation = self.ex.label_map().get("system.correlationId", self.ex.id)
-        child_labels = [Label(key="system.correlationId", value=correlation), *child_labels]
-        child = Execution(
-            id=child_id,
-            namespace=namespace,
-            flow_id=flow_id,
-            flow_revision=task.revision or 0,
-            tenant_id=self.ex.tenant_id,
-            inputs=inputs,
-            labels=child_labels,
-            trigger=ExecutionTrigger(
-                id=task.id,
-                type=SUBFLOW_TRIGGER_TYPE,
-                variables={
-                    "executionId": self.ex.id,
-                    "namespace": self.ex.namespace,
-                    "flowId": self.ex.flow_id,
-                    "flowRevision": self.ex.flow_revision,
-                    "taskRunId": tr.id,
-                    "taskId": tr.task_id,
-                    "wait": wait,
-                },
-            ),
-        )
-        child.set_state(State.CREATED, self.now)
-        self.result.executor_inputs.append(
-            NewExecution(
-                id=f"new:{child_id}", execution_id=child_id, execution=child, validate_inputs=True
-            )
+        child_id = self.new_child(
+            tr, task, namespace, flow_id, inputs, labels, inherit_labels=inherit_labels, wait=wait
         )
         attempt = Attempt()
         attempt.set_state(State.RUNNING, self.now)
@@ -782,6 +781,150 @@ class _Core:
         self.set_state(tr, State.RUNNING)
         if not wait:
             self.end_task_run(tr, State.SUCCESS)
+
+    def new_child(
+        self,
+        tr: TaskRun,
+        task: Subflow | ForEachItemExecutable,
+        namespace: str,
+        flow_id: str,
+        inputs: dict[str, Any],
+        labels: list[Label],
+        *,
+        inherit_labels: bool,
+        wait: bool,
+        iteration: int | None = None,
+    ) -> str:
+        """Emit the creation of a child execution of ``tr``; returns its id."""
+        child_id = self.new_id()
+        child_labels: list[Label] = []
+        if inherit_labels:
+            child_labels.extend(lb for lb in self.ex.labels if lb.key != "system.correlationId")
+        child_labels.extend(labels)
+        correlation = self.ex.label_map().get("system.correlationId", self.ex.id)
+        child_labels = [Label(key="system.correlationId", value=correlation), *child_labels]
+        variables: dict[str, Any] = {
+            "executionId": self.ex.id,
+            "namespace": self.ex.namespace,
+            "flowId": self.ex.flow_id,
+            "flowRevision": self.ex.flow_revision,
+            "taskRunId": tr.id,
+            "taskId": tr.task_id,
+            "wait": wait,
+        }
+        if iteration is not None:
+            variables["iteration"] = iteration
+        child = Execution(
+            id=child_id,
+            namespace=namespace,
+            flow_id=flow_id,
+            flow_revision=task.revision or 0,
+            tenant_id=self.ex.tenant_id,
+            inputs=inputs,
+            labels=child_labels,
+            trigger=ExecutionTrigger(id=task.id, type=SUBFLOW_TRIGGER_TYPE, variables=variables),
+        )
+        child.set_state(State.CREATED, self.now)
+        self.result.executor_inputs.append(
+            NewExecution(
+                id=f"new:{child_id}", execution_id=child_id, execution=child, validate_inputs=True
+            )
+        )
+        return child_id
+
+    def start_batches(self, tr: TaskRun, task: ForEachItemExecutable) -> None:
+        """ForEachItem's ``<id>_items``: one child execution per batch the split task made."""
+        split = next(
+            (
+                t
+                for t in self.ex.task_run_list
+                if t.task_id == task.split_id and t.parent_task_run_id == tr.parent_task_run_id
+            ),
+            None,
+        )
+        uris = (split.outputs or {}).get("uris") if split is not None else None
+        if not isinstance(uris, list):
+            self.fail_task_run(tr, f"ForEachItem '{task.id}': the batches of the split are unknown")
+            return
+        attempt = Attempt()
+        attempt.set_state(State.RUNNING, self.now)
+        tr.attempts.append(attempt)
+        self.set_state(tr, State.RUNNING)
+        if not uris:
+            self.end_attempt(tr, State.SUCCESS)
+            self.end_task_run(tr, State.SUCCESS)  # no batch: Kestra's outputs stay null
+            return
+        try:
+            render = self.renderer(tr)
+            wait = resolve(task.wait, render)
+            inherit_labels = resolve(task.inherit_labels, render)
+            labels = self.render_labels(task.labels, tr) if task.labels is not None else []
+            namespace = self.render(task.namespace, tr)
+            flow_id = self.render(task.flow_id, tr)
+            variables = self.variables(tr)
+            functions = self.functions(tr, task.inputs)
+            batches = []
+            for iteration, uri in enumerate(uris, start=1):
+                taskrun = {**variables["taskrun"], "items": uri, "iteration": iteration}
+                inputs = render_object(
+                    task.inputs, {**variables, "taskrun": taskrun}, functions=functions
+                )
+                batches.append((iteration, inputs))
+        except (LannerError, ValueError) as exc:
+            self.end_attempt(tr, State.FAILED)
+            self.fail_task_run(tr, f"ForEachItem '{task.id}': {exc}")
+            return
+        children = [
+            self.new_child(
+                tr,
+                task,
+                namespace,
+                flow_id,
+                inputs,
+                labels,
+                inherit_labels=inherit_labels,
+                wait=wait,
+                iteration=iteration,
+            )
+            for iteration, inputs in batches
+        ]
+        self.state.batch_executions[tr.id] = children
+        count = len(children)
+        if not wait:
+            tr.outputs = {"numberOfBatches": count, "iterations": {"RUNNING": 0, "SUCCESS": count}}
+            self.end_attempt(tr, State.SUCCESS)
+            self.end_task_run(tr, State.SUCCESS)
+            return
+        tr.outputs = {
+            "numberOfBatches": count,
+            "iterations": {"CREATED": 0, "RUNNING": count},
+        }
+        self.touched()
+
+    def on_batch_ended(self, tr: TaskRun, task: ForEachItemExecutable, event: SubflowEnded) -> None:
+        outputs = dict(tr.outputs or {})
+        iterations = dict(outputs.get("iterations") or {})
+        count = int(outputs.get("numberOfBatches") or 0)
+        iterations["RUNNING"] = max(int(iterations.get("RUNNING", 0)) - 1, 0)
+        ended = event.state.value
+        iterations[ended] = int(iterations.get(ended, 0)) + 1
+        outputs["iterations"] = iterations
+        tr.outputs = outputs
+        if event.outputs and event.iteration is not None:
+            self.state.batch_outputs.setdefault(tr.id, {})[str(event.iteration)] = event.outputs
+        self.touched()
+        done = sum(v for k, v in iterations.items() if State(k).terminal)
+        if done < count:
+            return
+        try:
+            transmit = resolve(task.transmit_failed, self.renderer(tr))
+        except LannerError as exc:
+            self.end_attempt(tr, State.FAILED)
+            self.fail_task_run(tr, str(exc))
+            return
+        state = State(terminal_state(iterations)) if transmit else State.SUCCESS
+        self.end_attempt(tr, state)
+        self.end_task_run(tr, state)
 
     def render_labels(self, raw: Any, tr: TaskRun | None) -> list[Label]:
         import json
@@ -1093,6 +1236,7 @@ class _Core:
                 state=self.ex.state.current,
                 outputs=self.ex.outputs,
                 variables=variables,
+                iteration=trigger.variables.get("iteration"),
             )
         )
 

@@ -152,6 +152,8 @@ class SubflowEnded(_ExecutorInput):
     outputs: dict[str, Any] | None = None
     # the child's render variables, for the Subflow task's `outputs` templates
     variables: dict[str, Any] | None = None
+    # the batch number of a ForEachItem batch execution (1, 2, ...)
+    iteration: int | None = None
 
 
 class Timer(_ExecutorInput):

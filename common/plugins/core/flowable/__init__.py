@@ -7,6 +7,12 @@ from .dag import Dag
 from .each import EachParallel, EachSequential, ForEach
 from .executor_tasks import EXIT_STATES as EXIT_STATES
 from .executor_tasks import Exit, Labels, Resume
+from .foreachitem import (
+    ForEachItem,
+    ForEachItemExecutable,
+    ForEachItemMergeOutputs,
+    ForEachItemSplit,
+)
 from .pause import Pause
 from .sequence import AllowFailure, Parallel, Sequential
 from .subflow import Subflow
@@ -29,4 +35,8 @@ PLUGINS: list[type] = [
     Labels,
     Resume,
     Exit,
+    ForEachItem,
+    ForEachItemSplit,
+    ForEachItemExecutable,
+    ForEachItemMergeOutputs,
 ]
