@@ -59,6 +59,7 @@ from common.plugins.core.flowable import (
     Labels,
     Pause,
     Subflow,
+    WorkingDirectory,
 )
 from common.plugins.core.flowable import Resume as ResumeTask
 from common.plugins.core.flowable.foreachitem import SUBFLOW_OUTPUTS_VARIABLE, terminal_state
@@ -395,6 +396,8 @@ class _Core:
     def on_result(self, event: TaskResult) -> None:
         res = event.result
         tr = self.ex.find_task_run(res.task_run_id)
+        if tr is None and res.task_run is not None:
+            tr = self.add_worker_child(res.task_run)
         if tr is None or tr.state.current.terminal or res.attempt != len(tr.attempts):
             return
         attempt = tr.attempts[-1]
@@ -414,7 +417,44 @@ class _Core:
         if res.error:
             tr.error = res.error
         self.touched()
-        self.end_task_run(tr, res.state)
+        if isinstance(self.tasks.get(tr.task_id), WorkingDirectory):
+            return  # the worker is done with it: ended like a Sequential by process()
+        # a WorkingDirectory's child is not retried alone, away from its directory
+        self.end_task_run(tr, res.state, retry=not self.in_working_directory(tr))
+
+    def in_working_directory(self, tr: TaskRun) -> bool:
+        parent = self.ex.find_task_run(tr.parent_task_run_id) if tr.parent_task_run_id else None
+        return parent is not None and isinstance(self.tasks.get(parent.task_id), WorkingDirectory)
+
+    def add_worker_child(self, child: TaskRun) -> TaskRun | None:
+        """A task run a worker created inside the WorkingDirectory it runs (Kestra's
+        ``addDynamicTaskRun``); None if it does not belong to a running one."""
+        parent_id = child.parent_task_run_id
+        parent = self.ex.find_task_run(parent_id) if parent_id else None
+        task = self.tasks.get(parent.task_id) if parent is not None else None
+        if (
+            parent is None
+            or parent.state.current.terminal
+            or not isinstance(task, WorkingDirectory)
+        ):
+            return None
+        if child.task_id not in {t.id for t in task.tasks} or child.execution_id != self.ex.id:
+            return None
+        tr = TaskRun(
+            id=child.id,
+            execution_id=self.ex.id,
+            namespace=self.ex.namespace,
+            flow_id=self.ex.flow_id,
+            task_id=child.task_id,
+            parent_task_run_id=parent.id,
+        )
+        tr.set_state(State.CREATED, self.now)
+        attempt = Attempt()
+        attempt.set_state(State.CREATED, self.now)
+        tr.attempts.append(attempt)
+        self.ex.task_run_list.append(tr)
+        self.touched()
+        return tr
 
     def on_worker_died(self, event: WorkerDied) -> None:
         tr = self.ex.find_task_run(event.task_run_id)
@@ -425,10 +465,18 @@ class _Core:
             return
         attempt.set_state(State.FAILED, self.now)
         self.log("WARN", f"worker {event.worker_id} died: task resubmitted", tr)
+        if isinstance(self.tasks.get(tr.task_id), WorkingDirectory):
+            self.drop_children(tr)  # they run again, in a new directory
         if self.ex.state.current == State.KILLING:
             self.set_state(tr, State.KILLED)
         else:
             self.set_state(tr, State.CREATED)  # resubmitted as a new attempt by process()
+
+    def drop_children(self, parent: TaskRun) -> None:
+        kept = [t for t in self.ex.task_run_list if t.parent_task_run_id != parent.id]
+        if len(kept) != len(self.ex.task_run_list):
+            self.ex.task_run_list = kept
+            self.touched()
 
     def kill(self, final: State) -> None:
         if self.ex.state.current.terminal or self.ex.state.current == State.KILLING:
@@ -574,11 +622,22 @@ class _Core:
             tr for tr in self.ex.task_run_list if tr.state.current in (State.FAILED, State.KILLED)
         ]
         restarted: set[str] = set()
+        directories = [
+            tr for tr in failed if isinstance(self.tasks.get(tr.task_id), WorkingDirectory)
+        ]
+        for directory in directories:  # runs again as a whole, on one worker
+            inside = {t.id for t in self.ex.task_run_list if t.parent_task_run_id == directory.id}
+            failed = [t for t in failed if t.id not in inside]
+            self.drop_children(directory)
         for tr in failed:
             task = self.tasks.get(tr.task_id)
             self.set_state(tr, State.RESTARTED)
             restarted.add(tr.id)
-            if isinstance(task, FlowableTask):
+            if isinstance(task, WorkingDirectory):
+                tr.outputs = None
+                tr.error = None
+                self.set_state(tr, State.CREATED)
+            elif isinstance(task, FlowableTask):
                 self.set_state(tr, State.RUNNING)
             else:
                 tr.outputs = None
@@ -711,6 +770,9 @@ class _Core:
                     self.state.wakeups[f"pause-resume:{tr.id}"] = self.now + delay
                 if timeout is not None:
                     self.state.wakeups[f"pause-timeout:{tr.id}"] = self.now + timeout
+        elif isinstance(task, WorkingDirectory):
+            self.set_state(tr, State.RUNNING)
+            self.submit(tr, task)  # the whole directory runs on one worker
         elif isinstance(task, FlowableTask):
             self.set_state(tr, State.RUNNING)
         elif isinstance(task, ExecutableTask):
@@ -727,6 +789,8 @@ class _Core:
         tr.next_date = None
         variables = self.variables(tr)
         variables["__errorLogs__"] = self.vars.error_logs() if self.vars else []
+        if isinstance(task, WorkingDirectory):
+            variables["__valuesPath__"] = fu.values_path(self.ex, tr)
         if isinstance(task, ForEachItemMergeOutputs):
             variables[SUBFLOW_OUTPUTS_VARIABLE] = self.batch_outputs(tr, task)
         self.result.worker_tasks.append(

@@ -40,6 +40,9 @@ class WorkerTaskResult(Message):
     outputs: dict[str, Any] | None = None
     error: str | None = None
     worker_id: str | None = None
+    # a task run the worker created: a child of a WorkingDirectory it runs (Kestra's dynamic
+    # task runs), added to the execution by its first result
+    task_run: TaskRun | None = None
     date: datetime
 
     @property

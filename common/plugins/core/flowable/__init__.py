@@ -17,6 +17,7 @@ from .pause import Pause
 from .sequence import AllowFailure, Parallel, Sequential
 from .subflow import Subflow
 from .waitfor import LoopUntil, WaitFor
+from .workingdir import WorkingDirectory
 
 PLUGINS: list[type] = [
     Sequential,
@@ -39,4 +40,5 @@ PLUGINS: list[type] = [
     ForEachItemSplit,
     ForEachItemExecutable,
     ForEachItemMergeOutputs,
+    WorkingDirectory,
 ]
