@@ -1,10 +1,10 @@
 """WorkingDirectory, ForEachItem, LoopUntil and Exit end to end, on both backends.
 
-``embedded`` is ``lanner server local``; ``kafka`` is an executor, a worker and a webserver
-(with its indexer), each its own process, on a real Kafka broker. Flows are written in
-Kestra's syntax and driven through the API; what each test asserts is what Kestra documents
-(kestra.io/plugins/core/flow/io.kestra.plugin.core.flow.<Name>) and what its own tests assert
-(kestra-io/kestra ``core/src/test/java/io/kestra/plugin/core/...``, flows in
+``embedded`` is ``lanner server local``; ``kafka`` is ``lanner server standalone`` on a real
+Kafka broker (the Faust executor, a worker and the webserver with its indexer, all on Kafka).
+Flows are written in Kestra's syntax and driven through the API; what each test asserts is
+what Kestra documents (kestra.io/plugins/core/flow/io.kestra.plugin.core.flow.<Name>) and what
+its own tests assert (kestra-io/kestra ``core/src/test/java/io/kestra/plugin/core/...``, flows in
 ``core/src/test/resources/flows/valids/``), cited on each test.
 """
 
@@ -72,7 +72,12 @@ def server(
         servers = request.getfixturevalue("kafka_bootstrap_servers")
         deployment = KafkaDeployment(servers, f"flowable-{base.name}.", base)
         try:
-            deployment.start(executors=1, workers=1)
+            deployment.init_topics()  # then every component in one process: the Faust
+            # executor, a worker and the webserver, all on Kafka (starts and stops faster)
+            web = deployment.start_component(
+                "standalone", "standalone", "--port", str(deployment.port)
+            )
+            web.wait_for(lambda: http_ok(deployment.url + "/health/ready"), 120, "ready")
             with httpx.Client(base_url=deployment.url, timeout=30) as client:
                 yield Server(Api(client), storage, "kafka")
         finally:
