@@ -356,6 +356,44 @@ tasks:
     assert one(ex, "after")["outputs"]["value"] == "1"
 
 
+def test_working_directory_kill_stops_the_task_inside(server: Server) -> None:
+    """A kill reaches the task running inside the directory (Kestra's worker kills the
+    WorkingDirectory's current task): it ends KILLED, the next one never starts, and the
+    directory and the execution end KILLED."""
+    server.deploy(
+        flow(
+            "working-directory-kill",
+            """
+tasks:
+  - id: workingDir
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    tasks:
+      - id: sleep
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands:
+          - sleep 60
+      - id: never
+        type: io.kestra.plugin.core.debug.Return
+        format: never
+""",
+        )
+    )
+    created = server.api.create(NS, "working-directory-kill", None)
+    server.api.wait(
+        created["id"],
+        lambda ex: any(state(tr) == "RUNNING" for tr in runs(ex, "sleep")),
+        WAIT,
+    )
+    killed = server.api.client.delete(f"/api/v1/executions/{created['id']}/kill")
+    assert killed.status_code == 202, killed.text
+    ex = server.api.wait_terminal(created["id"], WAIT)
+    assert ex["state"]["current"] == "KILLED"
+    assert [(tr["taskId"], state(tr)) for tr in ex["taskRunList"]] == [
+        ("workingDir", "KILLED"),
+        ("sleep", "KILLED"),
+    ]
+
+
 # ---------------------------------------------------------------- ForEachItem
 
 SUBFLOW = flow(
