@@ -9,8 +9,8 @@ can add it), stop after a failure unless the task has ``allowFailure``, then sto
 The cache is a zip of the files matching ``cache.patterns`` at
 ``lanner:///<namespace as folders>/<flow>/<task id>/cache[/<value>]/cache.zip``, written when
 one of them changed since it was restored, ignored (and deleted) once older than ``ttl``.
-Namespace files are read from ``lanner:///<tenant>/<namespace as folders>/_files/`` (the
-layout of namespace files in internal storage).
+Namespace files come from ``common.storage.namespace_files`` (``include``/``exclude`` with
+Kestra's path matcher).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from common.plugins.core.scripts import collect_output_files, write_input_files
 from common.plugins.dynamic import resolve
 from common.queue.base import EXECUTOR
 from common.storage.base import SCHEME
+from common.storage.namespace_files import path_matcher
 
 from ._context import TaskRunContext
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from ._pool import Worker, _Job
 
 WD_TYPES = ("lanner.core.flow.WorkingDirectory",)
-_FOLDER_MARKER = ".lanner-folder"
 
 Outcome = tuple[State, dict[str, Any] | None, str | None]
 
@@ -270,24 +270,24 @@ class WorkingDirectoryRun:
         return {"workingDir": str(self.workdir), "outputDir": str(self.workdir)}
 
     def copy_namespace_files(self) -> None:
+        """Kestra's ``findAllFilesMatching(include, exclude)`` over each namespace's files."""
         options = self.wd.namespace_files
         assert options is not None
-        tenant = self.task.tenant_id or self.worker.config.tenant
-        namespaces = options.namespaces or [self.run_.namespace]
-        for namespace in namespaces:
-            prefix = f"{SCHEME}/{tenant}/{namespace.replace('.', '/')}/_files"
-            for uri in self.worker.storage.list(prefix + "/"):
-                path = uri[len(prefix) :]
-                if path.rsplit("/", 1)[-1] == _FOLDER_MARKER:
+        include = path_matcher(options.include) if options.include else None
+        exclude = path_matcher(options.exclude) if options.exclude else None
+        for namespace in options.namespaces or [self.run_.namespace]:
+            files = self.ctx.namespace_files(namespace)
+            for path in files.all():
+                if include is not None and not include.fullmatch(path):
                     continue
-                if options.include and not _matches(path, options.include):
-                    continue
-                if options.exclude and _matches(path, options.exclude):
+                if exclude is not None and exclude.fullmatch(path):
                     continue
                 base = self.workdir / namespace if options.folder_per_namespace else self.workdir
                 target = base / path.lstrip("/")
                 target.parent.mkdir(parents=True, exist_ok=True)
-                self.ctx.download(uri, str(target))
+                with open(target, "wb") as out:
+                    for chunk in files.stream(path):
+                        out.write(chunk)
 
     def cache_uri(self) -> str:
         run = self.run_

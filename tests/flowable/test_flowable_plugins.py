@@ -222,15 +222,19 @@ def test_working_directory_namespace_files(server: Server) -> None:
     ``working-directory-namespace-files.yaml``): the namespace's files are in the directory
     except the excluded ``/ignore/**``, so reading ``/ignore/4.txt`` fails: t1..t3 read
     first/second/third, t4 FAILED, the AllowFailure around it and the execution WARNING.
-    Namespace files are read at ``<tenant>/<namespace>/_files/`` of internal storage."""
-    root = f"lanner:///main/{NS.replace('.', '/')}/_files"
+    The files are uploaded through the namespace-files API first."""
     for path, content in {
         "/test/a/b/c/1.txt": "first",
         "/a/b/c/2.txt": "second",
         "/a/b/3.txt": "third",
         "/ignore/4.txt": "4th",
     }.items():
-        server.storage.put(root + path, content.encode())
+        uploaded = server.api.client.post(
+            f"/api/v1/namespaces/{NS}/files",
+            params={"path": path},
+            files={"fileContent": (path.rsplit("/", 1)[-1], content.encode())},
+        )
+        assert uploaded.status_code in (200, 204), uploaded.text
     tasks = "".join(
         f"""
           - id: {task_id}
