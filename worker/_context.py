@@ -85,6 +85,7 @@ class TaskRunContext:
         secret_box: SecretBox | None = None,
         buffer_logs: bool = False,
         on_buffered: Callable[[], None] | None = None,
+        working_dir: str | None = None,
     ) -> None:
         self.task = task
         self.queue = queue
@@ -103,7 +104,9 @@ class TaskRunContext:
         self._secrets: set[str] = {str(s) for s in raw if s}
         if "inputs" in self._variables and secret_box is not None:
             self._variables["inputs"] = secret_box.reveal(self._variables["inputs"], self._secrets)
-        self._workdir: str | None = None
+        # a WorkingDirectory's children share its directory, which they must not remove
+        self._workdir: str | None = working_dir
+        self._owns_workdir = working_dir is None
         # log records not emitted yet (``buffer_logs``): flushed by ``log`` past
         # LOG_FLUSH_LINES lines or LOG_FLUSH_SECONDS, or taken by the worker with the result
         self._buffering = buffer_logs
@@ -301,7 +304,7 @@ class TaskRunContext:
         return self._workdir
 
     def cleanup(self) -> None:
-        if self._workdir is not None:
+        if self._workdir is not None and self._owns_workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
