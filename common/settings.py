@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.auth.config import AuthSettings
 from common.secrets import SecretBox
 
 
@@ -77,6 +78,8 @@ class Settings(BaseSettings):
     # Fernet key encrypting SECRET inputs (same on webserver and workers); the embedded server
     # keeps one in <data_dir>/encryption.key when this is not set
     encryption_key: str | None = None
+    # authentication (off by default): users, token secret (LANNER_AUTH__ENABLED...)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     def secret_box(self) -> SecretBox | None:
         return SecretBox(self.encryption_key) if self.encryption_key else None
