@@ -14,8 +14,9 @@ from common.secrets import SecretBox
 
 
 class Settings(BaseSettings):
+    # errors never echo the input: it may hold auth.token_secret or a password
     model_config = SettingsConfigDict(
-        env_prefix="LANNER_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="LANNER_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
     )
 
     data_dir: Path = Path.home() / ".lanner"

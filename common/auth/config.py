@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from common.auth.passwords import hash_password, is_hash
 
@@ -66,6 +66,12 @@ class AuthSettings(BaseModel):
     # an API token lasts this long unless its creation says otherwise
     token_days: float = 90.0
 
+    @model_validator(mode="after")
+    def _secret_when_enabled(self) -> AuthSettings:
+        if self.enabled:
+            self.secret()
+        return self
+
     def user(self, username: str) -> UserConfig | None:
         for user in self.users:
             if user.username == username:
@@ -73,9 +79,9 @@ class AuthSettings(BaseModel):
         return None
 
     def secret(self) -> str:
-        if self.token_secret is None or len(self.token_secret.get_secret_value()) < 16:
+        if self.token_secret is None or len(self.token_secret.get_secret_value()) < 32:
             raise ValueError(
                 "auth.token_secret (LANNER_AUTH__TOKEN_SECRET) must be set to a random string of "
-                "at least 16 characters to sign API tokens (e.g. `openssl rand -hex 32`)"
+                "at least 32 characters to sign API tokens (e.g. `openssl rand -hex 32`)"
             )
         return self.token_secret.get_secret_value()

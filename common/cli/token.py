@@ -35,6 +35,10 @@ def _settings(config_file: Path | None) -> tuple[Settings, str]:
         secret = settings.auth.secret()
     except ValueError as exc:
         raise click.UsageError(f"configuration: {exc}") from exc
+    if settings.queue == "kafka":
+        from common.cli.component import ensure_kafka_topics
+
+        ensure_kafka_topics(settings)  # the `tokens` topic, when no server created it yet
     return settings, secret
 
 

@@ -38,7 +38,7 @@ def config(tmp_path: Path) -> Path:
                 "data_dir": str(tmp_path / "data"),
                 "auth": {
                     "enabled": True,
-                    "token_secret": "cli-test-secret-0123456789",
+                    "token_secret": "cli-test-secret-0123456789abcdef0123456789",
                     "users": [{"username": "admin", "password": "pw-admin", "role": "admin"}],
                 },
             }

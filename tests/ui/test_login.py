@@ -33,7 +33,7 @@ def secured_server(tmp_path: Path) -> Iterator[LocalServer]:
             {
                 "auth": {
                     "enabled": True,
-                    "token_secret": "ui-test-secret-0123456789",
+                    "token_secret": "ui-test-secret-0123456789abcdef0123456789",
                     "users": [{"username": "ada", "password": "lovelace", "role": "admin"}],
                 }
             }

@@ -26,7 +26,7 @@ from common.settings import Settings
 from tests.webserver.conftest import HELLO
 from webserver.app import create_app
 
-SECRET = "test-secret-0123456789abcdef"
+SECRET = "test-secret-0123456789abcdef0123456789"
 # cheap argon2 parameters: verification cost is not what these tests are about
 _CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 PASSWORDS = {"admin": "admin-pw", "editor": "editor-pw", "viewer": "viewer-pw"}
@@ -236,7 +236,7 @@ def test_a_tampered_token_gives_401(anonymous: TestClient) -> None:
         assert response.status_code == 401, bad
     # signed with another secret, with an id the store knows: refused too
     other = new_token(
-        "another-secret-0123456789",
+        "another-secret-0123456789abcdef0123456789",
         name="x",
         tenant="main",
         role="admin",
