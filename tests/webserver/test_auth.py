@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
@@ -327,3 +328,37 @@ def test_auth_is_on_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("LANNER_AUTH__TOKEN_SECRET", SECRET)
     settings = Settings()
     assert settings.auth.enabled and settings.auth.secret() == SECRET
+
+
+def test_live_views_show_nothing_of_another_tenant(server: str, backends: Backends) -> None:
+    """Follow reads the live feed by execution id: an id of another tenant's execution shows
+    none of its logs or snapshots (on Kafka the follow may start unchecked)."""
+    from common.models.messages import LogEntry
+    from common.models.state import State
+    from tests.contracts.repository import make_execution
+
+    def entry(tenant: str, message: str) -> bytes:
+        return LogEntry(
+            tenant_id=tenant,
+            namespace="company.team",
+            flow_id="hello",
+            execution_id="e1",
+            task_id="log",
+            task_run_id="tr1",
+            timestamp=utcnow(),
+            level="INFO",
+            message=message,
+        ).to_json()
+
+    with httpx.Client(base_url=server, timeout=30) as http:
+        with http.stream("GET", "/api/v1/acme/logs/e1/follow") as response:
+            assert response.status_code == 200
+            lines = (line for line in response.iter_lines() if line.startswith("data: "))
+            backends.queue.emit("logs", "e1", entry("main", "main's secret"))
+            backends.queue.emit("logs", "e1", entry("acme", "acme's own"))
+            assert json.loads(next(lines)[6:])["message"] == "acme's own"
+    main_execution = make_execution("e2", state=State.RUNNING, sequence=1)
+    assert main_execution.tenant_id in (None, "main")
+    backends.repositories.executions.save(main_execution)
+    with httpx.Client(base_url=server, timeout=30) as http:
+        assert http.get("/api/v1/acme/executions/e2/follow").status_code == 404
