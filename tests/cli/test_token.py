@@ -15,6 +15,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from argon2 import PasswordHasher
 from click.testing import CliRunner
 
 from common.backends import Backends, create_queue, create_repositories, create_storage
@@ -27,6 +28,7 @@ from webserver.app import create_app, stop_live_feeds
 
 cli.add_command(token)
 cli.add_command(flow)
+_CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash("pw-admin")
 
 
 @pytest.fixture
@@ -39,7 +41,8 @@ def config(tmp_path: Path) -> Path:
                 "auth": {
                     "enabled": True,
                     "token_secret": "cli-test-secret-0123456789abcdef0123456789",
-                    "users": [{"username": "admin", "password": "pw-admin", "role": "admin"}],
+                    # a hash of cheap parameters: a plain password costs a full hash per load
+                    "users": [{"username": "admin", "password": _CHEAP_HASH, "role": "admin"}],
                 },
             }
         )
