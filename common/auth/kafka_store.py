@@ -106,10 +106,11 @@ class KafkaTokenStore:
                 continue
             with self._read:
                 for message in messages:
-                    if message.error() is not None or message.key() is None:
+                    key, offset = message.key(), message.offset()
+                    if message.error() is not None or key is None or offset is None:
                         continue
-                    self._apply(message.key().decode(), message.value())
-                    self._position = message.offset() + 1
+                    self._apply(key.decode(), message.value())
+                    self._position = offset + 1
                 if not messages:
                     try:
                         [position] = self._consumer.position(

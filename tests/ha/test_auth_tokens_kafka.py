@@ -39,10 +39,12 @@ def settings(kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path) -> 
     prefix = unique_name + "."
     tokens = [t for t in plan_topics(prefix) if t.spec.name == "tokens"]
     ensure_topics(create_admin(kafka_bootstrap_servers), tokens)
-    auth = AuthSettings(
-        enabled=True,
-        token_secret=SECRET,
-        users=[{"username": "admin", "password": "pw", "role": "admin"}],
+    auth = AuthSettings.model_validate(
+        {
+            "enabled": True,
+            "token_secret": SECRET,
+            "users": [{"username": "admin", "password": "pw", "role": "admin"}],
+        }
     )
     return Settings(
         data_dir=tmp_path,

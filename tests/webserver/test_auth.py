@@ -44,7 +44,7 @@ def _users() -> list[dict[str, Any]]:
 
 
 def auth_settings(backends: Backends) -> Settings:
-    auth = AuthSettings(enabled=True, token_secret=SECRET, users=_users())
+    auth = AuthSettings.model_validate({"enabled": True, "token_secret": SECRET, "users": _users()})
     return backends.settings.model_copy(update={"auth": auth})
 
 
@@ -304,10 +304,12 @@ def test_a_plain_password_is_hashed_at_load_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="lanner.auth"):
-        auth = AuthSettings(
-            enabled=True,
-            token_secret=SECRET,
-            users=[{"username": "plain", "password": "hunter2-plain", "role": "viewer"}],
+        auth = AuthSettings.model_validate(
+            {
+                "enabled": True,
+                "token_secret": SECRET,
+                "users": [{"username": "plain", "password": "hunter2-plain", "role": "viewer"}],
+            }
         )
     stored = auth.users[0].password.get_secret_value()
     assert stored.startswith("$argon2id$") and "hunter2-plain" not in stored
@@ -362,3 +364,13 @@ def test_live_views_show_nothing_of_another_tenant(server: str, backends: Backen
     backends.repositories.executions.save(main_execution)
     with httpx.Client(base_url=server, timeout=30) as http:
         assert http.get("/api/v1/acme/executions/e2/follow").status_code == 404
+
+
+def test_a_bad_auth_configuration_never_prints_its_secrets() -> None:
+    for auth, named in (
+        ({"enabled": True, "token_secret": "short-but-secret"}, "token_secret"),
+        ({"enabled": True, "token_secret": "short-but-secret", "users": "nope"}, "auth.users"),
+    ):
+        with pytest.raises(ValueError) as raised:
+            Settings.model_validate({"auth": auth})
+        assert named in str(raised.value) and "short-but-secret" not in str(raised.value)
