@@ -47,6 +47,7 @@ LOGIN_PATH = "/api/v1/login"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # webhooks: their own key, no user (Kestra); with or without a tenant segment
 _PUBLIC = re.compile(r"^/api/v1/(?:[^/]+/)?executions/webhook/")
+_WEBHOOK_ROUTE = "/executions/webhook/{namespace}/{flow_id}/{key}"
 # POSTs that only read: a viewer may call them
 _READ_ONLY_POSTS = ("/flows/validate",)
 _PUBLIC_SCOPE_KEY = "lanner.public"
@@ -205,8 +206,15 @@ def _enabled(request: Request) -> bool:
 def authorize(request: Request) -> None:
     """Every API router's dependency: the credential covers the tenant (else 404) and its role
     allows the method (else 403)."""
-    if not _enabled(request) or request.scope.get(_PUBLIC_SCOPE_KEY):
+    if not _enabled(request):
         return
+    route_path = str(getattr(request.scope.get("route"), "path", ""))
+    if request.scope.get(_PUBLIC_SCOPE_KEY):
+        # the middleware let the path through by its look: only the webhook route itself is
+        # open (`/executions/webhook/restart` is the restart of an execution id "webhook")
+        if route_path.endswith(_WEBHOOK_ROUTE):
+            return
+        raise HTTPException(401, "authentication required")
     principal = _principal(request)
     if principal is None:  # the middleware lets no anonymous request through: be safe anyway
         raise HTTPException(401, "authentication required")
@@ -214,7 +222,6 @@ def authorize(request: Request) -> None:
         raise NotFoundError("not found")
     if request.method in _SAFE_METHODS:
         return
-    route_path = str(getattr(request.scope.get("route"), "path", ""))
     if request.method == "POST" and route_path.endswith(_READ_ONLY_POSTS):
         return
     if not role_at_least(principal.role, "editor"):

@@ -127,6 +127,15 @@ def test_every_api_route_answers_401_without_credentials(
     # webhooks need no user: an unknown flow is a 404, not a 401
     hook = anonymous.post("/api/v1/executions/webhook/company.team/nope/key")
     assert hook.status_code == 404
+    # only the webhook route is open, not routes whose path merely looks like it: the creation
+    # of an execution of namespace "webhook", orders to an execution whose id is "webhook"
+    for method, path in (
+        ("POST", "/api/v1/executions/webhook/hello"),
+        ("POST", "/api/v1/main/executions/webhook/restart"),
+        ("GET", "/api/v1/executions/webhook/follow"),
+        ("DELETE", "/api/v1/main/executions/webhook/kill"),
+    ):
+        assert anonymous.request(method, path).status_code == 401, path
 
 
 def test_a_webhook_starts_an_execution_without_credentials(anonymous: TestClient) -> None:
