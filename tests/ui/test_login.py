@@ -51,6 +51,8 @@ def test_the_login_page_shows_without_credentials_and_logs_in(
     page: Page, secured_server: LocalServer
 ) -> None:
     assert httpx.get(secured_server.url + "/api/v1/flows/search").status_code == 401
+    for open_path in ("/health/live", "/health/ready", "/metrics"):  # probes need no user
+        assert httpx.get(secured_server.url + open_path).status_code == 200, open_path
     page.goto(secured_server.url + "/ui/flows")
     form = page.get_by_test_id("login-form")
     expect(form).to_be_visible()
