@@ -58,6 +58,12 @@ _ROUTERS = (
 )
 
 
+def api_routers() -> tuple[APIRouter, ...]:
+    """Every router of the REST API, as the compatibility table (``webserver.compat``) lists
+    them."""
+    return (*_ROUTERS, tokens_router, session_router)
+
+
 def _health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 

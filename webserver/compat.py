@@ -9,7 +9,7 @@ Inputs, all committed so it runs offline and gives the same bytes every time:
 * ``docs/kestra-api-operations.json``: Kestra's API operations (method, path, operationId),
   trimmed from Kestra's published OpenAPI (source and version inside);
 * ``docs/kestra-core-plugins.txt``: every ``io.kestra.plugin.core.*`` type of Kestra's sources;
-* the webserver's routes (``webserver.app._ROUTERS``, as mounted under ``/api/v1/{tenant}``)
+* the webserver's routes (``webserver.app.api_routers()``, as mounted under ``/api/v1/{tenant}``)
   and the plugin registry (``common.plugins.registry``);
 * the hand-kept reasons below, for what Lanner serves only in part.
 
@@ -75,10 +75,10 @@ def _normal(path: str) -> str:
 
 def lanner_routes() -> list[tuple[str, str]]:
     """(METHOD, path) of every API route, as served under ``/api/v1/{tenant}``."""
-    from webserver.app import _ROUTERS
+    from webserver.app import api_routers
 
     out: set[tuple[str, str]] = set()
-    for router in _ROUTERS:
+    for router in api_routers():
         for route in router.routes:
             if isinstance(route, APIRoute):
                 for method in route.methods or ():
