@@ -48,7 +48,7 @@ from common.queue import base as topics
 from common.queue.sqlite import SqliteDatabase, SqliteQueue
 from common.repository.base import FlowRepository
 
-from . import concurrency, flow_triggers, liveness, timers
+from . import concurrency, flow_triggers, liveness, polling, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS, observe_step
@@ -300,6 +300,7 @@ class EmbeddedExecutor:
         observe_step(event.kind, previous, result.state.execution, result.ended, self.clock())
         if result.state.execution.state.current != previous:
             self._flow_triggers(result.state.execution, previous, out, dirty_windows)
+            out.extend(polling.ended_records(result.state.execution, previous, self.clock()))
 
     def _failed(
         self, flow: Flow | None, state: ExecutorState | None, event: ExecutorInput, exc: Exception

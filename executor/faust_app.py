@@ -45,7 +45,7 @@ from common.plugins.core.triggers import FlowTrigger
 from common.queue import base as topics
 from common.settings import Settings
 
-from . import concurrency, flow_triggers, liveness, timers
+from . import concurrency, flow_triggers, liveness, polling, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS, observe_step
@@ -161,6 +161,7 @@ class ExecutionHandler:
         snapshot = new.execution.to_json()
         out.append((topics.EXECUTIONS, new.execution.id, snapshot))
         out.extend(self._notices(flow, new.execution, previous, result))
+        out.extend(polling.ended_records(new.execution, previous, now))
         wakeups = dict(new.wakeups)
         if new.execution.state.current.terminal:
             ended = new.execution.state.end_date or now

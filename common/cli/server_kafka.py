@@ -292,6 +292,8 @@ def build_scheduler(settings: Settings) -> list[Component]:
         settings,
         store=store,
         ownership=PartitionOwnership(queue, flows),
+        # a polling trigger of a worker group no worker started yet: its topic, before the send
+        on_worker_group=lambda group: ensure_kafka_topics(settings, [group]),
     )
     return [_Resources([queue.close, flows.stop]), component]
 
