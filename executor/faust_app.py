@@ -30,7 +30,7 @@ import os
 import socket
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -235,10 +235,18 @@ class ExecutionHandler:
 class FlowHandler:
     """The flow agent's work on one notice: slots and trigger windows of one flow."""
 
-    def __init__(self, catalog: FlowCatalog, sync_flows: Any = None, clock: Any = _now) -> None:
+    def __init__(
+        self,
+        catalog: FlowCatalog,
+        sync_flows: Any = None,
+        clock: Any = _now,
+        disabled: Callable[[], Collection[str]] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.sync_flows = sync_flows or (lambda: None)
         self.clock = clock
+        # the Flow triggers disabled through the API (``common.trigger_states``)
+        self.disabled = disabled or (lambda: ())
 
     def apply(
         self, value: bytes | None, slots_stored: bytes | None, windows_stored: bytes | None
@@ -277,12 +285,39 @@ class FlowHandler:
             else flow_triggers.Windows()
         )
         created, changed = flow_triggers.evaluate(
-            [flow], notice.execution, notice.previous, self.clock(), windows
+            [flow], notice.execution, notice.previous, self.clock(), windows, self.disabled()
         )
         for new in created:
             inp = NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
             out.append((topics.EXECUTOR, new.id, inp.to_json()))
         return None, (windows.model_dump_json().encode() if changed else None), out
+
+
+def _disabled_triggers(settings: Settings) -> Any:
+    """The Flow triggers disabled through the API: the ``triggers`` topic read from its start
+    (a group of this process that never commits) on a thread of its own."""
+    import threading
+    import uuid
+
+    from common.backends import create_queue
+    from common.trigger_states import DisabledTriggers
+
+    queue = create_queue(settings, client_id="lanner-executor-trigger-states")
+    reader = DisabledTriggers(queue, f"executor-trigger-states.{uuid.uuid4().hex}", commit=False)
+    reader.refresh(timeout=2.0)  # what the topic holds now, before the first notice
+
+    pause = threading.Event()
+
+    def run() -> None:
+        while True:
+            try:
+                reader.refresh(timeout=0.5)
+            except Exception:  # noqa: BLE001 - a broker away: try again
+                log.exception("reading trigger states failed")
+                pause.wait(1.0)
+
+    threading.Thread(target=run, name="lanner-trigger-states", daemon=True).start()
+    return reader
 
 
 def instance_name(settings: Settings) -> str:
@@ -357,7 +392,8 @@ def create_faust_app(
         retention=timedelta(seconds=settings.executor_state_retention_seconds),
         sync_flows=flows.sync,
     )
-    flow_handler = FlowHandler(FlowCatalog(flows), sync_flows=flows.sync)
+    disabled = _disabled_triggers(settings)
+    flow_handler = FlowHandler(FlowCatalog(flows), sync_flows=flows.sync, disabled=disabled.uids)
     flows_version = [flows.version]
 
     def refresh_catalogs() -> None:
