@@ -3,7 +3,9 @@ against a real HTTP server the test starts: the worker evaluating it is killed (
 middle of the request; the evaluation lock does not stay forever: once the lock timeout has
 passed the scheduler sends the trigger again, another worker evaluates it, the execution gets
 the response as ``trigger.*``, and after that execution ends (the executor's unlock) the
-trigger fires again.
+trigger fires again. Then, on the same processes, a Flow trigger disabled through a trigger
+request (what the API sends) does not fire, and fires again once enabled: the Faust executor
+reads the trigger states (``common.trigger_states``).
 
 Kestra references: ``AbstractScheduler`` (``evaluateRunningDate``: one evaluation at a time,
 none while the execution it started runs) and ``io.kestra.plugin.core.http.Trigger``. Kestra
@@ -14,11 +16,15 @@ hands a dead worker's ``WorkerTrigger`` back through its liveness; Lanner uses a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
 from common.models.execution import Execution
 from common.models.state import State
+from common.models.trigger import TriggerState, is_request_key
+from common.queue.base import TRIGGERS
+from common.trigger_requests import new_request, send_request
 from tests.embedded.test_polling_triggers import HttpFixture
 from tests.ha.cluster import Cluster, flow
 from tests.infra.fixtures import StartLanner
@@ -34,7 +40,28 @@ def http() -> Iterator[HttpFixture]:
     server.close()
 
 
-def test_http_trigger_on_kafka_survives_a_worker_killed_mid_evaluation(
+UPSTREAM = """
+tasks:
+  - id: ret
+    type: io.kestra.plugin.core.debug.Return
+    format: up
+"""
+DOWNSTREAM = """
+tasks:
+  - id: ret
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ trigger.executionId }}"
+triggers:
+  - id: after
+    type: io.kestra.plugin.core.trigger.Flow
+    conditions:
+      - type: io.kestra.plugin.core.condition.ExecutionFlow
+        namespace: ha
+        flowId: upstream
+"""
+
+
+def test_http_trigger_survives_a_killed_worker_and_a_disabled_flow_trigger_stays_quiet(
     cluster: Cluster, lanner_process: StartLanner, http: HttpFixture
 ) -> None:
     endpoint = http.endpoint("kafka", body={"ready": True})
@@ -81,3 +108,38 @@ def test_http_trigger_on_kafka_survives_a_worker_killed_mid_evaluation(
     # that execution ended: the executor's unlock lets the trigger fire again
     wait_until(lambda: len(ended()) >= 2, 90, "a second execution after the first ended")
     assert endpoint.max_in_flight == 1
+
+    # ---- a Flow trigger disabled through a trigger request (the API's path)
+    cluster.deploy(flow(UPSTREAM, "upstream"))
+    cluster.deploy(flow(DOWNSTREAM, "downstream"))
+    watch = cluster.queue.subscribe(
+        [TRIGGERS], f"{cluster.settings_dict['kafka_topic_prefix']}test-trigger-states"
+    )
+    states: dict[str, TriggerState] = {}
+
+    def stored(disabled: bool) -> bool:
+        for record in watch.poll(500, timeout=0.2):
+            if record.value is not None and not is_request_key(record.key):
+                state = TriggerState.model_validate_json(record.value)
+                states[state.flow_id] = state
+        return "downstream" in states and states["downstream"].disabled is disabled
+
+    def triggered_by() -> list[str]:
+        cluster.read()
+        return [
+            str(e.trigger.variables.get("executionId"))
+            for e in cluster.latest.values()
+            if e.flow_id == "downstream" and e.trigger is not None
+        ]
+
+    for disabled, execution_id in ((True, "up-disabled"), (False, "up-enabled")):
+        request = new_request("main", "ha", "downstream", "after", datetime.now(UTC))
+        send_request(cluster.queue, request.model_copy(update={"disabled": disabled}))
+        wait_until(lambda d=disabled: stored(d), 90, f"the scheduler to store disabled={disabled}")
+        cluster.create("ha", "upstream", execution_id)
+        cluster.wait_ended([execution_id], timeout=90)
+    wait_until(lambda: "up-enabled" in triggered_by(), 90, "downstream once enabled")
+    watch.close()
+    downstream = [e for e in cluster.latest.values() if e.flow_id == "downstream"]
+    cluster.wait_ended([e.id for e in downstream], timeout=90)
+    assert triggered_by() == ["up-enabled"]
