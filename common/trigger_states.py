@@ -27,24 +27,34 @@ class DisabledTriggers:
     """``refresh()`` reads what is new; ``uids()`` are the disabled ones. Thread-safe."""
 
     def __init__(
-        self, queue: Queue, group: str, *, commit: bool, initial: Iterable[str] = ()
+        self,
+        queue: Queue,
+        group: str,
+        *,
+        commit: bool,
+        initial: Iterable[str] = (),
+        owns_queue: bool = False,
     ) -> None:
+        self._queue = queue if owns_queue else None  # closed by ``close``
         self._subscription = queue.subscribe([TRIGGERS], group)
         self._commit = commit
         self._lock = threading.Lock()
         self._disabled: set[str] = set(initial)
 
     def refresh(self, timeout: float = 0) -> bool:
-        """Read the new records; True when the set changed. With ``commit``, call
-        ``committed()`` once the set is stored."""
-        changed = False
+        """Read the new records; True when any was read (the set may have changed: a caller
+        that stores it stores it again, so a store rolled back after a first read is
+        rewritten). With ``commit``, call ``committed()`` once the set is stored."""
+        read = False
         while True:
             records = self._subscription.poll(max_records=1000, timeout=timeout)
             if not records:
-                return changed
+                return read
             timeout = 0
-            changed = self._apply(records) or changed
-            self._pending = records if self._commit else []
+            read = True
+            self._apply(records)
+            if self._commit:
+                self._pending = [*getattr(self, "_pending", []), *records]
 
     def committed(self) -> None:
         pending: list[Record] = getattr(self, "_pending", [])
@@ -72,9 +82,31 @@ class DisabledTriggers:
                     changed = True
         return changed
 
+    def start_thread(self, timeout: float = 0.5) -> None:
+        """Keep reading on a daemon thread until ``close`` (Kafka: without a committed group
+        nothing else needs the reader's thread)."""
+        self._stopping = threading.Event()
+
+        def run() -> None:
+            while not self._stopping.is_set():
+                try:
+                    self.refresh(timeout=timeout)
+                except Exception:  # noqa: BLE001 - brokers away: try again
+                    log.exception("reading the trigger states failed")
+                    self._stopping.wait(1.0)
+
+        self._thread = threading.Thread(target=run, name="lanner-trigger-states", daemon=True)
+        self._thread.start()
+
     def uids(self) -> frozenset[str]:
         with self._lock:
             return frozenset(self._disabled)
 
     def close(self) -> None:
+        stopping: threading.Event | None = getattr(self, "_stopping", None)
+        if stopping is not None:
+            stopping.set()
+            self._thread.join(5.0)
         self._subscription.close()
+        if self._queue is not None:
+            self._queue.close()

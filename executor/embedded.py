@@ -202,6 +202,7 @@ class EmbeddedExecutor:
                 last_maintenance = time.monotonic()
                 try:
                     self._refresh_flows()
+                    self._disabled_uids()  # and lets the queue purge the states read
                     self._side_topics()
                     self._emit_due_timers()
                     self._check_dead_workers()

@@ -296,27 +296,17 @@ class FlowHandler:
 def _disabled_triggers(settings: Settings) -> Any:
     """The Flow triggers disabled through the API: the ``triggers`` topic read from its start
     (a group of this process that never commits) on a thread of its own."""
-    import threading
     import uuid
 
     from common.backends import create_queue
     from common.trigger_states import DisabledTriggers
 
     queue = create_queue(settings, client_id="lanner-executor-trigger-states")
-    reader = DisabledTriggers(queue, f"executor-trigger-states.{uuid.uuid4().hex}", commit=False)
+    reader = DisabledTriggers(
+        queue, f"executor-trigger-states.{uuid.uuid4().hex}", commit=False, owns_queue=True
+    )
     reader.refresh(timeout=2.0)  # what the topic holds now, before the first notice
-
-    pause = threading.Event()
-
-    def run() -> None:
-        while True:
-            try:
-                reader.refresh(timeout=0.5)
-            except Exception:  # noqa: BLE001 - a broker away: try again
-                log.exception("reading trigger states failed")
-                pause.wait(1.0)
-
-    threading.Thread(target=run, name="lanner-trigger-states", daemon=True).start()
+    reader.start_thread()
     return reader
 
 
@@ -393,6 +383,7 @@ def create_faust_app(
         sync_flows=flows.sync,
     )
     disabled = _disabled_triggers(settings)
+    app.lanner_trigger_states = disabled
     flow_handler = FlowHandler(FlowCatalog(flows), sync_flows=flows.sync, disabled=disabled.uids)
     flows_version = [flows.version]
 

@@ -142,6 +142,7 @@ def run_executor(
                 log.exception("error while stopping %s", type(component).__name__)
         parts.queue.close()
         parts.app.lanner_flows.stop()
+        parts.app.lanner_trigger_states.close()
         management.stop()
         log.info("lanner %s %s stopped", role, parts.instance)
 
