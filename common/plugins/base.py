@@ -250,6 +250,14 @@ class PollingTrigger(Trigger):
 
     interval: str = "PT60S"
 
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: str) -> str:
+        delta = parse_duration(value)
+        if delta is None or delta <= timedelta(0):
+            raise ValueError(f"interval '{value}' must be a positive ISO-8601 duration")
+        return value
+
     def evaluate(self, ctx: PollingContext) -> Mapping[str, Any] | None:
         raise NotImplementedError
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from common.errors import LannerError
 from common.flow import parse_flow
 from common.models.trigger import PollingEvaluation
 from common.plugins.base import PollingTrigger
@@ -80,3 +83,22 @@ def test_an_empty_answer_unlocks_until_the_next_interval() -> None:
     assert done.state is not None and done.state.evaluate_running_date is None
     assert _due(done.state, T0 + timedelta(seconds=11)).send is None
     assert _due(done.state, T0 + timedelta(seconds=12)).send is not None
+
+
+def test_an_interval_that_is_not_a_positive_duration_is_refused_at_deploy() -> None:
+    for bad in ("PT0S", "every minute"):
+        source = f"""\
+id: bad
+namespace: lanner.polling
+tasks:
+  - id: ret
+    type: io.kestra.plugin.core.debug.Return
+    format: x
+triggers:
+  - id: poll
+    type: io.kestra.plugin.core.http.Trigger
+    uri: http://127.0.0.1:1/
+    interval: {bad}
+"""
+        with pytest.raises((LannerError, ValueError)):
+            parse_flow(source)
