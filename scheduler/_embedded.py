@@ -278,7 +278,10 @@ class Scheduler:
             now,
             tenant=known.tenant,
             lock_timeout=self.lock_timeout,
+            # embedded: the worker of a lock stored before this start died with the process
+            orphaned=self.ownership is None and uid not in self._recovered,
         )
+        self._recovered.add(uid)
         self._polling_records(uid, result, touched, records)
         if result.send is not None:
             group = trigger.worker_group.key if trigger.worker_group else None

@@ -93,15 +93,18 @@ def due(
     *,
     tenant: str,
     lock_timeout: timedelta,
+    orphaned: bool = False,
 ) -> PollingResult:
-    """Lock and send the trigger if its evaluation is due at ``now``."""
+    """Lock and send the trigger if its evaluation is due at ``now``. ``orphaned``: an
+    evaluation lock is known to have lost its worker (the embedded server restarted: its worker
+    died with it), so it expires now rather than after ``lock_timeout``."""
     result = PollingResult()
     base = state or TriggerState(
         tenant_id=tenant, namespace=flow.namespace, flow_id=flow.id, trigger_id=trigger.id
     )
     if base.evaluate_running_date is not None:
         running = base.running_execution_id is not None
-        if running or now - base.evaluate_running_date <= lock_timeout:
+        if running or (not orphaned and now - base.evaluate_running_date <= lock_timeout):
             return result  # evaluating, or its execution runs
         result.logs.append(
             _log(
@@ -111,7 +114,8 @@ def due(
                 now,
                 "WARN",
                 f"No worker answered the evaluation of {base.evaluate_running_date.isoformat()} "
-                f"within {lock_timeout}: the lock expired, the trigger is evaluated again",
+                + ("before a restart" if orphaned else f"within {lock_timeout}")
+                + ": the lock expired, the trigger is evaluated again",
             )
         )
         base = base.model_copy(update={"evaluate_running_date": None, "date": now})

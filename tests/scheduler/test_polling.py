@@ -102,3 +102,14 @@ triggers:
 """
         with pytest.raises((LannerError, ValueError)):
             parse_flow(source)
+
+
+def test_an_evaluation_lock_from_before_an_embedded_restart_expires_at_once() -> None:
+    locked = _due(None, T0).state
+    assert locked is not None
+    later = T0 + timedelta(seconds=1)
+    again = polling.due(
+        FLOW, TRIGGER, locked, later, tenant="main", lock_timeout=TIMEOUT, orphaned=True
+    )
+    assert again.send is not None and again.send.date == later
+    assert "before a restart" in again.logs[0].message
