@@ -182,6 +182,10 @@ class TriggerEvaluator:
 
     def _evaluate(self, job: str, message: WorkerTrigger) -> None:
         try:
+            if message.deadline is not None and self.clock() >= message.deadline:
+                # read after its lock expired: a newer evaluation may run, never beside it
+                log.warning("worker %s: %s arrived past its lock: skipped", self.worker_id, job)
+                return
             ctx = PollingRunContext(message, self.storage, self.clock)
             variables: dict[str, Any] | None = None
             error: str | None = None
