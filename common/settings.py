@@ -9,12 +9,14 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.auth.config import AuthSettings
 from common.secrets import SecretBox
 
 
 class Settings(BaseSettings):
+    # errors never echo the input: it may hold auth.token_secret or a password
     model_config = SettingsConfigDict(
-        env_prefix="LANNER_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="LANNER_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
     )
 
     data_dir: Path = Path.home() / ".lanner"
@@ -79,6 +81,8 @@ class Settings(BaseSettings):
     # Fernet key encrypting SECRET inputs (same on webserver and workers); the embedded server
     # keeps one in <data_dir>/encryption.key when this is not set
     encryption_key: str | None = None
+    # authentication (off by default): users, token secret (LANNER_AUTH__ENABLED...)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     def secret_box(self) -> SecretBox | None:
         return SecretBox(self.encryption_key) if self.encryption_key else None
