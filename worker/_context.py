@@ -31,6 +31,9 @@ from common.queue.base import LOGS, METRICS, Queue
 from common.secrets import SecretBox
 from common.secrets import mask as mask_secrets
 from common.storage.base import Storage, execution_uri
+from common.storage.kv import KVStore
+from common.storage.namespace_files import NamespaceFiles
+from common.templating._functions import kv_function
 
 from ._scripts import run_process
 
@@ -82,10 +85,12 @@ class TaskRunContext:
         secret_box: SecretBox | None = None,
         buffer_logs: bool = False,
         on_buffered: Callable[[], None] | None = None,
+        working_dir: str | None = None,
     ) -> None:
         self.task = task
         self.queue = queue
         self.storage = storage
+        self.tenant = task.tenant_id or tenant
         self.kill_event = kill_event
         self.kill_grace = kill_grace
         self.min_level = LEVEL_ORDER.get(normalize_level(min_level or "TRACE"), 0)
@@ -99,7 +104,9 @@ class TaskRunContext:
         self._secrets: set[str] = {str(s) for s in raw if s}
         if "inputs" in self._variables and secret_box is not None:
             self._variables["inputs"] = secret_box.reveal(self._variables["inputs"], self._secrets)
-        self._workdir: str | None = None
+        # a WorkingDirectory's children share its directory, which they must not remove
+        self._workdir: str | None = working_dir
+        self._owns_workdir = working_dir is None
         # log records not emitted yet (``buffer_logs``): flushed by ``log`` past
         # LOG_FLUSH_LINES lines or LOG_FLUSH_SECONDS, or taken by the worker with the result
         self._buffering = buffer_logs
@@ -113,6 +120,7 @@ class TaskRunContext:
             "fileSize": self.file_size,
             "secret": self._secret,
             "errorLogs": self._error_logs,
+            "kv": kv_function(self._kv_read),
         }
 
     # -------------------------------------------------------------- rendering
@@ -123,6 +131,22 @@ class TaskRunContext:
 
     def _read(self, uri: Any) -> str:
         return self.get_file(str(uri)).decode("utf-8", errors="replace")
+
+    def _kv_read(self, namespace: str | None, key: str) -> tuple[bool, Any, str]:
+        from common.storage.kv import validate_key
+
+        store = self.kv_store(namespace)
+        missing = object()
+        value = store.value(validate_key(key), missing)
+        if value is missing:
+            return False, None, store.namespace
+        return True, value, store.namespace
+
+    def kv_store(self, namespace: str | None) -> KVStore:
+        return KVStore(self.storage, self.tenant, namespace or self.task.task_run.namespace)
+
+    def namespace_files(self, namespace: str | None) -> NamespaceFiles:
+        return NamespaceFiles(self.storage, self.tenant, namespace or self.task.task_run.namespace)
 
     def _error_logs(self) -> list[Any]:
         """``errorLogs()``: what the executor put in ``variables["__errorLogs__"]``."""
@@ -280,7 +304,7 @@ class TaskRunContext:
         return self._workdir
 
     def cleanup(self) -> None:
-        if self._workdir is not None:
+        if self._workdir is not None and self._owns_workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 

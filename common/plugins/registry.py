@@ -38,6 +38,7 @@ _LEGACY = {
     "io.kestra.core.tasks.flows.Pause": "lanner.core.flow.Pause",
     "io.kestra.core.tasks.flows.WaitFor": "lanner.core.flow.WaitFor",
     "io.kestra.core.tasks.flows.WorkingDirectory": "lanner.core.flow.WorkingDirectory",
+    "io.kestra.core.tasks.flows.Worker": "lanner.core.flow.WorkingDirectory",
     "io.kestra.core.tasks.flows.Template": "lanner.core.flow.Template",
     "io.kestra.core.tasks.debugs.Return": "lanner.core.debug.Return",
     "io.kestra.core.tasks.debugs.Echo": "lanner.core.debug.Echo",

@@ -272,6 +272,29 @@ def fn_current_each_output(context: Context, outputs: Any) -> Any:
     return value
 
 
+def kv_function(read: Callable[[str | None, str], tuple[bool, Any, str]]) -> Callable[..., Any]:
+    """``kv(key, namespace?, errorOnMissing?)`` (Kestra's ``KvFunction``) on ``read(namespace,
+    key) -> (found, value, namespace)``, which the worker gives (the store is in internal
+    storage); the namespace defaults to the flow's. Missing (or expired) is null unless
+    ``errorOnMissing``."""
+
+    def kv(key: Any = None, namespace: Any = None, errorOnMissing: Any = False) -> Any:  # noqa: N803
+        key, namespace = defined(key), defined(namespace)
+        if key is None:
+            raise TemplateError("The 'kv' function expects an argument 'key'.")
+        try:
+            found, value, where = read(None if namespace is None else str(namespace), str(key))
+        except TemplateError:
+            raise
+        except Exception as exc:  # a bad key or namespace: the store's own message
+            raise TemplateError(f"function 'kv': {exc}") from exc
+        if not found and defined(errorOnMissing) is True:
+            raise TemplateError(f"The key '{key}' does not exist in the namespace '{where}'.")
+        return value
+
+    return kv
+
+
 def _render_fn(recursive_default: bool) -> Callable[..., Any]:
     @pass_context
     def render_function(

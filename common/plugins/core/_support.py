@@ -14,9 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from common.plugins.base import RunContext
+
+if TYPE_CHECKING:
+    from common.storage.kv import KVStore
+    from common.storage.namespace_files import NamespaceFiles
 
 
 class TaskFailed(Exception):
@@ -76,6 +80,14 @@ class WorkerContext(RunContext, Protocol):
 
     def download(self, uri: str, target: str) -> None:
         """Write the file at ``uri`` to the local path ``target``, streamed."""
+        ...
+
+    def kv_store(self, namespace: str | None) -> KVStore:
+        """The KV store of ``namespace`` (the flow's when None) in the task's tenant."""
+        ...
+
+    def namespace_files(self, namespace: str | None) -> NamespaceFiles:
+        """The files of ``namespace`` (the flow's when None) in the task's tenant."""
         ...
 
 
