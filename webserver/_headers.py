@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from fastapi import Response
+
 
 def attachment(filename: str) -> str:
     """``Content-Disposition`` of a download named ``filename`` (RFC 6266): an ASCII fallback
@@ -13,3 +15,9 @@ def attachment(filename: str) -> str:
     if fallback == filename:
         return f'attachment; filename="{filename}"'
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+class OctetStream(Response):
+    """The ``response_class`` of a binary download: the OpenAPI document names its media type."""
+
+    media_type = "application/octet-stream"

@@ -146,6 +146,8 @@ class Flow(FlowModel):
     def _labels_as_map(cls, value: Any) -> Any:
         # Kestra accepts both `{k: v}` and `[{key: k, value: v}]`.
         if isinstance(value, list):
+            if not all(isinstance(item, dict) for item in value):
+                raise ValueError("a list of labels holds maps with a key and a value")
             return {str(item.get("key")): str(item.get("value")) for item in value}
         if isinstance(value, dict):
             return {str(k): "" if v is None else str(v) for k, v in value.items()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import string
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -266,3 +267,19 @@ def test_an_input_value_is_typed_or_names_its_input(
             assert problem.message
         return
     assert set(typed) == {"the_input"}
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "labels: [null]",  # found by the mutated flows: an AttributeError, a 500 on save
+        "labels: [a, b]",
+        "inputs: [{id: s, type: STRING, validator: '('}]",  # an re.error at execution creation
+    ],
+)
+def test_found_cases_are_validation_errors(fragment: str) -> None:
+    source = (
+        "id: f\nnamespace: n\ntasks: [{id: t, type: io.kestra.plugin.core.log.Log, message: x}]\n"
+    )
+    with pytest.raises(FlowValidationError):
+        parse_flow(source + fragment + "\n")
