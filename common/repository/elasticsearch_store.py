@@ -162,6 +162,21 @@ class Store:
         result: dict[str, Any] = response.body
         return result
 
+    def delete_by_query(self, what: str, index: str, query: dict[str, Any]) -> int:
+        """Deletes every matching document (refreshed: searches no longer find them); returns
+        how many. A document changed meanwhile is skipped, not an error."""
+        client = self.ensure()
+        with map_errors(what):
+            response = client.delete_by_query(
+                index=index,
+                query=query,
+                conflicts="proceed",
+                refresh=True,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            )
+        return int(response.body.get("deleted", 0))
+
     def scan(self, what: str, index: str, query: dict[str, Any], sort: list[Any]) -> Iterator[Any]:
         """Every matching document's source, in ``sort`` order (which must be total)."""
         after: list[Any] | None = None

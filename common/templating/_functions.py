@@ -272,6 +272,23 @@ def fn_current_each_output(context: Context, outputs: Any) -> Any:
     return value
 
 
+@pass_context
+def fn_file_uri(context: Context, path: Any) -> str:
+    """Kestra's ``fileURI(path)``: the URI of a namespace file of the flow's namespace
+    (``lanner:///<namespace as folders>/_files/<path>``; the worker writes its own scheme)."""
+    from common.errors import StorageUriError
+    from common.storage.base import namespace_file_uri
+
+    flow = context.resolve_or_missing("flow")
+    namespace = flow.get("namespace") if isinstance(flow, Mapping) else None
+    if not namespace:
+        raise TemplateError("fileURI: no flow namespace in this context")
+    try:
+        return namespace_file_uri(str(namespace), to_string(defined(path)))
+    except StorageUriError as exc:
+        raise TemplateError(str(exc)) from exc
+
+
 def _render_fn(recursive_default: bool) -> Callable[..., Any]:
     @pass_context
     def render_function(
@@ -304,6 +321,7 @@ GLOBALS: dict[str, Any] = {
     "render": _render_fn(True),
     "renderOnce": _render_fn(False),
     "currentEachOutput": fn_current_each_output,
+    "fileURI": fn_file_uri,
     "secret": fn_secret,
     "isNull": fn_is_null,
     "max": fn_max,

@@ -18,6 +18,7 @@ _MODULES = (
     "http",
     "storage",
     "scripts",
+    "history",
 )
 
 PLUGINS: list[type] = []

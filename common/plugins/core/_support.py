@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from common.plugins.base import RunContext
+
+if TYPE_CHECKING:
+    from common.repository.base import Repositories
 
 
 class TaskFailed(Exception):
@@ -63,6 +66,17 @@ class WorkerContext(RunContext, Protocol):
         ...
 
     def delete_file(self, uri: str) -> bool: ...
+
+    def delete_prefix(self, uri: str) -> int:
+        """Delete every file under the folder ``uri``; how many."""
+        ...
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    def repositories(self) -> Repositories:
+        """The repositories of execution history (``TaskFailed`` if the worker has none)."""
+        ...
 
     def file_size(self, uri: str) -> int: ...
 
