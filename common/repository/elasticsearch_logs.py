@@ -236,8 +236,11 @@ class ElasticsearchLogRepository:
             dates["lte"] = iso(purge.end_date)
         if dates:
             filters.append({"range": {"timestamp": dates}})
-        return self.store.delete_by_query(
-            "purging logs", self.store.index("logs"), {"bool": {"filter": filters}}
+        return self.store.delete_matching(
+            "purging logs",
+            self.store.index("logs"),
+            {"bool": {"filter": filters}},
+            self._sort(False),
         )
 
 
@@ -283,6 +286,9 @@ class ElasticsearchMetricRepository:
                 ]
             }
         }
-        return self.store.delete_by_query(
-            f"purging the metrics of execution {execution_id}", self.store.index("metrics"), query
+        return self.store.delete_matching(
+            f"purging the metrics of execution {execution_id}",
+            self.store.index("metrics"),
+            query,
+            [{"timestamp": "asc"}, {"repo.order": "asc"}, {"repo.id": "asc"}],
         )

@@ -71,9 +71,7 @@ class Api:
         )
 
     def file(self, execution_id: str, uri: str) -> str:
-        response = self.client.get(
-            f"/api/v1/executions/{execution_id}/file", params={"path": uri}
-        )
+        response = self.client.get(f"/api/v1/executions/{execution_id}/file", params={"path": uri})
         assert response.status_code == 200, response.text
         return response.text
 
@@ -325,7 +323,13 @@ def check_count(api: Api, namespace: str) -> None:
     selects rows; per namespace, one row with the namespace's total; ``total`` sums the rows."""
     counted = f"{namespace}.counted"
     for flow_id in ("first", "second", "third"):
-        api.deploy(_flow(counted, flow_id, "  - id: r\n    type: io.kestra.plugin.core.debug.Return\n    format: x\n"))
+        api.deploy(
+            _flow(
+                counted,
+                flow_id,
+                "  - id: r\n    type: io.kestra.plugin.core.debug.Return\n    format: x\n",
+            )
+        )
     ids = [api.start(counted, "first"), *(api.start(counted, "second") for _ in range(2))]
     ids += [api.start(counted, "third") for _ in range(3)]
     for execution_id in ids:

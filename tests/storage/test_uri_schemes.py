@@ -51,7 +51,9 @@ def test_the_setting_picks_the_scheme_written() -> None:
         "kestra:///io/kestra/tests/f/executions/e1/"
     )
     assert with_scheme("kestra:///a/b") == "lanner:///a/b"
-    assert namespace_file_uri("my.namespace", "test", scheme) == "kestra:///my/namespace/_files/test"
+    assert (
+        namespace_file_uri("my.namespace", "test", scheme) == "kestra:///my/namespace/_files/test"
+    )
     with pytest.raises(StorageUriError, match=r"Path must not contain '\.\./'"):
         namespace_file_uri("my.namespace", "../test")
 
