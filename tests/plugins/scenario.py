@@ -52,7 +52,9 @@ class Api:
             found = self.execution(execution_id)
             return found if found and found["state"]["current"] in TERMINAL else None
 
-        return wait_until(terminal, DEADLINE, f"execution {execution_id} to end")
+        ended = wait_until(terminal, DEADLINE, f"execution {execution_id} to end")
+        assert ended is not None
+        return ended
 
     def run(self, namespace: str, flow_id: str, inputs: dict[str, str] | None = None) -> Json:
         return self.ended(self.start(namespace, flow_id, inputs))
@@ -99,7 +101,7 @@ def _jsonl(items: list[dict[str, Any]]) -> str:
 
 # ---------------------------------------------------------------- storage row tasks
 
-KV1 = [
+KV1: list[Json] = [
     {"key": "k1", "value": "v1"},
     {"key": "k2", "value": "v1"},
     {"key": "k3", "value": "v1"},
@@ -109,7 +111,7 @@ KV1 = [
     {"key": "k3", "value": "v2"},
     {"key": "k1", "value": "v3"},
 ]
-KV2 = [
+KV2: list[Json] = [
     {"key": "k1", "v1": "k1", "v2": "v1"},
     {"key": "k2", "v1": "k2", "v2": "v1"},
     {"key": "k3", "v1": "k3", "v2": "v1"},
@@ -118,8 +120,8 @@ KV2 = [
     {"key": "k3", "v1": "k3", "v2": "v2"},
     {"key": "k1", "v1": "k1", "v2": "v3"},
 ]
-VALID = [{"key": f"k{i}", "value": i} for i in range(1, 5)]
-INVALID = [{"key": "k1", "value": 1}, {"key": "k2", "value": "dummy"}, *VALID[2:]]
+VALID: list[Json] = [{"key": f"k{i}", "value": i} for i in range(1, 5)]
+INVALID: list[Json] = [{"key": "k1", "value": 1}, {"key": "k2", "value": "dummy"}, *VALID[2:]]
 
 
 def check_reverse(api: Api, namespace: str) -> None:

@@ -143,7 +143,8 @@ class Fetch(RunnableTask):
         size = 0
         target = _rows.temp_output(wctx, ".ion")
         with open(target, "w", encoding="utf-8") as out:
-            for task_id in self.tasks_id or [None]:
+            task_ids: list[str | None] = [*self.tasks_id] if self.tasks_id else [None]
+            for task_id in task_ids:
                 after: str | None = None
                 while True:
                     page = logs.search(
