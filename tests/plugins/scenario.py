@@ -5,8 +5,12 @@ Kestra sources read (github.com/kestra-io/kestra, commit 58c1ca2d, December 2024
 ``core/src/main/java/io/kestra/plugin/core/{storage/Reverse,storage/DeduplicateItems,
 storage/FilterItems,execution/Count,execution/PurgeExecutions,log/Fetch,log/PurgeLogs}.java``,
 ``core/src/main/java/io/kestra/core/runners/pebble/functions/{ReadFileFunction,
-FileURIFunction}.java`` and their tests (named in each check's docstring). Each check takes
-a namespace of its own, so the scenarios share one server without seeing each other's data.
+FileURIFunction}.java`` and their tests (named in each check's docstring); Kestra's plugin
+pages (https://kestra.io/plugins/io.kestra.plugin.core.execution.PurgeExecutions,
+https://kestra.io/plugins/io.kestra.plugin.core.log.PurgeLogs,
+https://kestra.io/plugins/core/tasks/storage/io.kestra.plugin.core.storage.FilterItems) and
+https://kestra.io/docs/administrator-guide/purge. Each check takes a namespace of its own, so
+the scenarios share one server without seeing each other's data.
 """
 
 from __future__ import annotations
@@ -468,7 +472,9 @@ def check_purge_executions(api: Api, namespace: str) -> None:
     """``PurgeExecutions`` deletes the matching executions with their logs and files, and
     outputs ``executionsCount``, ``logsCount``, ``storagesCount``, ``metricsCount`` (Kestra's
     ``PurgeExecutions.java``, ``ExecutionService.purge`` and ``PurgeExecutionsTest.run``:
-    ``executionsCount`` 1 for one execution); ``purgeExecution: false`` keeps executions."""
+    ``executionsCount`` 1 for one execution); ``purgeExecution: false`` keeps executions;
+    ``batchSize`` (Kestra 0.21+, https://kestra.io/plugins/io.kestra.plugin.core.execution.
+    PurgeExecutions) is how many are read at a time."""
     purged = f"{namespace}.purged"
     api.deploy(
         _flow(
@@ -512,7 +518,8 @@ def check_purge_executions(api: Api, namespace: str) -> None:
         "metricsCount": 0,
     }
     assert all(api.execution(i) is not None for i in ids)
-    api.deploy(_flow(namespace, "purge", purge.format(ns=purged, extra="")))
+    # one execution a page: the second page follows the first one's cursor after its deletion
+    api.deploy(_flow(namespace, "purge", purge.format(ns=purged, extra="\n    batchSize: 1")))
     execution = api.run(namespace, "purge")
     assert execution["state"]["current"] == "SUCCESS", execution
     assert outputs(execution, "purge") == {

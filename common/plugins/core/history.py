@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from common.models.state import State
 from common.plugins.base import FlowModel, RunContext, RunnableTask
+from common.plugins.dynamic import DynamicPositive, resolve
 from common.repository.base import MAX_PAGE_SIZE, ExecutionQuery, LogPurge, LogQuery
 from common.storage.base import execution_uri
 
@@ -172,13 +173,14 @@ class Fetch(RunnableTask):
 
 
 class PurgeLogs(RunnableTask):
-    """Deletes the logs of a namespace (and below), of a flow, or of every flow, written
-    between ``startDate`` and ``endDate``, at ``logLevels`` (any by default); outputs
-    ``count``."""
+    """Deletes the logs of a namespace (and below), of a flow, of an execution or of every
+    flow, written between ``startDate`` and ``endDate``, at ``logLevels`` (any by default);
+    outputs ``count``."""
 
     TYPE: ClassVar[str] = "lanner.core.log.PurgeLogs"
     namespace: str | None = None
     flow_id: str | None = Field(default=None, alias="flowId")
+    execution_id: str | None = Field(default=None, alias="executionId")  # Kestra 0.21+
     log_levels: list[str] | None = Field(default=None, alias="logLevels")
     start_date: str | None = Field(default=None, alias="startDate")
     end_date: str = Field(alias="endDate")
@@ -194,6 +196,7 @@ class PurgeLogs(RunnableTask):
             tenant_id=wctx.tenant_id,
             namespace=str(ctx.render(self.namespace)) if self.namespace else None,
             flow_id=str(ctx.render(self.flow_id)) if self.flow_id else None,
+            execution_id=str(ctx.render(self.execution_id)) if self.execution_id else None,
             levels=self.log_levels or (),
             start_date=_date(ctx, self.start_date, "startDate"),
             end_date=_date(ctx, self.end_date, "endDate"),
@@ -218,6 +221,8 @@ class PurgeExecutions(RunnableTask):
     purge_log: bool = Field(default=True, alias="purgeLog")
     purge_metric: bool = Field(default=True, alias="purgeMetric")
     purge_storage: bool = Field(default=True, alias="purgeStorage")
+    # executions read per page (Kestra 0.21+: its bulk delete size)
+    batch_size: DynamicPositive = Field(default=100, alias="batchSize")
 
     @field_validator("states")
     @classmethod
@@ -234,7 +239,7 @@ class PurgeExecutions(RunnableTask):
             states=_states(self.states),
             start_date=_date(ctx, self.start_date, "startDate"),
             end_date=_date(ctx, self.end_date, "endDate"),
-            size=MAX_PAGE_SIZE,
+            size=min(int(resolve(self.batch_size, ctx.render_typed)), MAX_PAGE_SIZE),
             sort_desc=False,
         )
         counts = {"executionsCount": 0, "logsCount": 0, "metricsCount": 0, "storagesCount": 0}
