@@ -167,7 +167,8 @@ class Worker:
     ) -> None:
         """``repositories`` (or a function that opens them on first use): what the tasks that
         read or purge execution history use; without it those tasks fail."""
-        self.repositories = repositories
+        self._repositories = repositories
+        self._repositories_lock = threading.Lock()
         if isinstance(config, Settings):
             config = WorkerConfig.from_settings(config)
         self.config = config or WorkerConfig()
@@ -590,6 +591,14 @@ class Worker:
                 if order.task_run_id in (None, run.id, run.parent_task_run_id):
                     job.stop("kill")
 
+    def _open_repositories(self) -> Repositories:
+        """The repositories, opened once by the first task that asks (one client per worker)."""
+        with self._repositories_lock:
+            if callable(self._repositories):
+                self._repositories = self._repositories()
+            assert self._repositories is not None
+            return self._repositories
+
     # -------------------------------------------------------------- one attempt
 
     def _execute(self, job: _Job) -> None:
@@ -609,7 +618,7 @@ class Worker:
             buffer_logs=True,
             on_buffered=job.wake.set,
             uri_scheme=self.config.uri_scheme,
-            repositories=self.repositories,
+            repositories=self._open_repositories if self._repositories is not None else None,
         )
         try:
             state, outputs, error = self._attempt(job, ctx)
