@@ -51,8 +51,18 @@ from common.plugins.base import (
     Task,
     parse_duration,
 )
-from common.plugins.core.flowable import Labels, Pause, Subflow
+from common.plugins.core.flowable import (
+    EXIT_STATES,
+    Exit,
+    ForEachItemExecutable,
+    ForEachItemMergeOutputs,
+    Labels,
+    Pause,
+    Subflow,
+    WorkingDirectory,
+)
 from common.plugins.core.flowable import Resume as ResumeTask
+from common.plugins.core.flowable.foreachitem import SUBFLOW_OUTPUTS_VARIABLE, terminal_state
 from common.plugins.dynamic import resolve, resolve_model
 from common.templating import RenderContext, is_true, render, render_object, render_typed
 
@@ -386,6 +396,8 @@ class _Core:
     def on_result(self, event: TaskResult) -> None:
         res = event.result
         tr = self.ex.find_task_run(res.task_run_id)
+        if tr is None and res.task_run is not None:
+            tr = self.add_worker_child(res.task_run)
         if tr is None or tr.state.current.terminal or res.attempt != len(tr.attempts):
             return
         attempt = tr.attempts[-1]
@@ -405,7 +417,44 @@ class _Core:
         if res.error:
             tr.error = res.error
         self.touched()
-        self.end_task_run(tr, res.state)
+        if isinstance(self.tasks.get(tr.task_id), WorkingDirectory):
+            return  # the worker is done with it: ended like a Sequential by process()
+        # a WorkingDirectory's child is not retried alone, away from its directory
+        self.end_task_run(tr, res.state, retry=not self.in_working_directory(tr))
+
+    def in_working_directory(self, tr: TaskRun) -> bool:
+        parent = self.ex.find_task_run(tr.parent_task_run_id) if tr.parent_task_run_id else None
+        return parent is not None and isinstance(self.tasks.get(parent.task_id), WorkingDirectory)
+
+    def add_worker_child(self, child: TaskRun) -> TaskRun | None:
+        """A task run a worker created inside the WorkingDirectory it runs (Kestra's
+        ``addDynamicTaskRun``); None if it does not belong to a running one."""
+        parent_id = child.parent_task_run_id
+        parent = self.ex.find_task_run(parent_id) if parent_id else None
+        task = self.tasks.get(parent.task_id) if parent is not None else None
+        if (
+            parent is None
+            or parent.state.current.terminal
+            or not isinstance(task, WorkingDirectory)
+        ):
+            return None
+        if child.task_id not in {t.id for t in task.tasks} or child.execution_id != self.ex.id:
+            return None
+        tr = TaskRun(
+            id=child.id,
+            execution_id=self.ex.id,
+            namespace=self.ex.namespace,
+            flow_id=self.ex.flow_id,
+            task_id=child.task_id,
+            parent_task_run_id=parent.id,
+        )
+        tr.set_state(State.CREATED, self.now)
+        attempt = Attempt()
+        attempt.set_state(State.CREATED, self.now)
+        tr.attempts.append(attempt)
+        self.ex.task_run_list.append(tr)
+        self.touched()
+        return tr
 
     def on_worker_died(self, event: WorkerDied) -> None:
         tr = self.ex.find_task_run(event.task_run_id)
@@ -416,10 +465,18 @@ class _Core:
             return
         attempt.set_state(State.FAILED, self.now)
         self.log("WARN", f"worker {event.worker_id} died: task resubmitted", tr)
+        if isinstance(self.tasks.get(tr.task_id), WorkingDirectory):
+            self.drop_children(tr)  # they run again, in a new directory
         if self.ex.state.current == State.KILLING:
             self.set_state(tr, State.KILLED)
         else:
             self.set_state(tr, State.CREATED)  # resubmitted as a new attempt by process()
+
+    def drop_children(self, parent: TaskRun) -> None:
+        kept = [t for t in self.ex.task_run_list if t.parent_task_run_id != parent.id]
+        if len(kept) != len(self.ex.task_run_list):
+            self.ex.task_run_list = kept
+            self.touched()
 
     def kill(self, final: State) -> None:
         if self.ex.state.current.terminal or self.ex.state.current == State.KILLING:
@@ -439,6 +496,8 @@ class _Core:
                 and tr.attempts[-1].state.current in (State.CREATED, State.RUNNING)
                 and tr.state.current != State.RETRYING
             )
+            for child in self.state.batch_executions.get(tr.id, []):
+                self.result.executor_inputs.append(Kill(id=f"kill:{child}", execution_id=child))
             if isinstance(task, ExecutableTask) and tr.outputs and tr.outputs.get("executionId"):
                 child = tr.outputs["executionId"]
                 self.result.executor_inputs.append(Kill(id=f"kill:{child}", execution_id=child))
@@ -486,6 +545,9 @@ class _Core:
         ):
             return  # the subflow execution of an earlier attempt
         task = self.tasks.get(tr.task_id)
+        if isinstance(task, ForEachItemExecutable):
+            self.on_batch_ended(tr, task, event)
+            return
         outputs: dict[str, Any] = {
             "executionId": event.child_execution_id,
             "state": event.state.value,
@@ -560,11 +622,22 @@ class _Core:
             tr for tr in self.ex.task_run_list if tr.state.current in (State.FAILED, State.KILLED)
         ]
         restarted: set[str] = set()
+        directories = [
+            tr for tr in failed if isinstance(self.tasks.get(tr.task_id), WorkingDirectory)
+        ]
+        for directory in directories:  # runs again as a whole, on one worker
+            inside = {t.id for t in self.ex.task_run_list if t.parent_task_run_id == directory.id}
+            failed = [t for t in failed if t.id not in inside]
+            self.drop_children(directory)
         for tr in failed:
             task = self.tasks.get(tr.task_id)
             self.set_state(tr, State.RESTARTED)
             restarted.add(tr.id)
-            if isinstance(task, FlowableTask):
+            if isinstance(task, WorkingDirectory):
+                tr.outputs = None
+                tr.error = None
+                self.set_state(tr, State.CREATED)
+            elif isinstance(task, FlowableTask):
                 self.set_state(tr, State.RUNNING)
             else:
                 tr.outputs = None
@@ -631,6 +704,8 @@ class _Core:
         changed = False
         killing = self.ex.state.current == State.KILLING
         for tr in list(self.ex.task_run_list):
+            if self.ex.state.current.terminal:
+                break  # ended by an Exit task
             task = self.tasks.get(tr.task_id)
             current = tr.state.current
             if current.terminal:
@@ -695,6 +770,9 @@ class _Core:
                     self.state.wakeups[f"pause-resume:{tr.id}"] = self.now + delay
                 if timeout is not None:
                     self.state.wakeups[f"pause-timeout:{tr.id}"] = self.now + timeout
+        elif isinstance(task, WorkingDirectory):
+            self.set_state(tr, State.RUNNING)
+            self.submit(tr, task)  # the whole directory runs on one worker
         elif isinstance(task, FlowableTask):
             self.set_state(tr, State.RUNNING)
         elif isinstance(task, ExecutableTask):
@@ -711,6 +789,10 @@ class _Core:
         tr.next_date = None
         variables = self.variables(tr)
         variables["__errorLogs__"] = self.vars.error_logs() if self.vars else []
+        if isinstance(task, WorkingDirectory):
+            variables["__valuesPath__"] = fu.values_path(self.ex, tr)
+        if isinstance(task, ForEachItemMergeOutputs):
+            variables[SUBFLOW_OUTPUTS_VARIABLE] = self.batch_outputs(tr, task)
         self.result.worker_tasks.append(
             WorkerTask(
                 task_run=_copy(tr),
@@ -725,7 +807,22 @@ class _Core:
         )
         self.touched()
 
+    def batch_outputs(self, tr: TaskRun, task: ForEachItemMergeOutputs) -> list[Any]:
+        items = next(
+            (
+                t
+                for t in self.ex.task_run_list
+                if t.task_id == task.items_id and t.parent_task_run_id == tr.parent_task_run_id
+            ),
+            None,
+        )
+        by_batch = self.state.batch_outputs.get(items.id, {}) if items is not None else {}
+        return [by_batch[k] for k in sorted(by_batch, key=int)]
+
     def start_subflow(self, tr: TaskRun, task: ExecutableTask) -> None:
+        if isinstance(task, ForEachItemExecutable):
+            self.start_batches(tr, task)
+            return
         assert isinstance(task, Subflow)
         try:
             render = self.renderer(tr)
@@ -738,40 +835,8 @@ class _Core:
         except LannerError as exc:
             self.fail_task_run(tr, f"Subflow '{task.id}': {exc}")
             return
-        child_id = self.new_id()
-        child_labels: list[Label] = []
-        if inherit_labels:
-            child_labels.extend(lb for lb in self.ex.labels if lb.key != "system.correlationId")
-        child_labels.extend(labels)
-        correlation = self.ex.label_map().get("system.correlationId", self.ex.id)
-        child_labels = [Label(key="system.correlationId", value=correlation), *child_labels]
-        child = Execution(
-            id=child_id,
-            namespace=namespace,
-            flow_id=flow_id,
-            flow_revision=task.revision or 0,
-            tenant_id=self.ex.tenant_id,
-            inputs=inputs,
-            labels=child_labels,
-            trigger=ExecutionTrigger(
-                id=task.id,
-                type=SUBFLOW_TRIGGER_TYPE,
-                variables={
-                    "executionId": self.ex.id,
-                    "namespace": self.ex.namespace,
-                    "flowId": self.ex.flow_id,
-                    "flowRevision": self.ex.flow_revision,
-                    "taskRunId": tr.id,
-                    "taskId": tr.task_id,
-                    "wait": wait,
-                },
-            ),
-        )
-        child.set_state(State.CREATED, self.now)
-        self.result.executor_inputs.append(
-            NewExecution(
-                id=f"new:{child_id}", execution_id=child_id, execution=child, validate_inputs=True
-            )
+        child_id = self.new_child(
+            tr, task, namespace, flow_id, inputs, labels, inherit_labels=inherit_labels, wait=wait
         )
         attempt = Attempt()
         attempt.set_state(State.RUNNING, self.now)
@@ -780,6 +845,150 @@ class _Core:
         self.set_state(tr, State.RUNNING)
         if not wait:
             self.end_task_run(tr, State.SUCCESS)
+
+    def new_child(
+        self,
+        tr: TaskRun,
+        task: Subflow | ForEachItemExecutable,
+        namespace: str,
+        flow_id: str,
+        inputs: dict[str, Any],
+        labels: list[Label],
+        *,
+        inherit_labels: bool,
+        wait: bool,
+        iteration: int | None = None,
+    ) -> str:
+        """Emit the creation of a child execution of ``tr``; returns its id."""
+        child_id = self.new_id()
+        child_labels: list[Label] = []
+        if inherit_labels:
+            child_labels.extend(lb for lb in self.ex.labels if lb.key != "system.correlationId")
+        child_labels.extend(labels)
+        correlation = self.ex.label_map().get("system.correlationId", self.ex.id)
+        child_labels = [Label(key="system.correlationId", value=correlation), *child_labels]
+        variables: dict[str, Any] = {
+            "executionId": self.ex.id,
+            "namespace": self.ex.namespace,
+            "flowId": self.ex.flow_id,
+            "flowRevision": self.ex.flow_revision,
+            "taskRunId": tr.id,
+            "taskId": tr.task_id,
+            "wait": wait,
+        }
+        if iteration is not None:
+            variables["iteration"] = iteration
+        child = Execution(
+            id=child_id,
+            namespace=namespace,
+            flow_id=flow_id,
+            flow_revision=task.revision or 0,
+            tenant_id=self.ex.tenant_id,
+            inputs=inputs,
+            labels=child_labels,
+            trigger=ExecutionTrigger(id=task.id, type=SUBFLOW_TRIGGER_TYPE, variables=variables),
+        )
+        child.set_state(State.CREATED, self.now)
+        self.result.executor_inputs.append(
+            NewExecution(
+                id=f"new:{child_id}", execution_id=child_id, execution=child, validate_inputs=True
+            )
+        )
+        return child_id
+
+    def start_batches(self, tr: TaskRun, task: ForEachItemExecutable) -> None:
+        """ForEachItem's ``<id>_items``: one child execution per batch the split task made."""
+        split = next(
+            (
+                t
+                for t in self.ex.task_run_list
+                if t.task_id == task.split_id and t.parent_task_run_id == tr.parent_task_run_id
+            ),
+            None,
+        )
+        uris = (split.outputs or {}).get("uris") if split is not None else None
+        if not isinstance(uris, list):
+            self.fail_task_run(tr, f"ForEachItem '{task.id}': the batches of the split are unknown")
+            return
+        attempt = Attempt()
+        attempt.set_state(State.RUNNING, self.now)
+        tr.attempts.append(attempt)
+        self.set_state(tr, State.RUNNING)
+        if not uris:
+            self.end_attempt(tr, State.SUCCESS)
+            self.end_task_run(tr, State.SUCCESS)  # no batch: Kestra's outputs stay null
+            return
+        try:
+            render = self.renderer(tr)
+            wait = resolve(task.wait, render)
+            inherit_labels = resolve(task.inherit_labels, render)
+            labels = self.render_labels(task.labels, tr) if task.labels is not None else []
+            namespace = self.render(task.namespace, tr)
+            flow_id = self.render(task.flow_id, tr)
+            variables = self.variables(tr)
+            functions = self.functions(tr, task.inputs)
+            batches = []
+            for iteration, uri in enumerate(uris, start=1):
+                taskrun = {**variables["taskrun"], "items": uri, "iteration": iteration}
+                inputs = render_object(
+                    task.inputs, {**variables, "taskrun": taskrun}, functions=functions
+                )
+                batches.append((iteration, inputs))
+        except (LannerError, ValueError) as exc:
+            self.end_attempt(tr, State.FAILED)
+            self.fail_task_run(tr, f"ForEachItem '{task.id}': {exc}")
+            return
+        children = [
+            self.new_child(
+                tr,
+                task,
+                namespace,
+                flow_id,
+                inputs,
+                labels,
+                inherit_labels=inherit_labels,
+                wait=wait,
+                iteration=iteration,
+            )
+            for iteration, inputs in batches
+        ]
+        self.state.batch_executions[tr.id] = children
+        count = len(children)
+        if not wait:
+            tr.outputs = {"numberOfBatches": count, "iterations": {"RUNNING": 0, "SUCCESS": count}}
+            self.end_attempt(tr, State.SUCCESS)
+            self.end_task_run(tr, State.SUCCESS)
+            return
+        tr.outputs = {
+            "numberOfBatches": count,
+            "iterations": {"CREATED": 0, "RUNNING": count},
+        }
+        self.touched()
+
+    def on_batch_ended(self, tr: TaskRun, task: ForEachItemExecutable, event: SubflowEnded) -> None:
+        outputs = dict(tr.outputs or {})
+        iterations = dict(outputs.get("iterations") or {})
+        count = int(outputs.get("numberOfBatches") or 0)
+        iterations["RUNNING"] = max(int(iterations.get("RUNNING", 0)) - 1, 0)
+        ended = event.state.value
+        iterations[ended] = int(iterations.get(ended, 0)) + 1
+        outputs["iterations"] = iterations
+        tr.outputs = outputs
+        if event.outputs and event.iteration is not None:
+            self.state.batch_outputs.setdefault(tr.id, {})[str(event.iteration)] = event.outputs
+        self.touched()
+        done = sum(v for k, v in iterations.items() if State(k).terminal)
+        if done < count:
+            return
+        try:
+            transmit = resolve(task.transmit_failed, self.renderer(tr))
+        except LannerError as exc:
+            self.end_attempt(tr, State.FAILED)
+            self.fail_task_run(tr, str(exc))
+            return
+        state = State(terminal_state(iterations)) if transmit else State.SUCCESS
+        self.end_attempt(tr, state)
+        self.end_task_run(tr, state)
 
     def render_labels(self, raw: Any, tr: TaskRun | None) -> list[Label]:
         import json
@@ -800,6 +1009,9 @@ class _Core:
         attempt.set_state(State.RUNNING, self.now)
         tr.attempts.append(attempt)
         try:
+            if isinstance(task, Exit):
+                self.exit(tr, attempt, str(self.render(task.state, tr)).strip())
+                return
             if isinstance(task, Labels):
                 new = self.render_labels(task.labels, tr)
                 for label in new:
@@ -823,6 +1035,25 @@ class _Core:
             return
         attempt.set_state(State.SUCCESS, self.now)
         self.end_task_run(tr, State.SUCCESS)
+
+    def exit(self, tr: TaskRun, attempt: Attempt, name: str) -> None:
+        """Kestra's Exit: KILLED kills the execution; any other state ends the Exit task run,
+        its parents and the execution in it, and nothing else starts."""
+        if name not in EXIT_STATES:
+            raise ValueError(f"Exit: unknown state '{name}' (one of {', '.join(EXIT_STATES)})")
+        state = State.CANCELLED if name == "CANCELED" else State(name)
+        attempt.set_state(state, self.now)
+        self.set_state(tr, State.RUNNING)
+        if state == State.KILLED:
+            self.set_state(tr, State.KILLED)
+            self.kill(State.KILLED)
+            return
+        self.set_state(tr, state)
+        for parent in fu.parents(self.ex, tr):
+            if not parent.state.current.terminal:
+                self.set_state(parent, state)
+        self.set_state(self.ex, state)
+        self.state.wakeups.clear()
 
     def resolve_flowable(self, tr: TaskRun, task: FlowableTask) -> bool:
         killing = self.ex.state.current == State.KILLING
@@ -873,6 +1104,8 @@ class _Core:
             )
         tasks, errors, finally_ = self._root
         changed = False
+        if self.ex.state.current.terminal:
+            return False  # ended by an Exit task
         if self.ex.state.current != State.KILLING:
             for resolved in fu.resolve_sequential_nexts(self.ex, tasks, errors, finally_, None):
                 self.create_task_run(resolved)
@@ -1067,6 +1300,7 @@ class _Core:
                 state=self.ex.state.current,
                 outputs=self.ex.outputs,
                 variables=variables,
+                iteration=trigger.variables.get("iteration"),
             )
         )
 

@@ -24,6 +24,10 @@ class ExecutorState(WireModel):
     wakeups: dict[str, datetime] = Field(default_factory=dict)
     # CREATED and waiting for the flow agent's admission (Kafka executor, limited flows)
     awaiting_admission: bool = False
+    # ForEachItem: batch executions' flow outputs by items task run id, then batch number
+    # (given to the merge task), and the ids of the batch executions (killed with the parent)
+    batch_outputs: dict[str, dict[str, dict[str, object]]] = Field(default_factory=dict)
+    batch_executions: dict[str, list[str]] = Field(default_factory=dict)
 
     def next_wakeup(self) -> datetime | None:
         return min(self.wakeups.values()) if self.wakeups else None

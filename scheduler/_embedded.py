@@ -19,10 +19,12 @@ evaluates only the flows of its partitions of ``flows`` (``scheduler._ownership`
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,6 +51,27 @@ CONSUMER_GROUP = "scheduler"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def _collector_paused(*, freeze: bool = False) -> Iterator[None]:
+    """No cyclic garbage collection while a bulk step allocates: loading 100,000 flows or
+    evaluating 10,000 triggers makes millions of acyclic objects, and each collection of the
+    oldest generation walked every flow already loaded (a quarter of the start-up time).
+
+    ``freeze``: what is alive at the end (the flows just loaded) moves to the collector's
+    permanent generation, so neither the first collection after the step nor any later one
+    walks it again (refcounting still frees it; only a cycle among them would stay).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -136,7 +159,7 @@ class Scheduler:
 
         ``start`` calls it; call it directly to drive the scheduler with ``tick`` alone.
         """
-        with self._lock:
+        with self._lock, _collector_paused(freeze=True):
             self._inbox = RequestInbox(self.queue, shared=self.ownership is not None)
             if self.ownership is not None:
                 self._states = self.store.load()
@@ -165,7 +188,7 @@ class Scheduler:
 
     def tick(self) -> int:
         """Read flow changes, evaluate every Schedule trigger now; return executions emitted."""
-        with SCHEDULER_METRICS.tick.time(), self._lock:
+        with SCHEDULER_METRICS.tick.time(), self._lock, _collector_paused():
             if self.ownership is not None:
                 self._sync_owned(self.ownership)
             else:
@@ -174,13 +197,16 @@ class Scheduler:
             touched: dict[str, TriggerState] = {}
             records: list[QueueRecord] = []
             handled = self._apply_requests(now, touched, records)
+            evaluated = 0
             for key in sorted(self._flows):
                 known = self._flows[key]
                 if known.flow is None:
                     continue
                 for trigger in known.flow.triggers:
                     if isinstance(trigger, Schedule):
+                        evaluated += 1
                         self._evaluate(known, trigger, now, touched, records)
+            SCHEDULER_METRICS.evaluated.inc(evaluated)
             changed = list(touched.values())
             records.extend((TRIGGERS, state.uid, state.to_json()) for state in changed)
             deleted = sorted(self._pending_deletes)
@@ -218,7 +244,6 @@ class Scheduler:
         flow = known.flow
         uid = trigger_uid(known.tenant, flow.namespace, flow.id, trigger.id)
         recovering = uid not in self._recovered
-        SCHEDULER_METRICS.evaluated.inc()
         try:
             result = evaluate(
                 flow,
@@ -376,8 +401,8 @@ class Scheduler:
         if known is not None and known.revision > revision:
             return  # an older revision replayed after a newer one was loaded
         try:
-            flow: Flow | None = parse_flow(source).model_copy(
-                update={"revision": revision, "tenant_id": tenant}
+            flow: Flow | None = parse_flow(
+                source, stored={"revision": revision, "tenantId": tenant}
             )
         except (LannerError, ValueError) as exc:
             log.warning("flow %s.%s rev %s unschedulable: %s", namespace, flow_id, revision, exc)

@@ -63,12 +63,14 @@ class SqliteTriggerStore:
         deleted: Sequence[str],
         records: Sequence[QueueRecord],
     ) -> None:
+        # the states' records are among ``records``: their bodies are serialized once
+        bodies = {key: value for topic, key, value in records if topic == TRIGGERS and value}
         try:
             with self.db.transaction() as conn:
                 conn.executemany(
                     "INSERT INTO scheduler_triggers (uid, body) VALUES (?, ?) "
                     "ON CONFLICT (uid) DO UPDATE SET body = excluded.body",
-                    [(s.uid, s.to_json().decode()) for s in states],
+                    [(s.uid, (bodies.get(s.uid) or s.to_json()).decode()) for s in states],
                 )
                 conn.executemany(
                     "DELETE FROM scheduler_triggers WHERE uid = ?", [(uid,) for uid in deleted]

@@ -299,9 +299,15 @@ class _Evaluation:
             trigger_id=trigger.id,
         )
         self.result = ScheduleResult(state=self.state)
+        self.changes: dict[str, Any] = {}
 
     def update(self, **changes: Any) -> None:
-        self.state = self.state.model_copy(update=changes)
+        """Change the state; the changes are applied in one copy at the end of ``run`` (a copy
+        per change was a third of the cost of a tick with every trigger due)."""
+        self.changes.update(changes)
+
+    def current(self, field: str) -> Any:
+        return self.changes[field] if field in self.changes else getattr(self.state, field)
 
     def log(self, level: str, message: str) -> None:
         self.result.logs.append(
@@ -319,7 +325,7 @@ class _Evaluation:
     def run(self) -> ScheduleResult:
         try:
             self.initialize()
-            if self.flow.disabled or self.trigger.disabled or self.state.disabled:
+            if self.flow.disabled or self.trigger.disabled or self.current("disabled"):
                 self.skip_while_disabled()
             else:
                 if self.recovering:
@@ -328,16 +334,20 @@ class _Evaluation:
                 self.run_regular()
         except ValueError as exc:
             self.log("ERROR", f"Schedule '{self.trigger.id}' cannot be evaluated: {exc}")
-        if self.state != self.original:
+        changed = self.original is None or any(
+            getattr(self.original, field) != value for field, value in self.changes.items()
+        )
+        if changed:
             self.update(date=self.now, flow_revision=self.flow.revision)
+            self.state = self.state.model_copy(update=self.changes)
             self.result.changed = True
         self.result.state = self.state
         return self.result
 
     def initialize(self) -> None:
         print_ = fingerprint(self.trigger)
-        first_time = self.state.next_execution_date is None
-        if not first_time and self.state.fingerprint == print_:
+        first_time = self.current("next_execution_date") is None
+        if not first_time and self.current("fingerprint") == print_:
             return
         changes: dict[str, Any] = {
             "next_execution_date": next_date(self.trigger, self.now),
@@ -357,12 +367,12 @@ class _Evaluation:
         self.update(**changes)
 
     def skip_while_disabled(self) -> None:
-        due = self.state.next_execution_date
+        due = self.current("next_execution_date")
         if due is not None and due <= self.now:
             self.update(next_execution_date=next_date(self.trigger, self.now))
 
     def recover(self) -> None:
-        due = self.state.next_execution_date
+        due = self.current("next_execution_date")
         if due is None or due > self.now:
             return
         mode = self.trigger.recover_missed_schedules or "ALL"
@@ -376,7 +386,7 @@ class _Evaluation:
                 self.update(next_execution_date=last)
 
     def run_backfill(self) -> None:
-        backfill = self.state.backfill
+        backfill = self.current("backfill")
         if backfill is None or backfill.paused:
             return
         current = backfill.current_date
@@ -391,7 +401,7 @@ class _Evaluation:
 
     def run_regular(self) -> None:
         late_limit = parse_duration(self.trigger.late_maximum_delay)
-        due = self.state.next_execution_date
+        due = self.current("next_execution_date")
         fired = 0
         while due is not None and due <= self.now and fired < self.max_dates:
             if late_limit is not None and self.now - due > late_limit:

@@ -22,7 +22,9 @@ from webserver.routers import (
     files,
     flows,
     graph,
+    kv,
     logs,
+    namespace_files,
     trigger_changes,
     triggers,
     workers,
@@ -39,6 +41,8 @@ _ROUTERS = (
     triggers.router,
     trigger_changes.router,
     workers.router,
+    kv.router,
+    namespace_files.router,
 )
 
 

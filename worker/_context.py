@@ -39,13 +39,10 @@ from common.queue.base import LOGS, METRICS, Queue
 from common.repository.base import Repositories
 from common.secrets import SecretBox
 from common.secrets import mask as mask_secrets
-from common.storage.base import (
-    SCHEME,
-    Storage,
-    execution_uri,
-    is_storage_uri,
-    namespace_file_uri,
-)
+from common.storage.base import SCHEME, Storage, execution_uri, is_storage_uri
+from common.storage.kv import KVStore
+from common.storage.namespace_files import NamespaceFiles, file_uri
+from common.templating._functions import kv_function
 
 from ._scripts import run_process
 
@@ -99,11 +96,12 @@ class TaskRunContext:
         on_buffered: Callable[[], None] | None = None,
         uri_scheme: str = "lanner",
         repositories: Repositories | Callable[[], Repositories] | None = None,
+        working_dir: str | None = None,
     ) -> None:
         self.task = task
         self.queue = queue
         self.storage = storage
-        self._tenant = tenant
+        self.tenant = task.tenant_id or tenant
         self.kill_event = kill_event
         self.kill_grace = kill_grace
         self.min_level = LEVEL_ORDER.get(normalize_level(min_level or "TRACE"), 0)
@@ -119,7 +117,9 @@ class TaskRunContext:
         self._secrets: set[str] = {str(s) for s in raw if s}
         if "inputs" in self._variables and secret_box is not None:
             self._variables["inputs"] = secret_box.reveal(self._variables["inputs"], self._secrets)
-        self._workdir: str | None = None
+        # a WorkingDirectory's children share its directory, which they must not remove
+        self._workdir: str | None = working_dir
+        self._owns_workdir = working_dir is None
         # log records not emitted yet (``buffer_logs``): flushed by ``log`` past
         # LOG_FLUSH_LINES lines or LOG_FLUSH_SECONDS, or taken by the worker with the result
         self._buffering = buffer_logs
@@ -134,6 +134,7 @@ class TaskRunContext:
             "fileURI": self._file_uri,
             "secret": self._secret,
             "errorLogs": self._error_logs,
+            "kv": kv_function(self._kv_read),
         }
 
     # -------------------------------------------------------------- rendering
@@ -143,18 +144,22 @@ class TaskRunContext:
         return self._variables
 
     def _read(self, path: Any) -> str:
-        """Kestra's ``read(path)``: an internal-storage URI, or the path of a namespace file."""
+        """Kestra's ``read(path)``: an internal-storage URI (either scheme), or the path of a
+        namespace file of the flow's namespace."""
         text = str(path)
-        uri = text if is_storage_uri(text) else self._file_uri(text)
-        return self.get_file(uri).decode("utf-8", errors="replace")
+        if is_storage_uri(text):
+            data = self.get_file(text)
+        else:
+            data = self.namespace_files(None).get(text)
+        return data.decode("utf-8", errors="replace")
 
     def _file_uri(self, path: Any) -> str:
         """Kestra's ``fileURI(path)``: the URI of a namespace file of the flow's namespace."""
-        from common.errors import StorageUriError, TemplateError
+        from common.errors import LannerError, TemplateError
 
         try:
-            return namespace_file_uri(self.task.task_run.namespace, str(path), self.scheme)
-        except StorageUriError as exc:
+            return file_uri(self.tenant, self.task.task_run.namespace, str(path), self.scheme)
+        except LannerError as exc:
             raise TemplateError(str(exc)) from exc
 
     def repositories(self) -> Repositories:
@@ -169,7 +174,23 @@ class TaskRunContext:
 
     @property
     def tenant_id(self) -> str:
-        return self.task.tenant_id or self._tenant
+        return self.tenant
+
+    def _kv_read(self, namespace: str | None, key: str) -> tuple[bool, Any, str]:
+        from common.storage.kv import validate_key
+
+        store = self.kv_store(namespace)
+        missing = object()
+        value = store.value(validate_key(key), missing)
+        if value is missing:
+            return False, None, store.namespace
+        return True, value, store.namespace
+
+    def kv_store(self, namespace: str | None) -> KVStore:
+        return KVStore(self.storage, self.tenant, namespace or self.task.task_run.namespace)
+
+    def namespace_files(self, namespace: str | None) -> NamespaceFiles:
+        return NamespaceFiles(self.storage, self.tenant, namespace or self.task.task_run.namespace)
 
     def _error_logs(self) -> list[Any]:
         """``errorLogs()``: what the executor put in ``variables["__errorLogs__"]``."""
@@ -327,7 +348,7 @@ class TaskRunContext:
         return self._workdir
 
     def cleanup(self) -> None:
-        if self._workdir is not None:
+        if self._workdir is not None and self._owns_workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 

@@ -79,6 +79,7 @@ from ._context import LOG_FLUSH_SECONDS, TaskRunContext
 from ._heartbeat import Heartbeat
 from ._metrics import WORKER_METRICS
 from ._outputs import json_safe, offload
+from ._working_dir import WorkingDirectoryRun, is_working_directory
 
 log = logging.getLogger("lanner.worker")
 _REMEMBERED = 10_000
@@ -674,6 +675,8 @@ class Worker:
         if job.reason is not None:
             ctx.log("WARN", "Task killed before it started")
             return State.KILLED, None, None
+        if is_working_directory(job.task):
+            return WorkingDirectoryRun(self, job, ctx).run()
         try:
             runnable = self._parse(job.task)
             # PT0S is no timeout, as Kestra reads it

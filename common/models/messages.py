@@ -40,6 +40,9 @@ class WorkerTaskResult(Message):
     outputs: dict[str, Any] | None = None
     error: str | None = None
     worker_id: str | None = None
+    # a task run the worker created: a child of a WorkingDirectory it runs (Kestra's dynamic
+    # task runs), added to the execution by its first result
+    task_run: TaskRun | None = None
     date: datetime
 
     @property
@@ -152,6 +155,8 @@ class SubflowEnded(_ExecutorInput):
     outputs: dict[str, Any] | None = None
     # the child's render variables, for the Subflow task's `outputs` templates
     variables: dict[str, Any] | None = None
+    # the batch number of a ForEachItem batch execution (1, 2, ...)
+    iteration: int | None = None
 
 
 class Timer(_ExecutorInput):

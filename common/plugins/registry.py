@@ -22,7 +22,7 @@ _PREFIX_ALIASES = {
 }
 
 # Kestra's legacy names (before the 0.17 rename) that do not follow the prefix rule. Each
-# names a registered plugin (tests/flow/test_registry_aliases.py keeps the table honest).
+# names a registered plugin (tests/webserver/test_plugin_types.py keeps the table honest).
 _LEGACY = {
     "io.kestra.core.tasks.flows.Sequential": "lanner.core.flow.Sequential",
     "io.kestra.core.tasks.flows.Parallel": "lanner.core.flow.Parallel",
@@ -35,8 +35,11 @@ _LEGACY = {
     "io.kestra.core.tasks.flows.AllowFailure": "lanner.core.flow.AllowFailure",
     "io.kestra.core.tasks.flows.Subflow": "lanner.core.flow.Subflow",
     "io.kestra.core.tasks.flows.Flow": "lanner.core.flow.Subflow",
+    "io.kestra.core.tasks.flows.ForEachItem": "lanner.core.flow.ForEachItem",
     "io.kestra.core.tasks.flows.Pause": "lanner.core.flow.Pause",
     "io.kestra.core.tasks.flows.WaitFor": "lanner.core.flow.WaitFor",
+    "io.kestra.core.tasks.flows.WorkingDirectory": "lanner.core.flow.WorkingDirectory",
+    "io.kestra.core.tasks.flows.Worker": "lanner.core.flow.WorkingDirectory",
     "io.kestra.core.tasks.debugs.Return": "lanner.core.debug.Return",
     "io.kestra.core.tasks.debugs.Echo": "lanner.core.debug.Echo",
     "io.kestra.core.tasks.log.Log": "lanner.core.log.Log",

@@ -81,14 +81,6 @@ def execution_uri(namespace: str, flow_id: str, execution_id: str, scheme: str =
     return f"{scheme}/{namespace.replace('.', '/')}/{flow_id}/executions/{execution_id}/"
 
 
-def namespace_file_uri(namespace: str, path: str, scheme: str = SCHEME) -> str:
-    """A namespace file's URI, Kestra's ``fileURI()`` layout: ``/<namespace as folders>/_files/
-    <path>``. ``StorageUriError`` for a path with ``..``."""
-    if "../" in path or path == "..":
-        raise StorageUriError("Path must not contain '../'")
-    return f"{scheme}/{namespace.replace('.', '/')}/_files/{path.lstrip('/')}"
-
-
 class Storage(Protocol):
     """Every method raises ``StorageError`` for a URI that is not ``lanner:///...`` or that
     points outside the storage (``..``), and ``NotFoundError`` for a file that does not exist."""

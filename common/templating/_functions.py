@@ -275,18 +275,43 @@ def fn_current_each_output(context: Context, outputs: Any) -> Any:
 @pass_context
 def fn_file_uri(context: Context, path: Any) -> str:
     """Kestra's ``fileURI(path)``: the URI of a namespace file of the flow's namespace
-    (``lanner:///<namespace as folders>/_files/<path>``; the worker writes its own scheme)."""
-    from common.errors import StorageUriError
-    from common.storage.base import namespace_file_uri
+    (``lanner:///<tenant>/<namespace as folders>/_files/<path>``, where namespace files are
+    stored; the worker writes its own scheme)."""
+    from common.errors import LannerError
+    from common.storage.namespace_files import file_uri
 
     flow = context.resolve_or_missing("flow")
     namespace = flow.get("namespace") if isinstance(flow, Mapping) else None
     if not namespace:
         raise TemplateError("fileURI: no flow namespace in this context")
+    tenant = flow.get("tenantId") or "main"
     try:
-        return namespace_file_uri(str(namespace), to_string(defined(path)))
-    except StorageUriError as exc:
+        return file_uri(str(tenant), str(namespace), to_string(defined(path)))
+    except LannerError as exc:
         raise TemplateError(str(exc)) from exc
+
+
+def kv_function(read: Callable[[str | None, str], tuple[bool, Any, str]]) -> Callable[..., Any]:
+    """``kv(key, namespace?, errorOnMissing?)`` (Kestra's ``KvFunction``) on ``read(namespace,
+    key) -> (found, value, namespace)``, which the worker gives (the store is in internal
+    storage); the namespace defaults to the flow's. Missing (or expired) is null unless
+    ``errorOnMissing``."""
+
+    def kv(key: Any = None, namespace: Any = None, errorOnMissing: Any = False) -> Any:  # noqa: N803
+        key, namespace = defined(key), defined(namespace)
+        if key is None:
+            raise TemplateError("The 'kv' function expects an argument 'key'.")
+        try:
+            found, value, where = read(None if namespace is None else str(namespace), str(key))
+        except TemplateError:
+            raise
+        except Exception as exc:  # a bad key or namespace: the store's own message
+            raise TemplateError(f"function 'kv': {exc}") from exc
+        if not found and defined(errorOnMissing) is True:
+            raise TemplateError(f"The key '{key}' does not exist in the namespace '{where}'.")
+        return value
+
+    return kv
 
 
 def _render_fn(recursive_default: bool) -> Callable[..., Any]:

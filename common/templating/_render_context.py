@@ -6,8 +6,8 @@ same result for the same arguments. A ``RenderContext`` replaces them for one re
 
 - ``now()`` is the ``now`` the caller passes (the step's ``now``);
 - ``uuid()`` and ``randomInt()`` draw from a generator seeded by the caller's seed;
-- ``secret()``, ``read()``, ``fileExists()`` and ``fileSize()`` need a worker (the environment,
-  the internal storage): they fail the render with a message saying so.
+- ``secret()``, ``read()``, ``fileExists()``, ``fileSize()`` and ``kv()`` need a worker (the
+  environment, the internal storage): they fail the render with a message saying so.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from common.errors import TemplateError
 
 from ._functions import at_zone, random_int
 
-WORKER_ONLY = ("secret", "read", "fileExists", "fileSize")
+WORKER_ONLY = ("secret", "read", "fileExists", "fileSize", "kv")
 
 
 def _worker_only(name: str) -> Callable[..., Any]:

@@ -239,7 +239,8 @@ def test_wait_for_condition() -> None:
     )
     assert ex.state.current == State.SUCCESS
     assert one(ex, "w").outputs == {"iterationCount": 2}
-    assert [tr.iteration for tr in ex.task_run_list if tr.task_id == "o"] == [0, 1, 2]
+    # Kestra counts iterations from 1 (LoopUntilCaseTest, waitfor-multiple-tasks.yaml)
+    assert [tr.iteration for tr in ex.task_run_list if tr.task_id == "o"] == [1, 2]
 
 
 def _max_iter(fail: bool) -> str:

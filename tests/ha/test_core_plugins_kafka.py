@@ -10,7 +10,6 @@ storage, the same code on both backends: they run on the embedded one only (suit
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -54,5 +53,4 @@ def test_core_plugins_on_kafka_and_elasticsearch(
         api = scenario.Api(client)
         for check in scenario.HISTORY:
             check(api, f"lanner.plugins.{check.__name__.removeprefix('check_')}")
-        storage = Path(cluster.data_dir) / "storage"
-        scenario.check_read_and_file_uri(api, "lanner.plugins.functions", storage, "lanner")
+        scenario.check_read_and_file_uri(api, "lanner.plugins.functions", "lanner")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -245,15 +244,19 @@ tasks:
 # ---------------------------------------------------------------- read() and fileURI()
 
 
-def check_read_and_file_uri(api: Api, namespace: str, storage_dir: Path, scheme: str) -> None:
+def check_read_and_file_uri(api: Api, namespace: str, scheme: str) -> None:
     """``fileURI(path)`` is ``kestra:///<namespace as folders>/_files/<path>`` and refuses
-    ``../`` (Kestra's ``FileURIFunctionTest``); ``read()`` reads a namespace file by its path
-    (``ReadFileFunctionTest.readNamespaceFile``) and an internal-storage URI, in either scheme
-    (``readInternalStorageURI``); the file API serves a file by either scheme. ``scheme`` is the
-    one the server writes (``storage_uri_scheme``)."""
-    folder = storage_dir / namespace.replace(".", "/") / "_files"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "file.txt").write_text("Hello from {{ flow.namespace }}")
+    ``../`` (Kestra's ``FileURIFunctionTest``; Lanner puts the tenant first, where its namespace
+    files are stored); ``read()`` reads a namespace file by its path
+    (``ReadFileFunctionTest.readNamespaceFile``), by its ``fileURI()``, and an internal-storage
+    URI in either scheme (``readInternalStorageURI``); the file API serves a file by either
+    scheme. ``scheme`` is the one the server writes (``storage_uri_scheme``)."""
+    uploaded = api.client.post(
+        f"/api/v1/namespaces/{namespace}/files",
+        params={"path": "/file.txt"},
+        files={"fileContent": ("file.txt", b"Hello from {{ flow.namespace }}", "text/plain")},
+    )
+    assert uploaded.status_code == 200, uploaded.text
     api.deploy(f"""\
 id: functions
 namespace: {namespace}
@@ -267,6 +270,9 @@ tasks:
   - id: namespace_file
     type: io.kestra.plugin.core.debug.Return
     format: "{{{{ render(read('file.txt')) }}}}"
+  - id: by_file_uri
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{{{ read(fileURI('file.txt')) }}}}"
   - id: read_output
     type: io.kestra.plugin.core.debug.Return
     format: "{{{{ read(outputs.write.uri) }}}}"
@@ -285,8 +291,9 @@ tasks:
     assert execution["state"]["current"] == "WARNING", execution
     assert failed(execution, "traversal")
     folders = namespace.replace(".", "/")
-    assert outputs(execution, "uri")["value"] == f"{scheme}:///{folders}/_files/test"
+    assert outputs(execution, "uri")["value"] == f"{scheme}:///main/{folders}/_files/test"
     assert outputs(execution, "namespace_file")["value"] == f"Hello from {namespace}"
+    assert outputs(execution, "by_file_uri")["value"] == "Hello from {{ flow.namespace }}"
     uri = outputs(execution, "write")["uri"]
     assert uri.startswith(f"{scheme}:///{folders}/functions/executions/{execution['id']}/")
     for task_id in ("read_output", "read_kestra", "read_lanner"):

@@ -40,6 +40,5 @@ def test_plugin(api: scenario.Api, check: Callable[[scenario.Api, str], None]) -
     check(api, f"lanner.plugins.{check.__name__.removeprefix('check_')}")
 
 
-def test_read_and_file_uri(api: scenario.Api, server: LocalServer) -> None:
-    storage = server.data_dir / "data" / "storage"
-    scenario.check_read_and_file_uri(api, "lanner.plugins.functions", storage, "kestra")
+def test_read_and_file_uri(api: scenario.Api) -> None:
+    scenario.check_read_and_file_uri(api, "lanner.plugins.functions", "kestra")

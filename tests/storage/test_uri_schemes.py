@@ -11,12 +11,12 @@ from common.errors import StorageUriError
 from common.settings import Settings
 from common.storage.base import (
     execution_uri,
-    namespace_file_uri,
     object_key,
     scheme_of,
     with_scheme,
 )
 from common.storage.local import LocalStorage
+from common.storage.namespace_files import file_uri
 
 
 def test_both_schemes_address_the_same_file(tmp_path: Path) -> None:
@@ -51,11 +51,11 @@ def test_the_setting_picks_the_scheme_written() -> None:
         "kestra:///io/kestra/tests/f/executions/e1/"
     )
     assert with_scheme("kestra:///a/b") == "lanner:///a/b"
-    assert (
-        namespace_file_uri("my.namespace", "test", scheme) == "kestra:///my/namespace/_files/test"
+    assert file_uri("main", "my.namespace", "test", scheme) == (
+        "kestra:///main/my/namespace/_files/test"
     )
     with pytest.raises(StorageUriError, match=r"Path must not contain '\.\./'"):
-        namespace_file_uri("my.namespace", "../test")
+        file_uri("main", "my.namespace", "../test")
 
 
 def test_the_environment_variable_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,8 @@ _MODULES = (
     "http",
     "storage",
     "scripts",
+    "kv",
+    "namespace",
     "history",
 )
 

@@ -20,6 +20,8 @@ from common.plugins.base import RunContext
 
 if TYPE_CHECKING:
     from common.repository.base import Repositories
+    from common.storage.kv import KVStore
+    from common.storage.namespace_files import NamespaceFiles
 
 
 class TaskFailed(Exception):
@@ -90,6 +92,14 @@ class WorkerContext(RunContext, Protocol):
 
     def download(self, uri: str, target: str) -> None:
         """Write the file at ``uri`` to the local path ``target``, streamed."""
+        ...
+
+    def kv_store(self, namespace: str | None) -> KVStore:
+        """The KV store of ``namespace`` (the flow's when None) in the task's tenant."""
+        ...
+
+    def namespace_files(self, namespace: str | None) -> NamespaceFiles:
+        """The files of ``namespace`` (the flow's when None) in the task's tenant."""
         ...
 
 

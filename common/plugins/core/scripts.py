@@ -92,37 +92,51 @@ class _ScriptTask(RunnableTask):
         return outputs
 
     def _write_input_files(self, ctx: WorkerContext, workdir: Path, extra: dict[str, Any]) -> None:
-        files = self.input_files
-        if files is None:
-            return
-        if isinstance(files, str):
-            rendered = ctx.render_with(files, extra)
-            files = json.loads(rendered) if isinstance(rendered, str) else rendered
-            if not isinstance(files, dict):
-                raise TaskFailed("'inputFiles' must be a map of file name to content")
-        for name, content in files.items():
-            target = (workdir / str(ctx.render_with(name, extra))).resolve()
-            if workdir.resolve() not in target.parents:
-                raise TaskFailed(f"input file '{name}' is outside the working directory")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            text = str(ctx.render_with(content, extra))
-            if text.startswith(("lanner://", "kestra://")):
-                ctx.download(text.replace("kestra://", "lanner://", 1), str(target))
-            else:
-                target.write_text(text)
+        write_input_files(ctx, workdir, extra, self.input_files)
 
     def _collect_output_files(
         self, ctx: WorkerContext, workdir: Path, extra: dict[str, Any]
     ) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for pattern in self.output_files or []:
-            glob = str(ctx.render_with(pattern, extra))
-            for path in sorted(workdir.glob(glob)):
-                if path.is_file():
-                    name = path.relative_to(workdir).as_posix()
-                    if name not in found:
-                        found[name] = ctx.put_path(name, str(path))
-        return found
+        return collect_output_files(ctx, workdir, extra, self.output_files)
+
+
+def write_input_files(
+    ctx: WorkerContext, workdir: Path, extra: dict[str, Any], files: dict[str, str] | str | None
+) -> None:
+    """``inputFiles`` (a map, or a template rendering to one, of file name to content or to a
+    ``lanner://``/``kestra://`` URI) written into ``workdir``."""
+    if files is None:
+        return
+    if isinstance(files, str):
+        rendered = ctx.render_with(files, extra)
+        files = json.loads(rendered) if isinstance(rendered, str) else rendered
+        if not isinstance(files, dict):
+            raise TaskFailed("'inputFiles' must be a map of file name to content")
+    for name, content in files.items():
+        target = (workdir / str(ctx.render_with(name, extra))).resolve()
+        if workdir.resolve() not in target.parents:
+            raise TaskFailed(f"input file '{name}' is outside the working directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = str(ctx.render_with(content, extra))
+        if text.startswith(("lanner://", "kestra://")):
+            ctx.download(text.replace("kestra://", "lanner://", 1), str(target))
+        else:
+            target.write_text(text)
+
+
+def collect_output_files(
+    ctx: WorkerContext, workdir: Path, extra: dict[str, Any], patterns: list[str] | None
+) -> dict[str, str]:
+    """Files of ``workdir`` matching the ``outputFiles`` globs, stored: relative name -> URI."""
+    found: dict[str, str] = {}
+    for pattern in patterns or []:
+        glob = str(ctx.render_with(pattern, extra))
+        for path in sorted(workdir.glob(glob)):
+            if path.is_file():
+                name = path.relative_to(workdir).as_posix()
+                if name not in found:
+                    found[name] = ctx.put_path(name, str(path))
+    return found
 
 
 class Commands(_ScriptTask):

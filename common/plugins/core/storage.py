@@ -96,6 +96,37 @@ class Concat(RunnableTask):
         return {"uri": worker_context(ctx).put_data(name, data)}
 
 
+def split_lines(
+    text: str, sep: str, rows: int | None, partitions: int | None, size: str | None
+) -> list[list[str]]:
+    """``text``'s lines (split on ``sep``) in chunks of ``rows`` lines, in ``partitions``
+    chunks, or in chunks of at most ``size`` bytes (a line is never cut)."""
+    lines = text.split(sep)
+    if lines and lines[-1] == "":
+        lines.pop()
+    if rows:
+        return [lines[i : i + rows] for i in range(0, len(lines), rows)]
+    if partitions:
+        step = -(-len(lines) // partitions) if lines else 1
+        return [lines[i : i + step] for i in range(0, len(lines), step)]
+    if size is None:
+        return [lines] if lines else []
+    limit = parse_size(size)
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for line in lines:
+        length = len(line.encode()) + len(sep)
+        if current and used + length > limit:
+            chunks.append(current)
+            current, used = [], 0
+        current.append(line)
+        used += length
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 class Split(RunnableTask):
     """Splits a file by ``rows``, ``bytes`` or ``partitions`` (lines kept whole);
     outputs ``uris``."""
@@ -110,34 +141,13 @@ class Split(RunnableTask):
     def run(self, ctx: RunContext) -> dict[str, Any]:
         wctx = worker_context(ctx)
         uri = str(ctx.render(self.from_))
-        sep = self.separator
-        text = ctx.get_file(uri).decode()
-        lines = text.split(sep)
-        if lines and lines[-1] == "":
-            lines.pop()
-        chunks: list[list[str]] = []
         rows: int | None = resolve(self.rows, ctx.render_typed)
         partitions: int | None = resolve(self.partitions, ctx.render_typed)
-        if rows:
-            chunks = [lines[i : i + rows] for i in range(0, len(lines), rows)]
-        elif partitions:
-            size = -(-len(lines) // partitions) if lines else 1
-            chunks = [lines[i : i + size] for i in range(0, len(lines), size)]
-        elif self.bytes:
-            limit = parse_size(str(ctx.render(self.bytes)))
-            current: list[str] = []
-            used = 0
-            for line in lines:
-                length = len(line.encode()) + len(sep)
-                if current and used + length > limit:
-                    chunks.append(current)
-                    current, used = [], 0
-                current.append(line)
-                used += length
-            if current:
-                chunks.append(current)
-        else:
+        size = str(ctx.render(self.bytes)) if self.bytes else None
+        if rows is None and partitions is None and size is None:
             raise TaskFailed("Split needs one of 'rows', 'bytes' or 'partitions'")
+        sep = self.separator
+        chunks = split_lines(ctx.get_file(uri).decode(), sep, rows, partitions, size)
         suffix = uri.rsplit(".", 1)[-1] if "." in uri.rsplit("/", 1)[-1] else "tmp"
         uris = [
             wctx.put_data(f"split-{n}.{suffix}", (sep.join(chunk) + sep).encode())
