@@ -75,6 +75,23 @@ class Api:
             f"{count} logs of {execution_id} in the repository",
         )
 
+    def wait_searchable(self, namespace: str, flow_id: str, ids: list[str]) -> None:
+        """The executions ``ids`` are found by a search (and so by the history tasks), ended:
+        on Elasticsearch a GET answers before the index refreshes for searches."""
+
+        def found() -> bool:
+            response = self.client.get(
+                "/api/v1/executions/search",
+                params={"namespace": namespace, "flowId": flow_id, "size": 100},
+            )
+            assert response.status_code == 200, response.text
+            ended = {
+                r["id"] for r in response.json()["results"] if r["state"]["current"] in TERMINAL
+            }
+            return set(ids) <= ended
+
+        wait_until(found, DEADLINE, f"executions of {namespace}.{flow_id} in searches")
+
     def file(self, execution_id: str, uri: str) -> str:
         response = self.client.get(f"/api/v1/executions/{execution_id}/file", params={"path": uri})
         assert response.status_code == 200, response.text
@@ -351,6 +368,8 @@ def check_count(api: Api, namespace: str) -> None:
     ids = [api.start(counted, "first"), *(api.start(counted, "second") for _ in range(2))]
     for execution_id in ids:
         assert api.ended(execution_id)["state"]["current"] == "SUCCESS"
+    api.wait_searchable(counted, "first", ids[:1])
+    api.wait_searchable(counted, "second", ids[1:])
     api.deploy(
         _flow(
             namespace,
@@ -501,6 +520,7 @@ def check_purge_executions(api: Api, namespace: str) -> None:
     for execution_id in ids:
         assert api.ended(execution_id)["state"]["current"] == "SUCCESS"
         api.wait_logs(execution_id, 1)
+    api.wait_searchable(purged, "old", ids)
     purge = """\
   - id: purge
     type: io.kestra.plugin.core.execution.PurgeExecutions
@@ -518,23 +538,25 @@ def check_purge_executions(api: Api, namespace: str) -> None:
     )
     kept = api.run(namespace, "keep")
     assert kept["state"]["current"] == "SUCCESS", kept
-    assert outputs(kept, "purge") == {
+    found = outputs(kept, "purge")
+    assert found == {
         "executionsCount": 0,
         "logsCount": 2,
         "storagesCount": 0,
         "metricsCount": 0,
-    }
+    }, found
     assert all(api.execution(i) is not None for i in ids)
     # one execution a page: the second page follows the first one's cursor after its deletion
     api.deploy(_flow(namespace, "purge", purge.format(ns=purged, extra="\n    batchSize: 1")))
     execution = api.run(namespace, "purge")
     assert execution["state"]["current"] == "SUCCESS", execution
-    assert outputs(execution, "purge") == {
+    found = outputs(execution, "purge")
+    assert found == {
         "executionsCount": 2,
         "logsCount": 0,
         "storagesCount": 2,
         "metricsCount": 0,
-    }
+    }, found
     assert all(api.execution(i) is None for i in ids)
 
 
