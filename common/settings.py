@@ -9,12 +9,14 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.auth.config import AuthSettings
 from common.secrets import SecretBox
 
 
 class Settings(BaseSettings):
+    # errors never echo the input: it may hold auth.token_secret or a password
     model_config = SettingsConfigDict(
-        env_prefix="LANNER_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="LANNER_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
     )
 
     data_dir: Path = Path.home() / ".lanner"
@@ -63,6 +65,8 @@ class Settings(BaseSettings):
     executor_session_timeout_seconds: float = 6.0  # a dead executor's partitions move after it
     executor_state_retention_seconds: float = 86400.0  # ended executions stay this long
     scheduler_session_timeout_seconds: float = 6.0  # a dead scheduler's flows move after it
+    # a polling trigger's evaluation unanswered this long (its worker died) is sent again
+    polling_trigger_lock_timeout_seconds: float = 300.0
     worker_id: str | None = None  # a stable id per worker instance (pod name); default random
     worker_threads: int = 0  # 0 = 8 x cores
     worker_group: str | None = None
@@ -80,6 +84,8 @@ class Settings(BaseSettings):
     # Fernet key encrypting SECRET inputs (same on webserver and workers); the embedded server
     # keeps one in <data_dir>/encryption.key when this is not set
     encryption_key: str | None = None
+    # authentication (off by default): users, token secret (LANNER_AUTH__ENABLED...)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     def secret_box(self) -> SecretBox | None:
         return SecretBox(self.encryption_key) if self.encryption_key else None

@@ -31,6 +31,7 @@ from common.models.messages import (
     Kill,
     KillOrder,
     LogEntry,
+    ManualPause,
     NewExecution,
     Restart,
     Resume,
@@ -316,6 +317,10 @@ class _Core:
             self.on_subflow_ended(event)
         elif isinstance(event, Restart):
             self.restart()
+        elif isinstance(event, ManualPause):
+            if self.ex.state.current == State.RUNNING:
+                self.state.manual_pause = True
+                self.set_state(self.ex, State.PAUSED)
         elif isinstance(event, WorkerDied):
             self.on_worker_died(event)
         elif isinstance(event, Dequeue):
@@ -481,6 +486,7 @@ class _Core:
     def kill(self, final: State) -> None:
         if self.ex.state.current.terminal or self.ex.state.current == State.KILLING:
             return
+        self.state.manual_pause = False
         self.state.kill_state = final
         self.set_state(self.ex, State.KILLING)
         self.result.kill_orders.append(
@@ -515,6 +521,9 @@ class _Core:
             and (event.task_run_id is None or tr.id == event.task_run_id)
         ]
         if not paused:
+            if self.state.manual_pause and event.task_run_id is None:
+                self.state.manual_pause = False
+                self.set_state(self.ex, State.RUNNING)
             return
         tr = paused[0]
         task = self.tasks.get(tr.task_id)
@@ -680,9 +689,10 @@ class _Core:
         if self.flow is None:
             return
         for _ in range(_MAX_PASSES):
-            if self.ex.state.current.terminal or self.ex.state.current in (
-                State.QUEUED,
-                State.CREATED,
+            if (
+                self.ex.state.current.terminal
+                or self.ex.state.current in (State.QUEUED, State.CREATED)
+                or self.state.manual_pause
             ):
                 return
             changed = self.process_task_runs()

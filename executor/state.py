@@ -24,6 +24,8 @@ class ExecutorState(WireModel):
     wakeups: dict[str, datetime] = Field(default_factory=dict)
     # CREATED and waiting for the flow agent's admission (Kafka executor, limited flows)
     awaiting_admission: bool = False
+    # PAUSED through the API (``ManualPause``): nothing new starts until a ``Resume``
+    manual_pause: bool = False
     # ForEachItem: batch executions' flow outputs by items task run id, then batch number
     # (given to the merge task), and the ids of the batch executions (killed with the parent)
     batch_outputs: dict[str, dict[str, dict[str, object]]] = Field(default_factory=dict)

@@ -10,14 +10,18 @@ import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from common.auth import TokenStore
 from common.backends import Backends
 from common.queue.base import EXECUTIONS, LOGS
 from common.settings import Settings
 from webserver._live import LiveFeed
+from webserver.auth import AUTHORIZE, Authenticator, AuthMiddleware, session_router, tokens_router
 from webserver.deps import live_feeds
 from webserver.errors import install_error_handlers
 from webserver.metrics import HttpMetrics, MetricsMiddleware
 from webserver.routers import (
+    execution_actions,
+    execution_bulk,
     executions,
     files,
     flows,
@@ -25,6 +29,8 @@ from webserver.routers import (
     kv,
     logs,
     namespace_files,
+    namespaces,
+    plugins,
     trigger_changes,
     triggers,
     workers,
@@ -35,6 +41,10 @@ API_PREFIX = "/api/v1"
 _ROUTERS = (
     flows.router,
     graph.router,
+    # before `executions`: `/executions/by-ids` and `/executions/kill/by-ids` would be taken
+    # for an execution id and for `/executions/{namespace}/{flowId}`
+    execution_bulk.router,
+    execution_actions.router,
     executions.router,
     files.router,
     logs.router,
@@ -43,7 +53,15 @@ _ROUTERS = (
     workers.router,
     kv.router,
     namespace_files.router,
+    namespaces.router,
+    plugins.router,
 )
+
+
+def api_routers() -> tuple[APIRouter, ...]:
+    """Every router of the REST API, as the compatibility table (``webserver.compat``) lists
+    them."""
+    return (*_ROUTERS, tokens_router, session_router)
 
 
 def _health_router() -> APIRouter:
@@ -96,12 +114,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(
-    settings: Settings, backends: Backends, *, http_metrics: HttpMetrics | None = None
+    settings: Settings,
+    backends: Backends,
+    *,
+    http_metrics: HttpMetrics | None = None,
+    token_store: TokenStore | None = None,
 ) -> FastAPI:
     """The webserver on the given backends (reads: repository; writes: queue).
 
     ``http_metrics``: where the request and live-view metrics go (default: a registry of the
-    app's own).
+    app's own). ``token_store``: where API tokens are kept when ``auth.enabled`` (default: the
+    embedded database's table; on Kafka the caller passes the topic's store).
     """
     app = FastAPI(
         title="Lanner",
@@ -118,11 +141,31 @@ def create_app(
     for feed in app.state.live_feeds.values():
         app.state.http_metrics.watch(feed)
     install_error_handlers(app)
-    for router in _ROUTERS:
-        app.include_router(router, prefix=API_PREFIX)
-    for router in _ROUTERS:  # tenant-aware copies, hidden from the docs to keep them short
-        app.include_router(router, prefix=API_PREFIX + "/{tenant}", include_in_schema=False)
+    routers = (*_ROUTERS, tokens_router)
+    for router in routers:
+        app.include_router(router, prefix=API_PREFIX, dependencies=AUTHORIZE)
+    for router in routers:  # tenant-aware copies, hidden from the docs to keep them short
+        app.include_router(
+            router, prefix=API_PREFIX + "/{tenant}", include_in_schema=False, dependencies=AUTHORIZE
+        )
+    app.include_router(session_router, prefix=API_PREFIX)
     app.include_router(_health_router())
     mount_ui(app)
+    if settings.auth.enabled:
+        app.state.token_store = token_store or _embedded_token_store(backends)
+        app.state.authenticator = Authenticator(settings.auth, app.state.token_store)
+        app.add_middleware(AuthMiddleware, authenticator=app.state.authenticator)
     app.add_middleware(MetricsMiddleware, metrics=app.state.http_metrics)
     return app
+
+
+def _embedded_token_store(backends: Backends) -> TokenStore:
+    from common.auth import SqliteTokenStore
+
+    db = getattr(backends.queue, "db", None)
+    if backends.settings.queue != "sqlite" or db is None:
+        raise ValueError(
+            "auth.enabled on Kafka: the webserver needs the `tokens` topic's store "
+            "(lanner server webserver passes it)"
+        )
+    return SqliteTokenStore(db)

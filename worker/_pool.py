@@ -79,6 +79,7 @@ from ._context import LOG_FLUSH_SECONDS, TaskRunContext
 from ._heartbeat import Heartbeat
 from ._metrics import WORKER_METRICS
 from ._outputs import json_safe, offload
+from ._triggers import TriggerEvaluator
 from ._working_dir import WorkingDirectoryRun, is_working_directory
 
 log = logging.getLogger("lanner.worker")
@@ -102,6 +103,8 @@ class WorkerConfig:
         cut_off_after: seconds without an accepted heartbeat after which the worker kills its
             tasks and fails (None: never; the embedded server's queue is a local file).
         kill_history: read every retained kill order at start (see the module docstring).
+        triggers: also evaluate the polling triggers of the group (``worker._triggers``).
+        trigger_threads: polling triggers evaluated at once.
     """
 
     threads: int = 0
@@ -117,6 +120,8 @@ class WorkerConfig:
     cut_off_after: float | None = None
     kill_history: bool = False
     uri_scheme: str = "lanner"
+    triggers: bool = True
+    trigger_threads: int = 4
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -203,6 +208,18 @@ class Worker:
             on_cut_off=self._cut_off,
         )
         self._threads: list[threading.Thread] = []
+        self.triggers = (
+            TriggerEvaluator(
+                queue,
+                storage,
+                worker_id=self.id,
+                group=self.config.group,
+                threads=self.config.trigger_threads,
+                poll_timeout=self.config.poll_timeout,
+            )
+            if self.config.triggers
+            else None
+        )
         self._started = False
         self._claiming_since: float | None = None
 
@@ -235,6 +252,8 @@ class Worker:
             on_revoked=self._on_revoked,
         )
         self._heartbeat.start()
+        if self.triggers is not None:
+            self.triggers.start()
         WORKER_METRICS.threads.inc(self.threads)
         targets = [(self._listen_kills, "kills"), (self._dispatch, "dispatcher")]
         if self.config.cut_off_after is not None:
@@ -255,6 +274,8 @@ class Worker:
         with self._cond:
             self._cond.notify_all()
         self._join(self._threads[1])  # the dispatcher: no task is taken from here on
+        if self.triggers is not None:
+            self.triggers.stop()
         deadline = time.monotonic() + (
             self.config.drain_timeout if drain_timeout is None else drain_timeout
         )

@@ -25,11 +25,20 @@ def api_prefix(tenant: str | None) -> str:
     return f"/api/v1/{tenant}" if tenant else "/api/v1"
 
 
+def _credentials() -> dict[str, str]:
+    """``LANNER_API_TOKEN`` (``lanner token create``) as a bearer token, when set."""
+    token = os.environ.get("LANNER_API_TOKEN", "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 @contextmanager
 def api_client(server: str, timeout: float = 30.0) -> Iterator[httpx.Client]:
-    """An HTTP client on ``server``; transport failures become a ``ClickException``."""
+    """An HTTP client on ``server`` (with ``LANNER_API_TOKEN`` when the server needs one);
+    transport failures become a ``ClickException``."""
     try:
-        with httpx.Client(base_url=server.rstrip("/"), timeout=timeout) as client:
+        with httpx.Client(
+            base_url=server.rstrip("/"), timeout=timeout, headers=_credentials()
+        ) as client:
             yield client
     except httpx.ConnectError:
         raise click.ClickException(

@@ -13,6 +13,7 @@ _COMMANDS = {
     "execution": "execution",
     "kafka": "kafka",
     "secret": "secret",
+    "token": "token",
 }
 
 

@@ -52,9 +52,12 @@ def local(
     """Everything in one process: API, executor, worker, scheduler, indexer on SQLite."""
     from common.settings import Settings
 
-    settings = Settings.load(
-        config_file, data_dir=data_dir, host=host, port=port, log_format=log_format
-    )
+    try:
+        settings = Settings.load(
+            config_file, data_dir=data_dir, host=host, port=port, log_format=log_format
+        )
+    except ValueError as exc:
+        raise click.UsageError(f"configuration: {exc}") from exc
     if settings.queue != "sqlite":
         raise click.UsageError(
             f"queue: {settings.queue}: `lanner server local` runs every component on the "

@@ -143,6 +143,7 @@ def run_executor(
                 log.exception("error while stopping %s", type(component).__name__)
         parts.queue.close()
         parts.app.lanner_flows.stop()
+        parts.app.lanner_trigger_states.close()
         management.stop()
         log.info("lanner %s %s stopped", role, parts.instance)
 
@@ -296,6 +297,8 @@ def build_scheduler(settings: Settings) -> list[Component]:
         settings,
         store=store,
         ownership=PartitionOwnership(queue, flows),
+        # a polling trigger of a worker group no worker started yet: its topic, before the send
+        on_worker_group=lambda group: ensure_kafka_topics(settings, [group]),
     )
     return [_Resources([queue.close, flows.stop]), component]
 

@@ -326,7 +326,16 @@ def build_webserver(
             settings.kafka_bootstrap_servers, topic_name("flows", settings.kafka_topic_prefix)
         )
         components.append(backends.flows)
-    app = create_app(settings, backends, http_metrics=HttpMetrics(REGISTRY))
+    token_store = None
+    if settings.auth.enabled and settings.queue == "kafka":
+        # every replica reads the compacted `tokens` topic: revocations reach them all
+        from common.auth.kafka_store import KafkaTokenStore
+
+        token_store = KafkaTokenStore.from_settings(settings)
+        components.append(token_store)
+    app = create_app(
+        settings, backends, http_metrics=HttpMetrics(REGISTRY), token_store=token_store
+    )
     feeds = _LiveFeeds(live_feeds(app))
     api = _Api(app, settings)
     checks = _base_checks(settings, backends)

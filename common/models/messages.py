@@ -170,6 +170,13 @@ class Restart(_ExecutorInput):
     kind: Literal["restart"] = "restart"
 
 
+class ManualPause(_ExecutorInput):
+    """Pause a RUNNING execution from the API: what runs finishes, nothing new starts until a
+    ``Resume`` (Kestra's ``ExecutionService.pause``)."""
+
+    kind: Literal["pause"] = "pause"
+
+
 class WorkerDied(_ExecutorInput):
     """A worker missed its heartbeats: its running attempt of this task run is lost."""
 
@@ -206,6 +213,7 @@ ExecutorInput = Annotated[
     | SubflowEnded
     | Timer
     | Restart
+    | ManualPause
     | WorkerDied
     | Dequeue,
     Field(discriminator="kind"),

@@ -13,6 +13,7 @@
     triggers                  trigger uid             compact   8
     logs                      execution id            delete    8
     metrics                   execution id            delete    8
+    tokens                    token id                compact   1   (API tokens, revocations)
 
 Full names carry a prefix (``Settings.kafka_topic_prefix``, default ``lanner.``). Every input
 of the executor is keyed by execution id so one partition owner sees each execution in order;
@@ -64,6 +65,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("triggers", "trigger uid", "trigger state", "compact", 8),
     TopicSpec("logs", "execution id", "log entries", "delete", 8),
     TopicSpec("metrics", "execution id", "task metrics", "delete", 8),
+    # read whole by every webserver (common.auth.kafka_store): one partition keeps it in order
+    TopicSpec("tokens", "token id", "API token record (revoked or not)", "compact", 1),
 )
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}

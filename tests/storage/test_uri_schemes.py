@@ -61,3 +61,13 @@ def test_the_setting_picks_the_scheme_written() -> None:
 def test_the_environment_variable_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LANNER_STORAGE_URI_SCHEME", "kestra")
     assert Settings().storage_uri_scheme == "kestra"
+
+
+def test_file_trigger_folders_accept_kestra_uris() -> None:
+    from common.plugins.core.storage import _namespace_folder
+
+    assert _namespace_folder("company.team", "kestra:///company/team/inbox") == (
+        "lanner:///company/team/inbox/"
+    )
+    with pytest.raises(ValueError, match="outside the namespace"):
+        _namespace_folder("company.team", "kestra:///other/inbox")

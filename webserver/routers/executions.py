@@ -171,7 +171,9 @@ def _stored_or_unknown(backends: Backends, tenant: str, execution_id: str) -> Ex
     try:
         return _get_execution(backends, tenant, execution_id)
     except RepositoryError as exc:
-        if backends.flows is None:
+        # with authentication on, an order must be checked against the tenant (the executor's
+        # orders carry only the execution id): refused while the repository is down
+        if backends.flows is None or backends.settings.auth.enabled:
             raise
         log.warning("state of %s not checked: %s", execution_id, exc)
         return None
@@ -538,6 +540,8 @@ async def follow_execution(
                     continue
                 if snapshot.sequence < last:
                     continue  # older than what the stream showed
+                if (snapshot.tenant_id or tenant) != tenant:
+                    continue  # an id of another tenant's execution shows nothing
                 last = snapshot.sequence
                 yield sse_event(execution_json(snapshot))
                 if snapshot.state.current.terminal:

@@ -255,6 +255,8 @@ async def follow_logs(
                     continue
                 if level_number(entry.level) < floor:
                     continue
+                if (entry.tenant_id or tenant) != tenant:
+                    continue  # an id of another tenant's execution shows nothing
                 if digest in seen or hashlib.sha256(entry.to_json()).hexdigest() in seen:
                     continue
                 seen.add(digest)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from common.errors import NotFoundError
-from common.plugins.base import RunContext, RunnableTask
+from common.plugins.base import PollingContext, PollingTrigger, RunContext, RunnableTask
 from common.plugins.dynamic import DynamicBool, DynamicPositive, resolve
 
 from . import _rows
@@ -281,6 +281,99 @@ class FilterItems(RunnableTask):
         }
 
 
+def _namespace_folder(namespace: str, path: str) -> str:
+    """``inbox`` of ``company.team`` -> ``lanner:///company/team/inbox/``; a ``lanner:///``
+    URI must be inside the namespace's folder."""
+    root = f"lanner:///{namespace.replace('.', '/')}/"
+    if path.startswith(("lanner://", "kestra://")):  # Kestra's scheme names the same files
+        folder = "lanner:///" + path.split("://", 1)[1].lstrip("/")
+        if not folder.startswith(root):
+            raise ValueError(f"'{path}' is outside the namespace's internal storage ({root})")
+    else:
+        folder = root + path.lstrip("/")
+    return folder if folder.endswith("/") else folder + "/"
+
+
+class FileTrigger(PollingTrigger):
+    """Starts an execution for the new files of a folder of the namespace's internal storage,
+    every ``interval`` (the shape of Kestra's file-system triggers, ``io.kestra.plugin.fs.*.
+    Trigger``: ``from``, ``action``, ``moveDirectory``, ``maxFiles``, output ``files``).
+
+    ``from``: a folder relative to the namespace's root (``inbox/`` of ``company.team`` is
+    ``lanner:///company/team/inbox/``) or a ``lanner:///`` URI inside it. Each file fires
+    once: ``action: MOVE`` moves it to ``moveDirectory`` (the execution gets the new URI);
+    ``DELETE`` deletes it (the execution gets its name and size, not its content); ``NONE``
+    (default) leaves it and remembers it (URI and modification date) in a state file,
+    ``_lanner/triggers/<flowId>/<triggerId>/seen.json`` of the namespace, so a file rewritten
+    later fires again. The file's fate is decided on the worker before the answer reaches the
+    scheduler: a worker that dies in between loses those files' execution (at most once).
+    The execution gets ``trigger.files``: a list of ``{uri, name, size, lastModified}``,
+    oldest first, at most ``maxFiles`` per evaluation.
+    """
+
+    TYPE: ClassVar[str] = "lanner.core.storage.FileTrigger"
+    from_: str = Field(alias="from")
+    action: Literal["NONE", "MOVE", "DELETE"] = "NONE"
+    move_directory: str | None = Field(default=None, alias="moveDirectory")
+    max_files: int = Field(default=25, alias="maxFiles", ge=1)
+    interval: str = "PT60S"
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+    def _state_uri(self, ctx: PollingContext) -> str:
+        flow_id = str((ctx.variables.get("flow") or {}).get("id", "flow"))
+        root = _namespace_folder(ctx.namespace, "")
+        return f"{root}_lanner/triggers/{flow_id}/{self.id}/seen.json"
+
+    def evaluate(self, ctx: PollingContext) -> dict[str, Any] | None:
+        storage = ctx.storage
+        folder = _namespace_folder(ctx.namespace, str(ctx.render(self.from_)))
+        target = None
+        if self.action == "MOVE":
+            if not self.move_directory:
+                raise ValueError("action MOVE needs `moveDirectory`")
+            target = _namespace_folder(ctx.namespace, str(ctx.render(self.move_directory)))
+        state_uri = self._state_uri(ctx)
+        seen: dict[str, str] = {}
+        if self.action == "NONE" and storage.exists(state_uri):
+            seen = json.loads(storage.get(state_uri))
+        found = []
+        for uri in storage.list(folder):
+            if target is not None and uri.startswith(target):
+                continue
+            if uri == state_uri:
+                continue
+            try:
+                stat = storage.stat(uri)
+            except NotFoundError:
+                continue  # deleted meanwhile
+            modified = stat.last_modified.isoformat()
+            if seen.get(uri) == modified:
+                continue
+            found.append((modified, uri, stat.size))
+        if not found:
+            return None
+        found.sort()
+        files = []
+        for modified, uri, size in found[: self.max_files]:
+            name = uri.rsplit("/", 1)[-1]
+            final = uri
+            if target is not None:
+                final = target + uri[len(folder) :]
+                storage.put(final, storage.get(uri))
+                storage.delete(uri)
+            elif self.action == "DELETE":
+                storage.delete(uri)
+            else:
+                seen[uri] = modified
+            files.append({"uri": final, "name": name, "size": size, "lastModified": modified})
+        if self.action == "NONE":
+            existing = set(storage.list(folder))
+            kept = {uri: date for uri, date in seen.items() if uri in existing}
+            storage.put(state_uri, json.dumps(kept, sort_keys=True).encode())
+        ctx.log("INFO", f"{len(files)} new file(s) in {folder}")
+        return {"files": files}
+
+
 PLUGINS: list[type] = [
     Write,
     Delete,
@@ -290,4 +383,5 @@ PLUGINS: list[type] = [
     Reverse,
     DeduplicateItems,
     FilterItems,
+    FileTrigger,
 ]

@@ -1,4 +1,5 @@
 // The REST API under /api/v1; every failure becomes an ApiError with a readable message.
+import { requireLogin, UI_HEADERS } from "./auth";
 
 export interface Problem {
   path: string;
@@ -33,7 +34,9 @@ function signalFailure() {
 export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
   let response: Response;
   try {
-    response = await fetch(API + path, init);
+    const headers = new Headers(init.headers);
+    for (const [name, value] of Object.entries(UI_HEADERS)) headers.set(name, value);
+    response = await fetch(API + path, { ...init, headers });
   } catch {
     signalFailure();
     throw new ApiError("The server does not answer: is `lanner server` running?", 0);
@@ -49,6 +52,7 @@ export async function request<T>(path: string, init: RequestInit = {}): Promise<
   }
   if (!response.ok) {
     if (response.status >= 500) signalFailure();
+    if (response.status === 401) requireLogin();
     const data = (body ?? {}) as { message?: string; errors?: Problem[] };
     const message =
       typeof body === "string" && body

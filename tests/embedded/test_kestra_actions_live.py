@@ -1,0 +1,183 @@
+"""Kestra 2.0's ``actions/`` and bulk orders on a real ``lanner server local``: what the
+answer says right after the call, then what the executor makes of the order.
+
+Kestra references: ``ExecutionService.restart`` (an execution whose task runs did not fail
+has "No task found to restart execution from!", 422 through ``ErrorController``) and
+``ExecutionService.forceRun`` / ``ConcurrencyLimitService.unqueue`` (a QUEUED execution starts
+past the flow's concurrency limit), kestra-io/kestra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.bench._server import LocalServer
+from tests.infra.waiting import wait_until
+
+NAMESPACE = "lanner.actions"
+FLOWS = [
+    f"""\
+id: fails
+namespace: {NAMESPACE}
+tasks:
+  - id: ok
+    type: io.kestra.plugin.core.debug.Return
+    format: fine
+  - id: boom
+    type: io.kestra.plugin.core.execution.Fail
+""",
+    f"""\
+id: fine
+namespace: {NAMESPACE}
+tasks:
+  - id: ok
+    type: io.kestra.plugin.core.debug.Return
+    format: fine
+""",
+    f"""\
+id: pausable
+namespace: {NAMESPACE}
+tasks:
+  - id: sleep
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT2S
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: done
+""",
+    f"""\
+id: limited
+namespace: {NAMESPACE}
+concurrency:
+  limit: 1
+  behavior: QUEUE
+tasks:
+  - id: sleep
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT60S
+""",
+]
+TERMINAL = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED", "RETRIED"}
+API = "/api/v1/main/executions"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    server = LocalServer(Path(tmp_path_factory.mktemp("actions")))
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for source in FLOWS:
+                http.post(
+                    "/api/v1/flows", content=source, headers={"content-type": "application/x-yaml"}
+                ).raise_for_status()
+            yield http
+    finally:
+        server.stop()
+
+
+def _wait(client: httpx.Client, execution_id: str, what: str, predicate: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def check() -> bool:
+        response = client.get(f"{API}/{execution_id}")
+        if response.status_code != 200:
+            return False
+        found.clear()
+        found.update(response.json())
+        return bool(predicate(found))
+
+    wait_until(check, 60, what)
+    return found
+
+
+def _state(execution_id: str, *states: str) -> Any:
+    return lambda e: e["state"]["current"] in states
+
+
+def _create(client: httpx.Client, flow_id: str) -> str:
+    response = client.post(f"{API}/{NAMESPACE}/{flow_id}")
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def _running_task(execution: dict[str, Any]) -> bool:
+    runs = execution.get("taskRunList") or []
+    return any(t["state"]["current"] == "RUNNING" for t in runs)
+
+
+def test_restart_a_failed_execution(client: httpx.Client) -> None:
+    execution_id = _create(client, "fails")
+    failed = _wait(client, execution_id, "FAILED", lambda e: e["state"]["current"] in TERMINAL)
+    assert failed["state"]["current"] == "FAILED"
+
+    response = client.post(f"{API}/{execution_id}/actions/restart")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    # right after the call: the same execution, RESTARTED, only the failed task run restarted
+    assert answer["id"] == execution_id and answer["state"]["current"] == "RESTARTED"
+    runs = {t["taskId"]: t["state"]["current"] for t in answer["taskRunList"]}
+    assert runs == {"ok": "SUCCESS", "boom": "RESTARTED"}
+
+    again = _wait(
+        client,
+        execution_id,
+        "the restarted attempt to end",
+        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in TERMINAL,
+    )
+    assert again["state"]["current"] == "FAILED"
+    assert "RESTARTED" in [h["state"] for h in again["state"]["histories"]]
+    ok = next(t for t in again["taskRunList"] if t["taskId"] == "ok")
+    assert len(ok["attempts"]) == 1  # not run again
+
+    fine_id = _create(client, "fine")
+    _wait(client, fine_id, "SUCCESS", _state(fine_id, "SUCCESS"))
+    refused = client.post(f"{API}/{fine_id}/actions/restart")
+    assert refused.status_code == 422
+    assert refused.json()["message"] == "No task found to restart execution from!"
+
+
+def test_force_run_a_queued_execution_then_kill_both(client: httpx.Client) -> None:
+    first = _create(client, "limited")
+    _wait(client, first, "the first to run", _running_task)
+    second = _create(client, "limited")
+    _wait(client, second, "the second to wait", _state(second, "QUEUED"))
+
+    forced = client.post(f"{API}/{second}/actions/force-run")
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["state"]["current"] == "RUNNING"
+    _wait(client, second, "the queued one to run past the limit", _running_task)
+
+    killed = client.request("DELETE", f"{API}/kill/by-ids", json=[first, second])
+    assert killed.status_code == 202, killed.text
+    assert killed.json()["totalItems"] == 2
+    for execution_id in (first, second):
+        _wait(client, execution_id, "KILLED", _state(execution_id, "KILLED"))
+
+
+def test_pause_lets_the_running_task_finish_and_starts_nothing_until_resumed(
+    client: httpx.Client,
+) -> None:
+    execution_id = _create(client, "pausable")
+    _wait(client, execution_id, "the sleep to run", _running_task)
+    paused = client.post(f"{API}/{execution_id}/actions/pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["state"]["current"] == "PAUSED"
+
+    def slept(e: dict[str, Any]) -> bool:
+        return any(t["state"]["current"] == "SUCCESS" for t in e.get("taskRunList") or [])
+
+    after_sleep = _wait(client, execution_id, "the sleep to end", slept)
+    assert after_sleep["state"]["current"] == "PAUSED"
+    assert [t["taskId"] for t in after_sleep["taskRunList"]] == ["sleep"]
+
+    resumed = client.post(f"{API}/{execution_id}/actions/resume")
+    assert resumed.status_code == 200, resumed.text
+    ended = _wait(client, execution_id, "SUCCESS", lambda e: e["state"]["current"] in TERMINAL)
+    assert ended["state"]["current"] == "SUCCESS"
+    assert [t["taskId"] for t in ended["taskRunList"]] == ["sleep", "after"]
