@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     queue: Literal["sqlite", "kafka"] = "sqlite"
     repository: Literal["sqlite", "elasticsearch"] = "sqlite"
     storage: Literal["local", "gcs"] = "local"
+    # the scheme of the internal-storage URIs Lanner writes (task outputs, FILE inputs); both
+    # are always read. `kestra` for flows and scripts that test the `kestra://` prefix
+    storage_uri_scheme: Literal["lanner", "kestra"] = "lanner"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_prefix: str = "lanner."
     # librdkafka properties added to every consumer / producer Lanner creates (security settings,

@@ -37,7 +37,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,6 +70,7 @@ from common.queue.base import (
     TopicPartition,
     worker_tasks_topic,
 )
+from common.repository.base import Repositories
 from common.secrets import SecretBox
 from common.settings import Settings
 from common.storage.base import Storage
@@ -118,6 +119,7 @@ class WorkerConfig:
     encryption_key: str | None = None
     cut_off_after: float | None = None
     kill_history: bool = False
+    uri_scheme: str = "lanner"
     triggers: bool = True
     trigger_threads: int = 4
 
@@ -132,6 +134,7 @@ class WorkerConfig:
             encryption_key=settings.encryption_key,
             worker_id=settings.worker_id,
             drain_timeout=settings.worker_drain_timeout_seconds,
+            uri_scheme=settings.storage_uri_scheme,
         )
 
 
@@ -161,8 +164,17 @@ class Worker:
     """Runs the runnable tasks of one worker group. ``start()``, then ``stop()``."""
 
     def __init__(
-        self, queue: Queue, storage: Storage, config: WorkerConfig | Settings | None = None
+        self,
+        queue: Queue,
+        storage: Storage,
+        config: WorkerConfig | Settings | None = None,
+        *,
+        repositories: Repositories | Callable[[], Repositories] | None = None,
     ) -> None:
+        """``repositories`` (or a function that opens them on first use): what the tasks that
+        read or purge execution history use; without it those tasks fail."""
+        self._repositories = repositories
+        self._repositories_lock = threading.Lock()
         if isinstance(config, Settings):
             config = WorkerConfig.from_settings(config)
         self.config = config or WorkerConfig()
@@ -601,6 +613,14 @@ class Worker:
                 if order.task_run_id in (None, run.id, run.parent_task_run_id):
                     job.stop("kill")
 
+    def _open_repositories(self) -> Repositories:
+        """The repositories, opened once by the first task that asks (one client per worker)."""
+        with self._repositories_lock:
+            if callable(self._repositories):
+                self._repositories = self._repositories()
+            assert self._repositories is not None
+            return self._repositories
+
     # -------------------------------------------------------------- one attempt
 
     def _execute(self, job: _Job) -> None:
@@ -619,6 +639,8 @@ class Worker:
             secret_box=self.secret_box,
             buffer_logs=True,
             on_buffered=job.wake.set,
+            uri_scheme=self.config.uri_scheme,
+            repositories=self._open_repositories if self._repositories is not None else None,
         )
         try:
             state, outputs, error = self._attempt(job, ctx)

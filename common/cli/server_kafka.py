@@ -7,6 +7,7 @@ the main thread and the signals; the other components run on threads beside it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -173,7 +174,7 @@ class WorkerParts:
 
 
 def build_worker(settings: Settings) -> WorkerParts:
-    from common.backends import create_queue
+    from common.backends import create_queue, create_repositories
     from common.ids import new_id
     from common.secrets import key_file_key
     from worker import Worker, WorkerConfig
@@ -197,7 +198,10 @@ def build_worker(settings: Settings) -> WorkerParts:
     config = WorkerConfig.from_settings(settings)
     config.cut_off_after = settings.worker_dead_after_seconds
     config.kill_history = True  # a kill may predate this process: read every retained one
-    component = Worker(queue, storage, config)
+    # opened on first use: only the tasks that read or purge history need the repository
+    component = Worker(
+        queue, storage, config, repositories=functools.partial(create_repositories, settings)
+    )
     topic = queue.kafka_topic(component.task_topic)  # type: ignore[attr-defined]
     partitions = queue.partitions(component.task_topic)
 

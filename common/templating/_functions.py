@@ -272,6 +272,25 @@ def fn_current_each_output(context: Context, outputs: Any) -> Any:
     return value
 
 
+@pass_context
+def fn_file_uri(context: Context, path: Any) -> str:
+    """Kestra's ``fileURI(path)``: the URI of a namespace file of the flow's namespace
+    (``lanner:///<tenant>/<namespace as folders>/_files/<path>``, where namespace files are
+    stored; the worker writes its own scheme)."""
+    from common.errors import LannerError
+    from common.storage.namespace_files import file_uri
+
+    flow = context.resolve_or_missing("flow")
+    namespace = flow.get("namespace") if isinstance(flow, Mapping) else None
+    if not namespace:
+        raise TemplateError("fileURI: no flow namespace in this context")
+    tenant = flow.get("tenantId") or "main"
+    try:
+        return file_uri(str(tenant), str(namespace), to_string(defined(path)))
+    except LannerError as exc:
+        raise TemplateError(str(exc)) from exc
+
+
 def kv_function(read: Callable[[str | None, str], tuple[bool, Any, str]]) -> Callable[..., Any]:
     """``kv(key, namespace?, errorOnMissing?)`` (Kestra's ``KvFunction``) on ``read(namespace,
     key) -> (found, value, namespace)``, which the worker gives (the store is in internal
@@ -327,6 +346,7 @@ GLOBALS: dict[str, Any] = {
     "render": _render_fn(True),
     "renderOnce": _render_fn(False),
     "currentEachOutput": fn_current_each_output,
+    "fileURI": fn_file_uri,
     "secret": fn_secret,
     "isNull": fn_is_null,
     "max": fn_max,

@@ -65,7 +65,7 @@ from common.replay import replay
 from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQuery
 from common.secrets import encrypt_secret_inputs, has_encrypted, hide_encrypted
 from common.settings import Settings
-from common.storage.base import execution_uri
+from common.storage.base import execution_uri, scheme_of
 from common.templating import render, render_object
 from webserver._breaker import Breaker
 from webserver._live import FeedClosed
@@ -245,6 +245,11 @@ async def _read_inputs(request: Request) -> tuple[dict[str, Any], dict[str, Uplo
     return {}, {}
 
 
+def _scheme(backends: Backends) -> str:
+    """The scheme of the URIs this server writes (``storage_uri_scheme``)."""
+    return scheme_of(backends.settings.storage_uri_scheme)
+
+
 def _safe_filename(name: str | None) -> str:
     base = posixpath.basename((name or "").replace("\\", "/")).strip()
     return base if base not in ("", ".", "..") else "file"
@@ -268,7 +273,7 @@ async def create_execution(
     declared_files = {i.id for i in flow.inputs if i.type == "FILE"}
     uris = {
         input_id: (
-            execution_uri(flow.namespace, flow.id, execution_id)
+            execution_uri(flow.namespace, flow.id, execution_id, _scheme(backends))
             + f"inputs/{input_id}/{_safe_filename(upload.filename)}"
         )
         for input_id, upload in uploads.items()
@@ -489,7 +494,7 @@ async def resume_execution(
     inputs = dict(raw)
     for input_id, upload in uploads.items():
         uri = (
-            execution_uri(execution.namespace, execution.flow_id, execution_id)
+            execution_uri(execution.namespace, execution.flow_id, execution_id, _scheme(backends))
             + f"resume/{input_id}/{_safe_filename(upload.filename)}"
         )
         await anyio.to_thread.run_sync(backends.storage.put, uri, upload.file)
