@@ -22,7 +22,8 @@ Kestra's rules (``ExecutionService`` and ``ConcurrencyLimitService`` of kestra-i
 * force-run: not an ended execution (409 "Only non terminated executions can be forced run.");
   CREATED and QUEUED start, PAUSED resumes, anything else is sent again unchanged;
 * labels: only an ended execution (400 "The execution is not terminated"); system labels
-  cannot be set (422); given labels win over the existing ones.
+  cannot be set (422); given labels win over the existing ones. Kestra saves the execution
+  itself; Lanner sends a ``SetLabels`` input, so the executor's snapshot carries them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from common.executions import CORRELATION_LABEL
+from common.executions import set_labels as merged_labels
+from common.executions import system_label_refused
 from common.models.execution import Execution, Label
 from common.models.flow import Flow
 from common.models.messages import (
@@ -41,13 +43,13 @@ from common.models.messages import (
     ManualPause,
     Restart,
     Resume,
+    SetLabels,
     Timer,
 )
 from common.models.state import State
 from common.replay import replay as replay_execution
 
 NO_TASK_TO_RESTART = "No task found to restart execution from!"
-SYSTEM_PREFIX = "system."
 
 
 class Refused(Exception):
@@ -66,7 +68,6 @@ class Decision:
     answer: Execution
     orders: list[ExecutorInput] = field(default_factory=list)
     new: bool = False  # ``answer`` is a new execution to store and submit (replay)
-    store: bool = False  # ``answer`` replaces the stored execution (labels)
 
 
 def _terminal(execution: Execution) -> bool:
@@ -180,27 +181,21 @@ def force_run(execution: Execution, order_id: str, now: datetime) -> Decision:
     return Decision(execution)
 
 
-def set_labels(execution: Execution, labels: Sequence[Label]) -> Decision:
+def set_labels(execution: Execution, labels: Sequence[Label], order_id: str) -> Decision:
+    """An executor input (the executor owns the execution: its next snapshot carries them on
+    every backend); the answer is the execution with the labels merged as the executor will."""
     if not _terminal(execution):
         raise Refused(400, "The execution is not terminated")
-    existing = {label.key: label.value for label in execution.labels}
-    for label in labels:
-        if label.key.startswith(SYSTEM_PREFIX) and existing.get(label.key) != label.value:
-            raise Refused(
-                422,
-                "System labels can only be set by Kestra itself, offending label: "
-                f"{label.key}={label.value}",
-            )
-    merged = {label.key: label.value for label in labels}
-    for key, value in existing.items():
-        merged.setdefault(key, value)
-    if CORRELATION_LABEL in existing:
-        merged[CORRELATION_LABEL] = existing[CORRELATION_LABEL]
+    offending = system_label_refused(execution.labels, list(labels))
+    if offending is not None:
+        raise Refused(
+            422,
+            "System labels can only be set by Kestra itself, offending label: "
+            f"{offending.key}={offending.value}",
+        )
+    given = list(labels)
     answer = execution.model_copy(
-        deep=True,
-        update={
-            "labels": [Label(key=k, value=v) for k, v in merged.items()],
-            "sequence": execution.sequence + 1,
-        },
+        deep=True, update={"labels": merged_labels(execution.labels, given)}
     )
-    return Decision(answer, store=True)
+    order = SetLabels(id=order_id, execution_id=execution.id, labels=given, execution=execution)
+    return Decision(answer, [order])

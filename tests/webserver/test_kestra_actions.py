@@ -26,6 +26,7 @@ from common.models.messages import (
     NewExecution,
     Restart,
     Resume,
+    SetLabels,
     Timer,
 )
 from common.models.state import State
@@ -239,8 +240,12 @@ def test_labels(client: TestClient, backends: Backends) -> None:
         ("env", "prod"),
         ("system.correlationId", "x"),
     }
+    # the executor owns the execution: the labels go to it, the repository is left alone
+    (order,) = executor_inputs(backends)
+    assert isinstance(order, SetLabels) and order.execution_id == "done"
+    assert [(x.key, x.value) for x in order.labels] == [("team", "b"), ("env", "prod")]
     stored = client.get(f"{API}/done").json()
-    assert {x["key"]: x["value"] for x in stored["labels"]}["team"] == "b"
+    assert {x["key"]: x["value"] for x in stored["labels"]}["team"] == "a"
     not_ended = client.post(f"{API}/running/actions/labels", json=labels)
     assert not_ended.status_code == 400
     assert not_ended.json()["message"] == "The execution is not terminated"
@@ -248,7 +253,11 @@ def test_labels(client: TestClient, backends: Backends) -> None:
         f"{API}/done/actions/labels", json=[{"key": "system.correlationId", "value": "y"}]
     )
     assert system.status_code == 422 and "System labels" in system.json()["message"]
-    assert executor_inputs(backends) == []
+    same_system = client.post(
+        f"{API}/done/actions/labels", json=[{"key": "system.correlationId", "value": "x"}]
+    )
+    assert same_system.status_code == 200  # Kestra: an unchanged system label is accepted
+    assert len(executor_inputs(backends)) == 2
 
 
 def test_execution_graph_and_flow(
@@ -345,7 +354,7 @@ def test_bulk_by_ids_and_by_query(
     assert unknown_filter.status_code == 400
 
 
-# on Elasticsearch too: by-ids and by-query read the repository, labels are written to it
+# on Elasticsearch too: by-ids and by-query read the repository; the labels go to the executor
 @both_repositories
 def test_bulk_labels(client: TestClient, backends: Backends) -> None:
     save(
@@ -363,16 +372,19 @@ def test_bulk_labels(client: TestClient, backends: Backends) -> None:
         f"{API}/labels/by-ids", json={"executionsId": ["l1", "l2"], "executionLabels": labels}
     )
     async_answer(ok, 2)
-    for execution_id in ("l1", "l2"):
-        stored = client.get(f"{API}/{execution_id}").json()
-        assert {"key": "reviewed", "value": "yes"} in stored["labels"]
     by_query = client.post(
         f"{API}/labels/by-query",
         params=[("state", "SUCCESS")],
         json=[{"key": "batch", "value": "2"}],
     )
     async_answer(by_query, 1)
-    assert {"key": "batch", "value": "2"} in client.get(f"{API}/l1").json()["labels"]
+    orders = executor_inputs(backends)
+    assert all(isinstance(o, SetLabels) for o in orders)
+    assert [(o.execution_id, [(x.key, x.value) for x in o.labels]) for o in orders] == [
+        ("l1", [("reviewed", "yes")]),
+        ("l2", [("reviewed", "yes")]),
+        ("l1", [("batch", "2")]),
+    ]
 
 
 def test_bulk_delete(client: TestClient, backends: Backends) -> None:
