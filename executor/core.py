@@ -634,11 +634,27 @@ class _Core:
                     self.end_task_run(tr, target_state)
 
     def restart(self) -> None:
-        if self.ex.state.current not in (State.FAILED, State.KILLED):
+        """Kestra's ``ExecutionService.restart``: any ended execution holding a FAILED (here
+        also KILLED) task run restarts from those task runs and their ancestors (a WARNING
+        execution whose failure an AllowFailure absorbed, too)."""
+        if not self.ex.state.current.terminal:
             return
         failed = [
             tr for tr in self.ex.task_run_list if tr.state.current in (State.FAILED, State.KILLED)
         ]
+        if not failed:
+            return  # nothing to restart from (the webserver refuses it: Kestra's 422)
+        ids = {tr.id for tr in failed}
+        ancestors = [
+            parent
+            for tr in failed
+            for parent in fu.parents(self.ex, tr)
+            if parent.id not in ids and parent.state.current.terminal
+        ]
+        for parent in ancestors:
+            if parent.id not in ids:  # an ended container of a failure it absorbed: runs again
+                ids.add(parent.id)
+                failed.insert(0, parent)
         restarted: set[str] = set()
         directories = [
             tr for tr in failed if isinstance(self.tasks.get(tr.task_id), WorkingDirectory)

@@ -12,8 +12,9 @@ Kestra's rules (``ExecutionService`` and ``ConcurrencyLimitService`` of kestra-i
 * kill: 409 "Execution is already finished, can't kill it" for an ended execution;
 * restart: the execution must be ended or PAUSED (409 otherwise), and hold a FAILED or PAUSED
   task run (422 "No task found to restart execution from!"); the answer keeps the id, state
-  RESTARTED, those task runs RESTARTED. Lanner's executor restarts FAILED and KILLED
-  executions, so a WARNING or SUCCESS one with a failed task run (allowed to fail) is refused;
+  RESTARTED, those task runs RESTARTED, their ended ancestors RUNNING (a WARNING or SUCCESS
+  execution whose failed task run an AllowFailure absorbed restarts too). Lanner refuses a
+  PAUSED one (409: its executor restarts ended executions);
 * replay: a new execution (``parentId``/``originalId`` set), CREATED, or RESTARTED from a task
   run; an unknown task run is Kestra's 422 "No task found to restart execution from!";
 * pause: only a RUNNING execution (409 "The execution is not running"); what runs finishes,
@@ -97,11 +98,8 @@ def restart(
     ]
     if not restartable:
         raise Refused(422, NO_TASK_TO_RESTART)
-    if current not in (State.FAILED, State.KILLED):
-        raise Refused(
-            409,
-            f"Execution is {current}: Lanner restarts FAILED or KILLED executions only",
-        )
+    if current == State.PAUSED:
+        raise Refused(409, "Execution is PAUSED: Lanner restarts ended executions only")
     if revision is not None and revision != execution.flow_revision:
         raise Refused(
             422,
@@ -109,9 +107,15 @@ def restart(
             "replay it to run another revision",
         )
     answer = execution.model_copy(deep=True)
+    by_id = {tr.id: tr for tr in answer.task_run_list}
     for tr in answer.task_run_list:
         if tr.state.current in (State.FAILED, State.KILLED, State.PAUSED):
             tr.set_state(State.RESTARTED, now)
+            parent = by_id.get(tr.parent_task_run_id or "")
+            while parent is not None:  # Kestra's ancestors: the containers run again
+                if parent.state.current.terminal and parent.state.current != State.FAILED:
+                    parent.set_state(State.RUNNING, now)
+                parent = by_id.get(parent.parent_task_run_id or "")
     answer.set_state(State.RESTARTED, now)
     answer.metadata.attempt_number += 1
     return Decision(answer, [Restart(id=order_id, execution_id=execution.id)])

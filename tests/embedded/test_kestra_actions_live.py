@@ -51,6 +51,19 @@ tasks:
     format: done
 """,
     f"""\
+id: absorbed
+namespace: {NAMESPACE}
+tasks:
+  - id: absorb
+    type: io.kestra.plugin.core.flow.AllowFailure
+    tasks:
+      - id: boom
+        type: io.kestra.plugin.core.execution.Fail
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: done
+""",
+    f"""\
 id: limited
 namespace: {NAMESPACE}
 concurrency:
@@ -217,3 +230,23 @@ def test_labels_reach_the_stored_execution_and_survive_a_restart(client: httpx.C
         lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in TERMINAL,
     )
     assert {"reviewed": "no", "team": "a"}.items() <= _labels(again).items()
+
+
+def test_restart_a_warning_execution_whose_failure_was_absorbed(client: httpx.Client) -> None:
+    """Kestra's ``ExecutionService.restart``: an ended execution holding a FAILED task run
+    restarts whatever its own state (here WARNING); the failure runs again, not ``after``."""
+    execution_id = _create(client, "absorbed")
+    _wait(client, execution_id, "WARNING", _state(execution_id, "WARNING"))
+    response = client.post(f"{API}/{execution_id}/actions/restart")
+    assert response.status_code == 200, response.text
+    assert response.json()["state"]["current"] == "RESTARTED"
+    again = _wait(
+        client,
+        execution_id,
+        "the restarted attempt to end",
+        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in TERMINAL,
+    )
+    assert again["state"]["current"] == "WARNING"
+    runs = {t["taskId"]: t for t in again["taskRunList"]}
+    assert "RESTARTED" in [h["state"] for h in runs["boom"]["state"]["histories"]]
+    assert len(runs["after"]["attempts"]) == 1

@@ -124,6 +124,34 @@ def test_restart_follows_kestras_rules(client: TestClient, backends: Backends) -
     assert isinstance(order, Restart) and order.execution_id == "failed"
 
 
+def test_restart_a_warning_execution_holding_a_failed_task_run(
+    client: TestClient, backends: Backends
+) -> None:
+    """Kestra's ``ExecutionService.restart`` (kestra-io/kestra@58c1ca2): any ended execution
+    with a task run whose current state is FAILED restarts, here a WARNING one whose failure
+    an AllowFailure absorbed; the failed task run is RESTARTED and its ancestors
+    (``taskRunWithAncestors``) RUNNING again (``mapTaskRun``: a flowable ancestor)."""
+    warned = with_runs(
+        "warned",
+        State.WARNING,
+        ("w1", "absorb", State.WARNING),
+        ("w2", "flaky", State.FAILED),
+        ("w3", "after", State.SUCCESS),
+    )
+    warned.task_run_list[1].parent_task_run_id = "w1"
+    save(backends, warned, with_runs("paused", State.PAUSED, ("p1", "wait", State.PAUSED)))
+    response = client.post(f"{API}/warned/actions/restart")
+    assert response.status_code == 200, response.text
+    body = kestra_execution(response.json())
+    assert body["state"]["current"] == "RESTARTED"
+    runs = {run["id"]: run["state"]["current"] for run in body["taskRunList"]}
+    assert runs == {"w1": "RUNNING", "w2": "RESTARTED", "w3": "SUCCESS"}
+    paused = client.post(f"{API}/paused/actions/restart")  # Kestra restarts it; Lanner: 409
+    assert paused.status_code == 409, paused.text
+    (order,) = executor_inputs(backends)
+    assert isinstance(order, Restart) and order.execution_id == "warned"
+
+
 def test_replay(client: TestClient, backends: Backends, hello: dict[str, Any]) -> None:
     save(
         backends,
