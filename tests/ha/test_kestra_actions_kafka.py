@@ -4,7 +4,8 @@ driven through HTTP only. The same flows and checks as ``tests/embedded/
 test_kestra_actions_live.py``, in one deployment to keep the suite short.
 
 Kestra references (kestra-io/kestra): ``ExecutionService.restart`` (RESTARTED right after;
-"No task found to restart execution from!" 422 when no task run failed), ``replay``,
+"No task found to restart execution from!" 422 when no task run failed; a WARNING execution
+holding a FAILED task run restarts), ``replay``,
 ``pause`` / ``resume``, ``ExecutionController.setLabels`` (ended executions only),
 ``ExecutionController.killByIds``, ``ExecutionService.forceRun`` /
 ``ConcurrencyLimitService.unqueue`` (a QUEUED execution starts past the limit).
@@ -131,6 +132,17 @@ def test_actions_and_bulk_orders_on_kafka(client: httpx.Client) -> None:
     )
     assert again["state"]["current"] == "FAILED"
     assert wanted.items() <= labels(again).items()  # a restart keeps them
+
+    # a WARNING execution holding a FAILED task run (absorbed by an AllowFailure) restarts too
+    absorbed = create(client, "absorbed")
+    wait(client, absorbed, "WARNING", state("WARNING"))
+    assert client.post(f"{API}/{absorbed}/actions/restart").status_code == 200
+    wait(
+        client,
+        absorbed,
+        "the restarted attempt to end WARNING",
+        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] == "WARNING",
+    )
 
     # replay: a new execution from the failed task run
     boom = next(t for t in again["taskRunList"] if t["taskId"] == "boom")
