@@ -154,6 +154,7 @@ class ExecutionHandler:
                 log.error("undecodable input for unknown execution %s dropped", key)
             return None, None, []
         execution = state.execution if state is not None else event.execution  # type: ignore[union-attr]
+        assert execution is not None  # a restoring input carries its execution
         flow = self._flow(execution)
         # a restored execution (labels) changes no state: no notices, no flow triggers
         previous = (
