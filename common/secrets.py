@@ -120,3 +120,25 @@ def mask(value: Any, secrets: set[str]) -> Any:
     if isinstance(value, list):
         return [mask(v, secrets) for v in value]
     return value
+
+
+def hide_encrypted(value: Any) -> Any:
+    """``value`` with every encrypted SECRET input replaced by ``********``: what API answers
+    show (the stored execution keeps the encrypted form, which workers decrypt)."""
+    if isinstance(value, str):
+        return MASK if value.startswith(PREFIX) else value
+    if isinstance(value, Mapping):
+        return {k: hide_encrypted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [hide_encrypted(v) for v in value]
+    return value
+
+
+def has_encrypted(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.startswith(PREFIX)
+    if isinstance(value, Mapping):
+        return any(has_encrypted(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_encrypted(v) for v in value)
+    return False

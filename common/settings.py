@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     queue: Literal["sqlite", "kafka"] = "sqlite"
     repository: Literal["sqlite", "elasticsearch"] = "sqlite"
     storage: Literal["local", "gcs"] = "local"
+    # the scheme of the internal-storage URIs Lanner writes (task outputs, FILE inputs); both
+    # are always read. `kestra` for flows and scripts that test the `kestra://` prefix
+    storage_uri_scheme: Literal["lanner", "kestra"] = "lanner"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_prefix: str = "lanner."
     # librdkafka properties added to every consumer / producer Lanner creates (security settings,
@@ -62,6 +65,8 @@ class Settings(BaseSettings):
     executor_session_timeout_seconds: float = 6.0  # a dead executor's partitions move after it
     executor_state_retention_seconds: float = 86400.0  # ended executions stay this long
     scheduler_session_timeout_seconds: float = 6.0  # a dead scheduler's flows move after it
+    # a polling trigger's evaluation unanswered this long (its worker died) is sent again
+    polling_trigger_lock_timeout_seconds: float = 300.0
     worker_id: str | None = None  # a stable id per worker instance (pod name); default random
     worker_threads: int = 0  # 0 = 8 x cores
     worker_group: str | None = None

@@ -50,6 +50,7 @@ def expected_state(state: TriggerState | None, request: TriggerRequest) -> Trigg
         changes["disabled"] = request.disabled
     if request.unlock:
         changes["evaluate_running_date"] = None
+        changes["running_execution_id"] = None
     action = request.backfill_action
     if action == "CREATE" and request.backfill is not None:
         asked = request.backfill

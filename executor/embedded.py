@@ -49,7 +49,7 @@ from common.queue import base as topics
 from common.queue.sqlite import SqliteDatabase, SqliteQueue
 from common.repository.base import FlowRepository
 
-from . import concurrency, flow_triggers, liveness, timers
+from . import concurrency, flow_triggers, liveness, polling, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS, observe_step
@@ -85,6 +85,9 @@ CREATE TABLE IF NOT EXISTS executor_workers (
 CREATE TABLE IF NOT EXISTS executor_flow_slots (
     key TEXT PRIMARY KEY,
     body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executor_disabled_triggers (
+    uid TEXT PRIMARY KEY
 );
 CREATE TABLE IF NOT EXISTS executor_multiple_conditions (
     key TEXT PRIMARY KEY,
@@ -154,6 +157,12 @@ class EmbeddedExecutor:
         self._sub = self.queue.subscribe([topics.EXECUTOR], GROUP)
         self._flows_sub = self.queue.subscribe([topics.FLOWS], f"{GROUP}-catalog")
         self._side = self.queue.subscribe([topics.WORKER_JOBS, topics.WORKERS], f"{GROUP}-side")
+        from common.trigger_states import DisabledTriggers
+
+        stored = [uid for (uid,) in self.db.query("SELECT uid FROM executor_disabled_triggers")]
+        self._disabled = DisabledTriggers(
+            self.queue, f"{GROUP}-trigger-states", commit=True, initial=stored
+        )
         self._recover_lost_jobs()
         self._thread = threading.Thread(target=self._run, name="lanner-executor", daemon=True)
         self._thread.start()
@@ -165,6 +174,7 @@ class EmbeddedExecutor:
             self._thread = None
             self._sub.close()  # leave the groups: a next executor takes the partitions at once
             self._side.close()
+            self._disabled.close()
 
     def _run(self) -> None:
         last_maintenance = 0.0
@@ -193,6 +203,7 @@ class EmbeddedExecutor:
                 last_maintenance = time.monotonic()
                 try:
                     self._refresh_flows()
+                    self._disabled_uids()  # and lets the queue purge the states read
                     self._side_topics()
                     self._emit_due_timers()
                     self._check_dead_workers()
@@ -305,6 +316,7 @@ class EmbeddedExecutor:
         observe_step(event.kind, previous, result.state.execution, result.ended, self.clock())
         if result.state.execution.state.current != previous:
             self._flow_triggers(result.state.execution, previous, out, dirty_windows)
+            out.extend(polling.ended_records(result.state.execution, previous, self.clock()))
 
     def _failed(
         self, flow: Flow | None, state: ExecutorState | None, event: ExecutorInput, exc: Exception
@@ -418,7 +430,7 @@ class EmbeddedExecutor:
                 except ValidationError:
                     pass  # written by an older version: that window starts again
         created, changed = flow_triggers.evaluate(
-            flows, execution, previous, self.clock(), self._windows
+            flows, execution, previous, self.clock(), self._windows, self._disabled_uids()
         )
         for new in created:
             # Kestra's Flow trigger passes its rendered inputs as they are: a flow whose required
@@ -426,6 +438,20 @@ class EmbeddedExecutor:
             inp = NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
             out.append((topics.EXECUTOR, new.id, inp.to_json()))
         dirty_windows |= changed
+
+    def _disabled_uids(self) -> frozenset[str]:
+        """The Flow triggers disabled through the API (states on ``triggers``), kept in a
+        table: the SQLite queue purges the records once read."""
+        if self._disabled.refresh():
+            uids = self._disabled.uids()
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM executor_disabled_triggers")
+                conn.executemany(
+                    "INSERT INTO executor_disabled_triggers (uid) VALUES (?)",
+                    [(uid,) for uid in sorted(uids)],
+                )
+        self._disabled.committed()
+        return self._disabled.uids()
 
     def _store_windows(self, conn: Any, keys: set[str]) -> None:
         if not keys or self._windows is None:

@@ -30,7 +30,7 @@ import os
 import socket
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,7 +52,7 @@ from common.plugins.core.triggers import FlowTrigger
 from common.queue import base as topics
 from common.settings import Settings
 
-from . import concurrency, flow_triggers, liveness, timers
+from . import concurrency, flow_triggers, liveness, polling, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .metrics import EXECUTOR_METRICS, observe_step
@@ -183,6 +183,7 @@ class ExecutionHandler:
         snapshot = new.execution.to_json()
         out.append((topics.EXECUTIONS, new.execution.id, snapshot))
         out.extend(self._notices(flow, new.execution, previous, result))
+        out.extend(polling.ended_records(new.execution, previous, now))
         wakeups = dict(new.wakeups)
         if new.execution.state.current.terminal:
             ended = new.execution.state.end_date or now
@@ -256,10 +257,18 @@ class ExecutionHandler:
 class FlowHandler:
     """The flow agent's work on one notice: slots and trigger windows of one flow."""
 
-    def __init__(self, catalog: FlowCatalog, sync_flows: Any = None, clock: Any = _now) -> None:
+    def __init__(
+        self,
+        catalog: FlowCatalog,
+        sync_flows: Any = None,
+        clock: Any = _now,
+        disabled: Callable[[], Collection[str]] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.sync_flows = sync_flows or (lambda: None)
         self.clock = clock
+        # the Flow triggers disabled through the API (``common.trigger_states``)
+        self.disabled = disabled or (lambda: ())
 
     def apply(
         self, value: bytes | None, slots_stored: bytes | None, windows_stored: bytes | None
@@ -298,12 +307,29 @@ class FlowHandler:
             else flow_triggers.Windows()
         )
         created, changed = flow_triggers.evaluate(
-            [flow], notice.execution, notice.previous, self.clock(), windows
+            [flow], notice.execution, notice.previous, self.clock(), windows, self.disabled()
         )
         for new in created:
             inp = NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
             out.append((topics.EXECUTOR, new.id, inp.to_json()))
         return None, (windows.model_dump_json().encode() if changed else None), out
+
+
+def _disabled_triggers(settings: Settings) -> Any:
+    """The Flow triggers disabled through the API: the ``triggers`` topic read from its start
+    (a group of this process that never commits) on a thread of its own."""
+    import uuid
+
+    from common.backends import create_queue
+    from common.trigger_states import DisabledTriggers
+
+    queue = create_queue(settings, client_id="lanner-executor-trigger-states")
+    reader = DisabledTriggers(
+        queue, f"executor-trigger-states.{uuid.uuid4().hex}", commit=False, owns_queue=True
+    )
+    reader.refresh(timeout=2.0)  # what the topic holds now, before the first notice
+    reader.start_thread()
+    return reader
 
 
 def instance_name(settings: Settings) -> str:
@@ -378,7 +404,9 @@ def create_faust_app(
         retention=timedelta(seconds=settings.executor_state_retention_seconds),
         sync_flows=flows.sync,
     )
-    flow_handler = FlowHandler(FlowCatalog(flows), sync_flows=flows.sync)
+    disabled = _disabled_triggers(settings)
+    app.lanner_trigger_states = disabled
+    flow_handler = FlowHandler(FlowCatalog(flows), sync_flows=flows.sync, disabled=disabled.uids)
     flows_version = [flows.version]
 
     def refresh_catalogs() -> None:

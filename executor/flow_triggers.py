@@ -15,7 +15,7 @@ SQLite table, a Faust table); ``evaluate`` returns the keys it changed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -64,9 +64,11 @@ def evaluate(
     previous: State | None,
     now: datetime,
     windows: Windows,
+    disabled: Collection[str] = (),
 ) -> tuple[list[Execution], set[str]]:
     """New executions to create because ``execution`` moved from ``previous`` (None: it is
-    new) to its current state, and the keys of ``windows`` changed on the way."""
+    new) to its current state, and the keys of ``windows`` changed on the way. ``disabled``:
+    uids (``tenant/namespace/flowId/triggerId``) of triggers disabled through the API."""
     current = execution.state.current
     if current == previous:
         return [], set()
@@ -77,6 +79,9 @@ def evaluate(
             continue
         for trigger in flow.triggers:
             if not isinstance(trigger, FlowTrigger) or trigger.disabled:
+                continue
+            uid = f"{flow.tenant_id or 'main'}/{flow.namespace}/{flow.id}/{trigger.id}"
+            if uid in disabled:
                 continue
             if not watched(trigger, current):
                 continue

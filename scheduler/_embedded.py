@@ -26,18 +26,28 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from common.errors import LannerError
 from common.flow.parser import parse_flow
 from common.models.flow import Flow
 from common.models.trigger import TriggerRequest, TriggerState, trigger_uid
-from common.plugins.base import Trigger
+from common.plugins.base import PollingTrigger, Trigger
 from common.plugins.core.triggers import Schedule
-from common.queue.base import EXECUTOR, FLOWS, LOGS, TRIGGERS, Queue, Record, Subscription
+from common.queue.base import (
+    EXECUTOR,
+    FLOWS,
+    LOGS,
+    TRIGGERS,
+    Queue,
+    Record,
+    Subscription,
+    worker_triggers_topic,
+)
 from common.repository.base import Repositories
 from common.settings import Settings
 
+from . import polling
 from ._metrics import SCHEDULER_METRICS
 from ._ownership import PartitionOwnership
 from ._requests import REQUEST_TTL, RequestInbox, apply_request
@@ -108,6 +118,7 @@ class Scheduler:
         tick_interval: float = 1.0,
         tenants: Sequence[str] | None = None,
         ownership: PartitionOwnership | None = None,
+        on_worker_group: Callable[[str], None] | None = None,
     ) -> None:
         self.queue = queue
         self.repositories = repositories
@@ -117,6 +128,10 @@ class Scheduler:
         self.tick_interval = tick_interval
         self.tenants = list(tenants) if tenants else [settings.tenant]
         self.ownership = ownership
+        self.lock_timeout = timedelta(seconds=settings.polling_trigger_lock_timeout_seconds)
+        # called once per worker group a polling trigger is first sent to (Kafka: its topic)
+        self.on_worker_group = on_worker_group
+        self._groups_seen: set[str] = set()
         self._flows: dict[tuple[str, str, str], _KnownFlow] = {}
         self._states: dict[str, TriggerState] = {}
         self._recovered: set[str] = set()
@@ -206,6 +221,9 @@ class Scheduler:
                     if isinstance(trigger, Schedule):
                         evaluated += 1
                         self._evaluate(known, trigger, now, touched, records)
+                    elif isinstance(trigger, PollingTrigger):
+                        evaluated += 1
+                        self._poll(known, trigger, now, touched, records)
             SCHEDULER_METRICS.evaluated.inc(evaluated)
             changed = list(touched.values())
             records.extend((TRIGGERS, state.uid, state.to_json()) for state in changed)
@@ -267,6 +285,78 @@ class Scheduler:
         if result.changed:
             touched[uid] = result.state
 
+    def _poll(
+        self,
+        known: _KnownFlow,
+        trigger: PollingTrigger,
+        now: datetime,
+        touched: dict[str, TriggerState],
+        records: list[QueueRecord],
+    ) -> None:
+        """Send the polling trigger to a worker if due (and free its expired lock)."""
+        assert known.flow is not None
+        uid = trigger_uid(known.tenant, known.flow.namespace, known.flow.id, trigger.id)
+        result = polling.due(
+            known.flow,
+            trigger,
+            touched.get(uid) or self._states.get(uid),
+            now,
+            tenant=known.tenant,
+            lock_timeout=self.lock_timeout,
+            # embedded: the worker of a lock stored before this start died with the process
+            orphaned=self.ownership is None and uid not in self._recovered,
+        )
+        self._recovered.add(uid)
+        self._polling_records(uid, result, touched, records)
+        if result.send is not None:
+            group = trigger.worker_group.key if trigger.worker_group else None
+            if group and group not in self._groups_seen and self.on_worker_group is not None:
+                self.on_worker_group(group)
+            if group:
+                self._groups_seen.add(group)
+            records.append((worker_triggers_topic(group), uid, result.send.to_json()))
+
+    def _polling_records(
+        self,
+        uid: str,
+        result: polling.PollingResult,
+        touched: dict[str, TriggerState],
+        records: list[QueueRecord],
+    ) -> None:
+        for entry in result.logs:
+            log.warning("%s: %s", uid, entry.message)
+            records.append((LOGS, uid, entry.to_json()))
+        for new in result.executions:
+            records.append((EXECUTOR, new.execution_id, new.to_json()))
+        if result.state is not None:
+            touched[uid] = result.state
+
+    def _apply_polling(
+        self,
+        request: TriggerRequest,
+        trigger: Trigger,
+        now: datetime,
+        touched: dict[str, TriggerState],
+        records: list[QueueRecord],
+    ) -> None:
+        """A worker's answer or the executor's notice that the trigger's execution ended."""
+        uid = request.uid
+        state = touched.get(uid) or self._states.get(uid)
+        if request.execution_ended is not None:
+            unlocked = polling.on_execution_ended(state, request.execution_ended, now)
+            if unlocked is not None:
+                touched[uid] = unlocked
+            return
+        known = self._flows[(request.tenant_id, request.namespace, request.flow_id)]
+        if request.evaluation is None or known.flow is None:
+            return
+        if not isinstance(trigger, PollingTrigger):
+            return
+        result = polling.on_evaluation(
+            known.flow, trigger, state, request.evaluation, now, tenant=known.tenant
+        )
+        self._polling_records(uid, result, touched, records)
+
     def _apply_requests(
         self, now: datetime, touched: dict[str, TriggerState], records: list[QueueRecord]
     ) -> list[str]:
@@ -288,6 +378,10 @@ class Scheduler:
                     handled.append(request.key)
                 continue  # on Kafka: another replica's flow, or one this replica learns later
             uid = request.uid
+            if request.evaluation is not None or request.execution_ended is not None:
+                self._apply_polling(request, trigger, now, touched, records)
+                handled.append(request.key)
+                continue
             try:
                 state = apply_request(
                     touched.get(uid) or self._states.get(uid), request, trigger, now
@@ -433,7 +527,7 @@ class Scheduler:
 
     def _has_state(self, trigger: object, uid: str) -> bool:
         """Schedule triggers have a state; others only once a user request changed them."""
-        return isinstance(trigger, Schedule) or uid in self._states
+        return isinstance(trigger, Schedule | PollingTrigger) or uid in self._states
 
     # ---------------------------------------------------------------- inspection
 

@@ -84,6 +84,7 @@ def apply_request(
             changes["next_execution_date"] = next_date(trigger, now)
     if request.unlock:
         changes["evaluate_running_date"] = None
+        changes["running_execution_id"] = None
     action = request.backfill_action
     if action == "CREATE" and request.backfill is not None and isinstance(trigger, Schedule):
         asked = request.backfill

@@ -2,13 +2,21 @@
 
 Rendering uses the WorkerTask's ``variables`` (the executor already put ``taskrun``,
 ``outputs``... there) plus the functions that need the worker: ``read(uri)``,
-``fileExists(uri)``, ``fileSize(uri)``, ``errorLogs()`` (from ``variables["__errorLogs__"]``,
-put there by the executor); ``secret(name)`` is wrapped so its values are masked.
+``fileExists(uri)``, ``fileSize(uri)``, ``fileURI(path)``, ``errorLogs()`` (from
+``variables["__errorLogs__"]``, put there by the executor); ``secret(name)`` is wrapped so
+its values are masked.
 Logs go to the ``logs`` topic (key: execution id) and to Python logging; every occurrence of a
 secret (``variables["__secrets__"]`` and values returned by ``secret()``) is replaced by
 ``********`` first. Files live under
 ``lanner:///<namespace as folders>/<flow>/executions/<execution>/tasks/<task>/<taskrun>/``
-(Kestra's layout, as for FILE inputs).
+(Kestra's layout, as for FILE inputs), written with the worker's ``uri_scheme`` (``lanner://``
+or ``kestra://``); both schemes are read. ``read(path)`` of a path that is no URI reads the
+namespace file ``fileURI(path)`` names.
+
+Tasks that read or purge execution history (``execution.Count``, ``log.Fetch``, ``PurgeLogs``,
+``PurgeExecutions``) reach the repository through ``repositories()``: the embedded server passes
+its SQLite repositories, a Kafka worker opens the configured ones on first use. Nothing else on
+the worker touches the repository, so executions keep running while it is down.
 """
 
 from __future__ import annotations
@@ -28,11 +36,12 @@ from common.models.messages import LogEntry, MetricEntry, WorkerTask
 from common.models.trigger import TriggerRequest
 from common.plugins.core._support import ProcessResult
 from common.queue.base import LOGS, METRICS, Queue
+from common.repository.base import Repositories
 from common.secrets import SecretBox
 from common.secrets import mask as mask_secrets
-from common.storage.base import Storage, execution_uri
+from common.storage.base import SCHEME, Storage, execution_uri, is_storage_uri
 from common.storage.kv import KVStore
-from common.storage.namespace_files import NamespaceFiles
+from common.storage.namespace_files import NamespaceFiles, file_uri
 from common.templating._functions import kv_function
 
 from ._scripts import run_process
@@ -85,6 +94,8 @@ class TaskRunContext:
         secret_box: SecretBox | None = None,
         buffer_logs: bool = False,
         on_buffered: Callable[[], None] | None = None,
+        uri_scheme: str = "lanner",
+        repositories: Repositories | Callable[[], Repositories] | None = None,
         working_dir: str | None = None,
     ) -> None:
         self.task = task
@@ -95,8 +106,10 @@ class TaskRunContext:
         self.kill_grace = kill_grace
         self.min_level = LEVEL_ORDER.get(normalize_level(min_level or "TRACE"), 0)
         run = task.task_run
+        self.scheme = "kestra://" if uri_scheme == "kestra" else SCHEME
+        self._repositories = repositories
         self.base_uri = (
-            execution_uri(run.namespace, run.flow_id, run.execution_id)
+            execution_uri(run.namespace, run.flow_id, run.execution_id, self.scheme)
             + f"tasks/{run.task_id}/{run.id}/"
         )
         self._variables = dict(task.variables)
@@ -118,6 +131,7 @@ class TaskRunContext:
             "read": self._read,
             "fileExists": self.storage.exists,
             "fileSize": self.file_size,
+            "fileURI": self._file_uri,
             "secret": self._secret,
             "errorLogs": self._error_logs,
             "kv": kv_function(self._kv_read),
@@ -129,8 +143,38 @@ class TaskRunContext:
     def variables(self) -> Mapping[str, Any]:
         return self._variables
 
-    def _read(self, uri: Any) -> str:
-        return self.get_file(str(uri)).decode("utf-8", errors="replace")
+    def _read(self, path: Any) -> str:
+        """Kestra's ``read(path)``: an internal-storage URI (either scheme), or the path of a
+        namespace file of the flow's namespace."""
+        text = str(path)
+        if is_storage_uri(text):
+            data = self.get_file(text)
+        else:
+            data = self.namespace_files(None).get(text)
+        return data.decode("utf-8", errors="replace")
+
+    def _file_uri(self, path: Any) -> str:
+        """Kestra's ``fileURI(path)``: the URI of a namespace file of the flow's namespace."""
+        from common.errors import LannerError, TemplateError
+
+        try:
+            return file_uri(self.tenant, self.task.task_run.namespace, str(path), self.scheme)
+        except LannerError as exc:
+            raise TemplateError(str(exc)) from exc
+
+    def repositories(self) -> Repositories:
+        """The repositories of execution history (tasks that count, fetch or purge it)."""
+        if self._repositories is None:
+            from common.plugins.core._support import TaskFailed
+
+            raise TaskFailed("this worker has no access to the repository")
+        if callable(self._repositories):
+            self._repositories = self._repositories()
+        return self._repositories
+
+    @property
+    def tenant_id(self) -> str:
+        return self.tenant
 
     def _kv_read(self, namespace: str | None, key: str) -> tuple[bool, Any, str]:
         from common.storage.kv import validate_key
@@ -343,6 +387,9 @@ class TaskRunContext:
 
     def delete_file(self, uri: str) -> bool:
         return self.storage.delete(uri)
+
+    def delete_prefix(self, uri: str) -> int:
+        return self.storage.delete_prefix(uri)
 
     def file_size(self, uri: str) -> int:
         return self.storage.size(str(uri))

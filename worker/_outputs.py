@@ -36,7 +36,7 @@ def offload(
     moved: list[str] = []
     for key in sorted(result, key=lambda k: _size(result[k]), reverse=True):
         value = result[key]
-        if isinstance(value, str) and value.startswith("lanner://"):
+        if isinstance(value, str) and value.startswith(("lanner://", "kestra://")):
             continue
         if isinstance(value, str):
             data, name = value.encode(), f"{key}.txt"

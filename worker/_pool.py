@@ -37,7 +37,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,6 +70,7 @@ from common.queue.base import (
     TopicPartition,
     worker_tasks_topic,
 )
+from common.repository.base import Repositories
 from common.secrets import SecretBox
 from common.settings import Settings
 from common.storage.base import Storage
@@ -78,6 +79,7 @@ from ._context import LOG_FLUSH_SECONDS, TaskRunContext
 from ._heartbeat import Heartbeat
 from ._metrics import WORKER_METRICS
 from ._outputs import json_safe, offload
+from ._triggers import TriggerEvaluator
 from ._working_dir import WorkingDirectoryRun, is_working_directory
 
 log = logging.getLogger("lanner.worker")
@@ -101,6 +103,8 @@ class WorkerConfig:
         cut_off_after: seconds without an accepted heartbeat after which the worker kills its
             tasks and fails (None: never; the embedded server's queue is a local file).
         kill_history: read every retained kill order at start (see the module docstring).
+        triggers: also evaluate the polling triggers of the group (``worker._triggers``).
+        trigger_threads: polling triggers evaluated at once.
     """
 
     threads: int = 0
@@ -115,6 +119,9 @@ class WorkerConfig:
     encryption_key: str | None = None
     cut_off_after: float | None = None
     kill_history: bool = False
+    uri_scheme: str = "lanner"
+    triggers: bool = True
+    trigger_threads: int = 4
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -127,6 +134,7 @@ class WorkerConfig:
             encryption_key=settings.encryption_key,
             worker_id=settings.worker_id,
             drain_timeout=settings.worker_drain_timeout_seconds,
+            uri_scheme=settings.storage_uri_scheme,
         )
 
 
@@ -156,8 +164,17 @@ class Worker:
     """Runs the runnable tasks of one worker group. ``start()``, then ``stop()``."""
 
     def __init__(
-        self, queue: Queue, storage: Storage, config: WorkerConfig | Settings | None = None
+        self,
+        queue: Queue,
+        storage: Storage,
+        config: WorkerConfig | Settings | None = None,
+        *,
+        repositories: Repositories | Callable[[], Repositories] | None = None,
     ) -> None:
+        """``repositories`` (or a function that opens them on first use): what the tasks that
+        read or purge execution history use; without it those tasks fail."""
+        self._repositories = repositories
+        self._repositories_lock = threading.Lock()
         if isinstance(config, Settings):
             config = WorkerConfig.from_settings(config)
         self.config = config or WorkerConfig()
@@ -191,6 +208,18 @@ class Worker:
             on_cut_off=self._cut_off,
         )
         self._threads: list[threading.Thread] = []
+        self.triggers = (
+            TriggerEvaluator(
+                queue,
+                storage,
+                worker_id=self.id,
+                group=self.config.group,
+                threads=self.config.trigger_threads,
+                poll_timeout=self.config.poll_timeout,
+            )
+            if self.config.triggers
+            else None
+        )
         self._started = False
         self._claiming_since: float | None = None
 
@@ -223,6 +252,8 @@ class Worker:
             on_revoked=self._on_revoked,
         )
         self._heartbeat.start()
+        if self.triggers is not None:
+            self.triggers.start()
         WORKER_METRICS.threads.inc(self.threads)
         targets = [(self._listen_kills, "kills"), (self._dispatch, "dispatcher")]
         if self.config.cut_off_after is not None:
@@ -243,6 +274,8 @@ class Worker:
         with self._cond:
             self._cond.notify_all()
         self._join(self._threads[1])  # the dispatcher: no task is taken from here on
+        if self.triggers is not None:
+            self.triggers.stop()
         deadline = time.monotonic() + (
             self.config.drain_timeout if drain_timeout is None else drain_timeout
         )
@@ -580,6 +613,14 @@ class Worker:
                 if order.task_run_id in (None, run.id, run.parent_task_run_id):
                     job.stop("kill")
 
+    def _open_repositories(self) -> Repositories:
+        """The repositories, opened once by the first task that asks (one client per worker)."""
+        with self._repositories_lock:
+            if callable(self._repositories):
+                self._repositories = self._repositories()
+            assert self._repositories is not None
+            return self._repositories
+
     # -------------------------------------------------------------- one attempt
 
     def _execute(self, job: _Job) -> None:
@@ -598,6 +639,8 @@ class Worker:
             secret_box=self.secret_box,
             buffer_logs=True,
             on_buffered=job.wake.set,
+            uri_scheme=self.config.uri_scheme,
+            repositories=self._open_repositories if self._repositories is not None else None,
         )
         try:
             state, outputs, error = self._attempt(job, ctx)

@@ -204,6 +204,8 @@ class WorkingDirectoryRun:
             buffer_logs=True,
             on_buffered=self.job.wake.set,
             working_dir=str(self.workdir),
+            uri_scheme=worker.config.uri_scheme,
+            repositories=worker._open_repositories if worker._repositories is not None else None,
         )
         try:
             worker._report([(EXECUTOR, parent.execution_id, self.result(child, State.RUNNING))], "")

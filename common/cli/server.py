@@ -104,7 +104,7 @@ class LocalServer:
         repositories = sqlite_repositories(self.db)
         storage = create_storage(settings)
         self.backends = Backends(queue, repositories, storage, settings)
-        self.worker = Worker(queue, storage, settings)
+        self.worker = Worker(queue, storage, settings, repositories=repositories)
         config = CoreConfig(globals=settings.globals, envs=settings.template_envs(os.environ))
         self.executor = EmbeddedExecutor(
             self.db,

@@ -7,6 +7,7 @@ the main thread and the signals; the other components run on threads beside it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -142,6 +143,7 @@ def run_executor(
                 log.exception("error while stopping %s", type(component).__name__)
         parts.queue.close()
         parts.app.lanner_flows.stop()
+        parts.app.lanner_trigger_states.close()
         management.stop()
         log.info("lanner %s %s stopped", role, parts.instance)
 
@@ -172,7 +174,7 @@ class WorkerParts:
 
 
 def build_worker(settings: Settings) -> WorkerParts:
-    from common.backends import create_queue
+    from common.backends import create_queue, create_repositories
     from common.ids import new_id
     from common.secrets import key_file_key
     from worker import Worker, WorkerConfig
@@ -196,7 +198,10 @@ def build_worker(settings: Settings) -> WorkerParts:
     config = WorkerConfig.from_settings(settings)
     config.cut_off_after = settings.worker_dead_after_seconds
     config.kill_history = True  # a kill may predate this process: read every retained one
-    component = Worker(queue, storage, config)
+    # opened on first use: only the tasks that read or purge history need the repository
+    component = Worker(
+        queue, storage, config, repositories=functools.partial(create_repositories, settings)
+    )
     topic = queue.kafka_topic(component.task_topic)  # type: ignore[attr-defined]
     partitions = queue.partitions(component.task_topic)
 
@@ -292,6 +297,8 @@ def build_scheduler(settings: Settings) -> list[Component]:
         settings,
         store=store,
         ownership=PartitionOwnership(queue, flows),
+        # a polling trigger of a worker group no worker started yet: its topic, before the send
+        on_worker_group=lambda group: ensure_kafka_topics(settings, [group]),
     )
     return [_Resources([queue.close, flows.stop]), component]
 

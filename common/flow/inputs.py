@@ -47,7 +47,11 @@ def _string(value: Any, spec: Input) -> str:
     if isinstance(value, dict | list):
         raise _Invalid(f"{_show(value)} is not a string")
     text = value if isinstance(value, str) else str(value)
-    if spec.validator is not None and not re.fullmatch(spec.validator, text):
+    try:  # a flow stored before its validator was checked
+        mismatch = spec.validator is not None and not re.fullmatch(spec.validator, text)
+    except re.error as exc:
+        raise _Invalid(f"the input's validator is not a valid regular expression ({exc})") from None
+    if mismatch:
         raise _Invalid(f"{_show(text)} does not match the pattern '{spec.validator}'")
     return text
 

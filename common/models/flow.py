@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -61,6 +62,16 @@ class Input(FlowModel):
     extension: str | None = None
     depends_on: dict[str, Any] | None = Field(default=None, alias="dependsOn")
     prefill: Any = None
+
+    @field_validator("validator")
+    @classmethod
+    def _validator_is_a_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"'{value}' is not a valid regular expression ({exc})") from None
+        return value
 
 
 class Output(FlowModel):
@@ -135,6 +146,8 @@ class Flow(FlowModel):
     def _labels_as_map(cls, value: Any) -> Any:
         # Kestra accepts both `{k: v}` and `[{key: k, value: v}]`.
         if isinstance(value, list):
+            if not all(isinstance(item, dict) for item in value):
+                raise ValueError("a list of labels holds maps with a key and a value")
             return {str(item.get("key")): str(item.get("value")) for item in value}
         if isinstance(value, dict):
             return {str(k): "" if v is None else str(v) for k, v in value.items()}

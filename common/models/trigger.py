@@ -52,8 +52,12 @@ class TriggerState(Message):
     # set through the API (trigger toggle); the flow's own `disabled` is checked separately
     disabled: bool = False
     # polling triggers only: when the evaluation sent to a worker started (evaluation lock);
-    # cleared by an unlock request
+    # kept while the execution it started runs (``running_execution_id``), cleared by the
+    # worker's empty answer, the executor's notice that the execution ended, an unlock request,
+    # or the scheduler's lock timeout (an evaluation never answered: its worker died)
     evaluate_running_date: datetime | None = None
+    # polling triggers only: the execution the locked evaluation started, still running
+    running_execution_id: str | None = None
     # ids of the last user requests merged into this state (bounded): a request read again
     # after a crash or a hand-over is not applied twice
     applied_requests: list[str] = Field(default_factory=list)
@@ -92,6 +96,41 @@ class BackfillRequest(WireModel):
     paused: bool = False
 
 
+class PollingEvaluation(WireModel):
+    """A worker's answer to one evaluation of a polling trigger (Kestra's
+    ``WorkerTriggerResult``): the lock it answers (``date``, the state's
+    ``evaluateRunningDate``), and the trigger variables of the execution to start, or None."""
+
+    model_config = ConfigDict(frozen=True)
+
+    date: datetime
+    variables: dict[str, Any] | None = None
+    error: str | None = None
+    worker_id: str | None = None
+
+
+class WorkerTrigger(Message):
+    """A polling trigger to evaluate, sent by the scheduler on ``worker-triggers[.<group>]``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str = "main"
+    namespace: str
+    flow_id: str
+    flow_revision: int | None = None
+    trigger: dict[str, Any]
+    # the evaluation lock: the answer names it, a stale answer is dropped
+    date: datetime
+    # the evaluation lock expires at this date: a worker gives up (reports nothing) past it
+    deadline: datetime | None = None
+    # ``flow``, ``labels``... for rendering the trigger's properties
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def uid(self) -> str:
+        return trigger_uid(self.tenant_id, self.namespace, self.flow_id, str(self.trigger["id"]))
+
+
 class TriggerRequest(Message):
     """A user's change of a trigger's state, applied by the scheduler that owns the trigger.
 
@@ -115,6 +154,10 @@ class TriggerRequest(Message):
     backfill_action: Literal["CREATE", "PAUSE", "UNPAUSE", "DELETE"] | None = None
     backfill: BackfillRequest | None = None
     unlock: bool = False
+    # polling triggers: a worker's answer to the evaluation locked at ``evaluation.date``
+    evaluation: PollingEvaluation | None = None
+    # polling triggers: the executor's notice that this execution (started by the trigger) ended
+    execution_ended: str | None = None
     # who asked: "api", or "task:<execution id>" for the Toggle task (for the logs)
     source: str = "api"
 

@@ -214,6 +214,54 @@ class Trigger(FlowModel):
     log_level: str | None = Field(default=None, alias="logLevel")
 
 
+class PollingContext(Protocol):
+    """What a polling trigger sees on the worker while it is evaluated."""
+
+    @property
+    def variables(self) -> Mapping[str, Any]: ...
+
+    @property
+    def namespace(self) -> str: ...
+
+    def render(self, value: Any) -> Any:
+        """Render a template string, or every string inside a dict/list."""
+        ...
+
+    def render_typed(self, value: Any) -> Any: ...
+
+    def log(self, level: str, message: str) -> None: ...
+
+    def seconds_left(self) -> float:
+        """Seconds until the evaluation lock expires: an evaluation must end before."""
+        ...
+
+    @property
+    def storage(self) -> Any:
+        """The internal storage (``common.storage.base.Storage``)."""
+        ...
+
+
+class PollingTrigger(Trigger):
+    """A trigger evaluated on a worker every ``interval`` (Kestra's ``PollingTriggerInterface``):
+    ``evaluate`` returns the ``trigger.*`` variables of the execution to start, or None.
+
+    The scheduler never sends a trigger whose previous evaluation has not answered, nor one
+    whose execution still runs (``notes/scheduler.md``, polling triggers)."""
+
+    interval: str = "PT60S"
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: str) -> str:
+        delta = parse_duration(value)
+        if delta is None or delta <= timedelta(0):
+            raise ValueError(f"interval '{value}' must be a positive ISO-8601 duration")
+        return value
+
+    def evaluate(self, ctx: PollingContext) -> Mapping[str, Any] | None:
+        raise NotImplementedError
+
+
 def parse_duration(value: str | timedelta | None) -> timedelta | None:
     """ISO-8601 duration (``PT1S``, ``P1DT2H``, ``PT0.25S``) to a timedelta."""
     from common.flow.durations import parse_iso_duration

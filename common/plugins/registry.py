@@ -21,7 +21,8 @@ _PREFIX_ALIASES = {
     "io.kestra.plugin.scripts.": "lanner.scripts.",
 }
 
-# Kestra's legacy names (before the 0.17 rename) that do not follow the prefix rule.
+# Kestra's legacy names (before the 0.17 rename) that do not follow the prefix rule. Each
+# names a registered plugin (tests/webserver/test_plugin_types.py keeps the table honest).
 _LEGACY = {
     "io.kestra.core.tasks.flows.Sequential": "lanner.core.flow.Sequential",
     "io.kestra.core.tasks.flows.Parallel": "lanner.core.flow.Parallel",
@@ -39,7 +40,6 @@ _LEGACY = {
     "io.kestra.core.tasks.flows.WaitFor": "lanner.core.flow.WaitFor",
     "io.kestra.core.tasks.flows.WorkingDirectory": "lanner.core.flow.WorkingDirectory",
     "io.kestra.core.tasks.flows.Worker": "lanner.core.flow.WorkingDirectory",
-    "io.kestra.core.tasks.flows.Template": "lanner.core.flow.Template",
     "io.kestra.core.tasks.debugs.Return": "lanner.core.debug.Return",
     "io.kestra.core.tasks.debugs.Echo": "lanner.core.debug.Echo",
     "io.kestra.core.tasks.log.Log": "lanner.core.log.Log",
@@ -50,6 +50,17 @@ _LEGACY = {
     "io.kestra.plugin.fs.http.Request": "lanner.core.http.Request",
     "io.kestra.core.tasks.scripts.Bash": "lanner.scripts.shell.Commands",
     "io.kestra.core.tasks.storages.Delete": "lanner.core.storage.Delete",
+    "io.kestra.core.tasks.storages.Size": "lanner.core.storage.Size",
+    "io.kestra.core.tasks.storages.Concat": "lanner.core.storage.Concat",
+    "io.kestra.core.tasks.storages.Split": "lanner.core.storage.Split",
+    "io.kestra.core.tasks.storages.Reverse": "lanner.core.storage.Reverse",
+    "io.kestra.core.tasks.storages.DeduplicateItems": "lanner.core.storage.DeduplicateItems",
+    "io.kestra.core.tasks.storages.FilterItems": "lanner.core.storage.FilterItems",
+    "io.kestra.core.tasks.executions.Counts": "lanner.core.execution.Count",
+    "io.kestra.plugin.core.execution.Counts": "lanner.core.execution.Count",  # Kestra's docs
+    "io.kestra.core.tasks.log.Fetch": "lanner.core.log.Fetch",
+    "io.kestra.core.tasks.storages.Purge": "lanner.core.execution.PurgeExecutions",
+    "io.kestra.plugin.core.storage.Purge": "lanner.core.execution.PurgeExecutions",
     "io.kestra.core.models.triggers.types.Schedule": "lanner.core.trigger.Schedule",
     "io.kestra.core.models.triggers.types.Flow": "lanner.core.trigger.Flow",
     "io.kestra.core.models.triggers.types.Webhook": "lanner.core.trigger.Webhook",

@@ -53,6 +53,10 @@ def worker_tasks_topic(group: str | None) -> str:
     return f"{WORKER_TASKS}.{group}" if group else WORKER_TASKS
 
 
+def worker_triggers_topic(group: str | None) -> str:
+    return f"{WORKER_TRIGGERS}.{group}" if group else WORKER_TRIGGERS
+
+
 class TopicPartition(NamedTuple):
     """A NamedTuple, not a dataclass: a poll or commit hashes these many times, and a tuple's
     hash and equality are C code."""

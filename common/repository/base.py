@@ -106,6 +106,19 @@ class LogQuery:
     after: str | None = None
 
 
+@dataclass(frozen=True)
+class LogPurge:
+    """Logs to delete (Kestra's ``PurgeLogs``, and an execution's logs when it is purged)."""
+
+    tenant_id: str = "main"
+    namespace: str | None = None  # prefix match; the flow's namespace exactly with `flow_id`
+    flow_id: str | None = None
+    execution_id: str | None = None
+    levels: Sequence[str] = ()  # any level when empty
+    start_date: datetime | None = None  # timestamp >= start_date
+    end_date: datetime | None = None  # timestamp <= end_date
+
+
 class Interval(StrEnum):
     DAY = "day"
     HOUR = "hour"
@@ -334,11 +347,19 @@ class LogRepository(Protocol):
         """One bounded page of the logs matching ``query`` (``QueryError`` if out of bounds)."""
         ...
 
+    def delete(self, purge: LogPurge) -> int:
+        """Deletes the logs ``purge`` selects; returns how many."""
+        ...
+
 
 class MetricRepository(Protocol):
     def save_many(self, metrics: Sequence[MetricEntry]) -> None: ...
 
     def find(self, tenant_id: str, execution_id: str) -> list[MetricEntry]: ...
+
+    def delete(self, tenant_id: str, execution_id: str) -> int:
+        """Deletes an execution's metrics; returns how many."""
+        ...
 
 
 class TriggerRepository(Protocol):

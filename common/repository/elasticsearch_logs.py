@@ -15,6 +15,7 @@ from common.models.messages import LogEntry, MetricEntry
 
 from .base import (
     MAX_RESULT_WINDOW,
+    LogPurge,
     LogQuery,
     Page,
     check_page,
@@ -217,6 +218,31 @@ class ElasticsearchLogRepository:
         cursor = encode_cursor(hits[-1]["sort"], query.sort_desc) if more and hits else None
         return Page([LogEntry.model_validate(h["_source"]) for h in hits], total, cursor)
 
+    def delete(self, purge: LogPurge) -> int:
+        filters: list[dict[str, Any]] = [{"term": {"repo.tenant": tenant_of(purge.tenant_id)}}]
+        if purge.namespace and purge.flow_id:
+            filters.append({"term": {"namespace": purge.namespace}})
+        elif purge.namespace:
+            filters.append(namespace_filter("namespace", purge.namespace))
+        for field, value in (("flowId", purge.flow_id), ("executionId", purge.execution_id)):
+            if value:
+                filters.append({"term": {field: value}})
+        if purge.levels:
+            filters.append({"terms": {"repo.level": [level_number(v) for v in purge.levels]}})
+        dates: dict[str, str] = {}
+        if purge.start_date is not None:
+            dates["gte"] = iso(purge.start_date)
+        if purge.end_date is not None:
+            dates["lte"] = iso(purge.end_date)
+        if dates:
+            filters.append({"range": {"timestamp": dates}})
+        return self.store.delete_matching(
+            "purging logs",
+            self.store.index("logs"),
+            {"bool": {"filter": filters}},
+            self._sort(False),
+        )
+
 
 class ElasticsearchMetricRepository:
     def __init__(self, store: Store) -> None:
@@ -250,3 +276,19 @@ class ElasticsearchMetricRepository:
             [{"timestamp": "asc"}, {"repo.order": "asc"}, {"repo.id": "asc"}],
         )
         return [MetricEntry.model_validate(doc) for doc in docs]
+
+    def delete(self, tenant_id: str, execution_id: str) -> int:
+        query = {
+            "bool": {
+                "filter": [
+                    {"term": {"repo.tenant": tenant_of(tenant_id)}},
+                    {"term": {"executionId": execution_id}},
+                ]
+            }
+        }
+        return self.store.delete_matching(
+            f"purging the metrics of execution {execution_id}",
+            self.store.index("metrics"),
+            query,
+            [{"timestamp": "asc"}, {"repo.order": "asc"}, {"repo.id": "asc"}],
+        )

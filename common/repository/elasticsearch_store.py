@@ -162,6 +162,35 @@ class Store:
         result: dict[str, Any] = response.body
         return result
 
+    def delete_matching(self, what: str, index: str, query: dict[str, Any], sort: list[Any]) -> int:
+        """Deletes every matching document, a page at a time in ``sort`` order (which must be
+        total), refreshed so that searches no longer find them; returns how many. Bulk deletes
+        by id rather than ``_delete_by_query``, which needs the ``reindex`` module that minimal
+        distributions leave out."""
+        deleted = 0
+        after: list[Any] | None = None
+        while True:
+            extra = {"search_after": after} if after is not None else {}
+            hits = self.search(
+                what,
+                index=index,
+                query=query,
+                sort=sort,
+                size=SCAN_PAGE,
+                source=False,
+                track_total_hits=False,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+                **extra,
+            )["hits"]["hits"]
+            if hits:
+                operations = [{"delete": {"_index": h["_index"], "_id": h["_id"]}} for h in hits]
+                statuses = self.bulk(operations, what, refresh=True)
+                deleted += sum(1 for status in statuses if status < 300)
+            if len(hits) < SCAN_PAGE:
+                return deleted
+            after = hits[-1]["sort"]
+
     def scan(self, what: str, index: str, query: dict[str, Any], sort: list[Any]) -> Iterator[Any]:
         """Every matching document's source, in ``sort`` order (which must be total)."""
         after: list[Any] | None = None

@@ -32,6 +32,7 @@ from .base import (
     FlowRecord,
     FlowStateCount,
     Interval,
+    LogPurge,
     LogQuery,
     Page,
     Repositories,
@@ -667,6 +668,32 @@ class SqliteLogRepository(_Base):
         cursor = encode_cursor([rows[-1][0], rows[-1][1]], query.sort_desc) if more else None
         return Page([LogEntry.model_validate_json(str(r[2])) for r in rows], total, cursor)
 
+    def delete(self, purge: LogPurge) -> int:
+        where = ["tenant = ?"]
+        params: list[object] = [_tenant(purge.tenant_id)]
+        if purge.namespace and purge.flow_id:
+            where.append("namespace = ?")
+            params.append(purge.namespace)
+        elif purge.namespace:
+            where.append("(namespace = ? OR namespace LIKE ? ESCAPE '\\')")
+            params += [purge.namespace, _like_prefix(purge.namespace) + ".%"]
+        for column, value in (("flow_id", purge.flow_id), ("execution_id", purge.execution_id)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if purge.levels:
+            where.append(f"level IN ({','.join('?' * len(purge.levels))})")
+            params += [level_number(level) for level in purge.levels]
+        if purge.start_date is not None:
+            where.append("timestamp >= ?")
+            params.append(iso(purge.start_date))
+        if purge.end_date is not None:
+            where.append("timestamp <= ?")
+            params.append(iso(purge.end_date))
+        with self._tx() as conn:
+            cursor = conn.execute(f"DELETE FROM repo_logs WHERE {' AND '.join(where)}", params)
+            return int(cursor.rowcount)
+
 
 class SqliteMetricRepository(_Base):
     def save_many(self, metrics: Sequence[MetricEntry]) -> None:
@@ -696,6 +723,14 @@ class SqliteMetricRepository(_Base):
             (_tenant(tenant_id), execution_id),
         )
         return [MetricEntry.model_validate_json(str(r[0])) for r in rows]
+
+    def delete(self, tenant_id: str, execution_id: str) -> int:
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "DELETE FROM repo_metrics WHERE tenant = ? AND execution_id = ?",
+                (_tenant(tenant_id), execution_id),
+            )
+            return int(cursor.rowcount)
 
 
 class SqliteWorkerRepository(_Base):

@@ -3,6 +3,11 @@
 Files are addressed by ``lanner:///<namespace as folders>/<flow>/executions/<id>/...`` URIs,
 Kestra's layout with our scheme (see ``execution_uri``). A file's bytes go in and out in chunks
 (``put`` of a readable stream, ``stream``), so a file never has to fit in memory.
+
+Kestra's ``kestra:///...`` URIs name the same files: every method that reads a URI accepts both
+schemes. Which one Lanner writes in outputs and inputs is the setting ``storage_uri_scheme``
+(``lanner`` by default; ``kestra`` for flows and scripts that test the prefix), passed to
+``execution_uri`` / ``with_scheme`` by the components that make URIs (worker, webserver).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from urllib.parse import unquote
 from common.errors import StorageUriError
 
 SCHEME = "lanner://"
+KESTRA_SCHEME = "kestra://"
+SCHEMES = (SCHEME, KESTRA_SCHEME)
 CHUNK_SIZE = 1024 * 1024
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -32,10 +39,11 @@ def object_key(uri: str) -> str:
     """The path of ``uri`` inside the storage (``company/team/f/executions/e1/a.txt``; empty
     for the root), or ``StorageUriError`` for a URI that is not ours or could leave the storage:
     ``..`` segments, also percent-encoded, backslashes and NUL bytes."""
-    if not uri.startswith(SCHEME):
+    scheme = next((s for s in SCHEMES if uri.startswith(s)), None)
+    if scheme is None:
         raise StorageUriError(f"'{uri}' is not an internal storage URI (expected {SCHEME}/...)")
     # `lanner://x/y` is read as `lanner:///x/y` (queue offload references were written so)
-    relative = uri[len(SCHEME) :].lstrip("/")
+    relative = uri[len(scheme) :].lstrip("/")
     decoded = unquote(relative)
     if "\\" in decoded or "\x00" in decoded:
         raise StorageUriError(f"'{uri}': backslashes and NUL bytes are not allowed")
@@ -48,10 +56,29 @@ def guess_content_type(uri: str) -> str:
     return mimetypes.guess_type(uri)[0] or DEFAULT_CONTENT_TYPE
 
 
-def execution_uri(namespace: str, flow_id: str, execution_id: str) -> str:
+def is_storage_uri(value: object) -> bool:
+    """True for a ``lanner://`` or ``kestra://`` string."""
+    return isinstance(value, str) and value.startswith(SCHEMES)
+
+
+def scheme_of(name: str) -> str:
+    """``lanner://`` or ``kestra://`` for the setting ``storage_uri_scheme`` (``lanner``,
+    ``kestra``)."""
+    return KESTRA_SCHEME if name == "kestra" else SCHEME
+
+
+def with_scheme(uri: str, scheme: str = SCHEME) -> str:
+    """``uri`` (either scheme) written with ``scheme``."""
+    for known in SCHEMES:
+        if uri.startswith(known):
+            return scheme + uri[len(known) :]
+    return uri
+
+
+def execution_uri(namespace: str, flow_id: str, execution_id: str, scheme: str = SCHEME) -> str:
     """Where an execution's files live, in Kestra's layout (``kestra:///io/kestra/tests/flow/
     executions/<id>/``): the namespace's dots become folders; ends with ``/``."""
-    return f"{SCHEME}/{namespace.replace('.', '/')}/{flow_id}/executions/{execution_id}/"
+    return f"{scheme}/{namespace.replace('.', '/')}/{flow_id}/executions/{execution_id}/"
 
 
 class Storage(Protocol):

@@ -18,9 +18,15 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal
 from urllib.parse import unquote
 
-from common.errors import ConflictError, InputValidationError, NotFoundError, Problem
+from common.errors import (
+    ConflictError,
+    InputValidationError,
+    NotFoundError,
+    Problem,
+    StorageUriError,
+)
 
-from .base import Storage
+from .base import SCHEME, Storage, with_scheme
 from .kv import namespace_root
 
 FOLDER_MARKER = ".lanner-folder"
@@ -40,6 +46,18 @@ def normalize(path: str | None, field: str = "path") -> str:
     if FOLDER_MARKER in parts or any(p.startswith(".lanner-partial-") for p in parts):
         raise InputValidationError([Problem(field, f"'{path}': reserved name")])
     return "/" + "/".join(parts)
+
+
+def file_uri(tenant: str, namespace: str, path: str, scheme: str = SCHEME) -> str:
+    """The URI of a namespace file (Kestra's ``fileURI(path)``), written with ``scheme``:
+    ``<scheme>:///<tenant>/<namespace as folders>/_files/<path>`` — Kestra's
+    ``/<namespace as folders>/_files/<path>`` with the tenant first, as the files are stored.
+    ``StorageUriError`` "Path must not contain '../'" (Kestra's message) for a path with ``../``;
+    a 422 for the other paths ``normalize`` refuses."""
+    if "../" in path or path.strip() == "..":
+        raise StorageUriError("Path must not contain '../'")
+    uri = namespace_root(tenant, namespace) + "_files" + normalize(path)
+    return with_scheme(uri, scheme)
 
 
 def guard(path: str, field: str = "path") -> str:

@@ -23,7 +23,7 @@ from jinja2.utils import missing
 
 from common.errors import TemplateError
 
-from . import _functions, _pebble
+from . import _functions, _limits, _pebble
 from ._filters import FILTERS, TESTS, t_nullish
 from ._output import to_string
 
@@ -149,6 +149,7 @@ _pebble.TESTS = frozenset(TESTS)
 
 _PUBLIC = {k: v for k, v in _functions.GLOBALS.items() if not k.startswith("_")}
 _HELPERS = {k: v for k, v in _functions.GLOBALS.items() if k.startswith("_")}
+_pebble.HELPERS = frozenset(_HELPERS)
 
 
 @dataclass
@@ -168,13 +169,15 @@ class _Compiled:
 
 @functools.lru_cache(maxsize=4096)
 def _compile(template: str) -> _Compiled:
-    translation = _pebble.translate(template)
-    if translation.constant is not None:
-        return _Compiled(translation, None)
     try:
+        translation = _pebble.translate(template)
+        if translation.constant is not None:
+            return _Compiled(translation, None)
         compiled = _ENV.from_string(translation.source)
     except jinja2.TemplateSyntaxError as exc:  # a translation gap: still a clean error
         raise _error(template, f"syntax error: {exc.message}") from exc
+    except (RecursionError, MemoryError) as exc:  # ((((((...)))))) thousands deep
+        raise _error(template, "expression nested too deeply") from exc
     return _Compiled(translation, compiled)
 
 
@@ -249,6 +252,8 @@ def _map_error(
         shown = shown if len(shown) <= 200 else shown[:200] + "..."
         return TemplateError(f'Unable to render "{shown}": {_describe_missing(exc, variables)}')
     if isinstance(exc, TemplateError):
+        if exc.message.startswith('Unable to render "'):  # a nested render() already said where
+            return exc
         return _error(template, exc.message)
     if isinstance(exc, SecurityError):
         return _error(template, f"forbidden: {exc}")
@@ -273,12 +278,13 @@ def _run(compiled: _Compiled, template: str, parent: dict[str, Any]) -> str:
     try:
         chunks: list[str] = []
         size = 0
-        limit = _functions.MAX_OUTPUT
+        limit = _limits.MAX_OUTPUT
         for chunk in jinja_template.root_render_func(jinja_template.new_context(parent, True)):
             size += len(chunk)
             if size > limit:
                 raise TemplateError(f"rendered output exceeds {limit} characters")
             chunks.append(chunk)
+            _limits.check_time()
         return "".join(chunks)
     except Exception as exc:  # every failure becomes a TemplateError
         raise _map_error(exc, template, compiled.translation, parent) from exc
@@ -291,7 +297,8 @@ def render_with_context(template: str, parent: Mapping[str, Any]) -> str:
     compiled = _compile(template)
     if compiled.translation.constant is not None:
         return compiled.translation.constant
-    return _run(compiled, template, dict(parent))
+    with _limits.nested():
+        return _run(compiled, template, dict(parent))
 
 
 def render(
@@ -340,6 +347,8 @@ def render_typed(
         expression = compiled.expression()
         value = expression(parent)
         _check_defined(value)
+        if callable(value):  # ``{{ range }}``: a task property gets data, never a function
+            raise TemplateError("a function cannot be used as a value: call it, as in range(1, 3)")
     except Exception as exc:
         raise _map_error(exc, template, compiled.translation, parent) from exc
     return value

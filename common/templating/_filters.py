@@ -21,7 +21,7 @@ from jinja2 import Undefined
 
 from common.errors import TemplateError
 
-from . import _dates
+from . import _dates, _limits
 from ._output import to_json, to_string
 
 
@@ -72,12 +72,24 @@ def f_from_json(value: Any) -> Any:
         raise TemplateError(f"invalid JSON: {exc}") from exc
 
 
+# jq's ``env``/``$ENV`` read the process environment (the worker's ``SECRET_*`` variables) and
+# ``import``/``include`` read files: a template's program runs with these shadowed or refused
+_JQ_SANDBOX = "def env: {}; def input_filename: null; def get_search_list: []; {} as $ENV | "
+
+
 @functools.lru_cache(maxsize=512)
 def _jq_program(expression: str) -> Any:
     try:
-        return jq.compile(expression)
+        jq.compile(expression)  # the user's own program, for error messages that point into it
     except ValueError as exc:
         raise TemplateError(f"invalid jq expression '{expression}': {exc}") from exc
+    try:
+        return jq.compile(f"{_JQ_SANDBOX}({expression}\n)")
+    except ValueError as exc:
+        raise TemplateError(
+            f"jq expression '{expression}' is not allowed: modules (import, include) and "
+            "top-level definitions of env are not available"
+        ) from exc
 
 
 def f_jq(value: Any, expression: str) -> list[Any]:
@@ -89,6 +101,8 @@ def f_jq(value: Any, expression: str) -> list[Any]:
         return list(program.input_value(json.loads(to_json(value))).all())
     except ValueError as exc:
         raise TemplateError(f"jq '{expression}' failed: {exc}") from exc
+    except MemoryError as exc:
+        raise TemplateError(f"jq '{expression}' ran out of memory") from exc
 
 
 def f_yaml(value: Any) -> str:
@@ -252,15 +266,20 @@ def _lines(text: str) -> list[str]:
     return re.split(r"(?<=\n)", text)
 
 
+def _pad(value: Any, amount: int, prefix: str) -> tuple[str, list[str]]:
+    text, prefix = _text(value), str(prefix)
+    lines = _lines(text)
+    _limits.check_text(len(text) + int(amount) * len(prefix) * len(lines), "indented text")
+    return prefix * int(amount), lines
+
+
 def f_indent(value: Any, amount: int, prefix: str = " ") -> str:
-    pad = str(prefix) * int(amount)
-    lines = _lines(_text(value))
+    pad, lines = _pad(value, amount, prefix)
     return lines[0] + "".join(pad + line if line.strip("\r\n") else line for line in lines[1:])
 
 
 def f_nindent(value: Any, amount: int, prefix: str = " ") -> str:
-    pad = str(prefix) * int(amount)
-    lines = _lines(_text(value))
+    pad, lines = _pad(value, amount, prefix)
     return "\n" + "".join(pad + line if line.strip("\r\n") else line for line in lines)
 
 
@@ -336,11 +355,41 @@ def f_replace(value: Any, old: Any, new: Any = None, regexp: bool = False) -> st
     for search, replacement in pairs:
         search, replacement = _text(search), _text(replacement)
         if regexp:
-            java_replacement = re.sub(r"\$(\d+)", r"\\\1", replacement)
-            text = re.sub(search, java_replacement, text)
+            text = _replace_regexp(text, search, replacement)
         else:
+            count = text.count(search)
+            _limits.check_text(len(text) + count * (len(replacement) - len(search)))
             text = text.replace(search, replacement)
     return text
+
+
+def _replace_regexp(text: str, search: str, replacement: str) -> str:
+    template = re.sub(r"\$(\d+)", r"\\\1", replacement)
+    try:
+        pattern = re.compile(search)
+    except re.error as exc:
+        raise TemplateError(f"filter 'replace': invalid regular expression ({exc})") from exc
+    references: list[int | str] = [
+        int(number) if number else name
+        for number, name in re.findall(r"\\(?:(\d+)|g<(\w+)>)", template)
+    ]
+    worst_piece = len(template) + len(references) * len(text)
+    if len(text) + (len(text) + 1) * worst_piece > _limits.MAX_OUTPUT:
+        # the result could be too large: measure it before building it
+        size = len(text)
+        try:
+            for index, match in enumerate(pattern.finditer(text)):
+                size += len(template) - (match.end() - match.start())
+                size += sum(len(match.group(r) or "") for r in references)
+                _limits.check_text(size)
+                if index % 4096 == 0:
+                    _limits.check_time()
+        except (IndexError, re.error):
+            pass  # a bad group reference: sub() names it below
+    try:
+        return pattern.sub(template, text)
+    except (IndexError, re.error) as exc:
+        raise TemplateError(f"filter 'replace': {exc}") from exc
 
 
 def f_split(value: Any, delimiter: str, limit: int | None = None) -> list[str]:
@@ -386,7 +435,15 @@ def f_last(value: Any) -> Any:
 
 
 def f_join(value: Any, separator: str = "") -> str:
-    return str(separator).join(to_string(item) for item in _require_list(value, "join"))
+    separator = str(separator)
+    parts: list[str] = []
+    size = 0
+    for item in _require_list(value, "join"):
+        text = to_string(item)
+        size += len(text) + len(separator)
+        _limits.check_text(size, "joined string")
+        parts.append(text)
+    return separator.join(parts)
 
 
 def f_default(value: Any, default: Any = None) -> Any:
@@ -450,14 +507,25 @@ def f_flatten(value: Any) -> list[Any]:
             out.extend(item)
         else:
             out.append(item)
+        _limits.check_items(len(out))
     return out
 
 
 def f_distinct(value: Any) -> list[Any]:
     out: list[Any] = []
+    seen: set[Any] = set()
+    unhashable: list[Any] = []  # maps and lists: compared one by one (time-limited)
     for item in _require_list(value, "distinct"):
-        if item not in out:
-            out.append(item)
+        try:
+            if item in seen:
+                continue
+            seen.add(item)
+        except TypeError:
+            _limits.check_time()
+            if item in unhashable:
+                continue
+            unhashable.append(item)
+        out.append(item)
     return out
 
 
@@ -465,7 +533,9 @@ def f_merge(value: Any, other: Any) -> Any:
     value, other = defined(value), defined(other)
     if isinstance(value, Mapping) and isinstance(other, Mapping):
         return {**value, **other}
-    return _require_list(value, "merge") + _require_list(other, "merge")
+    left, right = _require_list(value, "merge"), _require_list(other, "merge")
+    _limits.check_items(len(left) + len(right))
+    return left + right
 
 
 def f_string(value: Any) -> str:

@@ -13,7 +13,6 @@ import datetime as dt
 import math
 import os
 import random
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -24,29 +23,23 @@ from jinja2.runtime import Context
 
 from common.errors import TemplateError
 
-from . import _dates
+from . import _dates, _limits
 from ._filters import defined, f_from_json
+from ._limits import MAX_ITEMS, MAX_OUTPUT, TimedList
 from ._output import to_string
 
 MAX_RANGE = 100_000
-MAX_OUTPUT = 10 * 1024 * 1024
-MAX_ITERATIONS = 1_000_000
 MAX_RENDER_DEPTH = 50
 
-_state = threading.local()
 # the worker's randomInt(); the executor's core passes a seeded one (``RenderContext``)
 _UNSEEDED = random.Random()
 
 
 def reset_budget() -> None:
-    _state.iterations = 0
+    _limits.start()
 
 
-def _spend(count: int) -> None:
-    used = getattr(_state, "iterations", 0) + count
-    _state.iterations = used
-    if used > MAX_ITERATIONS:
-        raise TemplateError(f"too many loop iterations (limit {MAX_ITERATIONS})")
+_spend = _limits.spend
 
 
 # -- helpers called by translated expressions ------------------------------------------------
@@ -86,7 +79,9 @@ def h_add(left: Any, right: Any) -> Any:
     if isinstance(left, str) or isinstance(right, str):
         return h_cat(left, right)
     if isinstance(left, list):
-        return left + (right if isinstance(right, list) else [right])
+        right = right if isinstance(right, list) else [right]
+        _limits.check_items(len(left) + len(right))
+        return left + right
     return _number(left, "+") + _number(right, "+")
 
 
@@ -94,7 +89,8 @@ def h_mul(left: Any, right: Any) -> Any:
     left, right = _number(left, "*"), _number(right, "*")
     for seq, count in ((left, right), (right, left)):
         if isinstance(seq, str | list):
-            if not isinstance(count, int) or len(seq) * count > MAX_OUTPUT:
+            limit = MAX_OUTPUT if isinstance(seq, str) else MAX_ITEMS
+            if not isinstance(count, int) or len(seq) * count > limit:
                 raise TemplateError("result of '*' is too large")
     return left * right
 
@@ -138,11 +134,11 @@ def h_iter(value: Any) -> Iterable[Any]:
     if value is None:
         return ()
     if isinstance(value, Mapping):
-        items: list[Any] = [{"key": k, "value": v} for k, v in value.items()]
+        items: list[Any] = TimedList({"key": k, "value": v} for k, v in value.items())
     elif isinstance(value, str):
         raise TemplateError("cannot iterate over a string")
     elif isinstance(value, Iterable):
-        items = list(value)
+        items = TimedList(value)
     else:
         raise TemplateError(f"cannot iterate over a value of type {type(value).__name__}")
     _spend(len(items))
@@ -157,11 +153,15 @@ def h_items(value: Any) -> Iterable[Any]:
     if not isinstance(value, Mapping):
         raise TemplateError("'for key, value in ...' needs a map")
     _spend(len(value))
-    return list(value.items())
+    return TimedList(value.items())
 
 
 @pass_context
 def h_var(context: Context, name: str) -> Any:
+    """A variable the translation cannot name directly: a Jinja keyword, ``self``, or a
+    helper's name (``_cat``), which a template cannot reach: undefined unless a variable."""
+    if name in GLOBALS and name[:1] == "_" or name == "self":
+        return context.environment.undefined(name=name)
     return context.resolve_or_missing(name) if name in context else context.resolve(name)
 
 
@@ -272,6 +272,25 @@ def fn_current_each_output(context: Context, outputs: Any) -> Any:
     return value
 
 
+@pass_context
+def fn_file_uri(context: Context, path: Any) -> str:
+    """Kestra's ``fileURI(path)``: the URI of a namespace file of the flow's namespace
+    (``lanner:///<tenant>/<namespace as folders>/_files/<path>``, where namespace files are
+    stored; the worker writes its own scheme)."""
+    from common.errors import LannerError
+    from common.storage.namespace_files import file_uri
+
+    flow = context.resolve_or_missing("flow")
+    namespace = flow.get("namespace") if isinstance(flow, Mapping) else None
+    if not namespace:
+        raise TemplateError("fileURI: no flow namespace in this context")
+    tenant = flow.get("tenantId") or "main"
+    try:
+        return file_uri(str(tenant), str(namespace), to_string(defined(path)))
+    except LannerError as exc:
+        raise TemplateError(str(exc)) from exc
+
+
 def kv_function(read: Callable[[str | None, str], tuple[bool, Any, str]]) -> Callable[..., Any]:
     """``kv(key, namespace?, errorOnMissing?)`` (Kestra's ``KvFunction``) on ``read(namespace,
     key) -> (found, value, namespace)``, which the worker gives (the store is in internal
@@ -327,6 +346,7 @@ GLOBALS: dict[str, Any] = {
     "render": _render_fn(True),
     "renderOnce": _render_fn(False),
     "currentEachOutput": fn_current_each_output,
+    "fileURI": fn_file_uri,
     "secret": fn_secret,
     "isNull": fn_is_null,
     "max": fn_max,

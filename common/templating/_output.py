@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from decimal import Decimal
 from typing import Any
 
 from jinja2 import Undefined
+
+from common.errors import TemplateError
+
+from ._limits import MAX_JSON
 
 _UTC = dt.UTC
 
@@ -96,8 +100,39 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot convert a value of type {type(value).__name__} to JSON")
 
 
+def _weight(value: Any, limit: int, memo: dict[int, int]) -> int:
+    """About how many characters ``value``'s JSON has, counting each shared list or map once
+    per reference but walking it once: ``[a, a, a]`` built by a template weighs 3 x ``a``."""
+    if isinstance(value, str):
+        return len(value) + 2
+    if not isinstance(value, Mapping | list | tuple):
+        return 8
+    key = id(value)
+    known = memo.get(key)
+    if known is not None:
+        if known < 0:
+            raise TemplateError("cannot convert a self-referencing value to JSON")
+        return known
+    memo[key] = -1
+    total = 2
+    items: Iterable[Any] = value.items() if isinstance(value, Mapping) else value
+    for item in items:
+        if isinstance(value, Mapping):
+            total += _weight(item[0], limit, memo) + _weight(item[1], limit, memo) + 2
+        else:
+            total += _weight(item, limit, memo) + 1
+        if total > limit:
+            raise TemplateError(f"value too large to convert to JSON (limit {limit} characters)")
+    memo[key] = total
+    return total
+
+
 def to_json(value: Any) -> str:
-    """Compact JSON as Jackson writes it (``{"a":1}``), non-ASCII kept."""
+    """Compact JSON as Jackson writes it (``{"a":1}``), non-ASCII kept; at most
+    ``MAX_OUTPUT`` characters (a template can build a structure whose JSON would not fit in
+    memory)."""
+    if isinstance(value, Mapping | list | tuple):
+        _weight(value, MAX_JSON, {})
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
 
 
@@ -134,4 +169,6 @@ def to_string(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return java_double(value)
+    if callable(value):
+        raise TemplateError("a function cannot be printed: call it, as in now()")
     return str(value)

@@ -29,6 +29,7 @@ COMMENT_START, COMMENT_END = MARK + "#", "#" + MARK
 
 FILTERS: frozenset[str] = frozenset()  # filled by the engine at import (names known to exist)
 TESTS: frozenset[str] = frozenset()
+HELPERS: frozenset[str] = frozenset()  # the translation's own functions (``_cat``...)
 
 _BINARY = {
     "or": 10,
@@ -314,12 +315,14 @@ class _Parser:
             return "none"
         if name.startswith("__"):
             raise self.error(f"access to '{name}' is not allowed")
+        # Jinja's own names (``self``, the translation's ``_cat``...) are looked up as variables
+        by_lookup = name in _JINJA_KEYWORDS or name == "self" or name in HELPERS
         if self.is_op("("):
             self.index += 1
             args = self.arguments()
-            callee = name if name not in _JINJA_KEYWORDS else f"_var({name!r})"
+            callee = f"_var({name!r})" if by_lookup else name
             return self.postfix(f"{callee}({args})", None)
-        code = name if name not in _JINJA_KEYWORDS else f"_var({name!r})"
+        code = f"_var({name!r})" if by_lookup else name
         return self.postfix(code, name)
 
     def postfix(self, code: str, root: str | None) -> str:

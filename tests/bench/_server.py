@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.infra.processes import ManagedProcess, free_ports, http_ok, lanner_executable
@@ -12,11 +12,20 @@ from tests.infra.processes import ManagedProcess, free_ports, http_ok, lanner_ex
 class LocalServer:
     """``lanner server local`` in its own process group, logging to ``<data_dir>/server.log``.
 
-    ``wrapper`` prefixes the command line (e.g. ``py-spy record -o out.svg --``).
+    ``wrapper`` prefixes the command line (e.g. ``py-spy record -o out.svg --``); ``env`` adds
+    variables to the server's environment (``LANNER_...`` settings).
     """
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, wrapper: Sequence[str] = ()):
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        wrapper: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ):
         self.data_dir = data_dir
+        self.env = dict(env or {})
         self.port = port or free_ports(1)[0]
         self.wrapper = list(wrapper)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -38,7 +47,9 @@ class LocalServer:
         ]
 
     def start(self, timeout: float = 60.0) -> None:
-        self.process = ManagedProcess("lanner server local", self.argv(), self.log_path).start()
+        self.process = ManagedProcess(
+            "lanner server local", self.argv(), self.log_path, env=self.env or None
+        ).start()
         self.process.wait_for(
             lambda: http_ok(f"{self.url}/health/ready"), timeout, "the API to answer"
         )

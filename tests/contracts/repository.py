@@ -462,6 +462,60 @@ class RepositoryContract:
         with pytest.raises(QueryError):
             search(LogQuery(size=MAX_PAGE_SIZE + 1))
 
+    def test_purging_logs_and_metrics(self, repositories: Repositories) -> None:
+        """What ``PurgeLogs`` / ``PurgeExecutions`` delete, and the counts they output."""
+        from common.models.messages import MetricEntry
+        from common.repository.base import LogPurge
+
+        def entry(i: int, **fields: str) -> LogEntry:
+            values = {
+                "namespace": "company.team",
+                "flow_id": "hello",
+                "execution_id": f"e{i % 2}",
+                "level": "INFO",
+                "message": f"line {i}",
+            } | fields
+            return LogEntry(timestamp=T0 + timedelta(seconds=i), **values)  # type: ignore[arg-type]
+
+        repositories.logs.save_many(
+            [entry(i) for i in range(6)]
+            + [
+                entry(6, level="WARN"),
+                entry(7, level="ERROR"),
+                entry(8, namespace="company.team.sub"),
+                entry(9, namespace="companyx"),
+                entry(10, namespace="company.team", flow_id="other"),
+            ]
+        )
+        metrics = [
+            MetricEntry(
+                namespace="company.team",
+                flow_id="hello",
+                execution_id=f"e{i % 2}",
+                name="n",
+                value=i,
+                timestamp=T0 + timedelta(seconds=i),
+            )
+            for i in range(4)
+        ]
+        repositories.metrics.save_many(metrics)
+        self.refresh(repositories)
+        delete = repositories.logs.delete
+        assert delete(LogPurge(tenant_id="other")) == 0
+        assert delete(LogPurge(namespace="company.team", levels=["WARN", "ERROR"])) == 2
+        assert delete(LogPurge(end_date=T0 + timedelta(seconds=1))) == 2  # lines 0 and 1
+        # with a flow, its namespace exactly; without, the namespace and below (not companyx)
+        assert delete(LogPurge(namespace="company.team", flow_id="hello", execution_id="e0")) == 2
+        assert delete(LogPurge(namespace="company", start_date=T0 + timedelta(seconds=8))) == 2
+        assert [e.message for e in repositories.logs.search(LogQuery(size=10)).results] == [
+            "line 9",
+            "line 5",
+            "line 3",
+        ]
+        assert repositories.metrics.delete("main", "e0") == 2
+        assert repositories.metrics.delete("main", "e0") == 0
+        assert [m.value for m in repositories.metrics.find("main", "e1")] == [1, 3]
+
     def test_trigger_states(self, repositories: Repositories) -> None:
         from common.models.trigger import TriggerState
 

@@ -52,8 +52,10 @@ TRAVERSALS = [
     "lanner:///company/%2e%2e%2f%2e%2e%2foutside",
     "lanner:///company/..%5c..%5coutside",  # an encoded backslash
     "lanner:///company\\..\\outside",
+    "kestra:///company/../../outside",  # Kestra's scheme, read too, is confined the same way
+    "kestra:///company/%2e%2e/%2E%2E/outside",
 ]
-NOT_OURS = ["file:///etc/passwd", "/etc/passwd", "company/team/file", "kestra:///company/f"]
+NOT_OURS = ["file:///etc/passwd", "/etc/passwd", "company/team/file", "s3:///company/f"]
 
 
 class StorageContract:
@@ -127,6 +129,15 @@ class StorageContract:
         storage.put(BASE + "report", b"other")
         assert storage.get(BASE + "report.tmp") == b"mine"
         assert storage.list(BASE) == [BASE + "report", BASE + "report.tmp"]
+
+    def test_kestra_uris_name_the_same_files(self, storage: Storage) -> None:
+        kestra = BASE.replace("lanner://", "kestra://", 1)
+        assert storage.put(kestra + "k.txt", b"both") == kestra + "k.txt"
+        assert storage.get(BASE + "k.txt") == b"both"
+        assert b"".join(storage.stream(kestra + "k.txt")) == b"both"
+        assert storage.exists(kestra + "k.txt") and storage.size(kestra + "k.txt") == 4
+        assert storage.list(kestra) == [BASE + "k.txt"]
+        assert storage.delete(kestra + "k.txt") and not storage.exists(BASE + "k.txt")
 
     @pytest.mark.parametrize("uri", TRAVERSALS + NOT_OURS)
     def test_uris_outside_the_storage_are_refused(self, storage: Storage, uri: str) -> None:

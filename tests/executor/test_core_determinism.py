@@ -68,6 +68,7 @@ EXPRESSIONS: dict[str, list[str]] = {
     "read": ["read('lanner:///ns/f/file.txt')"],
     "fileExists": ["fileExists('lanner:///ns/f/file.txt')"],
     "fileSize": ["fileSize('lanner:///ns/f/file.txt')"],
+    "fileURI": ["fileURI('data/' ~ uuid() ~ '.csv')"],
     # operators and variables that come from the step's arguments
     "??": ["missing.key ?? uuid()", "outputs.nothing ?? randomInt(0, 1000000)"],
     "envs": ["envs.home ?? 'none'", "envs.home | upper"],

@@ -101,16 +101,16 @@ def test_set_disabled_in_bulk(client: TestClient, backends: Backends) -> None:
         "/api/v1/triggers/set-disabled/by-query",
         params={"namespace": "company.team", "disabled": "false"},
     )
-    # the Flow trigger is the executor's: left out
-    assert by_query.status_code == 200 and by_query.json() == {"count": 2}
-    assert [r.disabled for r in requests(backends)] == [True, True, False, False]
+    # the Flow trigger too: the executor reads its state (common.trigger_states)
+    assert by_query.status_code == 200 and by_query.json() == {"count": 3}
+    assert [r.disabled for r in requests(backends)] == [True, True, False, False, False]
     # one unknown trigger refuses the whole list
     bad = client.post(
         "/api/v1/triggers/set-disabled/by-triggers",
         json={"triggers": [IDS, {**IDS, "triggerId": "nope"}], "disabled": True},
     )
     assert bad.status_code == 404 and "nope" in bad.json()["message"]
-    assert len(requests(backends)) == 4
+    assert len(requests(backends)) == 5
 
 
 def test_bad_changes_are_4xx_naming_the_field(client: TestClient, backends: Backends) -> None:
@@ -124,10 +124,8 @@ def test_bad_changes_are_4xx_naming_the_field(client: TestClient, backends: Back
     assert unknown_flow.status_code == 404
     unknown = client.put("/api/v1/triggers", json={**IDS, "triggerId": "nope", "disabled": True})
     assert unknown.status_code == 404 and "'nope'" in unknown.json()["message"]
-    flow_trigger = client.put(
-        "/api/v1/triggers", json={**IDS, "triggerId": "after", "disabled": True}
-    )
-    assert flow_trigger.status_code == 422
+    flow_trigger = client.post("/api/v1/triggers/company.team/nightly/after/unlock")
+    assert flow_trigger.status_code == 422, flow_trigger.text
     assert flow_trigger.json()["errors"][0]["path"] == "triggerId"
     backwards = client.put(
         "/api/v1/triggers",

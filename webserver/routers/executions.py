@@ -63,13 +63,13 @@ from common.plugins.core.triggers import Webhook
 from common.queue.base import EXECUTIONS, EXECUTOR
 from common.replay import replay
 from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQuery
-from common.secrets import encrypt_secret_inputs
+from common.secrets import encrypt_secret_inputs, has_encrypted, hide_encrypted
 from common.settings import Settings
-from common.storage.base import execution_uri
+from common.storage.base import execution_uri, scheme_of
 from common.templating import render, render_object
 from webserver._breaker import Breaker
 from webserver._live import FeedClosed
-from webserver._sse import KEEPALIVE, POLL_SECONDS, sse_event
+from webserver._sse import KEEPALIVE, POLL_SECONDS, EventStream, sse_event
 from webserver.deps import BackendsDep, TenantDep, live_feeds
 from webserver.routers.flows import load_flow
 
@@ -98,14 +98,21 @@ def parse_labels(values: list[str] | None, field: str = "labels") -> dict[str, s
     return labels
 
 
+def _shown(execution: Execution) -> Execution:
+    """What an API answer shows: SECRET inputs as ``********`` (Kestra masks them too)."""
+    if execution.inputs and has_encrypted(execution.inputs):
+        return execution.model_copy(update={"inputs": hide_encrypted(execution.inputs)})
+    return execution
+
+
 def execution_json(execution: Execution) -> dict[str, Any]:
-    return execution.to_dict()
+    return _shown(execution).to_dict()
 
 
 def execution_response(execution: Execution) -> Response:
     """The execution's JSON as pydantic writes it: the same body as ``execution_json``, without
     FastAPI's generic encoding of that dict (a fifth of the CPU of POST /executions)."""
-    return Response(execution.to_json(), media_type="application/json")
+    return Response(_shown(execution).to_json(), media_type="application/json")
 
 
 @functools.lru_cache(maxsize=256)
@@ -238,6 +245,11 @@ async def _read_inputs(request: Request) -> tuple[dict[str, Any], dict[str, Uplo
     return {}, {}
 
 
+def _scheme(backends: Backends) -> str:
+    """The scheme of the URIs this server writes (``storage_uri_scheme``)."""
+    return scheme_of(backends.settings.storage_uri_scheme)
+
+
 def _safe_filename(name: str | None) -> str:
     base = posixpath.basename((name or "").replace("\\", "/")).strip()
     return base if base not in ("", ".", "..") else "file"
@@ -261,7 +273,7 @@ async def create_execution(
     declared_files = {i.id for i in flow.inputs if i.type == "FILE"}
     uris = {
         input_id: (
-            execution_uri(flow.namespace, flow.id, execution_id)
+            execution_uri(flow.namespace, flow.id, execution_id, _scheme(backends))
             + f"inputs/{input_id}/{_safe_filename(upload.filename)}"
         )
         for input_id, upload in uploads.items()
@@ -482,7 +494,7 @@ async def resume_execution(
     inputs = dict(raw)
     for input_id, upload in uploads.items():
         uri = (
-            execution_uri(execution.namespace, execution.flow_id, execution_id)
+            execution_uri(execution.namespace, execution.flow_id, execution_id, _scheme(backends))
             + f"resume/{input_id}/{_safe_filename(upload.filename)}"
         )
         await anyio.to_thread.run_sync(backends.storage.put, uri, upload.file)
@@ -495,7 +507,11 @@ async def resume_execution(
 # ---------------------------------------------------------------- live view and files
 
 
-@router.get("/executions/{execution_id}/follow", summary="Follow an execution (SSE)")
+@router.get(
+    "/executions/{execution_id}/follow",
+    summary="Follow an execution (SSE)",
+    response_class=EventStream,
+)
 async def follow_execution(
     execution_id: str, request: Request, backends: BackendsDep, tenant: TenantDep
 ) -> Any:

@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from common.backends import Backends
 from common.errors import InputValidationError, Problem
 from common.storage.base import FileStat, execution_uri, object_key
+from webserver._headers import attachment
 from webserver.deps import BackendsDep, TenantDep
 from webserver.routers.executions import _get_execution
 
@@ -45,12 +46,11 @@ async def download_file(
     found = await anyio.to_thread.run_sync(_stat_own_file, backends, tenant, execution_id, path)
     chunks = await anyio.to_thread.run_sync(backends.storage.stream, path)
     name = posixpath.basename(object_key(path)) or "file"
-    quoted = name.replace("\\\\", "_").replace('"', "_")
     return StreamingResponse(
         chunks,
         media_type=found.content_type,
         headers={
-            "Content-Disposition": f'attachment; filename="{quoted}"',
+            "Content-Disposition": attachment(name),
             "Content-Length": str(found.size),
         },
     )

@@ -10,15 +10,16 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from common.errors import InputValidationError, Problem
 from common.models.messages import LogEntry
 from common.queue.base import LOGS
 from common.repository.base import LOG_LEVELS, MAX_PAGE_SIZE, LogQuery, level_number
+from webserver._headers import attachment
 from webserver._live import FeedClosed
-from webserver._sse import KEEPALIVE, POLL_SECONDS, sse_event
+from webserver._sse import KEEPALIVE, POLL_SECONDS, EventStream, sse_event
 from webserver.deps import BackendsDep, TenantDep, live_feeds
 
 router = APIRouter(tags=["logs"])
@@ -129,7 +130,11 @@ async def search_logs(
     }
 
 
-@router.get("/logs/follow", summary="Follow the logs matching a search (SSE)")
+@router.get(
+    "/logs/follow",
+    summary="Follow the logs matching a search (SSE)",
+    response_class=EventStream,
+)
 async def follow_search(
     request: Request,
     backends: BackendsDep,
@@ -191,7 +196,11 @@ async def execution_logs(
     return [e.to_dict() for e in logs if task_id is None or e.task_id == task_id]
 
 
-@router.get("/logs/{execution_id}/download", summary="Logs of an execution as text")
+@router.get(
+    "/logs/{execution_id}/download",
+    summary="Logs of an execution as text",
+    response_class=PlainTextResponse,
+)
 async def download_logs(
     execution_id: str,
     backends: BackendsDep,
@@ -207,11 +216,15 @@ async def download_logs(
     return Response(
         text,
         media_type="text/plain; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{execution_id}.log"'},
+        headers={"Content-Disposition": attachment(f"{execution_id}.log")},
     )
 
 
-@router.get("/logs/{execution_id}/follow", summary="Follow the logs of an execution (SSE)")
+@router.get(
+    "/logs/{execution_id}/follow",
+    summary="Follow the logs of an execution (SSE)",
+    response_class=EventStream,
+)
 async def follow_logs(
     execution_id: str,
     request: Request,

@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 
 from common.errors import InputValidationError, Problem
 from common.storage.namespace_files import NamespaceFiles, guard
+from webserver._headers import OctetStream, attachment
 from webserver.deps import BackendsDep, TenantDep
 
 router = APIRouter(tags=["Files"])
@@ -135,7 +136,11 @@ async def create_file(
     await anyio.to_thread.run_sync(store)
 
 
-@router.get("/namespaces/{namespace}/files/export", summary="Export namespace files as a ZIP")
+@router.get(
+    "/namespaces/{namespace}/files/export",
+    summary="Export namespace files as a ZIP",
+    response_class=OctetStream,
+)
 async def export(namespace: str, backends: BackendsDep, tenant: TenantDep) -> Response:
     files = _files(backends, tenant, namespace)
 
@@ -150,7 +155,7 @@ async def export(namespace: str, backends: BackendsDep, tenant: TenantDep) -> Re
     return Response(
         content,
         media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{namespace}_files.zip"'},
+        headers={"Content-Disposition": attachment(f"{namespace}_files.zip")},
     )
 
 

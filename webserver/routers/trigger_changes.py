@@ -8,8 +8,9 @@ trigger exist, the dates make sense: every refusal is a 4xx naming the field) an
 request on the ``triggers`` topic (``common.trigger_requests``); the scheduler that evaluates the
 trigger applies it at its next tick, within about a second. The answer is the trigger's state as
 it will be (``triggerContext`` of ``/triggers/search``): the fields the user changed, the
-scheduler's own fields as last indexed. Only Schedule and Webhook triggers have a state: a Flow
-trigger is evaluated by the executor from the flow's source, so it is enabled or disabled there.
+scheduler's own fields as last indexed. A Flow trigger is evaluated by the executor, which
+reads the ``disabled`` of the states on ``triggers`` (``common.trigger_states``): it can be
+enabled and disabled here too, not unlocked or backfilled.
 """
 
 from __future__ import annotations
@@ -162,13 +163,14 @@ def _change(
 ) -> dict[str, Any]:
     """Check one change, send it to the scheduler; return the trigger context as it will be."""
     trigger = _declared(backends, tenant, body.namespace, body.flow_id, body.trigger_id)
-    if isinstance(trigger, FlowTrigger):
+    if isinstance(trigger, FlowTrigger) and (unlock or backfill_action is not None):
+        # enabling/disabling is all a Flow trigger has: the executor reads its state
         raise InputValidationError(
             [
                 Problem(
                     "triggerId",
-                    f"'{trigger.id}' is a Flow trigger, evaluated by the executor from the flow's "
-                    "source: set `disabled` on it in the flow",
+                    f"'{trigger.id}' is a Flow trigger, evaluated by the executor when other "
+                    "executions end: it can be enabled or disabled, not unlocked or backfilled",
                 )
             ]
         )
@@ -266,10 +268,6 @@ def _change_each(
     return count
 
 
-def _is_flow(item: dict[str, Any]) -> bool:
-    return str(item["abstractTrigger"].get("type", "")).endswith("trigger.Flow")
-
-
 def _found(
     backends: Backends,
     tenant: str,
@@ -300,8 +298,7 @@ async def set_disabled_by_query(
     disabled: bool = True,
 ) -> dict[str, Any]:
     def apply() -> int:
-        # Flow triggers are the executor's: not changed through the API
-        found = _found(backends, tenant, namespace, flow_id, q, lambda item: not _is_flow(item))
+        found = _found(backends, tenant, namespace, flow_id, q, lambda item: True)
         for body in found:
             _change(backends, tenant, body, disabled=disabled)
         return len(found)

@@ -20,6 +20,7 @@ _MODULES = (
     "scripts",
     "kv",
     "namespace",
+    "history",
 )
 
 PLUGINS: list[type] = []

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from common.plugins.base import RunContext
 
 if TYPE_CHECKING:
+    from common.repository.base import Repositories
     from common.storage.kv import KVStore
     from common.storage.namespace_files import NamespaceFiles
 
@@ -67,6 +68,17 @@ class WorkerContext(RunContext, Protocol):
         ...
 
     def delete_file(self, uri: str) -> bool: ...
+
+    def delete_prefix(self, uri: str) -> int:
+        """Delete every file under the folder ``uri``; how many."""
+        ...
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    def repositories(self) -> Repositories:
+        """The repositories of execution history (``TaskFailed`` if the worker has none)."""
+        ...
 
     def file_size(self, uri: str) -> int: ...
 
