@@ -33,6 +33,35 @@ def merge_labels(
     return [Label(key=k, value=v) for k, v in merged.items()]
 
 
+SYSTEM_PREFIX = "system."
+
+
+def system_label_refused(existing: list[Label], labels: list[Label]) -> Label | None:
+    """The first given system label that differs from the execution's own (Kestra refuses
+    it: "System labels can only be set by Kestra itself")."""
+    own = {(label.key, label.value) for label in existing if label.key.startswith(SYSTEM_PREFIX)}
+    for label in labels:
+        if label.key.startswith(SYSTEM_PREFIX) and (label.key, label.value) not in own:
+            return label
+    return None
+
+
+def set_labels(existing: list[Label], labels: list[Label]) -> list[Label]:
+    """Kestra's ``ExecutionController.setLabels``: given labels win over existing ones of the
+    same key, existing ones stay; a label with an empty key and value is dropped. System labels
+    are never changed here (the caller refused those that differ)."""
+    merged: dict[str, str] = {}
+    for label in labels:
+        if not label.key.startswith(SYSTEM_PREFIX):
+            merged[label.key] = label.value
+    for label in existing:
+        if label.key.startswith(SYSTEM_PREFIX):
+            merged[label.key] = label.value
+        else:
+            merged.setdefault(label.key, label.value)
+    return [Label(key=k, value=v) for k, v in merged.items() if k or v]
+
+
 def new_execution(
     flow: Flow,
     inputs: Mapping[str, Any] | None,

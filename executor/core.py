@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from common.errors import InputValidationError, LannerError
+from common.executions import set_labels
 from common.flow import flowable_utils as fu
 from common.flow import retries
 from common.ids import derived_id
@@ -35,6 +36,7 @@ from common.models.messages import (
     NewExecution,
     Restart,
     Resume,
+    SetLabels,
     SubflowEnded,
     TaskResult,
     Timer,
@@ -129,7 +131,10 @@ def step(
             return StepResult(state=state)
         state = ExecutorState(execution=event.execution if owned else _copy(event.execution))
     elif state is None:
-        return StepResult(state=None)
+        if not isinstance(event, SetLabels) or event.execution is None:
+            return StepResult(state=None)
+        # an ended execution this executor no longer holds: its stored copy takes the labels
+        state = ExecutorState(execution=_copy(event.execution))
     elif not owned:
         state = _copy(state)
     was_terminal = state.execution.state.current.terminal
@@ -305,6 +310,10 @@ class _Core:
     def apply(self, event: ExecutorInput, running_count: int | None) -> None:
         if isinstance(event, NewExecution):
             self.start(event, running_count)
+        elif isinstance(event, SetLabels):
+            # any state, ended ones too (the webserver applies Kestra's rule on which)
+            self.ex.labels = set_labels(self.ex.labels, event.labels)
+            self.touched()
         elif self.ex.state.current.terminal and not isinstance(event, Restart):
             return  # late results of an ended execution change nothing
         elif isinstance(event, TaskResult):
@@ -625,11 +634,27 @@ class _Core:
                     self.end_task_run(tr, target_state)
 
     def restart(self) -> None:
-        if self.ex.state.current not in (State.FAILED, State.KILLED):
+        """Kestra's ``ExecutionService.restart``: any ended execution holding a FAILED (here
+        also KILLED) task run restarts from those task runs and their ancestors (a WARNING
+        execution whose failure an AllowFailure absorbed, too)."""
+        if not self.ex.state.current.terminal:
             return
         failed = [
             tr for tr in self.ex.task_run_list if tr.state.current in (State.FAILED, State.KILLED)
         ]
+        if not failed:
+            return  # nothing to restart from (the webserver refuses it: Kestra's 422)
+        ids = {tr.id for tr in failed}
+        ancestors = [
+            parent
+            for tr in failed
+            for parent in fu.parents(self.ex, tr)
+            if parent.id not in ids and parent.state.current.terminal
+        ]
+        for parent in ancestors:
+            if parent.id not in ids:  # an ended container of a failure it absorbed: runs again
+                ids.add(parent.id)
+                failed.insert(0, parent)
         restarted: set[str] = set()
         directories = [
             tr for tr in failed if isinstance(self.tasks.get(tr.task_id), WorkingDirectory)

@@ -39,6 +39,7 @@ from common.models.messages import (
     EXECUTOR_INPUT,
     ExecutorInput,
     NewExecution,
+    SetLabels,
     WorkerHeartbeat,
     WorkerJob,
 )
@@ -283,6 +284,10 @@ class EmbeddedExecutor:
             if isinstance(event, NewExecution)
             else (state.execution if state else None)
         )
+        if execution is None and isinstance(event, SetLabels):
+            # labels for an ended execution the executor never held: it keeps its state
+            execution = event.execution
+            previous = execution.state.current if execution is not None else None
         if execution is None:
             log.warning("input %s for unknown execution %s ignored", event.kind, event.execution_id)
             return

@@ -39,7 +39,14 @@ from pydantic import ValidationError
 from common.flow.catalog import FlowCatalog
 from common.models.execution import Execution
 from common.models.flow import Flow
-from common.models.messages import EXECUTOR_INPUT, ExecutorInput, FlowNotice, NewExecution, Timer
+from common.models.messages import (
+    EXECUTOR_INPUT,
+    ExecutorInput,
+    FlowNotice,
+    NewExecution,
+    SetLabels,
+    Timer,
+)
 from common.models.state import State
 from common.plugins.core.triggers import FlowTrigger
 from common.queue import base as topics
@@ -61,6 +68,13 @@ Outgoing = tuple[str, str, bytes | None]
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _restores(event: ExecutorInput | None) -> bool:
+    """An input that brings its execution: a new one, or labels for a purged ended one."""
+    if isinstance(event, NewExecution):
+        return True
+    return isinstance(event, SetLabels) and event.execution is not None
 
 
 def pack(state_json: bytes) -> bytes:
@@ -133,15 +147,23 @@ class ExecutionHandler:
                 self._cache.pop(key, None)
                 return b"", {}, []
             return None, None, []
-        if state is None and not isinstance(event, NewExecution):
+        if state is None and not _restores(event):
             if event is not None:
                 log.info("input %s for unknown or purged execution %s dropped", event.kind, key)
             else:
                 log.error("undecodable input for unknown execution %s dropped", key)
             return None, None, []
-        execution = event.execution if isinstance(event, NewExecution) else state.execution  # type: ignore[union-attr]
+        execution = state.execution if state is not None else event.execution  # type: ignore[union-attr]
+        assert execution is not None  # a restoring input carries its execution
         flow = self._flow(execution)
-        previous = state.execution.state.current if state is not None else None
+        # a restored execution (labels) changes no state: no notices, no flow triggers
+        previous = (
+            state.execution.state.current
+            if state is not None
+            else None
+            if isinstance(event, NewExecution)
+            else execution.state.current
+        )
         try:
             if event is None:
                 raise ValueError(reason)

@@ -12,8 +12,9 @@ Kestra's rules (``ExecutionService`` and ``ConcurrencyLimitService`` of kestra-i
 * kill: 409 "Execution is already finished, can't kill it" for an ended execution;
 * restart: the execution must be ended or PAUSED (409 otherwise), and hold a FAILED or PAUSED
   task run (422 "No task found to restart execution from!"); the answer keeps the id, state
-  RESTARTED, those task runs RESTARTED. Lanner's executor restarts FAILED and KILLED
-  executions, so a WARNING or SUCCESS one with a failed task run (allowed to fail) is refused;
+  RESTARTED, those task runs RESTARTED, their ended ancestors RUNNING (a WARNING or SUCCESS
+  execution whose failed task run an AllowFailure absorbed restarts too). Lanner refuses a
+  PAUSED one (409: its executor restarts ended executions);
 * replay: a new execution (``parentId``/``originalId`` set), CREATED, or RESTARTED from a task
   run; an unknown task run is Kestra's 422 "No task found to restart execution from!";
 * pause: only a RUNNING execution (409 "The execution is not running"); what runs finishes,
@@ -22,7 +23,8 @@ Kestra's rules (``ExecutionService`` and ``ConcurrencyLimitService`` of kestra-i
 * force-run: not an ended execution (409 "Only non terminated executions can be forced run.");
   CREATED and QUEUED start, PAUSED resumes, anything else is sent again unchanged;
 * labels: only an ended execution (400 "The execution is not terminated"); system labels
-  cannot be set (422); given labels win over the existing ones.
+  cannot be set (422); given labels win over the existing ones. Kestra saves the execution
+  itself; Lanner sends a ``SetLabels`` input, so the executor's snapshot carries them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from common.executions import CORRELATION_LABEL
+from common.executions import set_labels as merged_labels
+from common.executions import system_label_refused
 from common.models.execution import Execution, Label
 from common.models.flow import Flow
 from common.models.messages import (
@@ -41,13 +44,13 @@ from common.models.messages import (
     ManualPause,
     Restart,
     Resume,
+    SetLabels,
     Timer,
 )
 from common.models.state import State
 from common.replay import replay as replay_execution
 
 NO_TASK_TO_RESTART = "No task found to restart execution from!"
-SYSTEM_PREFIX = "system."
 
 
 class Refused(Exception):
@@ -66,7 +69,6 @@ class Decision:
     answer: Execution
     orders: list[ExecutorInput] = field(default_factory=list)
     new: bool = False  # ``answer`` is a new execution to store and submit (replay)
-    store: bool = False  # ``answer`` replaces the stored execution (labels)
 
 
 def _terminal(execution: Execution) -> bool:
@@ -96,11 +98,8 @@ def restart(
     ]
     if not restartable:
         raise Refused(422, NO_TASK_TO_RESTART)
-    if current not in (State.FAILED, State.KILLED):
-        raise Refused(
-            409,
-            f"Execution is {current}: Lanner restarts FAILED or KILLED executions only",
-        )
+    if current == State.PAUSED:
+        raise Refused(409, "Execution is PAUSED: Lanner restarts ended executions only")
     if revision is not None and revision != execution.flow_revision:
         raise Refused(
             422,
@@ -108,9 +107,15 @@ def restart(
             "replay it to run another revision",
         )
     answer = execution.model_copy(deep=True)
+    by_id = {tr.id: tr for tr in answer.task_run_list}
     for tr in answer.task_run_list:
         if tr.state.current in (State.FAILED, State.KILLED, State.PAUSED):
             tr.set_state(State.RESTARTED, now)
+            parent = by_id.get(tr.parent_task_run_id or "")
+            while parent is not None:  # Kestra's ancestors: the containers run again
+                if parent.state.current.terminal and parent.state.current != State.FAILED:
+                    parent.set_state(State.RUNNING, now)
+                parent = by_id.get(parent.parent_task_run_id or "")
     answer.set_state(State.RESTARTED, now)
     answer.metadata.attempt_number += 1
     return Decision(answer, [Restart(id=order_id, execution_id=execution.id)])
@@ -180,27 +185,21 @@ def force_run(execution: Execution, order_id: str, now: datetime) -> Decision:
     return Decision(execution)
 
 
-def set_labels(execution: Execution, labels: Sequence[Label]) -> Decision:
+def set_labels(execution: Execution, labels: Sequence[Label], order_id: str) -> Decision:
+    """An executor input (the executor owns the execution: its next snapshot carries them on
+    every backend); the answer is the execution with the labels merged as the executor will."""
     if not _terminal(execution):
         raise Refused(400, "The execution is not terminated")
-    existing = {label.key: label.value for label in execution.labels}
-    for label in labels:
-        if label.key.startswith(SYSTEM_PREFIX) and existing.get(label.key) != label.value:
-            raise Refused(
-                422,
-                "System labels can only be set by Kestra itself, offending label: "
-                f"{label.key}={label.value}",
-            )
-    merged = {label.key: label.value for label in labels}
-    for key, value in existing.items():
-        merged.setdefault(key, value)
-    if CORRELATION_LABEL in existing:
-        merged[CORRELATION_LABEL] = existing[CORRELATION_LABEL]
+    offending = system_label_refused(execution.labels, list(labels))
+    if offending is not None:
+        raise Refused(
+            422,
+            "System labels can only be set by Kestra itself, offending label: "
+            f"{offending.key}={offending.value}",
+        )
+    given = list(labels)
     answer = execution.model_copy(
-        deep=True,
-        update={
-            "labels": [Label(key=k, value=v) for k, v in merged.items()],
-            "sequence": execution.sequence + 1,
-        },
+        deep=True, update={"labels": merged_labels(execution.labels, given)}
     )
-    return Decision(answer, store=True)
+    order = SetLabels(id=order_id, execution_id=execution.id, labels=given, execution=execution)
+    return Decision(answer, [order])

@@ -38,9 +38,9 @@ COMMAND = "python -m webserver.compat"
 # operationId -> what Lanner leaves out
 PARTIAL_OPERATIONS: dict[str, str] = {
     "killExecution": "subflow executions are always killed (`isOnKillCascade=false` ignored)",
-    "restartExecution": "FAILED or KILLED executions, on their own flow revision only",
-    "restartExecutionsByIds": "FAILED or KILLED executions, on their own flow revision only",
-    "restartExecutionsByQuery": "FAILED or KILLED executions, on their own flow revision only",
+    "restartExecution": "ended executions (not PAUSED), on their own flow revision only",
+    "restartExecutionsByIds": "ended executions (not PAUSED), on their own flow revision only",
+    "restartExecutionsByQuery": "ended executions (not PAUSED), on their own flow revision only",
     "replayExecution": "no `breakpoints`",
     "unqueueExecution": "to RUNNING or KILLED only",
     "unqueueExecutionsByIds": "to RUNNING or KILLED only",

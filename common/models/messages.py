@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter
 
 from .base import Message
-from .execution import Execution, TaskRun
+from .execution import Execution, Label, TaskRun
 from .state import State
 
 # ---------------------------------------------------------------- worker side
@@ -177,6 +177,19 @@ class ManualPause(_ExecutorInput):
     kind: Literal["pause"] = "pause"
 
 
+class SetLabels(_ExecutorInput):
+    """Add or update labels of an execution from the API (Kestra's ``setLabels``): given labels
+    win over existing ones, system labels keep their value (``common.executions.set_labels``).
+
+    ``execution`` is the caller's stored copy of an ended execution: the executor uses it only
+    when it no longer holds the execution (purged after its retention), so the labels still
+    reach the ``executions`` snapshot."""
+
+    kind: Literal["labels"] = "labels"
+    labels: list[Label]
+    execution: Execution | None = None
+
+
 class WorkerDied(_ExecutorInput):
     """A worker missed its heartbeats: its running attempt of this task run is lost."""
 
@@ -214,6 +227,7 @@ ExecutorInput = Annotated[
     | Timer
     | Restart
     | ManualPause
+    | SetLabels
     | WorkerDied
     | Dequeue,
     Field(discriminator="kind"),

@@ -51,6 +51,19 @@ tasks:
     format: done
 """,
     f"""\
+id: absorbed
+namespace: {NAMESPACE}
+tasks:
+  - id: absorb
+    type: io.kestra.plugin.core.flow.AllowFailure
+    tasks:
+      - id: boom
+        type: io.kestra.plugin.core.execution.Fail
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: done
+""",
+    f"""\
 id: limited
 namespace: {NAMESPACE}
 concurrency:
@@ -181,3 +194,59 @@ def test_pause_lets_the_running_task_finish_and_starts_nothing_until_resumed(
     ended = _wait(client, execution_id, "SUCCESS", lambda e: e["state"]["current"] in TERMINAL)
     assert ended["state"]["current"] == "SUCCESS"
     assert [t["taskId"] for t in ended["taskRunList"]] == ["sleep", "after"]
+
+
+def _labels(execution: dict[str, Any]) -> dict[str, str]:
+    return {label["key"]: label["value"] for label in execution.get("labels") or []}
+
+
+def test_labels_reach_the_stored_execution_and_survive_a_restart(client: httpx.Client) -> None:
+    """Kestra's ``ExecutionController.setLabels`` (ended executions only, 400 otherwise):
+    Lanner sends the labels to the executor, whose snapshots carry them from then on."""
+    execution_id = _create(client, "fails")
+    _wait(client, execution_id, "FAILED", _state(execution_id, "FAILED"))
+    response = client.post(
+        f"{API}/{execution_id}/actions/labels", json=[{"key": "reviewed", "value": "no"}]
+    )
+    assert response.status_code == 200, response.text
+    assert _labels(response.json())["reviewed"] == "no"
+    bulk = client.post(
+        f"{API}/labels/by-ids",
+        json={"executionsId": [execution_id], "executionLabels": [{"key": "team", "value": "a"}]},
+    )
+    assert bulk.status_code == 202, bulk.text
+    _wait(
+        client,
+        execution_id,
+        "the labels in the stored execution",
+        lambda e: {"reviewed": "no", "team": "a"}.items() <= _labels(e).items(),
+    )
+    restarted = client.post(f"{API}/{execution_id}/actions/restart")
+    assert restarted.status_code == 200, restarted.text
+    again = _wait(
+        client,
+        execution_id,
+        "the restarted attempt to end",
+        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in TERMINAL,
+    )
+    assert {"reviewed": "no", "team": "a"}.items() <= _labels(again).items()
+
+
+def test_restart_a_warning_execution_whose_failure_was_absorbed(client: httpx.Client) -> None:
+    """Kestra's ``ExecutionService.restart``: an ended execution holding a FAILED task run
+    restarts whatever its own state (here WARNING); the failure runs again, not ``after``."""
+    execution_id = _create(client, "absorbed")
+    _wait(client, execution_id, "WARNING", _state(execution_id, "WARNING"))
+    response = client.post(f"{API}/{execution_id}/actions/restart")
+    assert response.status_code == 200, response.text
+    assert response.json()["state"]["current"] == "RESTARTED"
+    again = _wait(
+        client,
+        execution_id,
+        "the restarted attempt to end",
+        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in TERMINAL,
+    )
+    assert again["state"]["current"] == "WARNING"
+    runs = {t["taskId"]: t for t in again["taskRunList"]}
+    assert "RESTARTED" in [h["state"] for h in runs["boom"]["state"]["histories"]]
+    assert len(runs["after"]["attempts"]) == 1

@@ -26,6 +26,7 @@ from common.models.messages import (
     NewExecution,
     Restart,
     Resume,
+    SetLabels,
     Timer,
 )
 from common.models.state import State
@@ -121,6 +122,34 @@ def test_restart_follows_kestras_rules(client: TestClient, backends: Backends) -
     assert client.post(f"{API}/nobody/actions/restart").status_code == 404
     (order,) = executor_inputs(backends)
     assert isinstance(order, Restart) and order.execution_id == "failed"
+
+
+def test_restart_a_warning_execution_holding_a_failed_task_run(
+    client: TestClient, backends: Backends
+) -> None:
+    """Kestra's ``ExecutionService.restart`` (kestra-io/kestra@58c1ca2): any ended execution
+    with a task run whose current state is FAILED restarts, here a WARNING one whose failure
+    an AllowFailure absorbed; the failed task run is RESTARTED and its ancestors
+    (``taskRunWithAncestors``) RUNNING again (``mapTaskRun``: a flowable ancestor)."""
+    warned = with_runs(
+        "warned",
+        State.WARNING,
+        ("w1", "absorb", State.WARNING),
+        ("w2", "flaky", State.FAILED),
+        ("w3", "after", State.SUCCESS),
+    )
+    warned.task_run_list[1].parent_task_run_id = "w1"
+    save(backends, warned, with_runs("paused", State.PAUSED, ("p1", "wait", State.PAUSED)))
+    response = client.post(f"{API}/warned/actions/restart")
+    assert response.status_code == 200, response.text
+    body = kestra_execution(response.json())
+    assert body["state"]["current"] == "RESTARTED"
+    runs = {run["id"]: run["state"]["current"] for run in body["taskRunList"]}
+    assert runs == {"w1": "RUNNING", "w2": "RESTARTED", "w3": "SUCCESS"}
+    paused = client.post(f"{API}/paused/actions/restart")  # Kestra restarts it; Lanner: 409
+    assert paused.status_code == 409, paused.text
+    (order,) = executor_inputs(backends)
+    assert isinstance(order, Restart) and order.execution_id == "warned"
 
 
 def test_replay(client: TestClient, backends: Backends, hello: dict[str, Any]) -> None:
@@ -239,8 +268,12 @@ def test_labels(client: TestClient, backends: Backends) -> None:
         ("env", "prod"),
         ("system.correlationId", "x"),
     }
+    # the executor owns the execution: the labels go to it, the repository is left alone
+    (order,) = executor_inputs(backends)
+    assert isinstance(order, SetLabels) and order.execution_id == "done"
+    assert [(x.key, x.value) for x in order.labels] == [("team", "b"), ("env", "prod")]
     stored = client.get(f"{API}/done").json()
-    assert {x["key"]: x["value"] for x in stored["labels"]}["team"] == "b"
+    assert {x["key"]: x["value"] for x in stored["labels"]}["team"] == "a"
     not_ended = client.post(f"{API}/running/actions/labels", json=labels)
     assert not_ended.status_code == 400
     assert not_ended.json()["message"] == "The execution is not terminated"
@@ -248,7 +281,11 @@ def test_labels(client: TestClient, backends: Backends) -> None:
         f"{API}/done/actions/labels", json=[{"key": "system.correlationId", "value": "y"}]
     )
     assert system.status_code == 422 and "System labels" in system.json()["message"]
-    assert executor_inputs(backends) == []
+    same_system = client.post(
+        f"{API}/done/actions/labels", json=[{"key": "system.correlationId", "value": "x"}]
+    )
+    assert same_system.status_code == 200  # Kestra: an unchanged system label is accepted
+    assert len(executor_inputs(backends)) == 2
 
 
 def test_execution_graph_and_flow(
@@ -345,7 +382,7 @@ def test_bulk_by_ids_and_by_query(
     assert unknown_filter.status_code == 400
 
 
-# on Elasticsearch too: by-ids and by-query read the repository, labels are written to it
+# on Elasticsearch too: by-ids and by-query read the repository; the labels go to the executor
 @both_repositories
 def test_bulk_labels(client: TestClient, backends: Backends) -> None:
     save(
@@ -363,16 +400,19 @@ def test_bulk_labels(client: TestClient, backends: Backends) -> None:
         f"{API}/labels/by-ids", json={"executionsId": ["l1", "l2"], "executionLabels": labels}
     )
     async_answer(ok, 2)
-    for execution_id in ("l1", "l2"):
-        stored = client.get(f"{API}/{execution_id}").json()
-        assert {"key": "reviewed", "value": "yes"} in stored["labels"]
     by_query = client.post(
         f"{API}/labels/by-query",
         params=[("state", "SUCCESS")],
         json=[{"key": "batch", "value": "2"}],
     )
     async_answer(by_query, 1)
-    assert {"key": "batch", "value": "2"} in client.get(f"{API}/l1").json()["labels"]
+    orders = executor_inputs(backends)
+    assert all(isinstance(o, SetLabels) for o in orders)
+    assert [(o.execution_id, [(x.key, x.value) for x in o.labels]) for o in orders] == [
+        ("l1", [("reviewed", "yes")]),
+        ("l2", [("reviewed", "yes")]),
+        ("l1", [("batch", "2")]),
+    ]
 
 
 def test_bulk_delete(client: TestClient, backends: Backends) -> None:

@@ -74,11 +74,9 @@ def kestra_json(execution: Execution) -> dict[str, Any]:
 
 
 def apply(backends: Backends, decision: _orders.Decision) -> dict[str, Any]:
-    """Send (or store) what a decision asks for; the answer's JSON."""
+    """Send what a decision asks for (writes go through the queue); the answer's JSON."""
     if decision.new:
         _submit(backends, decision.answer)
-    elif decision.store:
-        backends.repositories.executions.save(decision.answer)
     for order in decision.orders:
         backends.queue.emit(EXECUTOR, order.execution_id, order.to_json())
     return kestra_json(decision.answer)
@@ -225,7 +223,7 @@ async def set_labels(
 ) -> Any:
     """Given labels win over existing ones; 400 unless the execution ended."""
     return await anyio.to_thread.run_sync(
-        decide, backends, tenant, execution_id, lambda ex: _orders.set_labels(ex, labels)
+        decide, backends, tenant, execution_id, lambda ex: _orders.set_labels(ex, labels, new_id())
     )
 
 

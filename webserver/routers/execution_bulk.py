@@ -324,7 +324,7 @@ class SetLabelsByIds(BaseModel):
 async def labels_by_ids(body: SetLabelsByIds, backends: BackendsDep, tenant: TenantDep) -> Any:
     def run() -> Response:
         found = _by_ids(backends, tenant, body.executions_id)
-        rule: Rule = lambda ex: _orders.set_labels(ex, body.execution_labels)  # noqa: E731
+        rule: Rule = lambda ex: _orders.set_labels(ex, body.execution_labels, new_id())  # noqa: E731
         return _bulk(backends, tenant, found, rule, "labels")
 
     return await anyio.to_thread.run_sync(run)
@@ -342,7 +342,7 @@ async def labels_by_query(
     def run() -> Response:
         query, namespace = query_of(request, tenant)
         found: list[Execution | str] = list(matching(backends, query, namespace))
-        rule: Rule = lambda ex: _orders.set_labels(ex, labels)  # noqa: E731
+        rule: Rule = lambda ex: _orders.set_labels(ex, labels, new_id())  # noqa: E731
         return _bulk(backends, tenant, found, rule, "labels")
 
     return await anyio.to_thread.run_sync(run)
