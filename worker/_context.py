@@ -7,10 +7,10 @@ Rendering uses the WorkerTask's ``variables`` (the executor already put ``taskru
 its values are masked.
 Logs go to the ``logs`` topic (key: execution id) and to Python logging; every occurrence of a
 secret (``variables["__secrets__"]`` and values returned by ``secret()``) is replaced by
-``********`` first. Files live under
-``lanner:///<namespace as folders>/<flow>/executions/<execution>/tasks/<task>/<taskrun>/``
-(Kestra's layout, as for FILE inputs), written with the worker's ``uri_scheme`` (``lanner://``
-or ``kestra://``); both schemes are read. ``read(path)`` of a path that is no URI reads the
+``********`` first. Files live under ``lanner:///<tenant>/<namespace as folders>/<flow>/
+executions/<execution>/tasks/<task>/<taskrun>/`` (Kestra's multi-tenant layout, as for FILE
+inputs), written with the worker's ``uri_scheme`` (``lanner://`` or ``kestra://``); both
+schemes are read. ``read(path)`` of a path that is no URI reads the
 namespace file ``fileURI(path)`` names.
 
 Tasks that read or purge execution history (``execution.Count``, ``log.Fetch``, ``PurgeLogs``,
@@ -109,7 +109,7 @@ class TaskRunContext:
         self.scheme = "kestra://" if uri_scheme == "kestra" else SCHEME
         self._repositories = repositories
         self.base_uri = (
-            execution_uri(run.namespace, run.flow_id, run.execution_id, self.scheme)
+            execution_uri(self.tenant, run.namespace, run.flow_id, run.execution_id, self.scheme)
             + f"tasks/{run.task_id}/{run.id}/"
         )
         self._variables = dict(task.variables)
@@ -129,7 +129,7 @@ class TaskRunContext:
         self._on_buffered = on_buffered  # called when a line lands in an empty buffer
         self._functions: dict[str, Callable[..., Any]] = {
             "read": self._read,
-            "fileExists": self.storage.exists,
+            "fileExists": self.file_exists,
             "fileSize": self.file_size,
             "fileURI": self._file_uri,
             "secret": self._secret,
@@ -373,8 +373,9 @@ class TaskRunContext:
             return self.storage.put(self._new_uri(name), source)
 
     def download(self, uri: str, target: str) -> None:
+        chunks = self.storage.stream(uri)
         with open(target, "wb") as out:
-            for chunk in self.storage.stream(uri):
+            for chunk in chunks:
                 out.write(chunk)
 
     def send_trigger_request(self, request: TriggerRequest) -> None:
@@ -393,6 +394,9 @@ class TaskRunContext:
 
     def file_size(self, uri: str) -> int:
         return self.storage.size(str(uri))
+
+    def file_exists(self, uri: str) -> bool:
+        return self.storage.exists(str(uri))
 
     # -------------------------------------------------------------- subprocesses
 

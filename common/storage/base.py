@@ -1,7 +1,10 @@
 """Internal storage: where files (FILE inputs, large outputs, script output files) live.
 
-Files are addressed by ``lanner:///<namespace as folders>/<flow>/executions/<id>/...`` URIs,
-Kestra's layout with our scheme (see ``execution_uri``). A file's bytes go in and out in chunks
+Files are addressed by ``lanner:///<tenant>/<namespace as folders>/<flow>/executions/<id>/...``
+URIs, Kestra's multi-tenant layout with our scheme (see ``execution_uri``; KV and namespace files
+are tenant-first too). Files written before the tenant was part of the path
+(``lanner:///<namespace as folders>/<flow>/executions/<id>/...``, ``legacy_execution_uri``) stay
+readable by their URI. A file's bytes go in and out in chunks
 (``put`` of a readable stream, ``stream``), so a file never has to fit in memory.
 
 Kestra's ``kestra:///...`` URIs name the same files: every method that reads a URI accepts both
@@ -75,10 +78,31 @@ def with_scheme(uri: str, scheme: str = SCHEME) -> str:
     return uri
 
 
-def execution_uri(namespace: str, flow_id: str, execution_id: str, scheme: str = SCHEME) -> str:
-    """Where an execution's files live, in Kestra's layout (``kestra:///io/kestra/tests/flow/
-    executions/<id>/``): the namespace's dots become folders; ends with ``/``."""
+def execution_uri(
+    tenant: str, namespace: str, flow_id: str, execution_id: str, scheme: str = SCHEME
+) -> str:
+    """Where an execution's files live, in Kestra's multi-tenant layout (``kestra:///main/io/
+    kestra/tests/flow/executions/<id>/``): the tenant first, then the namespace's dots as
+    folders; ends with ``/``."""
+    folders = namespace.replace(".", "/")
+    return f"{scheme}/{tenant}/{folders}/{flow_id}/executions/{execution_id}/"
+
+
+def legacy_execution_uri(
+    namespace: str, flow_id: str, execution_id: str, scheme: str = SCHEME
+) -> str:
+    """Where an execution's files lived before the tenant was part of the path
+    (``lanner:///<namespace as folders>/<flow>/executions/<id>/``): still read, never written."""
     return f"{scheme}/{namespace.replace('.', '/')}/{flow_id}/executions/{execution_id}/"
+
+
+def execution_folders(tenant: str, namespace: str, flow_id: str, execution_id: str) -> list[str]:
+    """Every folder that may hold an execution's files (the tenant-first one, and the legacy
+    one of files written before): what deleting an execution's files deletes."""
+    return [
+        execution_uri(tenant, namespace, flow_id, execution_id),
+        legacy_execution_uri(namespace, flow_id, execution_id),
+    ]
 
 
 class Storage(Protocol):
