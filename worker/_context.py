@@ -39,7 +39,14 @@ from common.queue.base import LOGS, METRICS, Queue
 from common.repository.base import Repositories
 from common.secrets import SecretBox
 from common.secrets import mask as mask_secrets
-from common.storage.base import SCHEME, Storage, execution_uri, is_storage_uri
+from common.storage.base import (
+    SCHEME,
+    Storage,
+    execution_folders,
+    execution_uri,
+    is_storage_uri,
+    tenant_confinement,
+)
 from common.storage.kv import KVStore
 from common.storage.namespace_files import NamespaceFiles, file_uri
 from common.templating._functions import kv_function
@@ -111,6 +118,10 @@ class TaskRunContext:
         self.base_uri = (
             execution_uri(self.tenant, run.namespace, run.flow_id, run.execution_id, self.scheme)
             + f"tasks/{run.task_id}/{run.id}/"
+        )
+        # every URI a task gives goes through this: another tenant's file fails the task
+        self._confine = tenant_confinement(
+            self.tenant, run.namespace, run.flow_id, run.execution_id
         )
         self._variables = dict(task.variables)
         raw = self._variables.get("__secrets__") or []
@@ -373,7 +384,7 @@ class TaskRunContext:
             return self.storage.put(self._new_uri(name), source)
 
     def download(self, uri: str, target: str) -> None:
-        chunks = self.storage.stream(uri)
+        chunks = self.storage.stream(self._confine(uri))
         with open(target, "wb") as out:
             for chunk in chunks:
                 out.write(chunk)
@@ -384,19 +395,25 @@ class TaskRunContext:
         send_request(self.queue, request)
 
     def get_file(self, uri: str) -> bytes:
-        return self.storage.get(uri)
+        return self.storage.get(self._confine(uri))
 
     def delete_file(self, uri: str) -> bool:
-        return self.storage.delete(uri)
+        return self.storage.delete(self._confine(uri))
 
     def delete_prefix(self, uri: str) -> int:
-        return self.storage.delete_prefix(uri)
+        return self.storage.delete_prefix(self._confine(uri))
+
+    def delete_execution_files(self, namespace: str, flow_id: str, execution_id: str) -> int:
+        """Deletes the files of an execution of this task's tenant (``PurgeExecutions`` found it
+        in the tenant's repository), in both layouts."""
+        folders = execution_folders(self.tenant, namespace, flow_id, execution_id)
+        return sum(self.storage.delete_prefix(folder) for folder in folders)
 
     def file_size(self, uri: str) -> int:
-        return self.storage.size(str(uri))
+        return self.storage.size(self._confine(str(uri)))
 
     def file_exists(self, uri: str) -> bool:
-        return self.storage.exists(str(uri))
+        return self.storage.exists(self._confine(str(uri)))
 
     # -------------------------------------------------------------- subprocesses
 

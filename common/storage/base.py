@@ -16,7 +16,7 @@ schemes. Which one Lanner writes in outputs and inputs is the setting ``storage_
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
@@ -28,6 +28,8 @@ SCHEME = "lanner://"
 KESTRA_SCHEME = "kestra://"
 SCHEMES = (SCHEME, KESTRA_SCHEME)
 CHUNK_SIZE = 1024 * 1024
+#: the tenant of the files written before tenants were part of the path (``common.repository``'s)
+DEFAULT_TENANT = "main"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -103,6 +105,48 @@ def execution_folders(tenant: str, namespace: str, flow_id: str, execution_id: s
         execution_uri(tenant, namespace, flow_id, execution_id),
         legacy_execution_uri(namespace, flow_id, execution_id),
     ]
+
+
+class ForeignStorageUriError(StorageUriError):
+    """A task read (or wrote, deleted) a URI outside its tenant's part of the storage."""
+
+
+def tenant_confinement(
+    tenant: str, namespace: str, flow_id: str, execution_id: str
+) -> Callable[[str], str]:
+    """The check a task's storage accesses go through: returns the URI, or raises
+    ``ForeignStorageUriError`` ("... belongs to another tenant") for a URI a task of ``tenant``
+    may not touch. Allowed:
+
+    - everything under ``lanner:///<tenant>/`` (execution files, KV, namespace files);
+    - the tenant-less folder of the task's own execution (files written before the tenant was
+      part of the path: a restart or replay of such an execution reads them);
+    - for the default tenant ``main`` only, tenant-less URIs under the flow's namespace folders
+      (``lanner:///company/team/...``: earlier executions' files of the namespace, the folders
+      ``FileTrigger`` watches). Before tenants were in the path every tenant wrote there, so
+      other tenants get no such access.
+
+    Kestra's ``read()`` is stricter (the current execution's files only: "didn't belong to the
+    current execution", ``ReadFileFunction.validateFileUri``); Lanner passes files between
+    executions of a tenant (subflow outputs, ``ForEachItem``), so the tenant is the boundary.
+    """
+    own = f"{tenant}/"
+    legacy_own = object_key(legacy_execution_uri(namespace, flow_id, execution_id))
+    legacy_namespace = namespace.replace(".", "/") + "/" if tenant == DEFAULT_TENANT else None
+
+    def check(uri: str) -> str:
+        uri = str(uri)
+        key = object_key(uri)  # foreign schemes and `..` are refused as before
+        if key.startswith((own, legacy_own)):
+            return uri
+        if legacy_namespace is not None and key.startswith(legacy_namespace):
+            return uri
+        raise ForeignStorageUriError(
+            f"Unable to access the file '{uri}': it belongs to another tenant (a task of tenant "
+            f"'{tenant}' may only use files under {SCHEME}/{tenant}/)"
+        )
+
+    return check
 
 
 class Storage(Protocol):
