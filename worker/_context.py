@@ -7,10 +7,10 @@ Rendering uses the WorkerTask's ``variables`` (the executor already put ``taskru
 its values are masked.
 Logs go to the ``logs`` topic (key: execution id) and to Python logging; every occurrence of a
 secret (``variables["__secrets__"]`` and values returned by ``secret()``) is replaced by
-``********`` first. Files live under
-``lanner:///<namespace as folders>/<flow>/executions/<execution>/tasks/<task>/<taskrun>/``
-(Kestra's layout, as for FILE inputs), written with the worker's ``uri_scheme`` (``lanner://``
-or ``kestra://``); both schemes are read. ``read(path)`` of a path that is no URI reads the
+``********`` first. Files live under ``lanner:///<tenant>/<namespace as folders>/<flow>/
+executions/<execution>/tasks/<task>/<taskrun>/`` (Kestra's multi-tenant layout, as for FILE
+inputs), written with the worker's ``uri_scheme`` (``lanner://`` or ``kestra://``); both
+schemes are read. ``read(path)`` of a path that is no URI reads the
 namespace file ``fileURI(path)`` names.
 
 Tasks that read or purge execution history (``execution.Count``, ``log.Fetch``, ``PurgeLogs``,
@@ -39,7 +39,14 @@ from common.queue.base import LOGS, METRICS, Queue
 from common.repository.base import Repositories
 from common.secrets import SecretBox
 from common.secrets import mask as mask_secrets
-from common.storage.base import SCHEME, Storage, execution_uri, is_storage_uri
+from common.storage.base import (
+    SCHEME,
+    Storage,
+    execution_folders,
+    execution_uri,
+    is_storage_uri,
+    tenant_confinement,
+)
 from common.storage.kv import KVStore
 from common.storage.namespace_files import NamespaceFiles, file_uri
 from common.templating._functions import kv_function
@@ -109,8 +116,12 @@ class TaskRunContext:
         self.scheme = "kestra://" if uri_scheme == "kestra" else SCHEME
         self._repositories = repositories
         self.base_uri = (
-            execution_uri(run.namespace, run.flow_id, run.execution_id, self.scheme)
+            execution_uri(self.tenant, run.namespace, run.flow_id, run.execution_id, self.scheme)
             + f"tasks/{run.task_id}/{run.id}/"
+        )
+        # every URI a task gives goes through this: another tenant's file fails the task
+        self._confine = tenant_confinement(
+            self.tenant, run.namespace, run.flow_id, run.execution_id
         )
         self._variables = dict(task.variables)
         raw = self._variables.get("__secrets__") or []
@@ -129,7 +140,7 @@ class TaskRunContext:
         self._on_buffered = on_buffered  # called when a line lands in an empty buffer
         self._functions: dict[str, Callable[..., Any]] = {
             "read": self._read,
-            "fileExists": self.storage.exists,
+            "fileExists": self.file_exists,
             "fileSize": self.file_size,
             "fileURI": self._file_uri,
             "secret": self._secret,
@@ -373,8 +384,9 @@ class TaskRunContext:
             return self.storage.put(self._new_uri(name), source)
 
     def download(self, uri: str, target: str) -> None:
+        chunks = self.storage.stream(self._confine(uri))
         with open(target, "wb") as out:
-            for chunk in self.storage.stream(uri):
+            for chunk in chunks:
                 out.write(chunk)
 
     def send_trigger_request(self, request: TriggerRequest) -> None:
@@ -383,16 +395,25 @@ class TaskRunContext:
         send_request(self.queue, request)
 
     def get_file(self, uri: str) -> bytes:
-        return self.storage.get(uri)
+        return self.storage.get(self._confine(uri))
 
     def delete_file(self, uri: str) -> bool:
-        return self.storage.delete(uri)
+        return self.storage.delete(self._confine(uri))
 
     def delete_prefix(self, uri: str) -> int:
-        return self.storage.delete_prefix(uri)
+        return self.storage.delete_prefix(self._confine(uri))
+
+    def delete_execution_files(self, namespace: str, flow_id: str, execution_id: str) -> int:
+        """Deletes the files of an execution of this task's tenant (``PurgeExecutions`` found it
+        in the tenant's repository), in both layouts."""
+        folders = execution_folders(self.tenant, namespace, flow_id, execution_id)
+        return sum(self.storage.delete_prefix(folder) for folder in folders)
 
     def file_size(self, uri: str) -> int:
-        return self.storage.size(str(uri))
+        return self.storage.size(self._confine(str(uri)))
+
+    def file_exists(self, uri: str) -> bool:
+        return self.storage.exists(self._confine(str(uri)))
 
     # -------------------------------------------------------------- subprocesses
 

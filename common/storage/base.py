@@ -1,7 +1,10 @@
 """Internal storage: where files (FILE inputs, large outputs, script output files) live.
 
-Files are addressed by ``lanner:///<namespace as folders>/<flow>/executions/<id>/...`` URIs,
-Kestra's layout with our scheme (see ``execution_uri``). A file's bytes go in and out in chunks
+Files are addressed by ``lanner:///<tenant>/<namespace as folders>/<flow>/executions/<id>/...``
+URIs, Kestra's multi-tenant layout with our scheme (see ``execution_uri``; KV and namespace files
+are tenant-first too). Files written before the tenant was part of the path
+(``lanner:///<namespace as folders>/<flow>/executions/<id>/...``, ``legacy_execution_uri``) stay
+readable by their URI. A file's bytes go in and out in chunks
 (``put`` of a readable stream, ``stream``), so a file never has to fit in memory.
 
 Kestra's ``kestra:///...`` URIs name the same files: every method that reads a URI accepts both
@@ -13,7 +16,7 @@ schemes. Which one Lanner writes in outputs and inputs is the setting ``storage_
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
@@ -25,6 +28,8 @@ SCHEME = "lanner://"
 KESTRA_SCHEME = "kestra://"
 SCHEMES = (SCHEME, KESTRA_SCHEME)
 CHUNK_SIZE = 1024 * 1024
+#: the tenant of the files written before tenants were part of the path (``common.repository``'s)
+DEFAULT_TENANT = "main"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -75,10 +80,73 @@ def with_scheme(uri: str, scheme: str = SCHEME) -> str:
     return uri
 
 
-def execution_uri(namespace: str, flow_id: str, execution_id: str, scheme: str = SCHEME) -> str:
-    """Where an execution's files live, in Kestra's layout (``kestra:///io/kestra/tests/flow/
-    executions/<id>/``): the namespace's dots become folders; ends with ``/``."""
+def execution_uri(
+    tenant: str, namespace: str, flow_id: str, execution_id: str, scheme: str = SCHEME
+) -> str:
+    """Where an execution's files live, in Kestra's multi-tenant layout (``kestra:///main/io/
+    kestra/tests/flow/executions/<id>/``): the tenant first, then the namespace's dots as
+    folders; ends with ``/``."""
+    folders = namespace.replace(".", "/")
+    return f"{scheme}/{tenant}/{folders}/{flow_id}/executions/{execution_id}/"
+
+
+def legacy_execution_uri(
+    namespace: str, flow_id: str, execution_id: str, scheme: str = SCHEME
+) -> str:
+    """Where an execution's files lived before the tenant was part of the path
+    (``lanner:///<namespace as folders>/<flow>/executions/<id>/``): still read, never written."""
     return f"{scheme}/{namespace.replace('.', '/')}/{flow_id}/executions/{execution_id}/"
+
+
+def execution_folders(tenant: str, namespace: str, flow_id: str, execution_id: str) -> list[str]:
+    """Every folder that may hold an execution's files (the tenant-first one, and the legacy
+    one of files written before): what deleting an execution's files deletes."""
+    return [
+        execution_uri(tenant, namespace, flow_id, execution_id),
+        legacy_execution_uri(namespace, flow_id, execution_id),
+    ]
+
+
+class ForeignStorageUriError(StorageUriError):
+    """A task read (or wrote, deleted) a URI outside its tenant's part of the storage."""
+
+
+def tenant_confinement(
+    tenant: str, namespace: str, flow_id: str, execution_id: str
+) -> Callable[[str], str]:
+    """The check a task's storage accesses go through: returns the URI, or raises
+    ``ForeignStorageUriError`` ("... belongs to another tenant") for a URI a task of ``tenant``
+    may not touch. Allowed:
+
+    - everything under ``lanner:///<tenant>/`` (execution files, KV, namespace files);
+    - the tenant-less folder of the task's own execution (files written before the tenant was
+      part of the path: a restart or replay of such an execution reads them);
+    - for the default tenant ``main`` only, tenant-less URIs under the flow's namespace folders
+      (``lanner:///company/team/...``: earlier executions' files of the namespace, the folders
+      ``FileTrigger`` watches). Before tenants were in the path every tenant wrote there, so
+      other tenants get no such access.
+
+    Kestra's ``read()`` is stricter (the current execution's files only: "didn't belong to the
+    current execution", ``ReadFileFunction.validateFileUri``); Lanner passes files between
+    executions of a tenant (subflow outputs, ``ForEachItem``), so the tenant is the boundary.
+    """
+    own = f"{tenant}/"
+    legacy_own = object_key(legacy_execution_uri(namespace, flow_id, execution_id))
+    legacy_namespace = namespace.replace(".", "/") + "/" if tenant == DEFAULT_TENANT else None
+
+    def check(uri: str) -> str:
+        uri = str(uri)
+        key = object_key(uri)  # foreign schemes and `..` are refused as before
+        if key.startswith((own, legacy_own)):
+            return uri
+        if legacy_namespace is not None and key.startswith(legacy_namespace):
+            return uri
+        raise ForeignStorageUriError(
+            f"Unable to access the file '{uri}': it belongs to another tenant (a task of tenant "
+            f"'{tenant}' may only use files under {SCHEME}/{tenant}/)"
+        )
+
+    return check
 
 
 class Storage(Protocol):

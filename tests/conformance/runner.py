@@ -5,9 +5,11 @@ create executions (inputs as multipart form fields, FILE inputs as uploads), pol
 they reach the awaited state, read their logs and search the executions a case spawned
 (subflow children, flow-trigger executions, CREATE_NEW_EXECUTION retries).
 
-``kestra:///`` in expected values is our ``lanner:///``: both schemes address the same
-internal-storage layout (``/{namespace as path}/{flowId}/executions/{id}/inputs/{input}/{file}``),
-so expectations are translated, never the product's outputs.
+``kestra:///`` in expected values is our ``lanner:///main/``: Kestra's URIs carry no tenant
+(its storage adds the tenant below the URI), Lanner's put it first
+(``/{tenant}/{namespace as path}/{flowId}/executions/{id}/inputs/{input}/{file}``) and the
+scenarios run in the default tenant ``main``; so expectations are translated, never the
+product's outputs.
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ def flow_key(file: str) -> tuple[str, str]:
 
 
 def kestra_to_lanner(value: Any) -> Any:
-    """``kestra:///x`` → ``lanner:///x`` in expected values (see the module docstring)."""
+    """``kestra:///x`` → ``lanner:///main/x`` in expected values (see the module docstring)."""
     if isinstance(value, str):
-        return value.replace("kestra:///", "lanner:///")
+        return value.replace("kestra:///", "lanner:///main/")
     if isinstance(value, list):
         return [kestra_to_lanner(v) for v in value]
     if isinstance(value, dict):

@@ -8,7 +8,8 @@ and runs every selected scenario through the API, concurrently (``tests/conforma
 then one test per manifest entry reports what differs from what Kestra's tests assert.
 
 Translation: expected values written with Kestra's internal-storage scheme ``kestra:///`` are
-compared as ``lanner:///`` (our scheme, same layout); nothing else of an expectation is changed.
+compared as ``lanner:///main/`` (our scheme; Lanner's URIs carry the tenant, the scenarios run in
+``main``); nothing else of an expectation is changed.
 
 Deliberate divergences (``DIVERGENCES``): two scenarios cannot end as Kestra's Java tests assert
 when driven through an API, and for each the test asserts what Lanner does instead:

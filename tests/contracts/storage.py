@@ -17,7 +17,7 @@ import pytest
 from common.errors import NotFoundError, StorageError
 from common.storage.base import CHUNK_SIZE, Storage, execution_uri
 
-BASE = execution_uri("company.team", "hello", "e1")  # lanner:///company/team/hello/executions/e1/
+BASE = execution_uri("main", "company.team", "hello", "e1")  # lanner:///main/company/team/hello/...
 BIG = 48 * 1024 * 1024
 # a streamed file of BIG bytes may hold a few chunks in memory at once, never the file
 STREAM_MEMORY = 8 * CHUNK_SIZE
@@ -98,7 +98,7 @@ class StorageContract:
         uris = [BASE + "a.txt", BASE + "sub/b.txt", BASE + "sub/deeper/c.txt"]
         for uri in reversed(uris):
             storage.put(uri, b"x")
-        storage.put(execution_uri("company.team", "hello", "e2") + "other.txt", b"x")
+        storage.put(execution_uri("main", "company.team", "hello", "e2") + "other.txt", b"x")
         assert storage.list(BASE) == sorted(uris)
         assert storage.list(BASE + "sub/") == sorted(uris[1:])
         assert storage.list(BASE + "sub") == sorted(uris[1:])
@@ -169,7 +169,7 @@ class StorageContract:
                 storage.stat(missing)
 
     def test_delete_prefix_deletes_a_folder_and_nothing_else(self, storage: Storage) -> None:
-        other = execution_uri("company.team", "hello", "e2") + "kept.txt"
+        other = execution_uri("main", "company.team", "hello", "e2") + "kept.txt"
         for uri in (BASE + "a.txt", BASE + "sub/b.txt", other):
             storage.put(uri, b"x")
         assert storage.delete_prefix(BASE) == 2

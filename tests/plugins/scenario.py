@@ -312,7 +312,7 @@ tasks:
     assert outputs(execution, "namespace_file")["value"] == f"Hello from {namespace}"
     assert outputs(execution, "by_file_uri")["value"] == "Hello from {{ flow.namespace }}"
     uri = outputs(execution, "write")["uri"]
-    assert uri.startswith(f"{scheme}:///{folders}/functions/executions/{execution['id']}/")
+    assert uri.startswith(f"{scheme}:///main/{folders}/functions/executions/{execution['id']}/")
     for task_id in ("read_output", "read_kestra", "read_lanner"):
         assert outputs(execution, task_id)["value"] == "Hello from a task output", task_id
     path = uri.split("://", 1)[1]

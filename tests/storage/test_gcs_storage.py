@@ -33,7 +33,7 @@ class TestGcsStorage(StorageContract):
     def test_objects_are_named_after_the_uri_under_the_prefix(self, storage: GcsStorage) -> None:
         storage.put(BASE + "a.txt", b"x", content_type="text/plain")
         names = [b.name for b in storage.client.list_blobs(storage.bucket, prefix=storage.prefix)]
-        assert names == [storage.prefix + "company/team/hello/executions/e1/a.txt"]
+        assert names == [storage.prefix + "main/company/team/hello/executions/e1/a.txt"]
         assert storage.stat(BASE + "a.txt").content_type == "text/plain"
 
     def test_settings_choose_gcs(

@@ -67,7 +67,7 @@ def test_the_example_and_a_file_input_run_with_their_files_in_the_bucket(
         example_run = wait_until(lambda: _ended(client, first), 60, "the example flow")
         assert example_run["state"]["current"] == "SUCCESS", example_run  # type: ignore[index]
     names = [b.name for b in gcs_client().list_blobs(BUCKET, prefix="server/")]
-    expected = f"server/lanner/gcs/files/executions/{second.json()['id']}/"
+    expected = f"server/main/lanner/gcs/files/executions/{second.json()['id']}/"
     assert any(n.startswith(expected) and n.endswith("hello.txt") for n in names), names
     local = server.data_dir / "data" / "storage"
     assert not local.exists() or not any(p.is_file() for p in local.rglob("*"))

@@ -47,8 +47,8 @@ def test_kestra_uris_are_confined_like_ours(uri: str) -> None:
 def test_the_setting_picks_the_scheme_written() -> None:
     assert Settings().storage_uri_scheme == "lanner"
     scheme = scheme_of(Settings(storage_uri_scheme="kestra").storage_uri_scheme)
-    assert execution_uri("io.kestra.tests", "f", "e1", scheme) == (
-        "kestra:///io/kestra/tests/f/executions/e1/"
+    assert execution_uri("main", "io.kestra.tests", "f", "e1", scheme) == (
+        "kestra:///main/io/kestra/tests/f/executions/e1/"
     )
     assert with_scheme("kestra:///a/b") == "lanner:///a/b"
     assert file_uri("main", "my.namespace", "test", scheme) == (

@@ -55,7 +55,7 @@ def test_file_input_goes_to_internal_storage(
     assert response.status_code == 200, response.text
     body = response.json()
     uri = body["inputs"]["data"]
-    expected = f"lanner:///company/team/hello/executions/{body['id']}/inputs/data/rows.csv"
+    expected = f"lanner:///main/company/team/hello/executions/{body['id']}/inputs/data/rows.csv"
     assert uri == expected
     assert backends.storage.get(uri) == b"a,b\n1,2\n"
     download = client.get(f"/api/v1/executions/{body['id']}/file", params={"path": uri})

@@ -90,6 +90,22 @@ def test_deleting_an_execution_deletes_its_files_unless_asked_not_to(
     assert backends.storage.exists(kept["inputs"]["data"])
 
 
+def test_files_of_the_tenant_less_layout_stay_readable_and_are_deleted_too(
+    client: TestClient, backends: Backends, hello: dict[str, Any], uploaded: tuple[str, str]
+) -> None:
+    """Files written before the tenant was part of the path
+    (``lanner:///company/team/hello/executions/<id>/...``): the file API serves them, deleting
+    the execution deletes them."""
+    execution_id, uri = uploaded
+    assert uri.startswith(f"lanner:///main/company/team/hello/executions/{execution_id}/")
+    legacy = f"lanner:///company/team/hello/executions/{execution_id}/tasks/t/r/old.txt"
+    backends.storage.put(legacy, b"old")
+    download = client.get(f"/api/v1/executions/{execution_id}/file", params={"path": legacy})
+    assert download.status_code == 200 and download.content == b"old"
+    assert client.delete(f"/api/v1/executions/{execution_id}").status_code == 204
+    assert not backends.storage.exists(legacy) and not backends.storage.exists(uri)
+
+
 def _multipart(name: str, filename: str, data: bytes) -> tuple[bytes, str]:
     boundary = "lanner-test-boundary"
     body = (

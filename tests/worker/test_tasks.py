@@ -85,7 +85,7 @@ def test_storage_write_read_size_concat_split_delete(running: Harness) -> None:
     )
     assert write.state == State.SUCCESS and write.outputs is not None
     uri = write.outputs["uri"]
-    assert uri.startswith("lanner:///company/team/flow/executions/") and uri.endswith(".txt")
+    assert uri.startswith("lanner:///main/company/team/flow/executions/") and uri.endswith(".txt")
     assert running.storage.get(uri) == b"a\nb\nc\n"
 
     read, _ = running.run(

@@ -36,7 +36,7 @@ from common.ids import new_id
 from common.models.execution import Execution, Label
 from common.models.state import State
 from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQuery
-from common.storage.base import execution_uri
+from common.storage.base import execution_folders
 from webserver import _orders
 from webserver.deps import BackendsDep, TenantDep
 from webserver.routers.execution_actions import apply, flow_of_execution, kestra_json
@@ -372,7 +372,8 @@ def _delete_many(
         assert not isinstance(item, str)
         backends.repositories.executions.delete(tenant, item.id)
         if delete_storage:
-            backends.storage.delete_prefix(execution_uri(item.namespace, item.flow_id, item.id))
+            for folder in execution_folders(tenant, item.namespace, item.flow_id, item.id):
+                backends.storage.delete_prefix(folder)
         count += 1
     return JSONResponse({"count": count})
 

@@ -65,7 +65,7 @@ from common.replay import replay
 from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQuery
 from common.secrets import encrypt_secret_inputs, has_encrypted, hide_encrypted
 from common.settings import Settings
-from common.storage.base import execution_uri, scheme_of
+from common.storage.base import execution_folders, execution_uri, scheme_of
 from common.templating import render, render_object
 from webserver._breaker import Breaker
 from webserver._live import FeedClosed
@@ -273,7 +273,7 @@ async def create_execution(
     declared_files = {i.id for i in flow.inputs if i.type == "FILE"}
     uris = {
         input_id: (
-            execution_uri(flow.namespace, flow.id, execution_id, _scheme(backends))
+            execution_uri(tenant, flow.namespace, flow.id, execution_id, _scheme(backends))
             + f"inputs/{input_id}/{_safe_filename(upload.filename)}"
         )
         for input_id, upload in uploads.items()
@@ -391,8 +391,10 @@ async def delete_execution(
         execution = _get_execution(backends, tenant, execution_id)
         backends.repositories.executions.delete(tenant, execution_id)
         if delete_storage:
-            folder = execution_uri(execution.namespace, execution.flow_id, execution_id)
-            backends.storage.delete_prefix(folder)
+            for folder in execution_folders(
+                tenant, execution.namespace, execution.flow_id, execution_id
+            ):
+                backends.storage.delete_prefix(folder)
 
     await anyio.to_thread.run_sync(delete)
     return Response(status_code=204)
@@ -494,7 +496,9 @@ async def resume_execution(
     inputs = dict(raw)
     for input_id, upload in uploads.items():
         uri = (
-            execution_uri(execution.namespace, execution.flow_id, execution_id, _scheme(backends))
+            execution_uri(
+                tenant, execution.namespace, execution.flow_id, execution_id, _scheme(backends)
+            )
             + f"resume/{input_id}/{_safe_filename(upload.filename)}"
         )
         await anyio.to_thread.run_sync(backends.storage.put, uri, upload.file)

@@ -2,7 +2,8 @@
 
 The webserver only streams: it never reads a file into memory, and never looks inside one
 (workers alone touch storage content). A file belongs to an execution when its URI is under the
-execution's folder (``lanner:///<namespace as folders>/<flow>/executions/<id>/``); anything
+execution's folder (``lanner:///<tenant>/<namespace as folders>/<flow>/executions/<id>/``, or the
+tenant-less folder of files written before the tenant was in the path); anything
 else — another execution's file, ``..`` in any encoding, another scheme — is refused with a 422
 that names the path, and an execution of another tenant is a 404.
 """
@@ -18,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from common.backends import Backends
 from common.errors import InputValidationError, Problem
-from common.storage.base import FileStat, execution_uri, object_key
+from common.storage.base import FileStat, execution_uri, legacy_execution_uri, object_key
 from webserver._headers import attachment
 from webserver.deps import BackendsDep, TenantDep
 from webserver.routers.executions import _get_execution
@@ -30,9 +31,10 @@ PathQuery = Annotated[str, Query(description="lanner:// URI of a file of the exe
 
 def _stat_own_file(backends: Backends, tenant: str, execution_id: str, path: str) -> FileStat:
     execution = _get_execution(backends, tenant, execution_id)
-    own = execution_uri(execution.namespace, execution.flow_id, execution_id)
+    own = execution_uri(tenant, execution.namespace, execution.flow_id, execution_id)
+    legacy = legacy_execution_uri(execution.namespace, execution.flow_id, execution_id)
     key = object_key(path)  # refuses traversal and foreign schemes (422)
-    if not key.startswith(object_key(own)):
+    if not key.startswith((object_key(own), object_key(legacy))):
         raise InputValidationError(
             [Problem("path", f"'{path}' is not a file of execution {execution_id} ({own}...)")]
         )

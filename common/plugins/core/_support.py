@@ -73,6 +73,10 @@ class WorkerContext(RunContext, Protocol):
         """Delete every file under the folder ``uri``; how many."""
         ...
 
+    def delete_execution_files(self, namespace: str, flow_id: str, execution_id: str) -> int:
+        """Delete the files of an execution of the task's tenant (both layouts); how many."""
+        ...
+
     @property
     def tenant_id(self) -> str: ...
 

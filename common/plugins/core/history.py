@@ -22,7 +22,6 @@ from common.models.state import State
 from common.plugins.base import FlowModel, RunContext, RunnableTask
 from common.plugins.dynamic import DynamicPositive, resolve
 from common.repository.base import MAX_PAGE_SIZE, ExecutionQuery, LogPurge, LogQuery
-from common.storage.base import execution_uri
 
 from . import _rows
 from ._support import TaskFailed, worker_context
@@ -256,8 +255,9 @@ class PurgeExecutions(RunnableTask):
                 if self.purge_metric:
                     counts["metricsCount"] += repositories.metrics.delete(tenant, execution.id)
                 if self.purge_storage:
-                    folder = execution_uri(execution.namespace, execution.flow_id, execution.id)
-                    counts["storagesCount"] += wctx.delete_prefix(folder)
+                    counts["storagesCount"] += wctx.delete_execution_files(
+                        execution.namespace, execution.flow_id, execution.id
+                    )
                 if self.purge_execution:
                     repositories.executions.delete(tenant, execution.id)
                     counts["executionsCount"] += 1
