@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     executor_session_timeout_seconds: float = 6.0  # a dead executor's partitions move after it
     executor_state_retention_seconds: float = 86400.0  # ended executions stay this long
     scheduler_session_timeout_seconds: float = 6.0  # a dead scheduler's flows move after it
+    indexer_session_timeout_seconds: float = 10.0  # a dead indexer's partitions move after it
     worker_id: str | None = None  # a stable id per worker instance (pod name); default random
     worker_threads: int = 0  # 0 = 8 x cores
     worker_group: str | None = None
