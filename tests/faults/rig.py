@@ -163,6 +163,7 @@ class Rig:
 class Accepted:
     id: str
     phase: int
+    asked: float  # monotonic time the request was sent
 
 
 class Load:
@@ -192,6 +193,10 @@ class Load:
         with self._lock:
             return [a.id for a in self.accepted if phase is None or a.phase == phase]
 
+    def asked(self, phase: int) -> dict[str, float]:
+        with self._lock:
+            return {a.id: a.asked for a in self.accepted if a.phase == phase}
+
     def count(self) -> int:
         with self._lock:
             return len(self.accepted)
@@ -215,7 +220,7 @@ class Load:
                     with self._lock:
                         self.statuses[answer.status_code] += 1
                         if answer.status_code == 200:
-                            self.accepted.append(Accepted(answer.json()["id"], phase))
+                            self.accepted.append(Accepted(answer.json()["id"], phase, began))
                         else:
                             self.errors.append(f"{answer.status_code} {answer.text[:300]}")
                 # the pace of the load, not a synchronisation
@@ -327,6 +332,14 @@ class Observer:
     def ended(self, ids: Iterable[str]) -> bool:
         with self._lock:
             return all(i in self.executions and self.executions[i].ended_at for i in ids)
+
+    def ended_at(self, ids: Iterable[str]) -> dict[str, float]:
+        with self._lock:
+            return {
+                i: ended
+                for i in ids
+                if i in self.executions and (ended := self.executions[i].ended_at) is not None
+            }
 
     def phase_ids(self, run: str, phase: int) -> list[str]:
         """Every execution of the load asked for during ``phase`` (answered or not)."""

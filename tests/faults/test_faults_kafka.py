@@ -11,10 +11,12 @@ task) through the API, and ``tick``, a Schedule every second.
 
 Each fault is its own test, in file order, on the module's one deployment, so that one fault
 can be run alone while developing (``-k "executor or audit"``; the audit is the last test).
-A fault's figures: how long it lasted, then from its end how long until every execution of
-its backlog (asked for before or during the fault) had ended on the ``executions`` topic, and
-until the search API showed them all in a terminal state, with a scheduled date past the fault
-run too.
+A fault's figures: how long it lasted; the worst latency (creation to terminal state on the
+``executions`` topic) of the executions asked for during its window (the fault, and at least
+15 s from its start: a kill is over at once, its effect is not); then from the fault's end how
+long until every execution of its backlog (asked for before or during the window) had ended on
+the ``executions`` topic, with a scheduled date past the fault run too, and until the search API
+showed them all in a terminal state.
 
 Kestra's own chaos tests were the model for the faults (kill of each component type, a worker
 frozen past its heartbeat, the repository down): ``kestra-io/kestra``
@@ -61,6 +63,7 @@ pytestmark = [
 
 RECOVERY_SECONDS = 240.0  # generous: seven other sessions share the two cores
 ES_OUTAGE_SECONDS = 30.0
+WINDOW_SECONDS = 15.0  # creations this long after a fault's start count as during the fault
 
 
 @dataclass
@@ -88,9 +91,20 @@ class Suite:
         note = action() or ""
         over = time.monotonic()
         over_utc = datetime.now(UTC)
-        self.load.phase = before + 2  # creations after the fault: not part of the backlog
+        # the window: creations during the fault and at least WINDOW_SECONDS after its start
+        # (a kill is over at once, its effects are not): their latency is the fault's cost
+        wait_until(
+            lambda: time.monotonic() - began >= WINDOW_SECONDS,
+            WINDOW_SECONDS + 5,
+            "the end of the fault's window",
+            interval=0.5,
+        )
+        self.load.phase = before + 2  # creations after the window: not part of the backlog
         row = report.FaultRow(fault, over - began, note=note)
         row.ended, row.searchable = self._recover(before, over, over_utc, fault)
+        asked = self.load.asked(before + 1)
+        latencies = [e - asked[i] for i, e in self.observer.ended_at(asked).items()]
+        row.worst = max(latencies, default=None)
         refused = Counter(self.load.statuses)
         refused.subtract(statuses)
         row.refused = {str(k): v for k, v in refused.items() if k != 200 and v > 0}
