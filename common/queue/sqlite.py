@@ -130,7 +130,8 @@ class SqliteDatabase:
                 self._depth -= 1
                 if outer:
                     self._owner = None
-                    self.conn.execute("ROLLBACK")
+                    if self.conn.in_transaction:  # SQLite rolled back itself on a full disk
+                        self.conn.execute("ROLLBACK")
                 raise
             self._depth -= 1
             if outer:
