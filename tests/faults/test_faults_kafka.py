@@ -52,7 +52,7 @@ from tests.faults.rig import (
     search_total,
 )
 from tests.infra.elasticsearch import drop_indices
-from tests.infra.waiting import wait_until
+from tests.infra.waiting import WaitTimeout, wait_until
 
 pytestmark = [
     pytest.mark.faults,
@@ -107,7 +107,13 @@ class Suite:
         if exited:
             note = f"{note}; exited during the fault and restarted: {', '.join(exited)}"
         row = report.FaultRow(fault, over - began, note=note.strip("; "))
-        row.ended, row.searchable = self._recover(before, over, over_utc, fault)
+        try:
+            row.ended, row.searchable = self._recover(before, over, over_utc, fault)
+        except WaitTimeout:
+            row.note = f"**not recovered within {RECOVERY_SECONDS:.0f} s**; {row.note}"
+            self.rows.append(row)
+            report.add_section("Kafka + Elasticsearch: faults", report.fault_table(self.rows))
+            raise
         asked = self.load.asked(before + 1)
         latencies = [e - asked[i] for i, e in self.observer.ended_at(asked).items()]
         row.worst = max(latencies, default=None)
@@ -250,18 +256,6 @@ def test_kill_9_of_the_webserver(suite: Suite) -> None:
     suite.inject("kill -9 webserver", action)
 
 
-def test_broker_restart(suite: Suite) -> None:
-    kafka = suite.rig.kafka
-    node = kafka.nodes[0].node_id
-
-    def action() -> str:
-        kafka.stop_node(node)
-        kafka.restart_node(node)
-        return "single broker: SIGTERM, then started again"
-
-    suite.inject("broker restart", action)
-
-
 def test_elasticsearch_outage(suite: Suite) -> None:
     es = suite.rig.es
     pid = es.server_pid(1)
@@ -316,6 +310,20 @@ def test_worker_frozen_past_the_dead_timeout(suite: Suite) -> None:
     report.add_section("Kafka + Elasticsearch: faults", report.fault_table(suite.rows))
 
 
+# The broker restart comes last of the faults: on the full sequence it wedges the executors
+# (notes/issue-13.md, "fault injection"), and the faults after it would measure that instead.
+def test_broker_restart(suite: Suite) -> None:
+    kafka = suite.rig.kafka
+    node = kafka.nodes[0].node_id
+
+    def action() -> str:
+        kafka.stop_node(node)
+        kafka.restart_node(node)
+        return "single broker: SIGTERM, then started again"
+
+    suite.inject("broker restart", action)
+
+
 def test_audit_the_invariants(suite: Suite) -> None:
     """Last: stop the load, let everything end and be indexed, count, print, assert."""
     suite.load.stop()
@@ -333,7 +341,17 @@ def test_audit_the_invariants(suite: Suite) -> None:
             stopped_utc
         )
 
-    wait_until(all_ended, RECOVERY_SECONDS, "every accepted execution to end", interval=0.5)
+    unsettled: list[str] = []
+
+    def settle(predicate: Callable[[], Any], what: str) -> Any:
+        try:
+            # once something did not settle, the next waits are short: the table still comes
+            return wait_until(predicate, 30 if unsettled else RECOVERY_SECONDS, what, interval=2)
+        except WaitTimeout:
+            unsettled.append(what)
+            return None
+
+    settle(all_ended, "every accepted execution to end")
     expected = {
         i for i, s in suite.observer.snapshot()[0].items() if s.labels.get("load") == suite.run
     }
@@ -342,7 +360,7 @@ def test_audit_the_invariants(suite: Suite) -> None:
         total = search_total(suite.api, {"labels": f"load:{suite.run}", "state": list(TERMINAL)})
         return total == len(expected)
 
-    wait_until(searchable, RECOVERY_SECONDS, "every execution searchable in its final state")
+    settle(searchable, "every execution searchable in its final state")
 
     def logs_indexed() -> Counter[str] | None:
         _, produced = suite.observer.snapshot()
@@ -352,8 +370,7 @@ def test_audit_the_invariants(suite: Suite) -> None:
             return None
         return indexed if all(indexed.get(t, 0) >= n for t, n in produced.items()) else None
 
-    tokens = wait_until(logs_indexed, RECOVERY_SECONDS, "every log line indexed", interval=2)
-    assert tokens is not None
+    tokens = settle(logs_indexed, "every log line indexed") or indexed_tokens(suite.api)
     counted = audit(
         suite.load, suite.observer, api_states(suite.api, suite.run), tokens, stopped_utc
     )
@@ -382,7 +399,12 @@ def test_audit_the_invariants(suite: Suite) -> None:
         "Kafka + Elasticsearch: invariants",
         report.count_table(counts)
         + f"\n\nFinal states: {states}. Creation answers: {statuses}."
-        + f" Observer read errors (broker restart): {suite.observer.read_errors}.",
+        + f" Observer read errors (broker restart): {suite.observer.read_errors}."
+        + (
+            f" **Did not settle within {RECOVERY_SECONDS:.0f} s: {unsettled}.**"
+            if unsettled
+            else ""
+        ),
     )
     assert counted.lost == [], counted.lost[:10]
     assert counted.duplicate_terminal == [], counted.duplicate_terminal[:10]
