@@ -195,7 +195,9 @@ def _stuck(api: httpx.Client, ids: list[str]) -> str:
     stuck: dict[str, Any] = {}
     for execution_id in ids:
         answer = api.get(f"/api/v1/executions/{execution_id}")
-        body = answer.json() if answer.status_code == 200 else {"state": {"current": answer}}
+        body: dict[str, Any] = (
+            answer.json() if answer.status_code == 200 else {"state": {"current": answer}}
+        )
         if body["state"]["current"] not in TERMINAL:
             runs = [(t["taskId"], t["state"]["current"]) for t in body.get("taskRunList") or []]
             stuck[execution_id] = (body["state"]["current"], runs)

@@ -140,6 +140,12 @@ def _get_execution(backends: Backends, tenant: str, execution_id: str) -> Execut
     return execution
 
 
+def _shared_database(backends: Backends) -> Any:
+    """The SQLite database of both the queue and the executions repository (embedded), or None."""
+    db = getattr(backends.queue, "db", None)
+    return db if getattr(backends.repositories.executions, "db", None) is db else None
+
+
 def _submit(backends: Backends, execution: Execution) -> None:
     """Store the new execution (visible at once) and hand it to the executor.
 
@@ -147,8 +153,8 @@ def _submit(backends: Backends, execution: Execution) -> None:
     snapshots anyway, and a CREATED snapshot never overwrites a newer one (``sequence``)."""
     message = NewExecution(id=new_id(), execution_id=execution.id, execution=execution)
     if backends.flows is None:
-        db = getattr(backends.queue, "db", None)
-        if db is not None and getattr(backends.repositories.executions, "db", None) is db:
+        db = _shared_database(backends)
+        if db is not None:
             # one SQLite database: both writes or neither (a full disk refused the queue write
             # after the store, and the execution showed CREATED for ever: tests/faults)
             try:
