@@ -482,10 +482,11 @@ def audit(
                     result.logs_missing.append(token)
     result.logs_on_topic = sum(topic_logs.values())
     result.logs_indexed = sum(tokens_indexed.values())
+    missing = set(result.logs_missing)
     for token, produced in topic_logs.items():
         if tokens_indexed.get(token, 0) > produced:
             result.logs_doubled.append(f"{token}: {tokens_indexed[token]} for {produced}")
-        elif tokens_indexed.get(token, 0) < produced:
+        elif tokens_indexed.get(token, 0) < produced and token not in missing:
             result.logs_missing.append(f"{token}: {tokens_indexed.get(token, 0)} for {produced}")
     return result
 

@@ -55,25 +55,20 @@ WRAPPER = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", _MOUNT
 
 
 def _fill(directory: Path) -> int:
-    """Writes one file until the filesystem refuses: the bytes written."""
+    """Writes one file until the filesystem refuses: the bytes written. Unbuffered, so that no
+    buffered rest fails again when the file is closed."""
     written = 0
-    block = b"\0" * (256 * 1024)
-    with open(directory / "filler", "wb") as filler:
-        try:
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (256 * 1024, 4096, 512):
+            block = b"\0" * size
             while True:
-                filler.write(block)
-                filler.flush()
-                written += len(block)
-        except OSError:
-            pass
-    try:  # the last partial blocks
-        with open(directory / "filler", "ab") as filler:
-            while True:
-                filler.write(b"\0" * 4096)
-                filler.flush()
-                written += 4096
-    except OSError:
-        pass
+                try:
+                    written += os.write(fd, block)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
     return written
 
 
