@@ -433,10 +433,16 @@ def audit(
     states_by_api: dict[str, str],
     tokens_indexed: Counter[str],
     settled_before: datetime,
+    scope: set[str] | None = None,
+    produced: dict[str, int] | None = None,
 ) -> Audit:
     """The counts of the report. ``settled_before``: schedule dates from the first one up to
-    this moment must each have exactly one execution."""
+    this moment must each have exactly one execution. ``scope`` and ``produced``: the executions
+    whose log lines are checked, and their lines on the topic, as frozen when the test waited
+    for them to be indexed (ticks keep running after the load stopped)."""
     executions, topic_logs = observer.snapshot()
+    if produced is not None:
+        topic_logs = produced
     result = Audit()
     accepted = load.ids()
     result.accepted = len(accepted)
@@ -473,6 +479,8 @@ def audit(
             date += timedelta(seconds=1)
     # log lines: every ended execution's tokens were produced; each record indexed once
     for execution_id, seen in executions.items():
+        if scope is not None and execution_id not in scope:
+            continue
         if seen.state == "SUCCESS":
             tasks = LOAD_LOG_TASKS if seen.flow_id == "load" else ("log",)
             for task in tasks:
@@ -481,7 +489,7 @@ def audit(
                 if topic_logs.get(token, 0) == 0 or tokens_indexed.get(token, 0) == 0:
                     result.logs_missing.append(token)
     result.logs_on_topic = sum(topic_logs.values())
-    result.logs_indexed = sum(tokens_indexed.values())
+    result.logs_indexed = sum(tokens_indexed.get(token, 0) for token in topic_logs)
     missing = set(result.logs_missing)
     for token, produced in topic_logs.items():
         if tokens_indexed.get(token, 0) > produced:
