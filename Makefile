@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(HOME)/.lanner
 
-.PHONY: run test test-unit test-ha bench lint format infra-up infra-down infra-status clean ui ui-test chromium prometheus
+.PHONY: run test test-unit test-ha test-faults bench lint format infra-up infra-down infra-status clean ui ui-test chromium prometheus
 UI := webserver/ui
 CHROMIUM := /usr/bin/chromium
 
@@ -49,6 +49,13 @@ test: $(STAMP) ui-test chromium prometheus
 test-ha: $(STAMP) prometheus
 	$(BIN)/python -m tests.infra fetch
 	$(BIN)/python -m pytest -p no:cacheprovider tests/ha
+
+# The fault-injection suite (tests/faults, marker `faults`, left out of `make test` by pyproject's
+# addopts): its own Kafka broker and Elasticsearch node, every component a process, faults under
+# load; prints the table of figures and invariants (also written to build/faults-report.md).
+test-faults: $(STAMP)
+	$(BIN)/python -m tests.infra fetch
+	$(BIN)/python -m pytest -p no:cacheprovider -m faults tests/faults --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.infra fetch

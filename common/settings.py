@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     scheduler_session_timeout_seconds: float = 6.0  # a dead scheduler's flows move after it
     # a polling trigger's evaluation unanswered this long (its worker died) is sent again
     polling_trigger_lock_timeout_seconds: float = 300.0
+    indexer_session_timeout_seconds: float = 10.0  # a dead indexer's partitions move after it
     worker_id: str | None = None  # a stable id per worker instance (pod name); default random
     worker_threads: int = 0  # 0 = 8 x cores
     worker_group: str | None = None

@@ -671,18 +671,33 @@ class Worker:
             self._finish(job)
 
     def _report(self, records: list[Outgoing], job_id: str) -> None:
-        """Emit an attempt's outcome, retrying while the queue is unreachable: lost, the task
-        run would wait for ever (its worker is alive). A worker cut off gives up; the
-        coordinator hands the attempt back. Duplicates are fine: inputs are applied once."""
+        """Emit an attempt's outcome, retrying while the queue refuses it (unreachable, or its
+        disk full): lost, the task run would wait for ever (its worker is alive). A worker cut
+        off gives up; the coordinator hands the attempt back. A stopping worker without the
+        cut-off watchdog (embedded) gives up after a few tries: its job record stays, and the
+        next start hands the attempt back. Duplicates are fine: inputs are applied once."""
         tries = 0
         while True:
             try:
                 self.queue.emit_many(records)
+                if tries:
+                    log.info(
+                        "worker %s: outcome of %s reported after %d tries",
+                        self.id,
+                        job_id,
+                        tries + 1,
+                    )
                 return
             except Exception:
                 tries += 1
-                log.exception("worker %s: cannot report the outcome of %s", self.id, job_id)
-            if self.config.cut_off_after is None and tries >= 3:
+                if tries == 1 or tries % 30 == 0:
+                    log.exception(
+                        "worker %s: cannot report the outcome of %s (%d tries); retrying",
+                        self.id,
+                        job_id,
+                        tries,
+                    )
+            if self.config.cut_off_after is None and tries >= 3 and self._stopping.is_set():
                 return
             if self.failed.wait(1.0):
                 return

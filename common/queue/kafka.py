@@ -440,7 +440,16 @@ class KafkaSubscription:
                 raise to_queue_error(partition.error, f"committing offsets of group {self.group}")
 
     def _transactional_producer(self) -> Producer:
-        settings = self._queue.producer_settings(**{"transactional.id": self.transactional_id})
+        # a producer killed inside a transaction blocks the read_committed readers of its
+        # partitions (the executor) until the broker aborts it: after the transaction timeout,
+        # not librdkafka's 60 s (tests/faults: a worker killed mid-claim stalled a partition)
+        timeout_ms = max(1000, int(self._queue.transaction_timeout * 1000))
+        settings = self._queue.producer_settings(
+            **{"transaction.timeout.ms": timeout_ms, "transactional.id": self.transactional_id}
+        )
+        settings.update(
+            {k: v for k, v in self._queue._producer_config.items() if k == "transaction.timeout.ms"}
+        )
         with map_errors(f"creating the transactional producer {self.transactional_id}"):
             producer = Producer(settings)
         with map_errors(f"initialising transactions of {self.transactional_id}"):

@@ -130,12 +130,20 @@ class SqliteDatabase:
                 self._depth -= 1
                 if outer:
                     self._owner = None
-                    self.conn.execute("ROLLBACK")
+                    if self.conn.in_transaction:  # SQLite rolled back itself on a full disk
+                        self.conn.execute("ROLLBACK")
                 raise
             self._depth -= 1
             if outer:
                 self._owner = None
-                self.conn.execute("COMMIT")
+                try:
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite may keep the transaction open after a failed COMMIT (disk full,
+                    # busy): left open, every later BEGIN of this connection would fail
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
                 self.after_commit()
 
     def after_commit(self) -> None:

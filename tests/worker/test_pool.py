@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from common.errors import QueueError
 from common.models.messages import WorkerHeartbeat
 from common.models.state import State
 from common.queue.base import WORKER_JOBS, WORKERS, Record
@@ -133,6 +137,28 @@ def test_duplicate_job_runs_once(running: Harness) -> None:
     )
     running.final(marker)
     assert [r.state for r in running.results_of(task)] == [State.RUNNING, State.SUCCESS]
+
+
+def test_an_outcome_the_queue_refuses_for_a_while_is_reported_once_it_accepts(
+    running: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded server's disk full (tests/faults/test_disk_full_embedded.py): the result
+    of a task that ended meanwhile was dropped after three tries, and its execution stayed
+    RUNNING for ever (an embedded worker is never declared dead)."""
+    emit_many = running.queue.emit_many
+    refused: list[int] = []
+
+    def full_disk(records: list[Any]) -> None:
+        if any(topic == WORKER_JOBS and value is None for topic, _, value in records):
+            if len(refused) < 5:
+                refused.append(len(records))
+                raise QueueError("cannot write to the embedded queue: database or disk is full")
+        emit_many(records)
+
+    monkeypatch.setattr(running.queue, "emit_many", full_disk)
+    task = running.submit({"id": "j", "type": "io.kestra.plugin.core.log.Log", "message": "m"})
+    assert running.final(task).state == State.SUCCESS
+    assert len(refused) == 5
 
 
 def test_job_records_and_tombstone(running: Harness) -> None:

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import posixpath
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -146,6 +147,12 @@ def _get_execution(backends: Backends, tenant: str, execution_id: str) -> Execut
     return execution
 
 
+def _shared_database(backends: Backends) -> Any:
+    """The SQLite database of both the queue and the executions repository (embedded), or None."""
+    db = getattr(backends.queue, "db", None)
+    return db if getattr(backends.repositories.executions, "db", None) is db else None
+
+
 def _submit(backends: Backends, execution: Execution) -> None:
     """Store the new execution (visible at once) and hand it to the executor.
 
@@ -153,6 +160,17 @@ def _submit(backends: Backends, execution: Execution) -> None:
     snapshots anyway, and a CREATED snapshot never overwrites a newer one (``sequence``)."""
     message = NewExecution(id=new_id(), execution_id=execution.id, execution=execution)
     if backends.flows is None:
+        db = _shared_database(backends)
+        if db is not None:
+            # one SQLite database: both writes or neither (a full disk refused the queue write
+            # after the store, and the execution showed CREATED for ever: tests/faults)
+            try:
+                with db.transaction():
+                    backends.repositories.executions.save(execution)
+                    backends.queue.emit(EXECUTOR, execution.id, message.to_json())
+            except sqlite3.Error as exc:  # the COMMIT itself: the disk full
+                raise RepositoryError(f"SQLite repository error: {exc}") from exc
+            return
         backends.repositories.executions.save(execution)
         backends.queue.emit(EXECUTOR, execution.id, message.to_json())
         return
