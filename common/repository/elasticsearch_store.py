@@ -168,47 +168,47 @@ class Store:
         by id rather than ``_delete_by_query``, which needs the ``reindex`` module that minimal
         distributions leave out."""
         deleted = 0
+        for hits in self._pages(what, index, query, sort, source=False):
+            operations = [{"delete": {"_index": h["_index"], "_id": h["_id"]}} for h in hits]
+            statuses = self.bulk(operations, what, refresh=True)
+            deleted += sum(1 for status in statuses if status < 300)
+        return deleted
+
+    def scan(self, what: str, index: str, query: dict[str, Any], sort: list[Any]) -> Iterator[Any]:
+        """Every matching document's source, in ``sort`` order (which must be total)."""
+        for hits in self._pages(what, index, query, sort):
+            for hit in hits:
+                yield hit["_source"]
+
+    def _pages(
+        self,
+        what: str,
+        index: str,
+        query: dict[str, Any],
+        sort: list[Any],
+        *,
+        source: bool = True,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The matching hits a page at a time (``search_after`` in ``sort`` order, which must be
+        total); a page is asked for only once the previous one was used (deleted, say)."""
         after: list[Any] | None = None
         while True:
-            extra = {"search_after": after} if after is not None else {}
+            extra: dict[str, Any] = {"search_after": after} if after is not None else {}
+            if not source:
+                extra["source"] = False
             hits = self.search(
                 what,
                 index=index,
                 query=query,
                 sort=sort,
                 size=SCAN_PAGE,
-                source=False,
                 track_total_hits=False,
                 ignore_unavailable=True,
                 allow_no_indices=True,
                 **extra,
             )["hits"]["hits"]
             if hits:
-                operations = [{"delete": {"_index": h["_index"], "_id": h["_id"]}} for h in hits]
-                statuses = self.bulk(operations, what, refresh=True)
-                deleted += sum(1 for status in statuses if status < 300)
-            if len(hits) < SCAN_PAGE:
-                return deleted
-            after = hits[-1]["sort"]
-
-    def scan(self, what: str, index: str, query: dict[str, Any], sort: list[Any]) -> Iterator[Any]:
-        """Every matching document's source, in ``sort`` order (which must be total)."""
-        after: list[Any] | None = None
-        while True:
-            extra = {"search_after": after} if after is not None else {}
-            hits = self.search(
-                what,
-                index=index,
-                query=query,
-                sort=sort,
-                size=SCAN_PAGE,
-                track_total_hits=False,
-                ignore_unavailable=True,
-                allow_no_indices=True,
-                **extra,
-            )["hits"]["hits"]
-            for hit in hits:
-                yield hit["_source"]
+                yield hits
             if len(hits) < SCAN_PAGE:
                 return
             after = hits[-1]["sort"]

@@ -10,7 +10,7 @@ executor). Deterministic (``derandomize``), so ``make test`` runs the same examp
 from __future__ import annotations
 
 import string
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from common.errors import FlowValidationError, InputValidationError
 from common.flow import parse_flow
 from common.flow.inputs import validate_inputs
-from common.models.flow import Flow
+from common.models.flow import Flow, InputType
 
 # examples run per property; the conftest prints the totals
 EXAMPLES: dict[str, int] = {}
@@ -175,27 +175,7 @@ def test_a_mutated_flow_is_a_flow_or_a_validation_error(data: Any) -> None:
     _parse_only_fails_cleanly(yaml.safe_dump(data, allow_unicode=True))
 
 
-INPUT_TYPES = [
-    "STRING",
-    "SECRET",
-    "ENUM",
-    "SELECT",
-    "MULTISELECT",
-    "INT",
-    "FLOAT",
-    "BOOLEAN",
-    "BOOL",
-    "DATETIME",
-    "DATE",
-    "TIME",
-    "DURATION",
-    "FILE",
-    "JSON",
-    "YAML",
-    "URI",
-    "EMAIL",
-    "ARRAY",
-]
+INPUT_TYPES = list(get_args(InputType))
 values = st.one_of(
     structures,
     st.sampled_from(
