@@ -104,8 +104,16 @@ def test_prometheus_scrapes_every_component_and_counts_the_executions_by_state(
             "webserver": "lanner_webserver_http_requests_total",
         }
         for component, metric in own.items():
-            seen = prometheus.by_label(f"sum by (component) ({metric})", "component")
-            assert seen.get(component, 0) > 0, f"{metric}: {seen}"
+            # each target is scraped on its own schedule: the executor's counts being there says
+            # nothing of the worker's yet (seen once: the worker's series not scraped so far)
+            own_query = f"sum by (component) ({metric})"
+            wait_until(
+                lambda q=own_query, c=component: prometheus.by_label(q, "component").get(c, 0) > 0,
+                30,
+                f"{metric} of the {component} in Prometheus",
+                interval=0.5,
+                diagnose=lambda q=own_query: f"{q} -> {prometheus.by_label(q, 'component')}",
+            )
         # the worker's own count of the same runs (scraped on its own schedule: waited for)
         runs = 'sum by (state) (lanner_worker_task_runs_total{component="worker"})'
         wait_until(
