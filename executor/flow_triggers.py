@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from common import bounded
 from common.errors import LannerError
 from common.ids import derived_id
 from common.models.base import WireModel
@@ -200,7 +201,10 @@ def _filter(item: WhereFilter, ended: Execution, ctx: ConditionContext) -> bool:
     if kind == "CONTAINS":
         return str(wanted) in str(value)
     if kind == "REGEX":
-        return re.fullmatch(str(wanted), str(value)) is not None
+        try:  # RE2, or a helper process with a deadline (common.bounded): the executor's thread
+            return bounded.fullmatch(str(wanted), str(value))
+        except (re.error, bounded.LimitExceeded):
+            return False
     values = [str(v) for v in (item.values or ([wanted] if wanted is not None else []))]
     if kind == "IN":
         return str(value) in values

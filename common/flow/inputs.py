@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from common import bounded
 from common.errors import InputValidationError, Problem
 from common.flow.durations import parse_iso_duration
 from common.models.flow import Flow, Input
@@ -48,9 +49,11 @@ def _string(value: Any, spec: Input) -> str:
         raise _Invalid(f"{_show(value)} is not a string")
     text = value if isinstance(value, str) else str(value)
     try:  # a flow stored before its validator was checked
-        mismatch = spec.validator is not None and not re.fullmatch(spec.validator, text)
+        mismatch = spec.validator is not None and not bounded.fullmatch(spec.validator, text)
     except re.error as exc:
         raise _Invalid(f"the input's validator is not a valid regular expression ({exc})") from None
+    except bounded.LimitExceeded as exc:  # a backtracking pattern: common.bounded
+        raise _Invalid(f"the input's validator '{spec.validator}': {exc}") from None
     if mismatch:
         raise _Invalid(f"{_show(text)} does not match the pattern '{spec.validator}'")
     return text

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
+from common import bounded
 from common.plugins.base import ID_PATTERN, FlowModel, Retry, Task, parse_duration
 from common.plugins.registry import AnyTask, AnyTrigger
 
@@ -68,7 +69,7 @@ class Input(FlowModel):
     def _validator_is_a_regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
+                bounded.check(value)
             except re.error as exc:
                 raise ValueError(f"'{value}' is not a valid regular expression ({exc})") from None
         return value

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal
 from urllib.parse import unquote
 
+from common import bounded
 from common.errors import (
     ConflictError,
     InputValidationError,
@@ -107,7 +108,7 @@ def _glob_regex(pattern: str) -> str:
     return "".join(out)
 
 
-def path_matcher(patterns: Iterable[str]) -> re.Pattern[str]:
+def path_matcher(patterns: Iterable[str]) -> PathMatcher:
     """Kestra's ``PathMatcherPredicate.matches(patterns)``: ``glob:``/``regex:`` prefixes;
     a bare pattern that starts with a word character matches at any depth (``**/`` added)."""
     regexes: list[str] = []
@@ -121,8 +122,24 @@ def path_matcher(patterns: Iterable[str]) -> re.Pattern[str]:
             pattern = "**/" + pattern
         regexes.append(_glob_regex(pattern))
     if not regexes:
-        return re.compile(r"(?!)")
-    return re.compile("|".join(f"(?:{r})" for r in regexes))
+        return PathMatcher(r"[^\x00-\x{10FFFF}]")  # matches nothing (RE2 has no (?!))
+    return PathMatcher("|".join(f"(?:{r})" for r in regexes))
+
+
+class PathMatcher:
+    """``fullmatch(path)`` of user patterns: RE2, or a helper process with a deadline for a
+    pattern only a backtracking engine runs (``common.bounded``): a ``regex:`` pattern such as
+    ``(a+)+$`` cannot hang a worker thread. ``re.error`` at construction for a bad pattern."""
+
+    def __init__(self, pattern: str) -> None:
+        bounded.check(pattern)
+        self.pattern = pattern
+
+    def fullmatch(self, path: str) -> bool | None:
+        try:
+            return True if bounded.fullmatch(self.pattern, path) else None
+        except bounded.LimitExceeded as exc:
+            raise ValueError(f"path pattern '{self.pattern}': {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import jq  # type: ignore[import-not-found]
 import yaml
 from jinja2 import Undefined
 
+from common import bounded
 from common.errors import TemplateError
 
 from . import _dates, _limits
@@ -78,31 +79,35 @@ _JQ_SANDBOX = "def env: {}; def input_filename: null; def get_search_list: []; {
 
 
 @functools.lru_cache(maxsize=512)
-def _jq_program(expression: str) -> Any:
+def _jq_program(expression: str) -> str:
     try:
         jq.compile(expression)  # the user's own program, for error messages that point into it
     except ValueError as exc:
         raise TemplateError(f"invalid jq expression '{expression}': {exc}") from exc
+    program = f"{_JQ_SANDBOX}({expression}\n)"
     try:
-        return jq.compile(f"{_JQ_SANDBOX}({expression}\n)")
+        jq.compile(program)
     except ValueError as exc:
         raise TemplateError(
             f"jq expression '{expression}' is not allowed: modules (import, include) and "
             "top-level definitions of env are not available"
         ) from exc
+    return program
 
 
 def f_jq(value: Any, expression: str) -> list[Any]:
+    """Runs in a helper process killed after ``bounded.MAX_JQ_SECONDS`` (or the render's time
+    left): jq runs in C and cannot be interrupted (``[range(1e9)]``, ``def f: f; f``)."""
     value = defined(value)
     program = _jq_program(str(expression))
+    text = value if isinstance(value, str) else to_json(value)
+    seconds = _limits.remaining(bounded.MAX_JQ_SECONDS)
     try:
-        if isinstance(value, str):
-            return list(program.input_text(value).all())
-        return list(program.input_value(json.loads(to_json(value))).all())
-    except ValueError as exc:
+        return bounded.run_jq(program, text, seconds)
+    except bounded.ProgramError as exc:
         raise TemplateError(f"jq '{expression}' failed: {exc}") from exc
-    except MemoryError as exc:
-        raise TemplateError(f"jq '{expression}' ran out of memory") from exc
+    except bounded.LimitExceeded as exc:
+        raise TemplateError(f"filter 'jq': '{expression}': {exc}") from exc
 
 
 def f_yaml(value: Any) -> str:
@@ -364,32 +369,25 @@ def f_replace(value: Any, old: Any, new: Any = None, regexp: bool = False) -> st
 
 
 def _replace_regexp(text: str, search: str, replacement: str) -> str:
+    """RE2 when it takes the pattern, else a helper process with a deadline
+    (``common.bounded``): a backtracking pattern (``(a+)+$``) cannot hang the render."""
     template = re.sub(r"\$(\d+)", r"\\\1", replacement)
     try:
-        pattern = re.compile(search)
+        bounded.check(search)
     except re.error as exc:
         raise TemplateError(f"filter 'replace': invalid regular expression ({exc})") from exc
-    references: list[int | str] = [
-        int(number) if number else name
-        for number, name in re.findall(r"\\(?:(\d+)|g<(\w+)>)", template)
-    ]
-    worst_piece = len(template) + len(references) * len(text)
-    if len(text) + (len(text) + 1) * worst_piece > _limits.MAX_OUTPUT:
-        # the result could be too large: measure it before building it
-        size = len(text)
-        try:
-            for index, match in enumerate(pattern.finditer(text)):
-                size += len(template) - (match.end() - match.start())
-                size += sum(len(match.group(r) or "") for r in references)
-                _limits.check_text(size)
-                if index % 4096 == 0:
-                    _limits.check_time()
-        except (IndexError, re.error):
-            pass  # a bad group reference: sub() names it below
+    seconds = _limits.remaining(bounded.MAX_REGEX_SECONDS)
     try:
-        return pattern.sub(template, text)
-    except (IndexError, re.error) as exc:
+        result = bounded.sub(
+            search, template, text, _limits.MAX_OUTPUT, seconds, tick=_limits.check_time
+        )
+    except bounded.ProgramError as exc:
         raise TemplateError(f"filter 'replace': {exc}") from exc
+    except bounded.LimitExceeded as exc:
+        raise TemplateError(f"filter 'replace': '{search}': {exc}") from exc
+    if result is None:
+        _limits.check_text(_limits.MAX_OUTPUT + 1)
+    return str(result)
 
 
 def f_split(value: Any, delimiter: str, limit: int | None = None) -> list[str]:

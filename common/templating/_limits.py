@@ -42,6 +42,16 @@ def check_time() -> None:
         raise TemplateError(f"rendering took longer than {MAX_RENDER_SECONDS:g} s (limit)")
 
 
+def remaining(at_most: float) -> float:
+    """Seconds left to the current render's deadline, at most ``at_most`` (a jq program or a
+    regular expression runs with this deadline: ``common.bounded``)."""
+    check_time()
+    deadline = getattr(_state, "deadline", None)
+    if deadline is None:
+        return at_most
+    return max(min(at_most, deadline - time.monotonic()), 0.001)
+
+
 def spend(count: int) -> None:
     used = getattr(_state, "iterations", 0) + count
     _state.iterations = used

@@ -190,3 +190,19 @@ def test_typed_defaults() -> None:
     with pytest.raises(InputValidationError) as info:
         typed_defaults(flow_with({"id": "bad", "type": "INT", "defaults": "x"}))
     assert info.value.problems[0].path == "inputs.bad.defaults"
+
+
+def test_a_backtracking_validator_is_cut_not_hung(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A STRING input's validator is a user regex the webserver runs at execution creation:
+    a catastrophic one (a backreference: RE2 cannot take it) runs in a helper process killed
+    at its deadline (``common.bounded``; lowered here to keep the test short), and the
+    input is refused naming the limit. Without a backreference RE2 runs it in linear time."""
+    from common import bounded
+
+    monkeypatch.setattr(bounded, "MAX_REGEX_SECONDS", 0.3)
+    spec = {"type": "STRING", "validator": r"(a+)+\1$"}
+    found = problems(spec, "a" * 64 + "b")
+    assert found[0][0] == "inputs.x"
+    assert "did not finish within 0.3 s (limit)" in found[0][1]
+    assert one({"type": "STRING", "validator": r"(a+)+$"}, "a" * 5000) == "a" * 5000
+    assert problems({"type": "STRING", "validator": r"(a+)+$"}, "a" * 5000 + "b")

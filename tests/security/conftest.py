@@ -14,7 +14,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"SSTI corpus: {counts['payloads']} payloads "
             f"({counts['errors']} refused with a template error, "
-            f"{counts['strings']} rendered to a harmless string)"
+            f"{counts['strings']} rendered to a harmless string; "
+            f"{counts.get('hangs', 0)} never-ending jq programs and regexes cut)"
         )
     fuzz = sys.modules.get("tests.security.test_fuzz_flow")
     if fuzz is not None and fuzz.EXAMPLES:

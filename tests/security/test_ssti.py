@@ -195,3 +195,60 @@ def test_the_render_time_limit_stops_a_render(
 def test_nested_render_depth_is_bounded() -> None:
     with pytest.raises(TemplateError, match="nested"):
         render("{% set t = '{{ render(t) }}' %}{{ render(t) }}", {})
+
+
+# Programs that never end (or not for hours): jq runs in C and Python's ``re`` backtracks in C,
+# neither checks the render's deadline, so they run in a helper process killed at its deadline
+# (``common.bounded``); RE2 takes a backtracking-prone pattern without backreferences in linear
+# time. Each pair: the template, and what the refusal names (None: it renders, RE2 is linear).
+HANGS: list[tuple[str, str | None]] = [
+    ("{{ {} | jq('[range(1e12)] | length') }}", "filter 'jq'"),
+    ("{{ {} | jq('def f: f; f') }}", "filter 'jq'"),
+    ("{{ {} | jq('last(range(1e15))') }}", "filter 'jq'"),
+    ("{{ {} | jq('[limit(1e12; repeat(1))] | length') }}", "filter 'jq'"),
+    ("{{ {} | jq('def f: [f, f]; f') }}", "filter 'jq'"),
+    ("{{ 1 | jq('until(false; .)') }}", "filter 'jq'"),
+    ("{{ '" + "a" * 64 + "b' | replace('(a+)+\\\\1$', 'x', regexp=true) }}", "filter 'replace'"),
+    ("{{ '" + "a" * 64 + "!' | replace('(?=(a|aa)+$)', 'x', regexp=true) }}", "filter 'replace'"),
+    ("{{ '" + "a" * 64 + "b' | replace('((a*)*)\\\\2c', 'x', regexp=true) }}", "filter 'replace'"),
+    ("{{ '" + "a" * 5000 + "b' | replace('(a+)+$', 'x', regexp=true) | length }}", None),
+    ("{{ '" + "a" * 5000 + "b' | replace('(a|aa)*c', 'x', regexp=true) | length }}", None),
+    ("{{ '" + "x" * 5000 + "' | replace('(x+x+)+y', 'z', regexp=true) | length }}", None),
+]
+COUNTS["hangs"] = len(HANGS)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("template", "named"), HANGS, ids=[f"h{i:02d}" for i in range(len(HANGS))])
+def test_a_program_that_never_ends_is_cut(
+    template: str, named: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the helper process these hang the test (pytest-timeout fails it): in the
+    executor or a worker they would hang a thread for ever. The limits are lowered only to keep
+    the test short; the error names the function and the limit."""
+    from common import bounded
+
+    monkeypatch.setattr(bounded, "MAX_JQ_SECONDS", 0.3)
+    monkeypatch.setattr(bounded, "MAX_REGEX_SECONDS", 0.3)
+    if named is None:
+        assert int(render(template, _variables())) > 0
+    else:
+        with pytest.raises(TemplateError) as caught:
+            render(template, _variables())
+        message = caught.value.message
+        assert message.startswith("Unable to render") and named in message, message[:300]
+        assert "did not finish within 0.3 s (limit)" in message or "out of memory" in message
+        _check_text(message, template)
+
+
+def test_jq_works_after_helpers_were_killed() -> None:
+    """Runs after the cuts above: a killed helper was replaced by a fresh one."""
+    assert render("{{ {'a': [1, 2]} | jq('.a | add') | first }}", {}) == "3"
+
+
+def test_jq_and_regex_helpers_see_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helper process starts with an empty environment (and jq's env is shadowed anyway)."""
+    from common import bounded
+
+    monkeypatch.setenv(CANARY_ENV, CANARY)
+    assert CANARY not in str(bounded.run_jq("$ENV, env", "null"))
