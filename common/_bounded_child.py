@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import resource
+import signal
 import sys
 from typing import Any
 
@@ -73,7 +75,12 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     for line in sys.stdin.buffer:
         try:
-            answer = _answer(json.loads(line))
+            request = json.loads(line)
+            # the parent kills this process at the deadline; should the parent itself die
+            # first, SIGALRM's default action ends the process even while jq runs in C
+            signal.alarm(math.ceil(request.get("seconds", 60)) + 2)
+            answer = _answer(request)
+            signal.alarm(0)
         except MemoryError:
             answer = {"memory": True}
         except Exception as exc:  # noqa: BLE001 - any failure is the request's answer

@@ -117,7 +117,7 @@ def _in_helper(request: dict[str, Any], seconds: float, limit_message: str) -> d
         helper = _Helper()
     deadline = time.monotonic() + seconds
     try:
-        answer = helper.call(request, deadline)
+        answer = helper.call({**request, "seconds": seconds}, deadline)
     except (OSError, EOFError, ValueError):
         helper.kill()
         raise LimitExceeded(
