@@ -1,7 +1,8 @@
 """The management port of a component: ``/health/live``, ``/health/ready`` and ``/metrics``.
 
 Every ``lanner server <component>`` serves it on ``metrics_port`` (``LANNER_METRICS_PORT``),
-without authentication, so that Kubernetes probes and Prometheus reach it whatever the API does.
+``lanner server local`` when given ``--management-port`` or ``metrics_port``; without
+authentication, so that Kubernetes probes and Prometheus reach it whatever the API does.
 It runs on a thread of its own: a component busy on its main loop still answers its probes.
 """
 
@@ -25,12 +26,19 @@ class ManagementServer:
     """``start()`` binds (``port`` 0: a free one, then read ``port``), ``stop()`` closes."""
 
     def __init__(
-        self, component: str, port: int, host: str = "0.0.0.0", ready: ReadinessCheck | None = None
+        self,
+        component: str,
+        port: int,
+        host: str = "0.0.0.0",
+        ready: ReadinessCheck | None = None,
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
         self.component = component
         self.host = host
         self.port = port
         self.ready = ready or (lambda: None)
+        # the exposition (default: the process-wide registry)
+        self.metrics = metrics or (lambda: generate_latest(REGISTRY))
         self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> None:
@@ -40,7 +48,7 @@ class ManagementServer:
             def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._answer(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+                    self._answer(200, owner.metrics(), CONTENT_TYPE_LATEST)
                 elif path == "/health/live":
                     self._json(200, {"status": "UP", "component": owner.component})
                 elif path == "/health/ready":

@@ -15,7 +15,14 @@ from common.backends import Backends
 from common.queue.base import EXECUTIONS, LOGS
 from common.settings import Settings
 from webserver._live import LiveFeed
-from webserver.auth import AUTHORIZE, Authenticator, AuthMiddleware, session_router, tokens_router
+from webserver.auth import (
+    AUTHORIZE,
+    Authenticator,
+    AuthMiddleware,
+    authenticated,
+    session_router,
+    tokens_router,
+)
 from webserver.deps import live_feeds
 from webserver.errors import install_error_handlers
 from webserver.metrics import HttpMetrics, MetricsMiddleware
@@ -64,6 +71,12 @@ def api_routers() -> tuple[APIRouter, ...]:
     return (*_ROUTERS, tokens_router, session_router)
 
 
+def _down(request: Request, reason: str) -> JSONResponse:
+    if not authenticated(request):  # auth on, anonymous: the status without the details
+        reason = "not ready (log in to see why)"
+    return JSONResponse({"status": "DOWN", "message": reason}, status_code=503)
+
+
 def _health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -77,7 +90,7 @@ def _health_router() -> APIRouter:
         if readiness is not None:  # set by `lanner server webserver`: the management port's
             reason = await anyio.to_thread.run_sync(readiness)
             if reason is not None:
-                return JSONResponse({"status": "DOWN", "message": reason}, status_code=503)
+                return _down(request, reason)
             return {"status": "UP"}
         backends: Backends = request.app.state.backends
         try:
@@ -87,7 +100,7 @@ def _health_router() -> APIRouter:
                 backends.repositories.executions.get, backends.settings.tenant or "main", "-ready-"
             )
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            return JSONResponse({"status": "DOWN", "message": str(exc)}, status_code=503)
+            return _down(request, str(exc))
         return {"status": "UP"}
 
     @router.get("/metrics", include_in_schema=False)

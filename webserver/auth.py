@@ -13,7 +13,9 @@ webhooks (their key is their credential) and the login itself:
 for an anonymous request). The ``authorize`` dependency of every API router then checks that
 the credential covers the request's tenant (404 otherwise: existence does not leak) and its role:
 ``viewer`` reads, ``editor`` also writes, ``admin`` also manages tokens (403 otherwise).
-``/health/*``, ``/metrics`` and the UI's static shell stay open.
+``/health/live`` and the UI's static shell stay open; ``/health/ready`` too, but it tells why it
+is not ready only to an authenticated caller; the API port's ``/metrics`` needs a credential
+(Prometheus scrapes the management port, ``common.management``, which has no authentication).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ log = logging.getLogger("lanner.auth")
 SESSION_COOKIE = "lanner_session"
 UI_HEADER = "x-lanner-ui"
 LOGIN_PATH = "/api/v1/login"
+# the API port's /metrics needs a credential when authentication is on (flow and namespace
+# names are in its series); the management port serves it open (common.management)
+METRICS_PATH = "/metrics"
+READY_PATH = "/health/ready"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # webhooks: their own key, no user (Kestra); with or without a tenant segment
 _PUBLIC = re.compile(r"^/api/v1/(?:[^/]+/)?executions/webhook/")
@@ -167,7 +173,19 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
-        if scope["type"] != "http" or not path.startswith("/api/"):
+        if scope["type"] == "http" and path == READY_PATH:
+            # open (the UI's banner polls it before a login), but the reason it is not ready
+            # (an exception's text: hosts, files) is only told to an authenticated caller
+            authorization, cookie = _header(scope, b"authorization"), _cookie(scope)
+            if authorization or cookie:
+                principal = await anyio.to_thread.run_sync(
+                    self.authenticator.authenticate, authorization, cookie
+                )
+                if principal is not None:
+                    scope.setdefault("state", {})["principal"] = principal
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http" or not (path.startswith("/api/") or path == METRICS_PATH):
             await self.app(scope, receive, send)
             return
         if _PUBLIC.match(path) or path == LOGIN_PATH:
@@ -192,6 +210,11 @@ class AuthMiddleware:
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+
+def authenticated(request: Request) -> bool:
+    """Authentication is off, or the request carries a valid credential."""
+    return not _enabled(request) or _principal(request) is not None
 
 
 def _principal(request: Request) -> Principal | None:

@@ -41,6 +41,14 @@ def server() -> None:
     help="YAML configuration file.",
 )
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option(
+    "--management-port",
+    type=int,
+    default=None,
+    help="Serve /health/* and /metrics without authentication on this port too (0: any free "
+    "one). Default: LANNER_METRICS_PORT / metrics_port when set, else none (the API port "
+    "answers them; with auth on, /metrics there needs a credential).",
+)
 def local(
     flows_dir: Path | None,
     data_dir: Path | None,
@@ -48,13 +56,17 @@ def local(
     port: int | None,
     config_file: Path | None,
     log_format: str | None,
+    management_port: int | None,
 ) -> None:
     """Everything in one process: API, executor, worker, scheduler, indexer on SQLite."""
     from common.settings import Settings
 
+    overrides: dict[str, Any] = {}
+    if management_port is not None:
+        overrides["metrics_port"] = management_port
     try:
         settings = Settings.load(
-            config_file, data_dir=data_dir, host=host, port=port, log_format=log_format
+            config_file, data_dir=data_dir, host=host, port=port, log_format=log_format, **overrides
         )
     except ValueError as exc:
         raise click.UsageError(f"configuration: {exc}") from exc
@@ -154,6 +166,7 @@ class LocalServer:
         from webserver.app import create_app
 
         app = create_app(self.settings, self.backends)
+        management = self._management(app)
         config = uvicorn.Config(
             app,
             host=self.settings.host,
@@ -169,12 +182,38 @@ class LocalServer:
         try:
             server_.run()
         finally:
+            if management is not None:
+                management.stop()
             self.stop()
         if not server_.started:
             raise click.ClickException(
                 f"the API could not listen on {self.settings.host}:{self.settings.port}: is the "
                 "port in use? Pass --port to choose another."
             )
+
+    def _management(self, app: Any) -> Any:
+        """The management port (``/health/*``, ``/metrics``, no authentication) when
+        ``metrics_port`` was given: a default one would collide between local servers."""
+        from common.cli.server_web import _repository_probe
+        from common.management import ManagementServer
+
+        if "metrics_port" not in self.settings.model_fields_set:
+            return None
+        management = ManagementServer(
+            "local",
+            self.settings.metrics_port,
+            ready=_repository_probe(self.backends),
+            metrics=app.state.http_metrics.exposition,
+        )
+        try:
+            management.start()
+        except OSError as exc:
+            raise click.ClickException(
+                f"the management port {self.settings.metrics_port} is not free ({exc}): pass "
+                "--management-port (0 takes any free one)"
+            ) from exc
+        click.echo(f"management port {management.port}: /health/live, /health/ready, /metrics")
+        return management
 
     def stop(self) -> None:
         for component in reversed(self.components):

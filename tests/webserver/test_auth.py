@@ -119,11 +119,12 @@ def test_every_api_route_answers_401_without_credentials(
     assert checked > 80, checked  # every router twice (default tenant and /{tenant}), login...
     # an unknown path under /api/ tells nothing either
     assert anonymous.get("/api/v1/no/such/thing").status_code == 401
-    # the static shell, the health probes and the metrics stay open
+    # the static shell and the health probes stay open; the API port's metrics do not (the
+    # management port serves them open: tests/cli/test_server_local_management.py)
     assert anonymous.get("/ui/").status_code in (200, 404)  # 404 only when the UI is not built
     assert anonymous.get("/health/live").status_code == 200
     assert anonymous.get("/health/ready").status_code == 200
-    assert anonymous.get("/metrics").status_code == 200
+    assert anonymous.get("/metrics").status_code == 401
     # webhooks need no user: an unknown flow is a 404, not a 401
     hook = anonymous.post("/api/v1/executions/webhook/company.team/nope/key")
     assert hook.status_code == 404
@@ -383,3 +384,23 @@ def test_a_bad_auth_configuration_never_prints_its_secrets() -> None:
         with pytest.raises(ValueError) as raised:
             Settings.model_validate({"auth": auth})
         assert named in str(raised.value) and "short-but-secret" not in str(raised.value)
+
+
+def test_health_tells_why_not_ready_only_to_a_credential(
+    secured: FastAPI, anonymous: TestClient
+) -> None:
+    """``/health/ready`` stays open (the UI's banner polls it before a login) but the reason,
+    an exception's text naming hosts and files, is only for an authenticated caller; the API
+    port's ``/metrics`` (flow names in its series) needs a credential."""
+    secured.state.readiness = lambda: "repository (elasticsearch) unavailable: http://es-7:9200"
+    down = anonymous.get("/health/ready")
+    assert down.status_code == 503 and down.json()["status"] == "DOWN"
+    assert "es-7" not in down.text and "elasticsearch" not in down.text
+    viewer = basic("viewer")
+    told = anonymous.get("/health/ready", headers=viewer)
+    assert told.status_code == 503 and "es-7:9200" in told.json()["message"]
+    wrong = anonymous.get("/health/ready", headers=basic("viewer", "wrong"))
+    assert wrong.status_code == 503 and "es-7" not in wrong.text
+    assert anonymous.get("/metrics").status_code == 401
+    metrics = anonymous.get("/metrics", headers=viewer)
+    assert metrics.status_code == 200 and "lanner_webserver_http_requests" in metrics.text
