@@ -13,6 +13,7 @@ Templates rendered here get a ``RenderContext``: ``now()`` is the step's ``now``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -73,6 +74,7 @@ from ._variables import VariableBuilder, nest_dotted
 from .concurrency import admit
 from .state import MAX_APPLIED, ExecutorState
 
+log = logging.getLogger("lanner.executor")
 _M = TypeVar("_M", bound=WireModel)
 SUBFLOW_TRIGGER_TYPE = "io.kestra.plugin.core.flow.Subflow"
 _MAX_PASSES = 1000
@@ -99,6 +101,23 @@ class StepResult:
     # the execution waits for its flow's concurrency slots (``running_count`` was None): the
     # shell asks the flow's slot keeper, whose answer comes back as a ``Dequeue``
     admission_requested: bool = False
+
+
+def _same_tenant(event: ExecutorInput, execution: Execution) -> bool:
+    """An order that names a tenant (``Kill``, ``Restart``, ``Resume`` sent unchecked while the
+    repository is down: the webserver authorized the tenant, not the execution id) applies only
+    to an execution of that tenant; another tenant's is left alone (issue 13)."""
+    tenant = getattr(event, "tenant_id", None)
+    if tenant is None or tenant == (execution.tenant_id or "main"):
+        return True
+    log.warning(
+        "%s %s for execution %s ignored: it names tenant %r, the execution is of another",
+        type(event).__name__,
+        event.id,
+        execution.id,
+        tenant,
+    )
+    return False
 
 
 def step(
@@ -137,6 +156,8 @@ def step(
         state = ExecutorState(execution=_copy(event.execution))
     elif not owned:
         state = _copy(state)
+    if not _same_tenant(event, state.execution):
+        return StepResult(state=state)
     was_terminal = state.execution.state.current.terminal
     core = _Core(flow, state, now, config or CoreConfig(), event.id)
     core.apply(event, running_count)

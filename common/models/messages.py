@@ -137,10 +137,14 @@ class TaskResult(_ExecutorInput):
 
 class Kill(_ExecutorInput):
     kind: Literal["kill"] = "kill"
+    # set on the orders sent unchecked (the repository down): the executor applies them only to
+    # an execution of this tenant (``executor.core._same_tenant``); Kill, Resume, Restart
+    tenant_id: str | None = None
 
 
 class Resume(_ExecutorInput):
     kind: Literal["resume"] = "resume"
+    tenant_id: str | None = None
     task_run_id: str | None = None
     inputs: dict[str, Any] | None = None
 
@@ -168,6 +172,7 @@ class Timer(_ExecutorInput):
 
 class Restart(_ExecutorInput):
     kind: Literal["restart"] = "restart"
+    tenant_id: str | None = None
 
 
 class ManualPause(_ExecutorInput):

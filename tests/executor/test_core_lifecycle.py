@@ -435,3 +435,31 @@ def test_worker_died_resubmits_as_a_new_attempt() -> None:
     assert [a.state.current for a in t.attempts] == [State.FAILED, State.SUCCESS]
     # the dead worker's attempt does not count as a retry
     assert t.state.current == State.SUCCESS
+
+
+def test_an_order_naming_another_tenant_changes_nothing() -> None:
+    """Kill / Restart / Resume sent unchecked while the repository is down carry the tenant the
+    webserver authorized (issue 13): the executor applies them only to an execution of that
+    tenant, so a credential of tenant ``acme`` cannot kill ``main``'s execution by its id."""
+    from common.models.messages import Kill, Restart, Resume
+    from executor.core import step
+
+    sim = Sim(hold_workers=True)
+    flow = sim.deploy(flow_yaml(KILL))
+    eid = sim.create("ns", "f")  # an execution of the default tenant, main
+    sim.run()
+    before = sim.states[eid].execution.model_copy(deep=True)
+    for order in (
+        Kill(id="k-acme", execution_id=eid, tenant_id="acme"),
+        Resume(id="r-acme", execution_id=eid, tenant_id="acme"),
+        Restart(id="rs-acme", execution_id=eid, tenant_id="acme"),
+    ):
+        result = step(flow, sim.states[eid], order, START)
+        assert result.state is not None and result.kill_orders == []
+        assert result.state.execution == before
+        assert order.id not in result.state.applied
+    result = step(
+        flow, sim.states[eid], Kill(id="k-main", execution_id=eid, tenant_id="main"), START
+    )
+    assert result.state is not None
+    assert result.state.execution.state.current == State.KILLING

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from common.auth import SqliteTokenStore
 from common.backends import Backends, create_queue
 from common.errors import RepositoryError
 from common.flow.topic_source import TopicFlowSource
@@ -90,8 +91,33 @@ class World:
 
 @pytest.fixture
 def world(kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path) -> Iterator[World]:
+    yield from _world(kafka_bootstrap_servers, unique_name, tmp_path, auth=None)
+
+
+AUTH = {
+    "enabled": True,
+    "token_secret": "writes-kafka-secret-0123456789abcdef0123",
+    "users": [
+        {"username": "ops", "password": "ops-pw", "role": "editor", "tenants": ["main"]},
+        {"username": "acme", "password": "acme-pw", "role": "editor", "tenants": ["acme"]},
+    ],
+}
+
+
+@pytest.fixture
+def secured_world(
+    kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path
+) -> Iterator[World]:
+    yield from _world(kafka_bootstrap_servers, unique_name, tmp_path, auth=AUTH)
+
+
+def _world(
+    kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path, auth: dict[str, Any] | None
+) -> Iterator[World]:
     prefix = unique_name + "."
     settings_dict = kafka_queue_settings(kafka_bootstrap_servers, prefix)
+    if auth is not None:
+        settings_dict["auth"] = auth
     settings = Settings(**settings_dict, data_dir=tmp_path)
     queue = create_queue(settings)
     db = SqliteDatabase(str(tmp_path / "lanner.db"))
@@ -108,7 +134,9 @@ def world(kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path) -> Ite
     source = TopicFlowSource(kafka_bootstrap_servers, topic_name("flows", prefix))
     source.start()
     backends = Backends(queue, repositories, LocalStorage(tmp_path / "storage"), settings, source)
-    with TestClient(create_app(settings, backends), raise_server_exceptions=False) as client:
+    token_store = SqliteTokenStore(db) if auth is not None else None
+    app = create_app(settings, backends, token_store=token_store)
+    with TestClient(app, raise_server_exceptions=False) as client:
         made = World(client, queue, executions, flows)
         yield made
         made.orders.close()
@@ -158,6 +186,35 @@ def test_orders_are_sent_unchecked_while_the_repository_is_down(world: World) ->
         "/api/v1/executions/e1/resume", files={"doc": ("a.txt", b"hello")}
     )
     assert with_file.status_code == 503
+
+
+def test_with_auth_orders_carry_the_tenant_while_the_repository_is_down(
+    secured_world: World,
+) -> None:
+    """Auth on, Elasticsearch down: kill, resume and restart are not refused (503) but sent
+    unchecked with the tenant the credential was authorized for; the executor applies such an
+    order only to an execution of that tenant (tests/executor/test_core_lifecycle.py::
+    test_an_order_naming_another_tenant_changes_nothing). A credential of another tenant gets
+    404 on main's path, and its own path's order names its own tenant."""
+    world = secured_world
+    world.executions.inner.save(make_execution("e1", state=State.PAUSED))
+    world.down()
+    ops, acme = ("ops", "ops-pw"), ("acme", "acme-pw")
+    assert world.client.delete("/api/v1/executions/e1/kill").status_code == 401
+    assert world.client.delete("/api/v1/executions/e1/kill", auth=acme).status_code == 404
+    answers = [
+        world.client.delete("/api/v1/executions/e1/kill", auth=ops),
+        world.client.post("/api/v1/executions/e1/resume", data={"answer": "y"}, auth=ops),
+        world.client.post("/api/v1/executions/e1/restart", auth=ops),
+        world.client.delete("/api/v1/executions/e1/actions/kill", auth=ops),
+        world.client.delete("/api/v1/acme/executions/e1/kill", auth=acme),
+    ]
+    for answer in answers:
+        assert answer.status_code == 202, answer.text
+        assert "not checked" in answer.json()["message"]
+    orders = world.orders_of("e1", 5)
+    assert [type(o) for o in orders] == [Kill, Resume, Restart, Kill, Kill]
+    assert [o.tenant_id for o in orders] == ["main", "main", "main", "main", "acme"]
 
 
 def test_orders_are_checked_when_the_repository_answers(world: World) -> None:

@@ -106,7 +106,7 @@ async def kill(
     def run() -> Any:
         stored = _stored_or_unknown(backends, tenant, execution_id)
         if stored is None:
-            order = Kill(id=new_id(), execution_id=execution_id)
+            order = Kill(id=new_id(), execution_id=execution_id, tenant_id=tenant)
             backends.queue.emit(EXECUTOR, execution_id, order.to_json())
             return _unchecked(execution_id, "kill")
         try:

@@ -192,13 +192,13 @@ def _created_breaker(backends: Backends) -> Breaker:
 
 def _stored_or_unknown(backends: Backends, tenant: str, execution_id: str) -> Execution | None:
     """The stored execution (404 when unknown), or None on Kafka while the repository does not
-    answer: the caller then sends its order unchecked."""
+    answer: the caller then sends its order unchecked, with the request's tenant (authorized by
+    ``webserver.auth.authorize``), and the executor applies it only to an execution of that
+    tenant (``executor.core._same_tenant``): another tenant's execution id changes nothing."""
     try:
         return _get_execution(backends, tenant, execution_id)
     except RepositoryError as exc:
-        # with authentication on, an order must be checked against the tenant (the executor's
-        # orders carry only the execution id): refused while the repository is down
-        if backends.flows is None or backends.settings.auth.enabled:
+        if backends.flows is None:
             raise
         log.warning("state of %s not checked: %s", execution_id, exc)
         return None
@@ -429,7 +429,7 @@ async def kill_execution(execution_id: str, backends: BackendsDep, tenant: Tenan
             raise ConflictError(
                 f"execution '{execution_id}' already ended ({execution.state.current})"
             )
-        order = Kill(id=new_id(), execution_id=execution_id)
+        order = Kill(id=new_id(), execution_id=execution_id, tenant_id=tenant)
         backends.queue.emit(EXECUTOR, execution_id, order.to_json())
         if execution is None:
             return _unchecked(execution_id, "kill")
@@ -454,7 +454,7 @@ async def restart_execution(execution_id: str, backends: BackendsDep, tenant: Te
     def restart() -> Any:
         execution = _stored_or_unknown(backends, tenant, execution_id)
         if execution is None:
-            order = Restart(id=new_id(), execution_id=execution_id)
+            order = Restart(id=new_id(), execution_id=execution_id, tenant_id=tenant)
             backends.queue.emit(EXECUTOR, execution_id, order.to_json())
             return _unchecked(execution_id, "restart")
         if execution.state.current not in _RESTARTABLE:
@@ -462,7 +462,7 @@ async def restart_execution(execution_id: str, backends: BackendsDep, tenant: Te
                 f"execution '{execution_id}' is {execution.state.current}: only FAILED or "
                 "KILLED executions can be restarted"
             )
-        order = Restart(id=new_id(), execution_id=execution_id)
+        order = Restart(id=new_id(), execution_id=execution_id, tenant_id=tenant)
         backends.queue.emit(EXECUTOR, execution_id, order.to_json())
         return execution_json(_restarted(execution, datetime.now(UTC)))
 
@@ -502,7 +502,9 @@ async def resume_execution(
     if stored is None:
         if uploads:  # their location names the execution's flow, which only the state knows
             raise RepositoryError("the repository is unavailable: resume with files later")
-        order = Resume(id=new_id(), execution_id=execution_id, inputs=dict(raw) or None)
+        order = Resume(
+            id=new_id(), execution_id=execution_id, tenant_id=tenant, inputs=dict(raw) or None
+        )
         await anyio.to_thread.run_sync(backends.queue.emit, EXECUTOR, execution_id, order.to_json())
         return _unchecked(execution_id, "resume")
     execution = stored
@@ -521,7 +523,7 @@ async def resume_execution(
         )
         await anyio.to_thread.run_sync(backends.storage.put, uri, upload.file)
         inputs[input_id] = uri
-    order = Resume(id=new_id(), execution_id=execution_id, inputs=inputs or None)
+    order = Resume(id=new_id(), execution_id=execution_id, tenant_id=tenant, inputs=inputs or None)
     await anyio.to_thread.run_sync(backends.queue.emit, EXECUTOR, execution_id, order.to_json())
     return execution_json(execution)
 
