@@ -5,10 +5,15 @@ Done-when of issue 8: every creation succeeds, no 500 is answered (reads may ans
 within 60 s of the node's return every execution is searchable with its final state. A follow
 stream opened during the outage sees its execution end; a kill sent during the outage is
 accepted (the executor decides whether it applies).
+
+The frozen-node test runs with authentication on (issue 13): the orders sent unchecked carry the
+tenant the credential was authorized for, and the executor leaves an execution of another
+tenant alone (a kill through tenant ``acme``'s path of ``main``'s execution id changes nothing).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -33,6 +38,18 @@ OUTAGE_SECONDS = 40.0
 CATCH_UP_SECONDS = 60.0
 RATE = 4.0  # creations per second, from two clients
 TERMINAL = ("SUCCESS", "FAILED", "KILLED", "WARNING", "CANCELLED")
+OPS = ("ops", "ops-pw")  # an editor of tenant main
+ACME = ("acme", "acme-pw")  # an editor of tenant acme only
+AUTH_ENV = {
+    "LANNER_AUTH__ENABLED": "true",
+    "LANNER_AUTH__TOKEN_SECRET": "outage-writes-secret-0123456789abcdef012",
+    "LANNER_AUTH__USERS": json.dumps(
+        [
+            {"username": "ops", "password": "ops-pw", "role": "editor", "tenants": ["main"]},
+            {"username": "acme", "password": "acme-pw", "role": "editor", "tenants": ["acme"]},
+        ]
+    ),
+}
 SLOW = f"""\
 id: slow
 namespace: {NAMESPACE}
@@ -53,10 +70,15 @@ def node(infra: object) -> Iterator[ElasticsearchCluster]:
 
 @contextmanager
 def _deployment(
-    urls: list[str], servers: str, unique_name: str, tmp_path: Path
+    urls: list[str],
+    servers: str,
+    unique_name: str,
+    tmp_path: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[KafkaDeployment]:
     prefix = unique_name + "_"
     env = {
+        **(extra_env or {}),
         "LANNER_REPOSITORY": "elasticsearch",
         "LANNER_ELASTICSEARCH_URL": ",".join(urls),
         "LANNER_ELASTICSEARCH_INDEX_PREFIX": prefix,
@@ -80,15 +102,16 @@ def _deployment(
 def deployment(
     node: ElasticsearchCluster, kafka_bootstrap_servers: str, unique_name: str, tmp_path: Path
 ) -> Iterator[KafkaDeployment]:
-    with _deployment([node.url], kafka_bootstrap_servers, unique_name, tmp_path) as made:
+    with _deployment([node.url], kafka_bootstrap_servers, unique_name, tmp_path, AUTH_ENV) as made:
         yield made
 
 
 class Load:
     """Clients creating executions at a steady pace until stopped; every answer is counted."""
 
-    def __init__(self, url: str, label: str) -> None:
+    def __init__(self, url: str, label: str, auth: tuple[str, str] | None = None) -> None:
         self.url = url
+        self.auth = auth
         self.label = label
         self.created: list[str] = []
         self.statuses: Counter[int] = Counter()
@@ -108,7 +131,7 @@ class Load:
 
     def _run(self, index: int) -> None:
         interval = len(self._threads) / RATE
-        with httpx.Client(base_url=self.url, timeout=60) as client:
+        with httpx.Client(base_url=self.url, timeout=60, auth=self.auth) as client:
             while not self._stop.is_set():
                 began = time.monotonic()
                 try:
@@ -132,7 +155,8 @@ class Load:
 
 
 def _follow_until_terminal(url: str, execution_id: str, seen: list[str]) -> None:
-    with httpx.Client(base_url=url, timeout=httpx.Timeout(10, read=120)) as client:
+    timeout = httpx.Timeout(10, read=120)
+    with httpx.Client(base_url=url, timeout=timeout, auth=OPS) as client:
         with client.stream("GET", f"/api/v1/executions/{execution_id}/follow") as stream:
             seen.append(f"status {stream.status_code}")
             for line in stream.iter_lines():
@@ -151,7 +175,7 @@ def _next_creation(load: Load, what: str) -> None:
 def test_creations_kill_and_follow_work_while_elasticsearch_is_frozen(
     deployment: KafkaDeployment, node: ElasticsearchCluster, unique_name: str
 ) -> None:
-    api = httpx.Client(base_url=deployment.url, timeout=60)
+    api = httpx.Client(base_url=deployment.url, timeout=60, auth=OPS)
     deployed = api.post(
         "/api/v1/flows", content=BENCHMARK01, headers={"Content-Type": "application/x-yaml"}
     )
@@ -160,7 +184,7 @@ def test_creations_kill_and_follow_work_while_elasticsearch_is_frozen(
         "/api/v1/flows", content=SLOW, headers={"Content-Type": "application/x-yaml"}
     )
     assert deployed.status_code == 200, deployed.text
-    load = Load(deployment.url, unique_name)
+    load = Load(deployment.url, unique_name, OPS)
     pid = node.server_pid(1)
     assert pid is not None
     read_statuses: Counter[int] = Counter()
@@ -189,10 +213,19 @@ def test_creations_kill_and_follow_work_while_elasticsearch_is_frozen(
             during = load.created[-1]
             slow = api.post(f"/api/v1/executions/{NAMESPACE}/slow")
             assert slow.status_code == 200, slow.text  # a creation too
+            slow_id = slow.json()["id"]
+            # tenant acme's credential: main's path is not its own (404); through its own
+            # path the kill is accepted unchecked with tenant acme, and the executor leaves
+            # main's execution alone: the follower below still sees it SUCCESS
+            foreign = f"/api/v1/executions/{slow_id}/kill"
+            assert api.delete(foreign, auth=ACME).status_code == 404
+            foreign = f"/api/v1/acme/executions/{slow_id}/kill"
+            assert api.delete(foreign, auth=ACME).status_code == 202
             follower = threading.Thread(
-                target=_follow_until_terminal, args=(deployment.url, slow.json()["id"], followed)
+                target=_follow_until_terminal, args=(deployment.url, slow_id, followed)
             )
             follower.start()
+            # auth on: sent unchecked with the tenant (202), not refused (503)
             kill = api.delete(f"/api/v1/executions/{load.created[0]}/kill")
             assert kill.status_code in (202, 409), kill.text
             while time.monotonic() - frozen_at < OUTAGE_SECONDS:
