@@ -23,7 +23,12 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import math
 import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -76,6 +81,78 @@ class Principal:
         return {"username": self.name, "role": self.role, "tenants": list(self.tenants)}
 
 
+class Throttled(Exception):
+    """Too many failed logins for this user name or client address: retry after ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"too many failed logins: retry in {math.ceil(seconds)} s")
+        self.seconds = seconds
+
+
+class LoginThrottle:
+    """Failed password checks in a sliding window, per user name (``max_failures``) and per
+    client address (5 times as many: a NAT's users share one). Past either, every password
+    check of that name or address is refused (``Throttled``) without being verified, the right
+    password too (else the lockout would not stop guessing), until the oldest failure leaves the
+    window. A success forgets the name's failures. In memory, per process: each replica counts
+    its own (a client spread over N replicas gets N times the attempts)."""
+
+    PER_ADDRESS = 5
+    MAX_KEYS = 100_000
+
+    def __init__(
+        self, max_failures: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.clock = clock
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _keys(self, username: str, client: str | None) -> list[tuple[tuple[str, str], int]]:
+        keys = [(("user", username), self.max_failures)]
+        if client:
+            keys.append((("address", client), self.max_failures * self.PER_ADDRESS))
+        return keys
+
+    def check(self, username: str, client: str | None) -> None:
+        if self.max_failures <= 0:
+            return
+        now = self.clock()
+        wait = 0.0
+        with self._lock:
+            for key, limit in self._keys(username, client):
+                times = self._failures.get(key)
+                if times is None:
+                    continue
+                while times and times[0] <= now - self.window:
+                    times.popleft()
+                if len(times) >= limit:
+                    wait = max(wait, times[-limit] + self.window - now)
+        if wait > 0:
+            raise Throttled(wait)
+
+    def failed(self, username: str, client: str | None) -> None:
+        if self.max_failures <= 0:
+            return
+        now = self.clock()
+        with self._lock:
+            if len(self._failures) >= self.MAX_KEYS:
+                self._prune(now)
+            for key, limit in self._keys(username, client):
+                self._failures.setdefault(key, deque(maxlen=limit)).append(now)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(("user", username), None)
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, t in self._failures.items() if not t or t[-1] <= now - self.window]:
+            del self._failures[key]
+        while len(self._failures) >= self.MAX_KEYS:  # still full: forget the oldest keys
+            del self._failures[next(iter(self._failures))]
+
+
 class Authenticator:
     """Turns a request's credential into a ``Principal`` (blocking: argon2, the store)."""
 
@@ -83,13 +160,19 @@ class Authenticator:
         self.auth = auth
         self.store = store
         self.secret = auth.secret()
+        self.throttle = LoginThrottle(auth.max_failed_logins, auth.failed_login_window_seconds)
 
-    def basic(self, username: str, password: str) -> Principal | None:
+    def basic(self, username: str, password: str, client: str | None = None) -> Principal | None:
+        """``Throttled`` after too many failures for ``username`` or ``client``."""
+        self.throttle.check(username, client)
         user = self.auth.user(username)
         if user is None or not verify_password(
             user.password.get_secret_value(), password, username
         ):
+            log.info("failed login for user name %r from %s", username[:100], client)
+            self.throttle.failed(username, client)
             return None
+        self.throttle.succeeded(username)
         return Principal(user.username, user.role, tuple(user.tenants), "user")
 
     def bearer(self, token: str) -> Principal | None:
@@ -114,12 +197,14 @@ class Authenticator:
             return None
         return Principal(user.username, user.role, tuple(user.tenants), "session")
 
-    def authenticate(self, authorization: str | None, cookie: str | None) -> Principal | None:
+    def authenticate(
+        self, authorization: str | None, cookie: str | None, client: str | None = None
+    ) -> Principal | None:
         if authorization:
             scheme, _, value = authorization.partition(" ")
             if scheme.lower() == "basic":
                 pair = _basic_pair(value.strip())
-                return self.basic(*pair) if pair else None
+                return self.basic(*pair, client) if pair else None
             if scheme.lower() == "bearer":
                 return self.bearer(value.strip())
             return None
@@ -154,6 +239,19 @@ def _header(scope: Scope, wanted: bytes) -> str | None:
     return None
 
 
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def too_many(exc: Throttled) -> JSONResponse:
+    return JSONResponse(
+        {"message": f"{exc}: too many failed logins for this user or address"},
+        status_code=429,
+        headers={"Retry-After": str(max(1, math.ceil(exc.seconds)))},
+    )
+
+
 def unauthorized(ui: bool) -> JSONResponse:
     # a Basic challenge makes a browser pop its own dialog: not for the UI's calls
     challenge = 'Session realm="Lanner"' if ui else 'Basic realm="Lanner"'
@@ -178,9 +276,12 @@ class AuthMiddleware:
             # (an exception's text: hosts, files) is only told to an authenticated caller
             authorization, cookie = _header(scope, b"authorization"), _cookie(scope)
             if authorization or cookie:
-                principal = await anyio.to_thread.run_sync(
-                    self.authenticator.authenticate, authorization, cookie
-                )
+                try:
+                    principal = await anyio.to_thread.run_sync(
+                        self.authenticator.authenticate, authorization, cookie, _client(scope)
+                    )
+                except Throttled:
+                    principal = None
                 if principal is not None:
                     scope.setdefault("state", {})["principal"] = principal
             await self.app(scope, receive, send)
@@ -195,9 +296,13 @@ class AuthMiddleware:
         ui = _header(scope, UI_HEADER.encode()) is not None
         authorization = _header(scope, b"authorization")
         cookie = _cookie(scope)
-        principal = await anyio.to_thread.run_sync(
-            self.authenticator.authenticate, authorization, cookie
-        )
+        try:
+            principal = await anyio.to_thread.run_sync(
+                self.authenticator.authenticate, authorization, cookie, _client(scope)
+            )
+        except Throttled as exc:
+            await too_many(exc)(scope, receive, send)
+            return
         if principal is None:
             await unauthorized(ui)(scope, receive, send)
             return
@@ -286,7 +391,13 @@ async def login(request: Request, body: Annotated[Login | None, Body()] = None) 
         header = request.headers.get("authorization", "")
         if header.lower().startswith("basic "):
             pair = _basic_pair(header[6:].strip())
-    principal = await anyio.to_thread.run_sync(authenticator.basic, *pair) if pair else None
+    client = request.client.host if request.client else None
+    try:
+        principal = (
+            await anyio.to_thread.run_sync(authenticator.basic, *pair, client) if pair else None
+        )
+    except Throttled as exc:
+        return too_many(exc)
     if principal is None:
         return unauthorized(request.headers.get(UI_HEADER) is not None)
     auth: AuthSettings = request.app.state.settings.auth

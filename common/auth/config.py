@@ -65,6 +65,10 @@ class AuthSettings(BaseModel):
     session_hours: float = 12.0
     # an API token lasts this long unless its creation says otherwise
     token_days: float = 90.0
+    # failed logins (POST /login, Basic) allowed per user name in the window, and 5 times as
+    # many per client address; past them: 429 with Retry-After (0: no limit)
+    max_failed_logins: int = Field(default=10, ge=0)
+    failed_login_window_seconds: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _secret_when_enabled(self) -> AuthSettings:

@@ -404,3 +404,36 @@ def test_health_tells_why_not_ready_only_to_a_credential(
     assert anonymous.get("/metrics").status_code == 401
     metrics = anonymous.get("/metrics", headers=viewer)
     assert metrics.status_code == 200 and "lanner_webserver_http_requests" in metrics.text
+
+
+def test_too_many_failed_logins_answer_429_with_retry_after(
+    secured: FastAPI, anonymous: TestClient
+) -> None:
+    """Past ``auth.max_failed_logins`` failures of a user name in the window (10 in 5 min by
+    default; 3 here), its password checks answer 429 with ``Retry-After``, through Basic and
+    ``POST /login`` alike, the right password too (else the lockout would not stop guessing),
+    while other users are not affected; once the failures leave the window (a clock of the
+    test's: no waiting) the right password works again. OWASP's authentication cheat sheet
+    ("Login Throttling"); Kestra's OSS basic auth has none."""
+    throttle = secured.state.authenticator.throttle
+    now = [1000.0]
+    throttle.clock = lambda: now[0]
+    throttle.max_failures = 3
+    for _ in range(3):
+        assert (
+            anonymous.get("/api/v1/flows/search", headers=basic("editor", "x")).status_code == 401
+        )
+    refused = anonymous.get("/api/v1/flows/search", headers=basic("editor"))
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["Retry-After"]) == 300
+    assert "too many failed logins" in refused.json()["message"]
+    login = anonymous.post("/api/v1/login", json={"username": "editor", "password": "editor-pw"})
+    assert login.status_code == 429 and "Retry-After" in login.headers
+    # another user from the same address is not locked out (the address allows 5 x 3)
+    assert anonymous.get("/api/v1/flows/search", headers=basic("viewer")).status_code == 200
+    now[0] += 301
+    assert anonymous.get("/api/v1/flows/search", headers=basic("editor")).status_code == 200
+    # the address limit: failures of many user names from one client
+    for index in range(15):
+        anonymous.get("/api/v1/flows/search", headers=basic(f"nobody{index}", "x"))
+    assert anonymous.get("/api/v1/flows/search", headers=basic("admin")).status_code == 429
