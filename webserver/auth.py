@@ -62,6 +62,7 @@ _WEBHOOK_ROUTE = "/executions/webhook/{namespace}/{flow_id}/{key}"
 # POSTs that only read: a viewer may call them
 _READ_ONLY_POSTS = ("/flows/validate",)
 _PUBLIC_SCOPE_KEY = "lanner.public"
+PURGE_SECONDS = 3600.0  # expired tokens and sessions are forgotten at most this often
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Authenticator:
         self.store = store
         self.secret = auth.secret()
         self.throttle = LoginThrottle(auth.max_failed_logins, auth.failed_login_window_seconds)
+        self._next_purge = 0.0
 
     def basic(self, username: str, password: str, client: str | None = None) -> Principal | None:
         """``Throttled`` after too many failures for ``username`` or ``client``."""
@@ -192,10 +194,36 @@ class Authenticator:
             claims = decode(self.secret, token, SESSION)
         except InvalidToken:
             return None
+        # the store knows every session unrevoked until its logout (on every replica: Kafka)
+        record = self.store.get(claims["jti"])
+        if record is None or record.revoked or record.kind != "session":
+            return None
         user = self.auth.user(str(claims["sub"]))
         if user is None:
             return None
-        return Principal(user.username, user.role, tuple(user.tenants), "session")
+        return Principal(user.username, user.role, tuple(user.tenants), "session", record.id)
+
+    def new_session(self, username: str) -> tuple[str, timedelta]:
+        """A session cookie for ``username``, recorded in the store (a logout revokes it);
+        expired tokens and sessions are forgotten at most once per ``PURGE_SECONDS``."""
+        lifetime = timedelta(hours=self.auth.session_hours)
+        now = utcnow()
+        record, cookie = new_session(self.secret, username, lifetime, now)
+        self.store.add(record)
+        if time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + PURGE_SECONDS
+            try:
+                purged = self.store.purge_expired(now)
+            except Exception:  # noqa: BLE001 - a purge is housekeeping, never a failed login
+                log.exception("purging expired tokens and sessions failed")
+            else:
+                if purged:
+                    log.info("forgot %d expired tokens and sessions", purged)
+        return cookie, lifetime
+
+    def end_session(self, principal: Principal) -> None:
+        if principal.kind == "session" and principal.token_id is not None:
+            self.store.revoke(principal.token_id)
 
     def authenticate(
         self, authorization: str | None, cookie: str | None, client: str | None = None
@@ -400,9 +428,7 @@ async def login(request: Request, body: Annotated[Login | None, Body()] = None) 
         return too_many(exc)
     if principal is None:
         return unauthorized(request.headers.get(UI_HEADER) is not None)
-    auth: AuthSettings = request.app.state.settings.auth
-    lifetime = timedelta(hours=auth.session_hours)
-    cookie = new_session(authenticator.secret, principal.name, lifetime, utcnow())
+    cookie, lifetime = await anyio.to_thread.run_sync(authenticator.new_session, principal.name)
     response = JSONResponse({"authEnabled": True, **principal.to_json()})
     response.set_cookie(
         SESSION_COOKIE,
@@ -416,8 +442,14 @@ async def login(request: Request, body: Annotated[Login | None, Body()] = None) 
     return response
 
 
-@session_router.post("/logout", summary="Log out: clears the UI's session cookie")
-async def logout() -> Response:
+@session_router.post(
+    "/logout", summary="Log out: ends the UI session (revoked on every replica), clears its cookie"
+)
+async def logout(request: Request) -> Response:
+    principal = _principal(request)
+    if _enabled(request) and principal is not None:
+        authenticator: Authenticator = request.app.state.authenticator
+        await anyio.to_thread.run_sync(authenticator.end_session, principal)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
@@ -160,5 +161,17 @@ class KafkaTokenStore:
         with self._read:
             records = list(self._records.values())
         return sorted(
-            (r for r in records if tenant is None or r.tenant == tenant), key=lambda r: r.id
+            (r for r in records if r.kind == "api" and (tenant is None or r.tenant == tenant)),
+            key=lambda r: r.id,
         )
+
+    def purge_expired(self, now: datetime) -> int:
+        """Tombstones for the expired records: compaction then drops them from the topic."""
+        with self._read:
+            expired = [r.id for r in self._records.values() if r.expires <= now]
+        for token_id in expired:
+            self._producer.send(self.topic, token_id, None)
+        if expired:
+            self._producer.flush()
+            self.sync()
+        return len(expired)

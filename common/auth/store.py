@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from common.auth.tokens import TokenRecord
@@ -29,7 +30,13 @@ class TokenStore(Protocol):
         """The revoked record, or None when unknown."""
         ...
 
-    def list(self, tenant: str | None = None) -> list[TokenRecord]: ...
+    def list(self, tenant: str | None = None) -> list[TokenRecord]:
+        """API tokens (not sessions), of ``tenant`` or all."""
+        ...
+
+    def purge_expired(self, now: datetime) -> int:
+        """Forget the records (tokens, sessions) expired before ``now``: how many."""
+        ...
 
 
 _SCHEMA = """
@@ -78,7 +85,20 @@ class SqliteTokenStore:
             rows = self.db.query(
                 "SELECT record FROM auth_tokens WHERE tenant = ? ORDER BY id", (tenant,)
             )
-        return [TokenRecord.from_json(json.loads(row[0])) for row in rows]
+        records = [TokenRecord.from_json(json.loads(row[0])) for row in rows]
+        return [record for record in records if record.kind == "api"]
+
+    def purge_expired(self, now: datetime) -> int:
+        rows = self.db.query("SELECT record FROM auth_tokens")
+        expired = [
+            record.id
+            for record in (TokenRecord.from_json(json.loads(row[0])) for row in rows)
+            if record.expires <= now
+        ]
+        if expired:
+            with self.db.transaction() as conn:
+                conn.executemany("DELETE FROM auth_tokens WHERE id = ?", [(i,) for i in expired])
+        return len(expired)
 
 
 @contextmanager

@@ -38,9 +38,12 @@ class TokenRecord:
     created: datetime
     expires: datetime
     revoked: bool = False
+    # "api" (an API token) or "session" (a UI session: revoked at logout; tenant empty)
+    kind: str = "api"
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "kind": self.kind,
             "id": self.id,
             "name": self.name,
             "tenant": self.tenant,
@@ -60,6 +63,7 @@ class TokenRecord:
             created=datetime.fromisoformat(data["created"]),
             expires=datetime.fromisoformat(data["expires"]),
             revoked=bool(data.get("revoked", False)),
+            kind=str(data.get("kind", "api")),
         )
 
 
@@ -88,14 +92,29 @@ def new_token(
     return record, jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def new_session(secret: str, username: str, lifetime: timedelta, now: datetime) -> str:
+def new_session(
+    secret: str, username: str, lifetime: timedelta, now: datetime
+) -> tuple[TokenRecord, str]:
+    """A UI session: its record (kept by the token store so that a logout revokes it on every
+    replica) and the signed cookie value."""
+    now = now.replace(microsecond=0)
+    record = TokenRecord(
+        id=secrets.token_hex(12),
+        name=username,
+        tenant="",
+        role="session",
+        created=now,
+        expires=now + lifetime,
+        kind="session",
+    )
     claims = {
+        "jti": record.id,
         "sub": username,
         "iat": int(now.timestamp()),
         "exp": int((now + lifetime).timestamp()),
         "typ": SESSION,
     }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return record, jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
 def decode(secret: str, token: str, kind: str) -> dict[str, Any]:
@@ -113,6 +132,8 @@ def decode(secret: str, token: str, kind: str) -> dict[str, Any]:
         raise InvalidToken(f"not a {kind} token")
     if kind == API and not all(isinstance(claims.get(k), str) for k in ("jti", "tenant", "role")):
         raise InvalidToken("incomplete token")
+    if kind == SESSION and not isinstance(claims.get("jti"), str):
+        raise InvalidToken("a session from before sessions were revocable: log in again")
     return claims
 
 

@@ -114,3 +114,39 @@ def test_a_token_and_its_revocation_reach_every_replica(
     assert one.get("/api/v1/flows/search", headers=from_cli).status_code == 200
     listed = two.get("/api/v1/tokens", headers=ADMIN).json()
     assert {t["name"]: t["revoked"] for t in listed} == {"ci": True, "cli": False}
+
+
+def test_a_logout_reaches_every_replica_and_expired_records_are_tombstoned(
+    settings: Settings, replicas: list[TestClient]
+) -> None:
+    """A UI session made on one replica works on the other; its logout on the other revokes it
+    on the first too. Expired records get tombstones (compaction drops them from the topic)."""
+    from datetime import timedelta
+
+    from common.auth.tokens import new_token, utcnow
+
+    one, two = replicas
+    login = one.post("/api/v1/login", json={"username": "admin", "password": "pw"})
+    assert login.status_code == 200
+    session = {"Cookie": f"lanner_session={one.cookies.get('lanner_session')}"}
+    assert two.get("/api/v1/me", headers=session).status_code == 200
+    ui = {**session, "X-Lanner-UI": "1"}
+    assert two.post("/api/v1/logout", headers=ui).status_code == 204
+    wait_until(
+        lambda: one.get("/api/v1/me", headers=session).status_code == 401,
+        60,
+        "the logout to reach the first replica",
+    )
+    store = one.app.state.token_store  # type: ignore[attr-defined]
+    old, _ = new_token(
+        SECRET,
+        name="old",
+        tenant="main",
+        role="viewer",
+        lifetime=timedelta(days=1),
+        now=utcnow() - timedelta(days=2),
+    )
+    store.add(old)
+    assert store.purge_expired(utcnow()) >= 1
+    other = two.app.state.token_store  # type: ignore[attr-defined]
+    wait_until(lambda: other.sync() and other.get(old.id) is None, 60, "the tombstone")

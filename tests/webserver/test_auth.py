@@ -437,3 +437,53 @@ def test_too_many_failed_logins_answer_429_with_retry_after(
     for index in range(15):
         anonymous.get("/api/v1/flows/search", headers=basic(f"nobody{index}", "x"))
     assert anonymous.get("/api/v1/flows/search", headers=basic("admin")).status_code == 429
+
+
+def test_a_logout_revokes_the_session_server_side(secured: FastAPI, anonymous: TestClient) -> None:
+    """The session cookie is a signed token recorded in the token store: a logout revokes it,
+    so a copy of the cookie (taken before the logout) is refused afterwards, not only cleared
+    from the browser. Sessions never show among the API tokens."""
+    login = anonymous.post("/api/v1/login", json={"username": "admin", "password": "admin-pw"})
+    assert login.status_code == 200
+    copied = anonymous.cookies.get("lanner_session")
+    assert copied
+    assert anonymous.get("/api/v1/me").json()["username"] == "admin"
+    assert anonymous.get("/api/v1/tokens").json() == []
+    assert anonymous.post("/api/v1/logout", headers={"X-Lanner-UI": "1"}).status_code == 204
+    anonymous.cookies.clear()
+    assert (
+        anonymous.get("/api/v1/me", headers={"Cookie": f"lanner_session={copied}"}).status_code
+        == 401
+    )
+    # a new login is a new session
+    again = anonymous.post("/api/v1/login", json={"username": "admin", "password": "admin-pw"})
+    fresh = again.cookies.get("lanner_session")
+    assert again.status_code == 200 and fresh and fresh != copied
+    anonymous.cookies.clear()
+    assert (
+        anonymous.get("/api/v1/me", headers={"Cookie": f"lanner_session={fresh}"}).status_code
+        == 200
+    )
+
+
+def test_expired_tokens_and_sessions_are_purged(secured: FastAPI) -> None:
+    """``purge_expired`` forgets expired tokens and sessions (the webserver runs it at a login,
+    at most once an hour); live ones stay."""
+    store = secured.state.token_store
+    now = utcnow()
+    old, _ = new_token(
+        SECRET,
+        name="old",
+        tenant="main",
+        role="viewer",
+        lifetime=timedelta(days=1),
+        now=now - timedelta(days=2),
+    )
+    live, _ = new_token(
+        SECRET, name="live", tenant="main", role="viewer", lifetime=timedelta(days=1), now=now
+    )
+    store.add(old)
+    store.add(live)
+    assert store.purge_expired(now) == 1
+    assert store.get(old.id) is None and store.get(live.id) is not None
+    assert [t.name for t in store.list("main")] == ["live"]
