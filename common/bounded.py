@@ -110,6 +110,14 @@ def _close_idle() -> None:
 atexit.register(_close_idle)
 
 
+def _forget_idle_in_child() -> None:
+    # a forked child must not share its parent's helpers (their pipes): it starts its own
+    _idle.clear()
+
+
+os.register_at_fork(after_in_child=_forget_idle_in_child)
+
+
 def _in_helper(request: dict[str, Any], seconds: float, limit_message: str) -> dict[str, Any]:
     with _idle_lock:
         helper = _idle.pop() if _idle else None
