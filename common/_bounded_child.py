@@ -73,6 +73,10 @@ def main() -> None:
     memory = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     if memory > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    import jq  # noqa: F401 - loaded before the first request: its deadline is for the request
+
+    sys.stdout.write('{"ready": true}\n')
+    sys.stdout.flush()
     for line in sys.stdin.buffer:
         try:
             request = json.loads(line)

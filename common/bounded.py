@@ -37,6 +37,7 @@ import re2  # type: ignore[import-untyped]
 MAX_JQ_SECONDS = 5.0
 MAX_REGEX_SECONDS = 2.0
 HELPER_MEMORY_BYTES = 2 * 1024 * 1024 * 1024
+HELPER_START_SECONDS = 60.0  # a loaded machine: generous, and not counted in a deadline
 _IDLE_HELPERS = 4
 _CHILD = Path(__file__).with_name("_bounded_child.py")
 
@@ -63,12 +64,30 @@ class _Helper:
             start_new_session=True,
         )
         self.buffer = bytearray()
+        try:  # started (interpreter, jq loaded): request deadlines do not include the start
+            started = self._line(time.monotonic() + HELPER_START_SECONDS)
+        except (OSError, EOFError):
+            started = None
+        if started is None:
+            self.kill()
+            raise LimitExceeded(
+                f"the helper process did not start within {HELPER_START_SECONDS:g} s"
+            )
 
     def call(self, request: dict[str, Any], deadline: float) -> dict[str, Any] | None:
         """The answer, or None when the deadline passed (the helper is then unusable)."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(json.dumps(request).encode() + b"\n")
         self.process.stdin.flush()
+        line = self._line(deadline)
+        if line is None:
+            return None
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def _line(self, deadline: float) -> bytes | None:
+        """The next line the helper writes, or None when the deadline passed first."""
+        assert self.process.stdout is not None
         fd = self.process.stdout.fileno()
         while (end := self.buffer.find(b"\n")) < 0:
             remaining = deadline - time.monotonic()
@@ -82,8 +101,7 @@ class _Helper:
                 self.buffer += chunk
         line = bytes(self.buffer[:end])
         del self.buffer[: end + 1]
-        answer: dict[str, Any] = json.loads(line)
-        return answer
+        return line
 
     def kill(self) -> None:
         self.process.kill()
