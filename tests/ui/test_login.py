@@ -51,8 +51,10 @@ def test_the_login_page_shows_without_credentials_and_logs_in(
     page: Page, secured_server: LocalServer
 ) -> None:
     assert httpx.get(secured_server.url + "/api/v1/flows/search").status_code == 401
-    for open_path in ("/health/live", "/health/ready", "/metrics"):  # probes need no user
+    for open_path in ("/health/live", "/health/ready"):  # probes need no user
         assert httpx.get(secured_server.url + open_path).status_code == 200, open_path
+    # the API port's metrics do (the management port serves them open)
+    assert httpx.get(secured_server.url + "/metrics").status_code == 401
     page.goto(secured_server.url + "/ui/flows")
     form = page.get_by_test_id("login-form")
     expect(form).to_be_visible()
