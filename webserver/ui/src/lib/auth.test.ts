@@ -49,3 +49,23 @@ describe("LoginPage", () => {
     expect(body).toEqual({ username: "ada", password: "right" });
   });
 });
+
+describe("login", () => {
+  it("says how long to wait after too many failed logins (429)", async () => {
+    const throttled = new Response(JSON.stringify({ message: "too many failed logins" }), {
+      status: 429,
+      headers: { "Content-Type": "application/json", "Retry-After": "290" },
+    });
+    vi.stubGlobal("fetch", vi.fn(async () => throttled));
+    auth.required = true;
+    const page = mount(LoginPage);
+    await page.find("input[name=username]").setValue("ada");
+    await page.find("input[name=password]").setValue("nope");
+    await page.find("form").trigger("submit");
+    await flushPromises();
+    expect(page.find("[data-testid=login-error]").text()).toContain(
+      "Too many failed logins: try again in 5 minutes",
+    );
+    expect(auth.required).toBe(true);
+  });
+});

@@ -43,6 +43,12 @@ export async function login(username: string, password: string): Promise<string 
     body: JSON.stringify({ username, password }),
   });
   if (response.status === 401) return "Wrong username or password.";
+  if (response.status === 429) {
+    // too many failed logins for this user or address: the server says how long to wait
+    const seconds = Number(response.headers.get("Retry-After")) || 0;
+    const minutes = Math.max(1, Math.ceil(seconds / 60));
+    return `Too many failed logins: try again in ${minutes} minute${minutes === 1 ? "" : "s"}.`;
+  }
   if (!response.ok) return `The server answered ${response.status} ${response.statusText}.`;
   auth.me = (await response.json()) as Me;
   auth.required = false;
