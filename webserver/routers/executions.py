@@ -559,6 +559,7 @@ async def follow_execution(
                 if execution.state.current.terminal:
                     return
                 last = execution.sequence
+            recheck = _Recheck()
             while True:
                 try:
                     record = await listener.next(POLL_SECONDS)
@@ -566,7 +567,19 @@ async def follow_execution(
                     return
                 if record is None:
                     yield KEEPALIVE  # a gone client is noticed on this write
+                    if not recheck.due():
+                        continue
+                    stored = await anyio.to_thread.run_sync(
+                        _stored_quietly, backends, tenant, execution_id
+                    )
+                    if stored is None or stored.sequence <= last:
+                        continue
+                    last = stored.sequence
+                    yield sse_event(execution_json(stored))
+                    if stored.state.current.terminal:
+                        return
                     continue
+                recheck.reset()
                 try:
                     snapshot = Execution.model_validate_json(record.value or b"")
                 except ValueError:
@@ -589,6 +602,42 @@ async def follow_execution(
         # also when the stream never started (the client left first): no listener leaks
         background=BackgroundTask(listener.close),
     )
+
+
+class _Recheck:
+    """When a quiet follow stream reads the stored state again: after 1 s of quiet, then 2, 4...
+    up to 30 s between reads.
+
+    The repository is a copy the indexer fills after the fact, so a snapshot written before the
+    live feed took its position may be missing from the stored state read at the stream's start
+    too: without a new snapshot (an execution that just ended) the stream would wait for ever.
+    """
+
+    FIRST = 1.0
+    LONGEST = 30.0
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._wait = self.FIRST
+        self._at = time.monotonic() + self._wait
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self._at:
+            return False
+        self._wait = min(self._wait * 2, self.LONGEST)
+        self._at = now + self._wait
+        return True
+
+
+def _stored_quietly(backends: Backends, tenant: str, execution_id: str) -> Execution | None:
+    """The stored execution, or None when the repository does not answer (the stream goes on)."""
+    try:
+        return backends.repositories.executions.get(tenant, execution_id)
+    except RepositoryError:
+        return None
 
 
 # ---------------------------------------------------------------- webhooks
