@@ -7,8 +7,10 @@ can add it), stop after a failure unless the task has ``allowFailure``, then sto
 ``outputFiles`` and the ``cache``. Each task sees the outputs of the ones before it.
 
 The cache is a zip of the files matching ``cache.patterns`` at
-``lanner:///<namespace as folders>/<flow>/<task id>/cache[/<value>]/cache.zip``, written when
-one of them changed since it was restored, ignored (and deleted) once older than ``ttl``.
+``lanner:///<tenant>/<namespace as folders>/<flow>/<task id>/cache[/<value>]/cache.zip`` (Kestra's
+``StorageContext.getCacheURI`` below the tenant, as its storages place it: tenants never share a
+cache), written when one of them changed since it was restored, ignored (and deleted) once older
+than ``ttl``.
 Namespace files come from ``common.storage.namespace_files`` (``include``/``exclude`` with
 Kestra's path matcher).
 """
@@ -295,7 +297,7 @@ class WorkingDirectoryRun:
         run = self.run_
         value = f"{run.value}/" if run.value else ""
         flow = f"{run.namespace.replace('.', '/')}/{run.flow_id}"
-        return f"{SCHEME}/{flow}/{run.task_id}/cache/{value}cache.zip"
+        return f"{SCHEME}/{self.ctx.tenant}/{flow}/{run.task_id}/cache/{value}cache.zip"
 
     def restore_cache(self) -> None:
         cache = self.wd.cache

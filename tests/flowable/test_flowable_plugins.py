@@ -275,14 +275,7 @@ tasks:
     assert values == ["first", "second", "third"]
 
 
-def test_working_directory_cache(server: Server) -> None:
-    """Kestra ``WorkingDirectoryTest.cache`` (flow ``working-directory-cache.yml``): the first
-    run finds no ``hello.txt`` and writes it; the cache (``*.txt``, ``ttl: PT5M``) keeps it,
-    so the second run's first task finds it before anything wrote it."""
-    server.deploy(
-        flow(
-            "working-directory-cache",
-            """
+CACHE_TASKS = """
 tasks:
   - id: workingDir
     type: io.kestra.plugin.core.flow.WorkingDirectory
@@ -303,10 +296,21 @@ tasks:
           hello.txt: HELLO WORLD
         commands:
           - cat hello.txt
-""",
-        )
-    )
-    cache = f"lanner:///{NS.replace('.', '/')}/working-directory-cache/workingDir/cache/cache.zip"
+"""
+
+
+def cache_uri(tenant: str, flow_id: str) -> str:
+    return f"lanner:///{tenant}/{NS.replace('.', '/')}/{flow_id}/workingDir/cache/cache.zip"
+
+
+def test_working_directory_cache(server: Server) -> None:
+    """Kestra ``WorkingDirectoryTest.cache`` (flow ``working-directory-cache.yml``): the first
+    run finds no ``hello.txt`` and writes it; the cache (``*.txt``, ``ttl: PT5M``) keeps it,
+    so the second run's first task finds it before anything wrote it. The archive is under the
+    tenant (Kestra's ``StorageContext.getCacheURI``, ``/<namespace>/<flow>/<task>/cache/
+    cache.zip``, which its storages place below the tenant)."""
+    server.deploy(flow("working-directory-cache", CACHE_TASKS))
+    cache = cache_uri("main", "working-directory-cache")
     server.storage.delete(cache)
     first = server.run("working-directory-cache")
     assert first["state"]["current"] == "SUCCESS", first
@@ -316,6 +320,47 @@ tasks:
     second = server.run("working-directory-cache")
     assert second["state"]["current"] == "SUCCESS"
     assert list(one(second, "exists")["outputs"]["outputFiles"]) == ["hello.txt"]
+
+
+def test_working_directory_cache_is_per_tenant(server: Server) -> None:
+    """Two tenants with the same namespace, flow and task id do not share a cache (issue 13:
+    every entity carries its tenant; Kestra's storages put the tenant above the cache URI): once
+    ``main`` cached ``hello.txt``, the first run in ``acme`` still finds nothing, and writes
+    ``acme``'s own archive, which its next run restores."""
+    flow_id = "working-directory-cache-tenants"
+    source = flow(flow_id, CACHE_TASKS)
+    client = server.api.client
+    for tenant in ("main", "acme"):
+        response = client.post(
+            f"/api/v1/{tenant}/flows",
+            content=source,
+            headers={"content-type": "application/x-yaml"},
+        )
+        assert response.status_code in (200, 409), response.text
+
+    def run(tenant: str) -> dict[str, Any]:
+        response = client.post(f"/api/v1/{tenant}/executions/{NS}/{flow_id}")
+        assert response.status_code == 200, response.text
+        execution_id = response.json()["id"]
+
+        def ended() -> dict[str, Any] | None:
+            found = client.get(f"/api/v1/{tenant}/executions/{execution_id}")
+            body: dict[str, Any] = found.json() if found.status_code == 200 else {}
+            current = (body.get("state") or {}).get("current")
+            return body if current in ("SUCCESS", "WARNING", "FAILED", "KILLED") else None
+
+        from tests.infra.waiting import wait_until
+
+        ended_execution: dict[str, Any] = wait_until(ended, WAIT, f"{flow_id} in {tenant}")
+        assert ended_execution["state"]["current"] == "SUCCESS", ended_execution
+        return ended_execution
+
+    assert one(run("main"), "exists")["outputs"]["outputFiles"] == {}
+    assert server.storage.exists(cache_uri("main", flow_id))
+    assert not server.storage.exists(cache_uri("acme", flow_id))
+    assert one(run("acme"), "exists")["outputs"]["outputFiles"] == {}  # not main's cache
+    assert server.storage.exists(cache_uri("acme", flow_id))
+    assert list(one(run("acme"), "exists")["outputs"]["outputFiles"]) == ["hello.txt"]
 
 
 def test_working_directory_in_a_loop_sees_its_iteration(server: Server) -> None:
