@@ -363,6 +363,133 @@ def test_working_directory_cache_is_per_tenant(server: Server) -> None:
     assert list(one(run("acme"), "exists")["outputs"]["outputFiles"]) == ["hello.txt"]
 
 
+def test_working_directory_retry_retries_a_failed_task_in_the_directory(server: Server) -> None:
+    """A ``retry`` on the WorkingDirectory governs its tasks that have none (Kestra's
+    ``ExecutorService``, kestra-io/kestra@58c1ca2: a failed runnable task run follows its own
+    ``retry``, else the nearest parent's, else the flow's); Kestra's retry example
+    (kestra.io/docs/workflow-components/retries: ``taskrun.attemptsCount``, ``warningOnRetry``):
+    the flaky task fails twice, succeeds on its third attempt, ends WARNING. Each attempt is a
+    new attempt of the same task run and runs in the same directory (it finds the file the task
+    before wrote; ``attempts.txt`` collects 0, 1, 2). A task with its own ``retry`` follows it
+    (``maxAttempt: 2``), and once attempts are exhausted the directory fails and runs its
+    ``errors``."""
+    server.deploy(
+        flow(
+            "working-directory-retry",
+            """
+inputs:
+  - id: succeedAt
+    type: INT
+tasks:
+  - id: wdir
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    retry:
+      type: constant
+      interval: PT0.2S
+      maxAttempt: 5
+      warningOnRetry: true
+    tasks:
+      - id: prepare
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands:
+          - echo prepared > prepared.txt
+      - id: flaky
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands:
+          - test -f prepared.txt
+          - echo "{{ taskrun.attemptsCount }}" >> attempts.txt
+          - 'if [ "{{ taskrun.attemptsCount }}" -eq 2 ]; then exit 0; else exit 1; fi'
+      - id: own
+        type: io.kestra.plugin.scripts.shell.Commands
+        retry:
+          type: constant
+          interval: PT0.1S
+          maxAttempt: 2
+        commands:
+          - 'test "{{ inputs.succeedAt }}" -le "{{ taskrun.attemptsCount }}"'
+      - id: after
+        type: io.kestra.plugin.scripts.shell.Commands
+        outputFiles:
+          - attempts.txt
+        commands:
+          - cat attempts.txt
+    errors:
+      - id: handled
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ task.id }}"
+""",
+        )
+    )
+
+    def attempts(tr: dict[str, Any]) -> list[str]:
+        return [a["state"]["current"] for a in tr.get("attempts") or []]
+
+    ex = server.run("working-directory-retry", {"succeedAt": 1})
+    assert ex["state"]["current"] == "WARNING", ex
+    assert attempts(one(ex, "prepare")) == ["SUCCESS"]
+    flaky = one(ex, "flaky")
+    assert attempts(flaky) == ["FAILED", "FAILED", "SUCCESS"]
+    assert state(flaky) == "WARNING"
+    assert "RETRYING" in [h["state"] for h in flaky["state"]["histories"]]
+    assert attempts(one(ex, "own")) == ["FAILED", "SUCCESS"]
+    uri = one(ex, "after")["outputs"]["outputFiles"]["attempts.txt"]
+    assert server.read(uri).split() == ["0", "1", "2"]
+    assert not runs(ex, "handled")
+
+    ex = server.run("working-directory-retry", {"succeedAt": 5})  # `own` never succeeds
+    assert ex["state"]["current"] == "FAILED", ex
+    assert attempts(one(ex, "own")) == ["FAILED", "FAILED"]  # its own maxAttempt, not 5
+    assert state(one(ex, "own")) == "FAILED"
+    assert not runs(ex, "after")
+    assert state(one(ex, "handled")) == "SUCCESS"
+
+
+def test_working_directory_timeout_bounds_its_tasks(server: Server) -> None:
+    """The WorkingDirectory's own ``timeout`` bounds the tasks it runs (Kestra's timeout page,
+    kestra.io/docs/workflow-components/timeout: "If a task run exceeds the specified duration,
+    Kestra automatically stops it and marks it as failed"; its ``Worker.handleTask`` runs the
+    directory's tasks on one worker): the task running at the deadline is stopped and fails
+    with "Timeout after PT3S", the next one never starts, the directory ends FAILED and its
+    ``errors`` run."""
+    server.deploy(
+        flow(
+            "working-directory-timeout",
+            """
+tasks:
+  - id: wdir
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    timeout: PT3S
+    tasks:
+      - id: quick
+        type: io.kestra.plugin.core.debug.Return
+        format: quick
+      - id: slow
+        type: io.kestra.plugin.core.flow.Sleep
+        duration: PT10M
+      - id: never
+        type: io.kestra.plugin.core.debug.Return
+        format: never
+    errors:
+      - id: handled
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ task.id }}"
+""",
+        )
+    )
+    ex = server.run("working-directory-timeout")
+    assert ex["state"]["current"] == "FAILED", ex
+    assert state(one(ex, "quick")) == "SUCCESS"
+    assert state(one(ex, "slow")) == "FAILED"
+    assert not runs(ex, "never")
+    assert state(one(ex, "wdir")) == "FAILED"
+    assert state(one(ex, "handled")) == "SUCCESS"
+    logs = server.api.logs(ex["id"])
+    slow = one(ex, "slow")["id"]
+    assert any(
+        line.get("taskRunId") == slow and "Timeout after PT3S" in line["message"] for line in logs
+    ), logs
+
+
 def test_working_directory_in_a_loop_sees_its_iteration(server: Server) -> None:
     """Kestra ``WorkingDirectoryTest.taskRun`` / ``taskRunNested`` (flows
     ``working-directory-taskrun.yml``, ``working-directory-taskrun-nested.yml``): inside a

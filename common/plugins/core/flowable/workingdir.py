@@ -25,6 +25,10 @@ from common.plugins.dynamic import DynamicBool, DynamicDuration
 
 from ._common import WithChildren
 
+#: the variable of a WorkingDirectory's WorkerTask that carries the retry policy its tasks
+#: inherit (its own, an enclosing task's or the flow's), resolved by the executor
+RETRY_VARIABLE = "__retry__"
+
 
 class Cache(FlowModel):
     patterns: list[str] = Field(min_length=1)
