@@ -365,8 +365,9 @@ def test_working_directory_cache_is_per_tenant(server: Server) -> None:
 
 def test_working_directory_retry_retries_a_failed_task_in_the_directory(server: Server) -> None:
     """A ``retry`` on the WorkingDirectory governs its tasks that have none (Kestra's
-    ``ExecutorService``, kestra-io/kestra@58c1ca2: a failed runnable task run follows its own
-    ``retry``, else the nearest parent's, else the flow's); Kestra's retry example
+    ``ExecutorService.handleChildWorkerTaskResult``, kestra-io/kestra@58c1ca2: a failed runnable
+    task run follows its own ``retry``, else the nearest parent's, else the flow's); Kestra's
+    retry example
     (kestra.io/docs/workflow-components/retries: ``taskrun.attemptsCount``, ``warningOnRetry``):
     the flaky task fails twice, succeeds on its third attempt, ends WARNING. Each attempt is a
     new attempt of the same task run and runs in the same directory (it finds the file the task
