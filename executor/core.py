@@ -42,6 +42,7 @@ from common.models.messages import (
     Timer,
     WorkerDied,
     WorkerTask,
+    WorkerTaskResult,
 )
 from common.models.state import State
 from common.plugins.base import (
@@ -66,6 +67,7 @@ from common.plugins.core.flowable import (
 )
 from common.plugins.core.flowable import Resume as ResumeTask
 from common.plugins.core.flowable.foreachitem import SUBFLOW_OUTPUTS_VARIABLE, terminal_state
+from common.plugins.core.flowable.workingdir import RETRY_VARIABLE
 from common.plugins.dynamic import resolve, resolve_model
 from common.templating import RenderContext, is_true, render, render_object, render_typed
 
@@ -412,7 +414,11 @@ class _Core:
         tr = self.ex.find_task_run(res.task_run_id)
         if tr is None and res.task_run is not None:
             tr = self.add_worker_child(res.task_run)
-        if tr is None or tr.state.current.terminal or res.attempt != len(tr.attempts):
+        if tr is None or tr.state.current.terminal:
+            return
+        if res.attempt == len(tr.attempts) + 1 and self.next_worker_attempt(tr, res):
+            return
+        if res.attempt != len(tr.attempts):
             return
         attempt = tr.attempts[-1]
         if attempt.state.current.terminal:
@@ -425,6 +431,14 @@ class _Core:
             attempt.set_state(State.RUNNING, self.now)
             self.set_state(tr, State.RUNNING)
             return
+        if res.state == State.RETRYING and self.in_working_directory(tr):
+            # the worker retries it in the directory (``next_worker_attempt``)
+            attempt.set_state(State.FAILED, self.now)
+            tr.error = res.error or tr.error
+            self.set_state(tr, State.FAILED)
+            self.set_state(tr, State.RETRYING)
+            self.touched()
+            return
         attempt.set_state(res.state, self.now)
         if res.outputs is not None:
             tr.outputs = res.outputs
@@ -435,6 +449,23 @@ class _Core:
             return  # the worker is done with it: ended like a Sequential by process()
         # a WorkingDirectory's child is not retried alone, away from its directory
         self.end_task_run(tr, res.state, retry=not self.in_working_directory(tr))
+
+    def next_worker_attempt(self, tr: TaskRun, res: WorkerTaskResult) -> bool:
+        """A WorkingDirectory's task that its worker retries (reported RETRYING) starts its
+        next attempt: True if ``res`` was that start."""
+        if res.state != State.RUNNING or tr.state.current != State.RETRYING:
+            return False
+        if not self.in_working_directory(tr):
+            return False
+        last = tr.attempts[-1].worker_id if tr.attempts else None
+        if res.worker_id and last and res.worker_id != last:
+            return True  # another worker's: a zombie's, ignored
+        attempt = Attempt(worker_id=res.worker_id)
+        attempt.set_state(State.RUNNING, self.now)
+        tr.attempts.append(attempt)
+        self.set_state(tr, State.RUNNING)
+        self.touched()
+        return True
 
     def in_working_directory(self, tr: TaskRun) -> bool:
         parent = self.ex.find_task_run(tr.parent_task_run_id) if tr.parent_task_run_id else None
@@ -761,7 +792,12 @@ class _Core:
             if current == State.CREATED and not self.submitted(tr):
                 self.start_task_run(tr, task)
                 changed = True
-            elif current == State.RETRYING and not killing and not self.submitted(tr):
+            elif (
+                current == State.RETRYING
+                and not killing
+                and not self.submitted(tr)
+                and not self.in_working_directory(tr)  # its worker runs the next attempt
+            ):
                 if tr.next_date is None or self.now >= tr.next_date:
                     if isinstance(task, Subflow):
                         self.start_subflow(tr, task)
@@ -826,6 +862,11 @@ class _Core:
         variables["__errorLogs__"] = self.vars.error_logs() if self.vars else []
         if isinstance(task, WorkingDirectory):
             variables["__valuesPath__"] = fu.values_path(self.ex, tr)
+            inherited = self.retry_policy(tr, task)  # what its tasks without a retry follow
+            if inherited is not None:
+                variables[RETRY_VARIABLE] = inherited.model_dump(
+                    mode="json", by_alias=True, exclude_defaults=True
+                ) | {"type": inherited.type}
         if isinstance(task, ForEachItemMergeOutputs):
             variables[SUBFLOW_OUTPUTS_VARIABLE] = self.batch_outputs(tr, task)
         self.result.worker_tasks.append(

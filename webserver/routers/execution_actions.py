@@ -93,6 +93,19 @@ def decide(
     return apply(backends, decision)
 
 
+async def ordered(
+    backends: Backends,
+    tenant: str,
+    execution_id: str,
+    rule: Callable[[Execution, str, datetime], _orders.Decision],
+) -> dict[str, Any]:
+    """``decide`` in a thread for a rule of ``_orders`` that takes the stored execution, a new
+    order id and now."""
+    return await anyio.to_thread.run_sync(
+        decide, backends, tenant, execution_id, lambda ex: rule(ex, new_id(), datetime.now(UTC))
+    )
+
+
 @router.delete(ACTIONS + "/kill", summary="Kill an execution (Kestra 2.0 path)")
 async def kill(
     execution_id: str,
@@ -177,13 +190,7 @@ async def resume(
 async def pause(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
     """PAUSED: the task runs already running finish, no new one starts until ``resume``.
     409 unless RUNNING."""
-    return await anyio.to_thread.run_sync(
-        decide,
-        backends,
-        tenant,
-        execution_id,
-        lambda ex: _orders.pause(ex, new_id(), datetime.now(UTC)),
-    )
+    return await ordered(backends, tenant, execution_id, _orders.pause)
 
 
 @router.post(ACTIONS + "/unqueue", summary="Unqueue a QUEUED execution")
@@ -193,25 +200,15 @@ async def unqueue(
     tenant: TenantDep,
     state: Annotated[State, Query(description="RUNNING (start it now) or KILLED")] = State.RUNNING,
 ) -> Any:
-    return await anyio.to_thread.run_sync(
-        decide,
-        backends,
-        tenant,
-        execution_id,
-        lambda ex: _orders.unqueue(ex, new_id(), datetime.now(UTC), state),
+    return await ordered(
+        backends, tenant, execution_id, lambda ex, id_, now: _orders.unqueue(ex, id_, now, state)
     )
 
 
 @router.post(ACTIONS + "/force-run", summary="Force an execution to run now")
 async def force_run(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
     """CREATED or QUEUED: starts now (past the concurrency limit); PAUSED: resumes."""
-    return await anyio.to_thread.run_sync(
-        decide,
-        backends,
-        tenant,
-        execution_id,
-        lambda ex: _orders.force_run(ex, new_id(), datetime.now(UTC)),
-    )
+    return await ordered(backends, tenant, execution_id, _orders.force_run)
 
 
 @router.post(ACTIONS + "/labels", summary="Add or update labels of an ended execution")
