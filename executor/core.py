@@ -68,9 +68,11 @@ from common.plugins.core.flowable import Resume as ResumeTask
 from common.plugins.core.flowable.foreachitem import SUBFLOW_OUTPUTS_VARIABLE, terminal_state
 from common.plugins.dynamic import resolve, resolve_model
 from common.templating import RenderContext, is_true, render, render_object, render_typed
+from common.templating._functions import kv_function
 
 from ._variables import VariableBuilder, nest_dotted
 from .concurrency import admit
+from .kv import KVRead, snapshot_reader
 from .state import MAX_APPLIED, ExecutorState
 
 _M = TypeVar("_M", bound=WireModel)
@@ -99,6 +101,8 @@ class StepResult:
     # the execution waits for its flow's concurrency slots (``running_count`` was None): the
     # shell asks the flow's slot keeper, whose answer comes back as a ``Dequeue``
     admission_requested: bool = False
+    # ``kv()`` keys a render needed that the ``kv`` snapshot did not hold (``executor.kv``)
+    kv_missing: set[tuple[str, str]] = field(default_factory=set)
 
 
 def step(
@@ -110,6 +114,7 @@ def step(
     *,
     running_count: int | None = 0,
     owned: bool = False,
+    kv: Mapping[tuple[str, str], KVRead] | None = None,
 ) -> StepResult:
     """Apply ``event`` to the execution held in ``state``.
 
@@ -123,6 +128,10 @@ def step(
     and never reads them again, so the new state is made from them in place instead of from a
     copy (copying the whole execution was a quarter of the embedded executor's time). The
     result is the same either way; ``changed`` tells whether the input was applied.
+
+    ``kv``: the KV entries ``kv()`` may read, by (namespace, key); None: ``kv()`` fails as a
+    worker-only function. A key not in it reads as missing and is listed in ``kv_missing``
+    (``executor.kv.step_with_kv`` reads those and steps again).
     """
     if state is not None and event.id in state.applied:
         return StepResult(state=state)
@@ -138,7 +147,7 @@ def step(
     elif not owned:
         state = _copy(state)
     was_terminal = state.execution.state.current.terminal
-    core = _Core(flow, state, now, config or CoreConfig(), event.id)
+    core = _Core(flow, state, now, config or CoreConfig(), event.id, kv)
     core.apply(event, running_count)
     core.process()
     state.applied.append(event.id)
@@ -192,8 +201,10 @@ class _Core:
         now: datetime,
         config: CoreConfig,
         seed: str,
+        kv: Mapping[tuple[str, str], KVRead] | None = None,
     ) -> None:
         self.flow = flow
+        self.kv = kv
         self.state = state
         self.ex: Execution = state.execution
         self.now = now
@@ -246,7 +257,14 @@ class _Core:
     def functions(self, task_run: TaskRun | None, value: Any) -> dict[str, Any]:
         assert self.vars is not None
         logs = self.vars.error_logs
-        return {**self.render_context(task_run, value).functions(), "errorLogs": logs}
+        return {**self.base_functions(task_run, value), "errorLogs": logs}
+
+    def base_functions(self, task_run: TaskRun | None, value: Any) -> dict[str, Any]:
+        functions = self.render_context(task_run, value).functions()
+        if self.kv is not None:
+            read = snapshot_reader(self.kv, self.ex.namespace, self.result.kv_missing)
+            functions["kv"] = kv_function(read)
+        return functions
 
     def render(self, value: Any, task_run: TaskRun | None = None) -> Any:
         functions = self.functions(task_run, value)
@@ -573,7 +591,7 @@ class _Core:
         flow_outputs = dict(event.outputs or {})
         if isinstance(task, Subflow) and task.outputs and event.variables is not None:
             try:
-                functions = self.render_context(tr, task.outputs).functions()
+                functions = self.base_functions(tr, task.outputs)
                 rendered = render_object(task.outputs, event.variables, functions=functions)
                 flow_outputs.update(rendered)
             except LannerError as exc:

@@ -1,0 +1,159 @@
+"""Executor-side Kestra compatibility (issue 14), flows in Kestra's syntax and the outcomes
+Kestra gives, shared by the embedded test (``tests/embedded/test_compat_exec.py``) and the
+Kafka one (``tests/ha/test_compat_exec_kafka.py``); both drive a server through the API only.
+
+``kv()`` where the executor renders. Kestra renders every property with the same Pebble
+engine, whose ``kv`` function (``core/src/main/java/io/kestra/core/runners/pebble/functions/
+KvFunction.java``, kestra-io/kestra@58c1ca2) reads the namespace's KV store wherever the
+render happens, the executor's ``If.condition`` / ``Switch.value`` / ``runIf`` / subflow
+``inputs`` / flow ``outputs`` included; ``KvFunctionTest`` fixes the outcomes used here:
+``kv('key')`` reads the flow's namespace, ``kv('key', 'namespace')`` another one (no
+inheritance, kestra-io/kestra#5037), a missing key is null and, with ``errorOnMissing=true``,
+fails with "The key 'my-key' does not exist in the namespace 'io.kestra.tests'.".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.embedded import kv_flows
+
+NS = kv_flows.NS
+
+KV_CHILD = f"""\
+id: kv_executor_child
+namespace: {NS}
+inputs:
+  - id: mode
+    type: STRING
+  - id: region
+    type: STRING
+tasks:
+  - id: echo
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{{{ inputs.mode }}}}-{{{{ inputs.region }}}}"
+outputs:
+  - id: echoed
+    type: STRING
+    value: "{{{{ outputs.echo.value }}}}"
+"""
+
+KV_EXECUTOR = f"""\
+id: kv_executor
+namespace: {NS}
+tasks:
+  - id: set_mode
+    type: io.kestra.plugin.core.kv.Set
+    key: mode
+    value: fast
+  - id: set_limit
+    type: io.kestra.plugin.core.kv.Set
+    key: limit
+    value: "3"
+    kvType: NUMBER
+  - id: set_region
+    type: io.kestra.plugin.core.kv.Set
+    namespace: company
+    key: region
+    value: eu
+  - id: when_fast
+    type: io.kestra.plugin.core.flow.If
+    condition: "{{{{ kv('mode') == 'fast' }}}}"
+    then:
+      - id: fast_then
+        type: io.kestra.plugin.core.debug.Return
+        format: then
+    else:
+      - id: fast_else
+        type: io.kestra.plugin.core.debug.Return
+        format: else
+  - id: by_mode
+    type: io.kestra.plugin.core.flow.Switch
+    value: "{{{{ kv('mode') }}}}"
+    cases:
+      fast:
+        - id: case_fast
+          type: io.kestra.plugin.core.debug.Return
+          format: fast
+    defaults:
+      - id: case_default
+        type: io.kestra.plugin.core.debug.Return
+        format: default
+  - id: skipped
+    type: io.kestra.plugin.core.debug.Return
+    runIf: "{{{{ kv('absent') ?? false }}}}"
+    format: never
+  - id: ran
+    type: io.kestra.plugin.core.debug.Return
+    runIf: "{{{{ kv('limit') > 2 }}}}"
+    format: ran
+  - id: child
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: {NS}
+    flowId: kv_executor_child
+    inputs:
+      mode: "{{{{ kv('mode') }}}}"
+      region: "{{{{ kv('region', 'company') }}}}"
+    wait: true
+outputs:
+  - id: mode
+    type: STRING
+    value: "{{{{ kv('mode') }}}}"
+  - id: region
+    type: STRING
+    value: "{{{{ kv(key='region', namespace='company') }}}}"
+"""
+
+KV_EXECUTOR_MISSING = f"""\
+id: kv_executor_missing
+namespace: {NS}
+tasks:
+  - id: check
+    type: io.kestra.plugin.core.flow.If
+    condition: "{{{{ kv('nowhere', errorOnMissing=true) }}}}"
+    then:
+      - id: never
+        type: io.kestra.plugin.core.debug.Return
+        format: never
+"""
+
+KV_FLOWS = [KV_CHILD, KV_EXECUTOR, KV_EXECUTOR_MISSING]
+
+
+def check_kv_in_executor_renders(client: httpx.Client) -> None:
+    """``If.condition``, ``Switch.value``, ``runIf``, subflow ``inputs`` and flow ``outputs``
+    read KV entries a task of the same execution just wrote (the executor reads the store
+    when it renders them, not a copy from before the execution)."""
+    execution = kv_flows.run(client, "kv_executor")
+    states = kv_flows.states(execution)
+    assert execution["state"]["current"] == "SUCCESS", states
+    assert states["fast_then"] == "SUCCESS" and "fast_else" not in states, states
+    assert states["case_fast"] == "SUCCESS" and "case_default" not in states, states
+    assert states["skipped"] == "SKIPPED" and states["ran"] == "SUCCESS", states
+    child = kv_flows.outputs(execution)["child"]
+    assert child["outputs"] == {"echoed": "fast-eu"}, child
+    assert execution["outputs"] == {"mode": "fast", "region": "eu"}, execution.get("outputs")
+
+
+def check_kv_missing_in_executor_render(client: httpx.Client) -> None:
+    """``errorOnMissing=true`` in an ``If`` condition fails it with Kestra's message."""
+    execution = kv_flows.run(client, "kv_executor_missing")
+    assert execution["state"]["current"] == "FAILED", kv_flows.states(execution)
+    messages = _messages(client, execution)
+    wanted = f"The key 'nowhere' does not exist in the namespace '{NS}'."
+    assert any(wanted in m for m in messages), messages
+
+
+def _messages(client: httpx.Client, execution: dict[str, Any]) -> list[str]:
+    from tests.infra.waiting import wait_until
+
+    found: list[str] = []
+
+    def logged() -> bool:
+        found[:] = [e["message"] for e in client.get(f"/api/v1/logs/{execution['id']}").json()]
+        return any("does not exist" in m for m in found)
+
+    wait_until(logged, 60, "the executor's log of the failed condition")
+    return found
