@@ -65,7 +65,11 @@ from common.plugins.core.flowable import (
     WorkingDirectory,
 )
 from common.plugins.core.flowable import Resume as ResumeTask
-from common.plugins.core.flowable.foreachitem import SUBFLOW_OUTPUTS_VARIABLE, terminal_state
+from common.plugins.core.flowable.foreachitem import (
+    SUBFLOW_OUTPUTS_VARIABLE,
+    batch_uris,
+    terminal_state,
+)
 from common.plugins.dynamic import resolve, resolve_model
 from common.templating import RenderContext, is_true, render, render_object, render_typed
 from common.templating._functions import kv_function
@@ -959,8 +963,8 @@ class _Core:
             ),
             None,
         )
-        uris = (split.outputs or {}).get("uris") if split is not None else None
-        if not isinstance(uris, list):
+        uris = batch_uris(split.outputs or {}) if split is not None else None
+        if uris is None:
             self.fail_task_run(tr, f"ForEachItem '{task.id}': the batches of the split are unknown")
             return
         attempt = Attempt()

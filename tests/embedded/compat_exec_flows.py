@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from tests.conformance.runner import Api
 from tests.embedded import kv_flows
 
 NS = kv_flows.NS
@@ -157,3 +158,68 @@ def _messages(client: httpx.Client, execution: dict[str, Any]) -> list[str]:
 
     wait_until(logged, 60, "the executor's log of the failed condition")
     return found
+
+
+# ---------------------------------------------------------------- ForEachItem, many batches
+
+EACH_CHILD = f"""\
+id: each_many_child
+namespace: {NS}
+inputs:
+  - id: items
+    type: STRING
+tasks:
+  - id: skipped
+    type: io.kestra.plugin.core.debug.Return
+    runIf: "{{{{ inputs.items == '' }}}}"
+    format: "{{{{ inputs.items }}}}"
+"""
+
+EACH_MANY = f"""\
+id: each_many
+namespace: {NS}
+inputs:
+  - id: file
+    type: FILE
+tasks:
+  - id: each
+    type: io.kestra.plugin.core.flow.ForEachItem
+    items: "{{{{ inputs.file }}}}"
+    batch:
+      rows: 1
+    namespace: {NS}
+    flowId: each_many_child
+    wait: true
+    transmitFailed: true
+    inputs:
+      items: "{{{{ taskrun.items }}}}"
+"""
+
+EACH_FLOWS = [EACH_CHILD, EACH_MANY]
+
+
+def each_batches() -> int:
+    """How many batches the suites run: 1,600 (past the old ~1,500 limit) unless
+    ``LANNER_TEST_EACH_BATCHES`` says otherwise (5,000 was run by hand on both backends)."""
+    import os
+
+    return int(os.environ.get("LANNER_TEST_EACH_BATCHES", "1600"))
+
+
+def check_for_each_item_many_batches(api: Api, batches: int, timeout: float) -> None:
+    """Kestra's ``ForEachItem`` has no batch limit (``ForEachItemCaseTest`` runs 26 batches;
+    the plugin page's example splits a file of any size by ``batch.rows``): ``batches`` batches
+    of one row each make as many subflow executions, and ``each_items`` counts them all
+    (``numberOfBatches``, ``iterations`` ``{CREATED: 0, RUNNING: 0, SUCCESS: n}``). Lanner's
+    split used to output the list of batch URIs, which past ~1,500 batches outgrew the
+    worker's output limit; it now outputs a count and a prefix."""
+    lines = "".join(f"{n}\n" for n in range(batches))
+    created = api.create(NS, "each_many", {"file": "@content:" + lines})
+    ex = api.wait_terminal(created["id"], timeout)
+    by_id = {tr["taskId"]: tr for tr in ex["taskRunList"]}
+    assert ex["state"]["current"] == "SUCCESS", {k: v["state"] for k, v in by_id.items()}
+    items = by_id["each_items"]["outputs"]
+    assert items["numberOfBatches"] == batches, items
+    assert items["iterations"] == {"CREATED": 0, "RUNNING": 0, "SUCCESS": batches}, items
+    split = by_id["each_split"]["outputs"]
+    assert split["batches"] == batches and split["splits"].endswith("splits.txt"), split
