@@ -658,7 +658,12 @@ class _Core:
     def restart(self) -> None:
         """Kestra's ``ExecutionService.restart``: any ended execution holding a FAILED (here
         also KILLED) task run restarts from those task runs and their ancestors (a WARNING
-        execution whose failure an AllowFailure absorbed, too)."""
+        execution whose failure an AllowFailure absorbed, too). A PAUSED execution restarts
+        from its PAUSED task runs: they run again as RUNNING and, having been PAUSED once, do
+        not pause again (Kestra's ``Pause.needPause``), so the execution carries on."""
+        if self.ex.state.current == State.PAUSED:
+            self.restart_paused()
+            return
         if not self.ex.state.current.terminal:
             return
         failed = [
@@ -711,6 +716,18 @@ class _Core:
             keep.append(tr)
         self.ex.task_run_list = keep
         self.state.kill_state = None
+        self.ex.metadata.attempt_number += 1
+        self.set_state(self.ex, State.RESTARTED)
+        self.set_state(self.ex, State.RUNNING)
+
+    def restart_paused(self) -> None:
+        paused = [tr for tr in self.ex.task_run_list if tr.state.current == State.PAUSED]
+        if not paused:
+            return  # a manual pause holds no task run: Kestra's 422, refused by the webserver
+        for tr in paused:
+            self.set_state(tr, State.RESTARTED)
+            self.resume_task_run(tr)
+        self.state.manual_pause = False
         self.ex.metadata.attempt_number += 1
         self.set_state(self.ex, State.RESTARTED)
         self.set_state(self.ex, State.RUNNING)

@@ -13,10 +13,12 @@ Kestra's rules (``ExecutionService`` and ``ConcurrencyLimitService`` of kestra-i
 * restart: the execution must be ended or PAUSED (409 otherwise), and hold a FAILED or PAUSED
   task run (422 "No task found to restart execution from!"); the answer keeps the id, state
   RESTARTED, those task runs RESTARTED, their ended ancestors RUNNING (a WARNING or SUCCESS
-  execution whose failed task run an AllowFailure absorbed restarts too). Lanner refuses a
-  PAUSED one (409: its executor restarts ended executions);
+  execution whose failed task run an AllowFailure absorbed restarts too). A PAUSED execution
+  restarts from its PAUSED task runs, which carry on (RUNNING) without pausing again (Kestra's
+  ``Pause.needPause`` looks for PAUSED in the history); a manual pause holds none: 422;
 * replay: a new execution (``parentId``/``originalId`` set), CREATED, or RESTARTED from a task
-  run; an unknown task run is Kestra's 422 "No task found to restart execution from!";
+  run, whatever the state of the original (Kestra checks none); an unknown task run is
+  Kestra's 422 "No task found to restart execution from!";
 * pause: only a RUNNING execution (409 "The execution is not running"); what runs finishes,
   nothing new starts until resumed;
 * unqueue: only a QUEUED execution (409 "Only QUEUED execution can be unqueued");
@@ -98,8 +100,6 @@ def restart(
     ]
     if not restartable:
         raise Refused(422, NO_TASK_TO_RESTART)
-    if current == State.PAUSED:
-        raise Refused(409, "Execution is PAUSED: Lanner restarts ended executions only")
     if revision is not None and revision != execution.flow_revision:
         raise Refused(
             422,
@@ -110,7 +110,10 @@ def restart(
     by_id = {tr.id: tr for tr in answer.task_run_list}
     for tr in answer.task_run_list:
         if tr.state.current in (State.FAILED, State.KILLED, State.PAUSED):
+            paused = tr.state.current == State.PAUSED
             tr.set_state(State.RESTARTED, now)
+            if paused:  # the Pause carries on (RUNNING), as the executor makes it
+                tr.set_state(State.RUNNING, now)
             parent = by_id.get(tr.parent_task_run_id or "")
             while parent is not None:  # Kestra's ancestors: the containers run again
                 if parent.state.current.terminal and parent.state.current != State.FAILED:
@@ -124,12 +127,8 @@ def restart(
 def replay(
     execution: Execution, flow: Flow, task_run_id: str | None, new_id: str, now: datetime
 ) -> Decision:
-    if not _terminal(execution):
-        raise Refused(
-            409,
-            f"Execution must be terminated to be replayed, current state is "
-            f"'{execution.state.current}' !",
-        )
+    # no state check: Kestra's ``ExecutionController.replay`` / ``ExecutionService.replay``
+    # (kestra-io/kestra@58c1ca2) replay an execution in any state
     if task_run_id is not None and execution.find_task_run(task_run_id) is None:
         raise Refused(422, NO_TASK_TO_RESTART)
     return Decision(replay_execution(execution, flow, task_run_id, new_id, now), new=True)
