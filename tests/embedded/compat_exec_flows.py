@@ -223,3 +223,38 @@ def check_for_each_item_many_batches(api: Api, batches: int, timeout: float) -> 
     assert items["iterations"] == {"CREATED": 0, "RUNNING": 0, "SUCCESS": batches}, items
     split = by_id["each_split"]["outputs"]
     assert split["batches"] == batches and split["splits"].endswith("splits.txt"), split
+
+
+# ---------------------------------------------------------------- restart of a PAUSED execution
+
+PAUSE_RESTART = f"""\
+id: pause_restart
+namespace: {NS}
+tasks:
+  - id: pause
+    type: io.kestra.plugin.core.flow.Pause
+  - id: after
+    type: io.kestra.plugin.core.debug.Return
+    format: after
+"""
+
+
+def check_restart_of_a_paused_execution(api: Api, timeout: float) -> None:
+    """Kestra's ``ExecutionService.restart`` (kestra-io/kestra@58c1ca2) accepts an execution
+    that ``isTerminated() || isPaused()`` and restarts from its task runs that are FAILED or
+    PAUSED: the answer keeps the id, RESTARTED, ``attemptNumber`` + 1, the Pause (a flowable,
+    ``mapTaskRun``) RUNNING; the Pause, already PAUSED once, does not pause again
+    (``Pause.needPause``) and ends SUCCESS, so the execution carries on. Through the older
+    ``POST /executions/{id}/restart``, whose rules are now those of ``actions/restart``."""
+    created = api.create(NS, "pause_restart", None)
+    api.wait(created["id"], lambda ex: ex["state"]["current"] == "PAUSED", timeout)
+    answer = api._call("POST", f"/executions/{created['id']}/restart")
+    assert answer["id"] == created["id"] and answer["state"]["current"] == "RESTARTED", answer
+    assert [t["state"]["current"] for t in answer["taskRunList"]] == ["RUNNING"], answer
+    assert answer["metadata"]["attemptNumber"] == 2, answer["metadata"]
+    ended = api.wait_terminal(created["id"], timeout)
+    runs = {t["taskId"]: t for t in ended["taskRunList"]}
+    assert ended["state"]["current"] == "SUCCESS", {k: v["state"] for k, v in runs.items()}
+    history = [h["state"] for h in runs["pause"]["state"]["histories"]]
+    assert "PAUSED" in history and "RESTARTED" in history and history[-1] == "SUCCESS", history
+    assert runs["after"]["outputs"] == {"value": "after"}

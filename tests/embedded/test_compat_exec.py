@@ -24,7 +24,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     server.start()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
-            for source in flows.EACH_FLOWS:
+            for source in [*flows.EACH_FLOWS, flows.PAUSE_RESTART]:
                 http.post(
                     "/api/v1/flows", content=source, headers={"content-type": "application/x-yaml"}
                 ).raise_for_status()
@@ -37,3 +37,7 @@ def test_for_each_item_past_the_old_batch_limit(api: Api) -> None:
     """1,600 batches (the old limit was ~1,500) in ``make test``; run with
     ``LANNER_TEST_EACH_BATCHES=5000`` for the 5,000 batches of the issue (~26 s here)."""
     flows.check_for_each_item_many_batches(api, flows.each_batches(), timeout=600)
+
+
+def test_restart_of_a_paused_execution(api: Api) -> None:
+    flows.check_restart_of_a_paused_execution(api, timeout=120)
