@@ -533,7 +533,7 @@ class _Core:
                 and tr.attempts[-1].state.current in (State.CREATED, State.RUNNING)
                 and tr.state.current != State.RETRYING
             )
-            for child in self.state.batch_executions.get(tr.id, []):
+            for child in self.batch_children(tr, task):
                 self.result.executor_inputs.append(Kill(id=f"kill:{child}", execution_id=child))
             if isinstance(task, ExecutableTask) and tr.outputs and tr.outputs.get("executionId"):
                 child = tr.outputs["executionId"]
@@ -932,9 +932,10 @@ class _Core:
         inherit_labels: bool,
         wait: bool,
         iteration: int | None = None,
+        child_id: str | None = None,
     ) -> str:
         """Emit the creation of a child execution of ``tr``; returns its id."""
-        child_id = self.new_id()
+        child_id = child_id or self.new_id()
         child_labels: list[Label] = []
         if inherit_labels:
             child_labels.extend(lb for lb in self.ex.labels if lb.key != "system.correlationId")
@@ -1023,10 +1024,10 @@ class _Core:
                 inherit_labels=inherit_labels,
                 wait=wait,
                 iteration=iteration,
+                child_id=batch_execution_id(tr, iteration),
             )
             for iteration, inputs in batches
         ]
-        self.state.batch_executions[tr.id] = children
         count = len(children)
         if not wait:
             tr.outputs = {"numberOfBatches": count, "iterations": {"RUNNING": 0, "SUCCESS": count}}
@@ -1038,6 +1039,18 @@ class _Core:
             "iterations": {"CREATED": 0, "RUNNING": count},
         }
         self.touched()
+
+    def batch_children(self, tr: TaskRun, task: Task | None) -> list[str]:
+        """The ids of the batch executions a ForEachItem's items task run made: derived from
+        the task run, its attempt and the batch number (nothing per batch in the state, so it
+        stays small however many batches), or as listed by an older state."""
+        older = self.state.batch_executions.get(tr.id)
+        if older is not None:
+            return older
+        if not isinstance(task, ForEachItemExecutable) or not tr.attempts:
+            return []
+        count = int((tr.outputs or {}).get("numberOfBatches") or 0)
+        return [batch_execution_id(tr, n) for n in range(1, count + 1)]
 
     def on_batch_ended(self, tr: TaskRun, task: ForEachItemExecutable, event: SubflowEnded) -> None:
         outputs = dict(tr.outputs or {})
@@ -1377,6 +1390,11 @@ class _Core:
                 iteration=trigger.variables.get("iteration"),
             )
         )
+
+
+def batch_execution_id(tr: TaskRun, iteration: int) -> str:
+    """The id of batch ``iteration`` of the current attempt of a ForEachItem items task run."""
+    return derived_id(tr.id, "batch", str(len(tr.attempts)), str(iteration))
 
 
 def _copy(model: _M) -> _M:

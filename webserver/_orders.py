@@ -26,7 +26,9 @@ Kestra's rules (``ExecutionService`` and ``ConcurrencyLimitService`` of kestra-i
   CREATED and QUEUED start, PAUSED resumes, anything else is sent again unchanged;
 * labels: only an ended execution (400 "The execution is not terminated"); system labels
   cannot be set (422); given labels win over the existing ones. Kestra saves the execution
-  itself; Lanner sends a ``SetLabels`` input, so the executor's snapshot carries them.
+  itself; Lanner sends a ``SetLabels`` input, so the executor's snapshot carries them, and
+  stores the answer too (best effort, ``sequence`` + 1) so that a GET right after shows them
+  before the snapshot is indexed (read-your-writes on Kafka).
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class Decision:
     answer: Execution
     orders: list[ExecutorInput] = field(default_factory=list)
     new: bool = False  # ``answer`` is a new execution to store and submit (replay)
+    # ``answer`` is also stored, best effort, after the orders (read-your-writes: a GET right
+    # after shows it; the executor's snapshot of the same ``sequence`` replaces it)
+    store: bool = False
 
 
 def _terminal(execution: Execution) -> bool:
@@ -198,7 +203,13 @@ def set_labels(execution: Execution, labels: Sequence[Label], order_id: str) -> 
         )
     given = list(labels)
     answer = execution.model_copy(
-        deep=True, update={"labels": merged_labels(execution.labels, given)}
+        deep=True,
+        update={
+            "labels": merged_labels(execution.labels, given),
+            # the executor's snapshot for this input: the stored one's sequence + 1, the same
+            # labels (``common.executions.set_labels`` on both sides)
+            "sequence": execution.sequence + 1,
+        },
     )
     order = SetLabels(id=order_id, execution_id=execution.id, labels=given, execution=execution)
-    return Decision(answer, [order])
+    return Decision(answer, [order], store=True)

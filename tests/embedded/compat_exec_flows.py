@@ -195,7 +195,7 @@ tasks:
       items: "{{{{ taskrun.items }}}}"
 """
 
-EACH_FLOWS = [EACH_CHILD, EACH_MANY]
+EACH_FLOWS = [EACH_CHILD, EACH_MANY]  # + EACH_KILL_FLOWS below
 
 
 def each_batches() -> int:
@@ -258,3 +258,72 @@ def check_restart_of_a_paused_execution(api: Api, timeout: float) -> None:
     history = [h["state"] for h in runs["pause"]["state"]["histories"]]
     assert "PAUSED" in history and "RESTARTED" in history and history[-1] == "SUCCESS", history
     assert runs["after"]["outputs"] == {"value": "after"}
+    check_labels_read_your_writes(api.client, created["id"])
+
+
+# ---------------------------------------------------------------- labels: read-your-writes
+
+
+def check_labels_read_your_writes(client: httpx.Client, execution_id: str) -> None:
+    """Kestra's ``ExecutionController.setLabels`` saves the execution before it answers, so a
+    GET right after shows the labels. Lanner's executor applies them (``SetLabels``) and the
+    webserver also stores its answer, with the sequence of the executor's coming snapshot:
+    the GET right after shows them on Kafka too, before that snapshot is indexed."""
+    labels = [{"key": "team", "value": "data"}, {"key": "ryw", "value": execution_id[:8]}]
+    answer = client.post(f"/api/v1/main/executions/{execution_id}/actions/labels", json=labels)
+    assert answer.status_code == 200, answer.text
+    stored = client.get(f"/api/v1/main/executions/{execution_id}").json()
+    got = {x["key"]: x["value"] for x in stored["labels"]}
+    assert got["team"] == "data" and got["ryw"] == execution_id[:8], stored["labels"]
+
+
+# ---------------------------------------------------------------- ForEachItem: kill reaches batches
+
+EACH_PAUSED_CHILD = f"""\
+id: each_paused_child
+namespace: {NS}
+inputs:
+  - id: items
+    type: STRING
+tasks:
+  - id: wait
+    type: io.kestra.plugin.core.flow.Pause
+"""
+
+EACH_KILL = EACH_MANY.replace("id: each_many\n", "id: each_kill\n", 1).replace(
+    "flowId: each_many_child", "flowId: each_paused_child", 1
+)
+
+
+def check_kill_reaches_every_batch(api: Api, timeout: float) -> None:
+    """Kestra kills the subflow executions of a killed parent (``ExecutionService.kill`` and
+    ``Executor`` kill cascade; ``isOnKillCascade`` defaults to true): the batch executions of
+    a ForEachItem, whose ids the executor now derives from the items task run instead of
+    listing them in its state, end KILLED with it."""
+    created = api.create(NS, "each_kill", {"file": "@content:a\nb\nc\n"})
+
+    def paused_children() -> list[dict[str, Any]]:
+        return [
+            ex
+            for ex in api.search(NS, "each_paused_child")
+            if (ex.get("trigger") or {}).get("variables", {}).get("executionId") == created["id"]
+        ]
+
+    from tests.infra.waiting import wait_until
+
+    wait_until(
+        lambda: sum(ex["state"]["current"] == "PAUSED" for ex in paused_children()) == 3,
+        timeout,
+        "three paused batch executions",
+    )
+    api._call("DELETE", f"/executions/{created['id']}/kill", ok=(200, 202))
+    ended = api.wait_terminal(created["id"], timeout)
+    assert ended["state"]["current"] == "KILLED", ended["state"]
+    wait_until(
+        lambda: [ex["state"]["current"] for ex in paused_children()] == ["KILLED"] * 3,
+        timeout,
+        "every batch execution KILLED",
+    )
+
+
+EACH_KILL_FLOWS = [EACH_PAUSED_CHILD, EACH_KILL]

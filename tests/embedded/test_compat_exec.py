@@ -24,7 +24,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     server.start()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
-            for source in [*flows.EACH_FLOWS, flows.PAUSE_RESTART]:
+            for source in [*flows.EACH_FLOWS, *flows.EACH_KILL_FLOWS, flows.PAUSE_RESTART]:
                 http.post(
                     "/api/v1/flows", content=source, headers={"content-type": "application/x-yaml"}
                 ).raise_for_status()
@@ -39,5 +39,9 @@ def test_for_each_item_past_the_old_batch_limit(api: Api) -> None:
     flows.check_for_each_item_many_batches(api, flows.each_batches(), timeout=600)
 
 
-def test_restart_of_a_paused_execution(api: Api) -> None:
+def test_kill_reaches_every_batch(api: Api) -> None:
+    flows.check_kill_reaches_every_batch(api, timeout=120)
+
+
+def test_restart_of_a_paused_execution_and_labels(api: Api) -> None:
     flows.check_restart_of_a_paused_execution(api, timeout=120)

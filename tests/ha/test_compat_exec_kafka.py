@@ -8,7 +8,9 @@ compat_exec_flows.py`` (the embedded side: ``tests/embedded/test_compat_exec.py`
 - ``kv()`` in ``If``/``Switch``/``runIf``/subflow inputs/flow outputs: the Faust executor
   reads the KV store (internal storage) for the keys its core asks for (``executor/kv.py``);
 - ForEachItem past the old ~1,500-batch limit;
-- restart of a PAUSED execution (Kestra's rules, through the older ``/restart`` path).
+- ForEachItem's batch executions killed with their parent (ids derived, not listed);
+- restart of a PAUSED execution (Kestra's rules, through the older ``/restart`` path), then
+  labels on it visible to the GET right after (read-your-writes before indexing).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def client(
     try:
         deployment.start()
         with httpx.Client(base_url=deployment.url, timeout=60) as http:
-            kv_flows.deploy(http, [*flows.KV_FLOWS, *flows.EACH_FLOWS, flows.PAUSE_RESTART])
+            kv_flows.deploy(http, [*flows.KV_FLOWS, *flows.EACH_FLOWS, *flows.EACH_KILL_FLOWS, flows.PAUSE_RESTART])
             yield http
     finally:
         deployment.stop()
@@ -55,5 +57,9 @@ def test_for_each_item_past_the_old_batch_limit(client: httpx.Client) -> None:
     flows.check_for_each_item_many_batches(Api(client), flows.each_batches(), DEADLINE * 2)
 
 
-def test_restart_of_a_paused_execution(client: httpx.Client) -> None:
+def test_kill_reaches_every_batch(client: httpx.Client) -> None:
+    flows.check_kill_reaches_every_batch(Api(client), DEADLINE)
+
+
+def test_restart_of_a_paused_execution_and_labels(client: httpx.Client) -> None:
     flows.check_restart_of_a_paused_execution(Api(client), DEADLINE)

@@ -277,12 +277,19 @@ def test_labels(client: TestClient, backends: Backends) -> None:
         ("env", "prod"),
         ("system.correlationId", "x"),
     }
-    # the executor owns the execution: the labels go to it, the repository is left alone
+    # the executor owns the execution: the labels go to it; the answer is also stored with
+    # the sequence of the executor's coming snapshot (read-your-writes: a GET right after
+    # shows them; the snapshot, same sequence and labels, replaces it)
     (order,) = executor_inputs(backends)
     assert isinstance(order, SetLabels) and order.execution_id == "done"
     assert [(x.key, x.value) for x in order.labels] == [("team", "b"), ("env", "prod")]
     stored = client.get(f"{API}/done").json()
-    assert {x["key"]: x["value"] for x in stored["labels"]}["team"] == "a"
+    assert {x["key"]: x["value"] for x in stored["labels"]} == {
+        "team": "b",
+        "env": "prod",
+        "system.correlationId": "x",
+    }
+    assert stored["sequence"] == body["sequence"] == 1
     not_ended = client.post(f"{API}/running/actions/labels", json=labels)
     assert not_ended.status_code == 400
     assert not_ended.json()["message"] == "The execution is not terminated"

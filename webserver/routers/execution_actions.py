@@ -35,6 +35,7 @@ from webserver.routers.executions import (
     _unchecked,
     execution_json,
     resume_execution,
+    store_best_effort,
 )
 from webserver.routers.flows import flow_json, load_flow
 from webserver.routers.graph import flow_graph
@@ -79,6 +80,8 @@ def apply(backends: Backends, decision: _orders.Decision) -> dict[str, Any]:
         _submit(backends, decision.answer)
     for order in decision.orders:
         backends.queue.emit(EXECUTOR, order.execution_id, order.to_json())
+    if decision.store:
+        store_best_effort(backends, decision.answer)
     return kestra_json(decision.answer)
 
 

@@ -177,6 +177,13 @@ def _submit(backends: Backends, execution: Execution) -> None:
     _created_breaker(backends).call(lambda: backends.repositories.executions.save(execution))
 
 
+def store_best_effort(backends: Backends, execution: Execution) -> None:
+    """Store what an order made of an execution (read-your-writes), skipped while the
+    repository fails (``Breaker``): the executor's snapshot, indexed later, carries it anyway
+    and replaces it (same or higher ``sequence``)."""
+    _created_breaker(backends).call(lambda: backends.repositories.executions.save(execution))
+
+
 _BREAKERS: dict[int, Breaker] = {}
 
 
