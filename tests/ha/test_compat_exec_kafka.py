@@ -42,7 +42,10 @@ def client(
     try:
         deployment.start()
         with httpx.Client(base_url=deployment.url, timeout=60) as http:
-            kv_flows.deploy(http, [*flows.KV_FLOWS, *flows.EACH_FLOWS, *flows.EACH_KILL_FLOWS, flows.PAUSE_RESTART])
+            kv_flows.deploy(
+                http,
+                [*flows.KV_FLOWS, *flows.EACH_FLOWS, *flows.EACH_KILL_FLOWS, flows.PAUSE_RESTART],
+            )
             yield http
     finally:
         deployment.stop()
