@@ -56,8 +56,10 @@ def test_kv_in_executor_renders(client: httpx.Client) -> None:
     flows.check_kv_missing_in_executor_render(client)
 
 
-def test_for_each_item_past_the_old_batch_limit(client: httpx.Client) -> None:
-    flows.check_for_each_item_many_batches(Api(client), flows.each_batches(default=500), DEADLINE * 2)
+def test_for_each_item_many_batches(client: httpx.Client) -> None:
+    flows.check_for_each_item_many_batches(
+        Api(client), flows.each_batches(default=500), DEADLINE * 2
+    )
 
 
 def test_kill_reaches_every_batch(client: httpx.Client) -> None:
