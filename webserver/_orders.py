@@ -113,8 +113,13 @@ def restart(
         )
     answer = execution.model_copy(deep=True)
     by_id = {tr.id: tr for tr in answer.task_run_list}
+    # what the executor restarts: a PAUSED execution from its PAUSED task runs only
+    # (``core._Core.restart_paused``), an ended one from its FAILED/KILLED/PAUSED ones
+    again = (
+        (State.PAUSED,) if current == State.PAUSED else (State.FAILED, State.KILLED, State.PAUSED)
+    )
     for tr in answer.task_run_list:
-        if tr.state.current in (State.FAILED, State.KILLED, State.PAUSED):
+        if tr.state.current in again:
             paused = tr.state.current == State.PAUSED
             tr.set_state(State.RESTARTED, now)
             if paused:  # the Pause carries on (RUNNING), as the executor makes it
