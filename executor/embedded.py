@@ -53,7 +53,7 @@ from common.storage.base import Storage
 from . import concurrency, flow_triggers, liveness, polling, timers
 from .core import CoreConfig, StepResult
 from .core import fail as core_fail
-from .kv import step_with_kv, storage_reader
+from .kv import flow_trigger_kv, step_with_kv, storage_reader
 from .metrics import EXECUTOR_METRICS, observe_step
 from .records import step_records
 from .state import ExecutorState
@@ -441,8 +441,10 @@ class EmbeddedExecutor:
                     self._windows.windows[key] = flow_triggers.Window.model_validate_json(body)
                 except ValidationError:
                     pass  # written by an older version: that window starts again
+        now, disabled = self.clock(), self._disabled_uids()
+        kv = flow_trigger_kv(flows, execution, previous, now, self._windows, disabled, self.kv_read)
         created, changed = flow_triggers.evaluate(
-            flows, execution, previous, self.clock(), self._windows, self._disabled_uids()
+            flows, execution, previous, now, self._windows, disabled, kv=kv
         )
         for new in created:
             # Kestra's Flow trigger passes its rendered inputs as they are: a flow whose required

@@ -55,7 +55,7 @@ from common.settings import Settings
 from . import concurrency, flow_triggers, liveness, polling, timers
 from .core import CoreConfig, StepResult
 from .core import fail as core_fail
-from .kv import KVReader, step_with_kv, storage_reader
+from .kv import KVReader, flow_trigger_kv, step_with_kv, storage_reader
 from .metrics import EXECUTOR_METRICS, observe_step
 from .records import step_records
 from .state import ExecutorState
@@ -275,8 +275,10 @@ class FlowHandler:
         sync_flows: Any = None,
         clock: Any = _now,
         disabled: Callable[[], Collection[str]] | None = None,
+        kv_read: KVReader | None = None,
     ) -> None:
         self.catalog = catalog
+        self.kv_read = kv_read  # ``kv()`` in Flow trigger conditions (executor.kv)
         self.sync_flows = sync_flows or (lambda: None)
         self.clock = clock
         # the Flow triggers disabled through the API (``common.trigger_states``)
@@ -318,8 +320,11 @@ class FlowHandler:
             if windows_stored
             else flow_triggers.Windows()
         )
+        now, disabled = self.clock(), self.disabled()
+        execution, previous = notice.execution, notice.previous
+        kv = flow_trigger_kv([flow], execution, previous, now, windows, disabled, self.kv_read)
         created, changed = flow_triggers.evaluate(
-            [flow], notice.execution, notice.previous, self.clock(), windows, self.disabled()
+            [flow], execution, previous, now, windows, disabled, kv=kv
         )
         for new in created:
             inp = NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
@@ -420,7 +425,12 @@ def create_faust_app(
     )
     disabled = _disabled_triggers(settings)
     app.lanner_trigger_states = disabled
-    flow_handler = FlowHandler(FlowCatalog(flows), sync_flows=flows.sync, disabled=disabled.uids)
+    flow_handler = FlowHandler(
+        FlowCatalog(flows),
+        sync_flows=flows.sync,
+        disabled=disabled.uids,
+        kv_read=storage_reader(storage),
+    )
     flows_version = [flows.version]
 
     def refresh_catalogs() -> None:

@@ -15,8 +15,8 @@ one of them); a flow without ``kv(`` costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +36,19 @@ class KVRead:
 
 
 KVReader = Callable[[str, str, str, datetime], KVRead]  # (tenant, namespace, key, now)
+
+
+@dataclass
+class KVSnapshot:
+    """KV entries given to a pure evaluation, and the keys it wanted but did not find."""
+
+    entries: dict[KVKey, KVRead] = field(default_factory=dict)
+    missing: set[KVKey] = field(default_factory=set)
+
+    def functions(self, namespace: str) -> dict[str, Callable[..., Any]]:
+        from common.templating._functions import kv_function
+
+        return {"kv": kv_function(snapshot_reader(self.entries, namespace, self.missing))}
 
 
 def snapshot_reader(
@@ -124,3 +137,43 @@ def step_with_kv(
     return step(
         flow, state, event, now, config, running_count=running_count, owned=owned, kv=snapshot
     )
+
+
+def flow_trigger_kv(
+    flows: Iterable[Flow],
+    execution: Any,
+    previous: Any,
+    now: datetime,
+    windows: Any,
+    disabled: Collection[str],
+    read: KVReader | None,
+) -> KVSnapshot | None:
+    """The KV entries the Flow triggers of ``flows`` read (``kv()`` in ``expression``
+    conditions, ``preconditions.where`` expressions, trigger ``inputs``) for this state change;
+    None when none of them mentions ``kv(``. ``flow_triggers.evaluate`` runs on a scratch copy
+    of those flows' windows (it changes windows in place) until no key is missing."""
+    from .flow_triggers import Windows, evaluate
+
+    using = [flow for flow in flows if uses_kv(flow)]
+    if read is None or not using:
+        return None
+    prefixes = tuple(f"{f.tenant_id or 'main'}/{f.namespace}/{f.id}/" for f in using)
+    tenant = getattr(execution, "tenant_id", None) or "main"
+    snapshot = KVSnapshot()
+    for _ in range(MAX_PASSES):
+        scratch = Windows(
+            windows={
+                key: window.model_copy(deep=True)
+                for key, window in windows.windows.items()
+                if key.startswith(prefixes)
+            }
+        )
+        snapshot.missing = set()
+        evaluate(using, execution, previous, now, scratch, disabled, kv=snapshot)
+        missing = snapshot.missing - snapshot.entries.keys()
+        if not missing:
+            break
+        for namespace, key in sorted(missing):
+            snapshot.entries[(namespace, key)] = read(tenant, namespace, key, now)
+    snapshot.missing = set()
+    return snapshot

@@ -120,7 +120,32 @@ tasks:
         format: never
 """
 
-KV_FLOWS = [KV_CHILD, KV_EXECUTOR, KV_EXECUTOR_MISSING]
+KV_FLOW_TRIGGER = f"""\
+id: kv_flow_trigger
+namespace: {NS}
+inputs:
+  - id: mode
+    type: STRING
+tasks:
+  - id: echo
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{{{ inputs.mode }}}}"
+triggers:
+  - id: after_kv_executor
+    type: io.kestra.plugin.core.trigger.Flow
+    inputs:
+      mode: "{{{{ kv('mode') }}}}"
+    conditions:
+      - type: io.kestra.plugin.core.condition.ExecutionFlowCondition
+        namespace: {NS}
+        flowId: kv_executor
+      - type: io.kestra.plugin.core.condition.ExecutionStatusCondition
+        in: [SUCCESS]
+      - type: io.kestra.plugin.core.condition.ExpressionCondition
+        expression: "{{{{ kv('mode') == 'fast' and kv('region', 'company') == 'eu' }}}}"
+"""
+
+KV_FLOWS = [KV_CHILD, KV_EXECUTOR, KV_EXECUTOR_MISSING, KV_FLOW_TRIGGER]
 
 
 def check_kv_in_executor_renders(client: httpx.Client) -> None:
@@ -136,6 +161,32 @@ def check_kv_in_executor_renders(client: httpx.Client) -> None:
     child = kv_flows.outputs(execution)["child"]
     assert child["outputs"] == {"echoed": "fast-eu"}, child
     assert execution["outputs"] == {"mode": "fast", "region": "eu"}, execution.get("outputs")
+    check_kv_in_flow_trigger(client, execution["id"])
+
+
+def check_kv_in_flow_trigger(client: httpx.Client, watched_id: str) -> None:
+    """A Flow trigger whose ``ExpressionCondition`` and ``inputs`` call ``kv()`` (the executor
+    evaluates Flow triggers): it fires after ``kv_executor`` and passes the stored value."""
+    from tests.infra.waiting import wait_until
+
+    found: list[dict[str, Any]] = []
+
+    def triggered() -> bool:
+        page = client.get(
+            "/api/v1/executions/search", params={"namespace": NS, "flowId": "kv_flow_trigger"}
+        ).json()
+        found[:] = [
+            ex
+            for ex in page.get("results", [])
+            if (ex.get("trigger") or {}).get("variables", {}).get("executionId") == watched_id
+            and ex["state"]["current"] in kv_flows.TERMINAL
+        ]
+        return bool(found)
+
+    wait_until(triggered, 90, "the execution the kv() Flow trigger starts")
+    (started,) = found
+    assert started["state"]["current"] == "SUCCESS", started["state"]
+    assert started["inputs"] == {"mode": "fast"}, started["inputs"]
 
 
 def check_kv_missing_in_executor_render(client: httpx.Client) -> None:

@@ -86,3 +86,55 @@ def test_step_with_kv_reads_the_store(tmp_path: Path) -> None:
         FLOW, None, new_execution(), NOW, None, running_count=0, owned=True, read=read
     )
     assert started(fast.state) == ["check", "fast"]
+
+
+TRIGGERED = parse_flow(
+    flow_yaml(
+        """\
+        tasks:
+          - id: t
+            type: io.kestra.plugin.core.debug.Return
+            format: x
+        triggers:
+          - id: on_f
+            type: io.kestra.plugin.core.trigger.Flow
+            conditions:
+              - type: io.kestra.plugin.core.condition.ExpressionCondition
+                expression: "{{ kv('go') == 'yes' }}"
+        """,
+        flow_id="g",
+    )
+)
+
+
+def test_flow_trigger_conditions_read_kv(tmp_path: Path) -> None:
+    """Kestra's ``ExpressionCondition`` renders with the same Pebble ``kv`` function: the
+    shells give ``flow_triggers.evaluate`` the entries ``flow_trigger_kv`` read (a dry run on
+    a scratch copy of the windows)."""
+    from executor import flow_triggers
+    from executor.kv import flow_trigger_kv
+
+    ended = Execution(id="e1", namespace="ns", flow_id="f")
+    ended.set_state(State.SUCCESS, NOW)
+    storage = LocalStorage(tmp_path)
+    read = storage_reader(storage)
+    windows = flow_triggers.Windows()
+
+    def fire() -> list[Execution]:
+        kv = flow_trigger_kv([TRIGGERED], ended, State.RUNNING, NOW, windows, (), read)
+        assert kv is not None and kv.missing == set()
+        created, _ = flow_triggers.evaluate(
+            [TRIGGERED], ended, State.RUNNING, NOW, windows, (), kv=kv
+        )
+        return created
+
+    assert fire() == []  # missing: null
+    KVStore(storage, "main", "ns").put("go", "yes")
+    (created,) = fire()
+    assert created.flow_id == "g"
+    plain = parse_flow(
+        flow_yaml(
+            "tasks:\n  - id: t\n    type: io.kestra.plugin.core.debug.Return\n    format: x\n"
+        )
+    )
+    assert flow_trigger_kv([plain], ended, State.RUNNING, NOW, windows, (), read) is None
