@@ -51,7 +51,7 @@ from common.repository.base import FlowRepository
 from common.storage.base import Storage
 
 from . import concurrency, flow_triggers, liveness, polling, timers
-from .core import CoreConfig, StepResult
+from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .kv import flow_trigger_kv, step_with_kv, storage_reader
 from .metrics import EXECUTOR_METRICS, observe_step
@@ -313,6 +313,7 @@ class EmbeddedExecutor:
                 running_count=running,
                 owned=True,
                 read=self.kv_read,
+                step=step,  # looked up at each call (tests replace it)
             )
         except Exception as exc:  # noqa: BLE001 - a defect on this input fails its execution only
             result = self._failed(flow, state, event, exc)

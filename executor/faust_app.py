@@ -53,7 +53,7 @@ from common.queue import base as topics
 from common.settings import Settings
 
 from . import concurrency, flow_triggers, liveness, polling, timers
-from .core import CoreConfig, StepResult
+from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
 from .kv import KVReader, flow_trigger_kv, step_with_kv, storage_reader
 from .metrics import EXECUTOR_METRICS, observe_step
@@ -180,6 +180,7 @@ class ExecutionHandler:
                 running_count=running,
                 owned=True,
                 read=self.kv_read,
+                step=step,  # looked up at each call (tests replace it)
             )
         except Exception as exc:  # noqa: BLE001 - a bad input fails its own execution only
             result = self._failed(flow, state, event, key, exc, now)

@@ -116,10 +116,12 @@ def step_with_kv(
     running_count: int | None,
     owned: bool,
     read: KVReader | None,
+    step: Callable[..., Any] | None = None,
 ) -> Any:
-    """``core.step`` with the KV keys its renders need (see the module's docstring)."""
-    from .core import step
-
+    """``step`` (``core.step``; a shell passes the one it imported) with the KV keys its
+    renders need (see the module's docstring)."""
+    if step is None:
+        from .core import step
     if read is None or not uses_kv(flow):
         return step(flow, state, event, now, config, running_count=running_count, owned=owned)
     execution = state.execution if state is not None else getattr(event, "execution", None)
