@@ -7,7 +7,7 @@ compat_exec_flows.py`` (the embedded side: ``tests/embedded/test_compat_exec.py`
 
 - ``kv()`` in ``If``/``Switch``/``runIf``/subflow inputs/flow outputs: the Faust executor
   reads the KV store (internal storage) for the keys its core asks for (``executor/kv.py``);
-- ForEachItem with many batches (500 here, 5,000 by hand: ``LANNER_TEST_EACH_BATCHES``);
+- ForEachItem with many batches (200 here, 5,000 by hand: ``LANNER_TEST_EACH_BATCHES``);
 - ForEachItem's batch executions killed with their parent (ids derived, not listed);
 - restart of a PAUSED execution (Kestra's rules, through the older ``/restart`` path), then
   labels on it visible to the GET right after (read-your-writes before indexing).
@@ -58,7 +58,7 @@ def test_kv_in_executor_renders(client: httpx.Client) -> None:
 
 def test_for_each_item_many_batches(client: httpx.Client) -> None:
     flows.check_for_each_item_many_batches(
-        Api(client), flows.each_batches(default=500), DEADLINE * 2
+        Api(client), flows.each_batches(default=200), DEADLINE * 2
     )
 
 
