@@ -66,13 +66,19 @@ from common.plugins.core.flowable import (
     WorkingDirectory,
 )
 from common.plugins.core.flowable import Resume as ResumeTask
-from common.plugins.core.flowable.foreachitem import SUBFLOW_OUTPUTS_VARIABLE, terminal_state
+from common.plugins.core.flowable.foreachitem import (
+    SUBFLOW_OUTPUTS_VARIABLE,
+    batch_uris,
+    terminal_state,
+)
 from common.plugins.core.flowable.workingdir import RETRY_VARIABLE
 from common.plugins.dynamic import resolve, resolve_model
 from common.templating import RenderContext, is_true, render, render_object, render_typed
+from common.templating._functions import kv_function
 
 from ._variables import VariableBuilder, nest_dotted
 from .concurrency import admit
+from .kv import KVRead, snapshot_reader
 from .state import MAX_APPLIED, ExecutorState
 
 _M = TypeVar("_M", bound=WireModel)
@@ -101,6 +107,8 @@ class StepResult:
     # the execution waits for its flow's concurrency slots (``running_count`` was None): the
     # shell asks the flow's slot keeper, whose answer comes back as a ``Dequeue``
     admission_requested: bool = False
+    # ``kv()`` keys a render needed that the ``kv`` snapshot did not hold (``executor.kv``)
+    kv_missing: set[tuple[str, str]] = field(default_factory=set)
 
 
 def step(
@@ -112,6 +120,7 @@ def step(
     *,
     running_count: int | None = 0,
     owned: bool = False,
+    kv: Mapping[tuple[str, str], KVRead] | None = None,
 ) -> StepResult:
     """Apply ``event`` to the execution held in ``state``.
 
@@ -125,6 +134,10 @@ def step(
     and never reads them again, so the new state is made from them in place instead of from a
     copy (copying the whole execution was a quarter of the embedded executor's time). The
     result is the same either way; ``changed`` tells whether the input was applied.
+
+    ``kv``: the KV entries ``kv()`` may read, by (namespace, key); None: ``kv()`` fails as a
+    worker-only function. A key not in it reads as missing and is listed in ``kv_missing``
+    (``executor.kv.step_with_kv`` reads those and steps again).
     """
     if state is not None and event.id in state.applied:
         return StepResult(state=state)
@@ -140,7 +153,7 @@ def step(
     elif not owned:
         state = _copy(state)
     was_terminal = state.execution.state.current.terminal
-    core = _Core(flow, state, now, config or CoreConfig(), event.id)
+    core = _Core(flow, state, now, config or CoreConfig(), event.id, kv)
     core.apply(event, running_count)
     core.process()
     state.applied.append(event.id)
@@ -194,8 +207,10 @@ class _Core:
         now: datetime,
         config: CoreConfig,
         seed: str,
+        kv: Mapping[tuple[str, str], KVRead] | None = None,
     ) -> None:
         self.flow = flow
+        self.kv = kv
         self.state = state
         self.ex: Execution = state.execution
         self.now = now
@@ -248,7 +263,14 @@ class _Core:
     def functions(self, task_run: TaskRun | None, value: Any) -> dict[str, Any]:
         assert self.vars is not None
         logs = self.vars.error_logs
-        return {**self.render_context(task_run, value).functions(), "errorLogs": logs}
+        return {**self.base_functions(task_run, value), "errorLogs": logs}
+
+    def base_functions(self, task_run: TaskRun | None, value: Any) -> dict[str, Any]:
+        functions = self.render_context(task_run, value).functions()
+        if self.kv is not None:
+            read = snapshot_reader(self.kv, self.ex.namespace, self.result.kv_missing)
+            functions["kv"] = kv_function(read)
+        return functions
 
     def render(self, value: Any, task_run: TaskRun | None = None) -> Any:
         functions = self.functions(task_run, value)
@@ -542,7 +564,7 @@ class _Core:
                 and tr.attempts[-1].state.current in (State.CREATED, State.RUNNING)
                 and tr.state.current != State.RETRYING
             )
-            for child in self.state.batch_executions.get(tr.id, []):
+            for child in self.batch_children(tr, task):
                 self.result.executor_inputs.append(Kill(id=f"kill:{child}", execution_id=child))
             if isinstance(task, ExecutableTask) and tr.outputs and tr.outputs.get("executionId"):
                 child = tr.outputs["executionId"]
@@ -604,7 +626,7 @@ class _Core:
         flow_outputs = dict(event.outputs or {})
         if isinstance(task, Subflow) and task.outputs and event.variables is not None:
             try:
-                functions = self.render_context(tr, task.outputs).functions()
+                functions = self.base_functions(tr, task.outputs)
                 rendered = render_object(task.outputs, event.variables, functions=functions)
                 flow_outputs.update(rendered)
             except LannerError as exc:
@@ -667,7 +689,12 @@ class _Core:
     def restart(self) -> None:
         """Kestra's ``ExecutionService.restart``: any ended execution holding a FAILED (here
         also KILLED) task run restarts from those task runs and their ancestors (a WARNING
-        execution whose failure an AllowFailure absorbed, too)."""
+        execution whose failure an AllowFailure absorbed, too). A PAUSED execution restarts
+        from its PAUSED task runs: they run again as RUNNING and, having been PAUSED once, do
+        not pause again (Kestra's ``Pause.needPause``), so the execution carries on."""
+        if self.ex.state.current == State.PAUSED:
+            self.restart_paused()
+            return
         if not self.ex.state.current.terminal:
             return
         failed = [
@@ -720,6 +747,18 @@ class _Core:
             keep.append(tr)
         self.ex.task_run_list = keep
         self.state.kill_state = None
+        self.ex.metadata.attempt_number += 1
+        self.set_state(self.ex, State.RESTARTED)
+        self.set_state(self.ex, State.RUNNING)
+
+    def restart_paused(self) -> None:
+        paused = [tr for tr in self.ex.task_run_list if tr.state.current == State.PAUSED]
+        if not paused:
+            return  # a manual pause holds no task run: Kestra's 422, refused by the webserver
+        for tr in paused:
+            self.set_state(tr, State.RESTARTED)
+            self.resume_task_run(tr)
+        self.state.manual_pause = False
         self.ex.metadata.attempt_number += 1
         self.set_state(self.ex, State.RESTARTED)
         self.set_state(self.ex, State.RUNNING)
@@ -934,9 +973,10 @@ class _Core:
         inherit_labels: bool,
         wait: bool,
         iteration: int | None = None,
+        child_id: str | None = None,
     ) -> str:
         """Emit the creation of a child execution of ``tr``; returns its id."""
-        child_id = self.new_id()
+        child_id = child_id or self.new_id()
         child_labels: list[Label] = []
         if inherit_labels:
             child_labels.extend(lb for lb in self.ex.labels if lb.key != "system.correlationId")
@@ -982,8 +1022,8 @@ class _Core:
             ),
             None,
         )
-        uris = (split.outputs or {}).get("uris") if split is not None else None
-        if not isinstance(uris, list):
+        uris = batch_uris(split.outputs or {}) if split is not None else None
+        if uris is None:
             self.fail_task_run(tr, f"ForEachItem '{task.id}': the batches of the split are unknown")
             return
         attempt = Attempt()
@@ -1025,10 +1065,10 @@ class _Core:
                 inherit_labels=inherit_labels,
                 wait=wait,
                 iteration=iteration,
+                child_id=batch_execution_id(tr, iteration),
             )
             for iteration, inputs in batches
         ]
-        self.state.batch_executions[tr.id] = children
         count = len(children)
         if not wait:
             tr.outputs = {"numberOfBatches": count, "iterations": {"RUNNING": 0, "SUCCESS": count}}
@@ -1040,6 +1080,18 @@ class _Core:
             "iterations": {"CREATED": 0, "RUNNING": count},
         }
         self.touched()
+
+    def batch_children(self, tr: TaskRun, task: Task | None) -> list[str]:
+        """The ids of the batch executions a ForEachItem's items task run made: derived from
+        the task run, its attempt and the batch number (nothing per batch in the state, so it
+        stays small however many batches), or as listed by an older state."""
+        older = self.state.batch_executions.get(tr.id)
+        if older is not None:
+            return older
+        if not isinstance(task, ForEachItemExecutable) or not tr.attempts:
+            return []
+        count = int((tr.outputs or {}).get("numberOfBatches") or 0)
+        return [batch_execution_id(tr, n) for n in range(1, count + 1)]
 
     def on_batch_ended(self, tr: TaskRun, task: ForEachItemExecutable, event: SubflowEnded) -> None:
         outputs = dict(tr.outputs or {})
@@ -1379,6 +1431,11 @@ class _Core:
                 iteration=trigger.variables.get("iteration"),
             )
         )
+
+
+def batch_execution_id(tr: TaskRun, iteration: int) -> str:
+    """The id of batch ``iteration`` of the current attempt of a ForEachItem items task run."""
+    return derived_id(tr.id, "batch", str(len(tr.attempts)), str(iteration))
 
 
 def _copy(model: _M) -> _M:

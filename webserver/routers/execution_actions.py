@@ -1,8 +1,9 @@
 """Kestra 2.0's orders on one execution: ``/executions/{executionId}/actions/...`` (kill,
 restart, replay, resume, pause, unqueue, force-run, labels) and the execution's graph.
 
-The rules and answers are Kestra's (``webserver/_orders.py``); the older paths
-(``/executions/{id}/kill`` ...) in ``executions.py`` keep answering as they did. Like those, an
+The rules and answers are Kestra's (``webserver/_orders.py``; the older ``/executions/{id}/
+restart`` and ``/replay`` in ``executions.py`` use the same rules, the older kill and resume
+answer as they did). Like those, an
 order goes to the ``executor`` topic keyed by execution id and the answer is the execution as
 the order makes it first. On Kafka while the repository does not answer, kill and resume are
 sent unchecked (202, as the older paths); the others need the stored state (503).
@@ -35,6 +36,7 @@ from webserver.routers.executions import (
     _unchecked,
     execution_json,
     resume_execution,
+    store_best_effort,
 )
 from webserver.routers.flows import flow_json, load_flow
 from webserver.routers.graph import flow_graph
@@ -79,6 +81,8 @@ def apply(backends: Backends, decision: _orders.Decision) -> dict[str, Any]:
         _submit(backends, decision.answer)
     for order in decision.orders:
         backends.queue.emit(EXECUTOR, order.execution_id, order.to_json())
+    if decision.store:
+        store_best_effort(backends, decision.answer)
     return kestra_json(decision.answer)
 
 
