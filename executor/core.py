@@ -43,6 +43,7 @@ from common.models.messages import (
     Timer,
     WorkerDied,
     WorkerTask,
+    WorkerTaskResult,
 )
 from common.models.state import State
 from common.plugins.base import (
@@ -66,12 +67,19 @@ from common.plugins.core.flowable import (
     WorkingDirectory,
 )
 from common.plugins.core.flowable import Resume as ResumeTask
-from common.plugins.core.flowable.foreachitem import SUBFLOW_OUTPUTS_VARIABLE, terminal_state
+from common.plugins.core.flowable.foreachitem import (
+    SUBFLOW_OUTPUTS_VARIABLE,
+    batch_uris,
+    terminal_state,
+)
+from common.plugins.core.flowable.workingdir import RETRY_VARIABLE
 from common.plugins.dynamic import resolve, resolve_model
 from common.templating import RenderContext, is_true, render, render_object, render_typed
+from common.templating._functions import kv_function
 
 from ._variables import VariableBuilder, nest_dotted
 from .concurrency import admit
+from .kv import KVRead, snapshot_reader
 from .state import MAX_APPLIED, ExecutorState
 
 log = logging.getLogger("lanner.executor")
@@ -101,6 +109,8 @@ class StepResult:
     # the execution waits for its flow's concurrency slots (``running_count`` was None): the
     # shell asks the flow's slot keeper, whose answer comes back as a ``Dequeue``
     admission_requested: bool = False
+    # ``kv()`` keys a render needed that the ``kv`` snapshot did not hold (``executor.kv``)
+    kv_missing: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _same_tenant(event: ExecutorInput, execution: Execution) -> bool:
@@ -129,6 +139,7 @@ def step(
     *,
     running_count: int | None = 0,
     owned: bool = False,
+    kv: Mapping[tuple[str, str], KVRead] | None = None,
 ) -> StepResult:
     """Apply ``event`` to the execution held in ``state``.
 
@@ -142,6 +153,10 @@ def step(
     and never reads them again, so the new state is made from them in place instead of from a
     copy (copying the whole execution was a quarter of the embedded executor's time). The
     result is the same either way; ``changed`` tells whether the input was applied.
+
+    ``kv``: the KV entries ``kv()`` may read, by (namespace, key); None: ``kv()`` fails as a
+    worker-only function. A key not in it reads as missing and is listed in ``kv_missing``
+    (``executor.kv.step_with_kv`` reads those and steps again).
     """
     if state is not None and event.id in state.applied:
         return StepResult(state=state)
@@ -159,7 +174,7 @@ def step(
     if not _same_tenant(event, state.execution):
         return StepResult(state=state)
     was_terminal = state.execution.state.current.terminal
-    core = _Core(flow, state, now, config or CoreConfig(), event.id)
+    core = _Core(flow, state, now, config or CoreConfig(), event.id, kv)
     core.apply(event, running_count)
     core.process()
     state.applied.append(event.id)
@@ -213,8 +228,10 @@ class _Core:
         now: datetime,
         config: CoreConfig,
         seed: str,
+        kv: Mapping[tuple[str, str], KVRead] | None = None,
     ) -> None:
         self.flow = flow
+        self.kv = kv
         self.state = state
         self.ex: Execution = state.execution
         self.now = now
@@ -267,7 +284,14 @@ class _Core:
     def functions(self, task_run: TaskRun | None, value: Any) -> dict[str, Any]:
         assert self.vars is not None
         logs = self.vars.error_logs
-        return {**self.render_context(task_run, value).functions(), "errorLogs": logs}
+        return {**self.base_functions(task_run, value), "errorLogs": logs}
+
+    def base_functions(self, task_run: TaskRun | None, value: Any) -> dict[str, Any]:
+        functions = self.render_context(task_run, value).functions()
+        if self.kv is not None:
+            read = snapshot_reader(self.kv, self.ex.namespace, self.result.kv_missing)
+            functions["kv"] = kv_function(read)
+        return functions
 
     def render(self, value: Any, task_run: TaskRun | None = None) -> Any:
         functions = self.functions(task_run, value)
@@ -433,7 +457,11 @@ class _Core:
         tr = self.ex.find_task_run(res.task_run_id)
         if tr is None and res.task_run is not None:
             tr = self.add_worker_child(res.task_run)
-        if tr is None or tr.state.current.terminal or res.attempt != len(tr.attempts):
+        if tr is None or tr.state.current.terminal:
+            return
+        if res.attempt == len(tr.attempts) + 1 and self.next_worker_attempt(tr, res):
+            return
+        if res.attempt != len(tr.attempts):
             return
         attempt = tr.attempts[-1]
         if attempt.state.current.terminal:
@@ -446,6 +474,14 @@ class _Core:
             attempt.set_state(State.RUNNING, self.now)
             self.set_state(tr, State.RUNNING)
             return
+        if res.state == State.RETRYING and self.in_working_directory(tr):
+            # the worker retries it in the directory (``next_worker_attempt``)
+            attempt.set_state(State.FAILED, self.now)
+            tr.error = res.error or tr.error
+            self.set_state(tr, State.FAILED)
+            self.set_state(tr, State.RETRYING)
+            self.touched()
+            return
         attempt.set_state(res.state, self.now)
         if res.outputs is not None:
             tr.outputs = res.outputs
@@ -456,6 +492,23 @@ class _Core:
             return  # the worker is done with it: ended like a Sequential by process()
         # a WorkingDirectory's child is not retried alone, away from its directory
         self.end_task_run(tr, res.state, retry=not self.in_working_directory(tr))
+
+    def next_worker_attempt(self, tr: TaskRun, res: WorkerTaskResult) -> bool:
+        """A WorkingDirectory's task that its worker retries (reported RETRYING) starts its
+        next attempt: True if ``res`` was that start."""
+        if res.state != State.RUNNING or tr.state.current != State.RETRYING:
+            return False
+        if not self.in_working_directory(tr):
+            return False
+        last = tr.attempts[-1].worker_id if tr.attempts else None
+        if res.worker_id and last and res.worker_id != last:
+            return True  # another worker's: a zombie's, ignored
+        attempt = Attempt(worker_id=res.worker_id)
+        attempt.set_state(State.RUNNING, self.now)
+        tr.attempts.append(attempt)
+        self.set_state(tr, State.RUNNING)
+        self.touched()
+        return True
 
     def in_working_directory(self, tr: TaskRun) -> bool:
         parent = self.ex.find_task_run(tr.parent_task_run_id) if tr.parent_task_run_id else None
@@ -532,7 +585,7 @@ class _Core:
                 and tr.attempts[-1].state.current in (State.CREATED, State.RUNNING)
                 and tr.state.current != State.RETRYING
             )
-            for child in self.state.batch_executions.get(tr.id, []):
+            for child in self.batch_children(tr, task):
                 self.result.executor_inputs.append(Kill(id=f"kill:{child}", execution_id=child))
             if isinstance(task, ExecutableTask) and tr.outputs and tr.outputs.get("executionId"):
                 child = tr.outputs["executionId"]
@@ -594,7 +647,7 @@ class _Core:
         flow_outputs = dict(event.outputs or {})
         if isinstance(task, Subflow) and task.outputs and event.variables is not None:
             try:
-                functions = self.render_context(tr, task.outputs).functions()
+                functions = self.base_functions(tr, task.outputs)
                 rendered = render_object(task.outputs, event.variables, functions=functions)
                 flow_outputs.update(rendered)
             except LannerError as exc:
@@ -657,7 +710,12 @@ class _Core:
     def restart(self) -> None:
         """Kestra's ``ExecutionService.restart``: any ended execution holding a FAILED (here
         also KILLED) task run restarts from those task runs and their ancestors (a WARNING
-        execution whose failure an AllowFailure absorbed, too)."""
+        execution whose failure an AllowFailure absorbed, too). A PAUSED execution restarts
+        from its PAUSED task runs: they run again as RUNNING and, having been PAUSED once, do
+        not pause again (Kestra's ``Pause.needPause``), so the execution carries on."""
+        if self.ex.state.current == State.PAUSED:
+            self.restart_paused()
+            return
         if not self.ex.state.current.terminal:
             return
         failed = [
@@ -710,6 +768,18 @@ class _Core:
             keep.append(tr)
         self.ex.task_run_list = keep
         self.state.kill_state = None
+        self.ex.metadata.attempt_number += 1
+        self.set_state(self.ex, State.RESTARTED)
+        self.set_state(self.ex, State.RUNNING)
+
+    def restart_paused(self) -> None:
+        paused = [tr for tr in self.ex.task_run_list if tr.state.current == State.PAUSED]
+        if not paused:
+            return  # a manual pause holds no task run: Kestra's 422, refused by the webserver
+        for tr in paused:
+            self.set_state(tr, State.RESTARTED)
+            self.resume_task_run(tr)
+        self.state.manual_pause = False
         self.ex.metadata.attempt_number += 1
         self.set_state(self.ex, State.RESTARTED)
         self.set_state(self.ex, State.RUNNING)
@@ -782,7 +852,12 @@ class _Core:
             if current == State.CREATED and not self.submitted(tr):
                 self.start_task_run(tr, task)
                 changed = True
-            elif current == State.RETRYING and not killing and not self.submitted(tr):
+            elif (
+                current == State.RETRYING
+                and not killing
+                and not self.submitted(tr)
+                and not self.in_working_directory(tr)  # its worker runs the next attempt
+            ):
                 if tr.next_date is None or self.now >= tr.next_date:
                     if isinstance(task, Subflow):
                         self.start_subflow(tr, task)
@@ -847,6 +922,11 @@ class _Core:
         variables["__errorLogs__"] = self.vars.error_logs() if self.vars else []
         if isinstance(task, WorkingDirectory):
             variables["__valuesPath__"] = fu.values_path(self.ex, tr)
+            inherited = self.retry_policy(tr, task)  # what its tasks without a retry follow
+            if inherited is not None:
+                variables[RETRY_VARIABLE] = inherited.model_dump(
+                    mode="json", by_alias=True, exclude_defaults=True
+                ) | {"type": inherited.type}
         if isinstance(task, ForEachItemMergeOutputs):
             variables[SUBFLOW_OUTPUTS_VARIABLE] = self.batch_outputs(tr, task)
         self.result.worker_tasks.append(
@@ -914,9 +994,10 @@ class _Core:
         inherit_labels: bool,
         wait: bool,
         iteration: int | None = None,
+        child_id: str | None = None,
     ) -> str:
         """Emit the creation of a child execution of ``tr``; returns its id."""
-        child_id = self.new_id()
+        child_id = child_id or self.new_id()
         child_labels: list[Label] = []
         if inherit_labels:
             child_labels.extend(lb for lb in self.ex.labels if lb.key != "system.correlationId")
@@ -962,8 +1043,8 @@ class _Core:
             ),
             None,
         )
-        uris = (split.outputs or {}).get("uris") if split is not None else None
-        if not isinstance(uris, list):
+        uris = batch_uris(split.outputs or {}) if split is not None else None
+        if uris is None:
             self.fail_task_run(tr, f"ForEachItem '{task.id}': the batches of the split are unknown")
             return
         attempt = Attempt()
@@ -1005,10 +1086,10 @@ class _Core:
                 inherit_labels=inherit_labels,
                 wait=wait,
                 iteration=iteration,
+                child_id=batch_execution_id(tr, iteration),
             )
             for iteration, inputs in batches
         ]
-        self.state.batch_executions[tr.id] = children
         count = len(children)
         if not wait:
             tr.outputs = {"numberOfBatches": count, "iterations": {"RUNNING": 0, "SUCCESS": count}}
@@ -1020,6 +1101,18 @@ class _Core:
             "iterations": {"CREATED": 0, "RUNNING": count},
         }
         self.touched()
+
+    def batch_children(self, tr: TaskRun, task: Task | None) -> list[str]:
+        """The ids of the batch executions a ForEachItem's items task run made: derived from
+        the task run, its attempt and the batch number (nothing per batch in the state, so it
+        stays small however many batches), or as listed by an older state."""
+        older = self.state.batch_executions.get(tr.id)
+        if older is not None:
+            return older
+        if not isinstance(task, ForEachItemExecutable) or not tr.attempts:
+            return []
+        count = int((tr.outputs or {}).get("numberOfBatches") or 0)
+        return [batch_execution_id(tr, n) for n in range(1, count + 1)]
 
     def on_batch_ended(self, tr: TaskRun, task: ForEachItemExecutable, event: SubflowEnded) -> None:
         outputs = dict(tr.outputs or {})
@@ -1359,6 +1452,11 @@ class _Core:
                 iteration=trigger.variables.get("iteration"),
             )
         )
+
+
+def batch_execution_id(tr: TaskRun, iteration: int) -> str:
+    """The id of batch ``iteration`` of the current attempt of a ForEachItem items task run."""
+    return derived_id(tr.id, "batch", str(len(tr.attempts)), str(iteration))
 
 
 def _copy(model: _M) -> _M:

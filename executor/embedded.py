@@ -48,10 +48,12 @@ from common.plugins.core.triggers import FlowTrigger
 from common.queue import base as topics
 from common.queue.sqlite import SqliteDatabase, SqliteQueue
 from common.repository.base import FlowRepository
+from common.storage.base import Storage
 
 from . import concurrency, flow_triggers, liveness, polling, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
+from .kv import flow_trigger_kv, step_with_kv, storage_reader
 from .metrics import EXECUTOR_METRICS, observe_step
 from .records import step_records
 from .state import ExecutorState
@@ -128,8 +130,11 @@ class EmbeddedExecutor:
         worker_dead_after: float = 30.0,
         clock: Callable[[], datetime] = _now,
         batch_size: int = 200,
+        storage: Storage | None = None,
     ) -> None:
         self.db = db
+        # ``kv()`` in the properties the core renders reads the KV store through it
+        self.kv_read = storage_reader(storage) if storage is not None else None
         self.queue = queue
         self.flows = flows
         self.config = config or CoreConfig()
@@ -299,8 +304,16 @@ class EmbeddedExecutor:
         try:
             if failing is not None:
                 raise failing
-            result = step(
-                flow, state, event, self.clock(), self.config, running_count=running, owned=True
+            result = step_with_kv(
+                flow,
+                state,
+                event,
+                self.clock(),
+                self.config,
+                running_count=running,
+                owned=True,
+                read=self.kv_read,
+                step=step,  # looked up at each call (tests replace it)
             )
         except Exception as exc:  # noqa: BLE001 - a defect on this input fails its execution only
             result = self._failed(flow, state, event, exc)
@@ -429,8 +442,10 @@ class EmbeddedExecutor:
                     self._windows.windows[key] = flow_triggers.Window.model_validate_json(body)
                 except ValidationError:
                     pass  # written by an older version: that window starts again
+        now, disabled = self.clock(), self._disabled_uids()
+        kv = flow_trigger_kv(flows, execution, previous, now, self._windows, disabled, self.kv_read)
         created, changed = flow_triggers.evaluate(
-            flows, execution, previous, self.clock(), self._windows, self._disabled_uids()
+            flows, execution, previous, now, self._windows, disabled, kv=kv
         )
         for new in created:
             # Kestra's Flow trigger passes its rendered inputs as they are: a flow whose required

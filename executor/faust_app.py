@@ -55,6 +55,7 @@ from common.settings import Settings
 from . import concurrency, flow_triggers, liveness, polling, timers
 from .core import CoreConfig, StepResult, step
 from .core import fail as core_fail
+from .kv import KVReader, flow_trigger_kv, step_with_kv, storage_reader
 from .metrics import EXECUTOR_METRICS, observe_step
 from .records import step_records
 from .state import ExecutorState
@@ -101,8 +102,10 @@ class ExecutionHandler:
         retention: timedelta,
         sync_flows: Any = None,
         clock: Any = _now,
+        kv_read: KVReader | None = None,
     ) -> None:
         self.catalog = catalog
+        self.kv_read = kv_read  # ``kv()`` in the properties the core renders (executor.kv)
         self.config = config
         self.retention = retention
         self.sync_flows = sync_flows or (lambda: None)
@@ -168,7 +171,17 @@ class ExecutionHandler:
             if event is None:
                 raise ValueError(reason)
             running = None if flow is not None and flow.concurrency is not None else 0
-            result = step(flow, state, event, now, self.config, running_count=running, owned=True)
+            result = step_with_kv(
+                flow,
+                state,
+                event,
+                now,
+                self.config,
+                running_count=running,
+                owned=True,
+                read=self.kv_read,
+                step=step,  # looked up at each call (tests replace it)
+            )
         except Exception as exc:  # noqa: BLE001 - a bad input fails its own execution only
             result = self._failed(flow, state, event, key, exc, now)
         if result.state is None or not result.changed:
@@ -263,8 +276,10 @@ class FlowHandler:
         sync_flows: Any = None,
         clock: Any = _now,
         disabled: Callable[[], Collection[str]] | None = None,
+        kv_read: KVReader | None = None,
     ) -> None:
         self.catalog = catalog
+        self.kv_read = kv_read  # ``kv()`` in Flow trigger conditions (executor.kv)
         self.sync_flows = sync_flows or (lambda: None)
         self.clock = clock
         # the Flow triggers disabled through the API (``common.trigger_states``)
@@ -306,8 +321,11 @@ class FlowHandler:
             if windows_stored
             else flow_triggers.Windows()
         )
+        now, disabled = self.clock(), self.disabled()
+        execution, previous = notice.execution, notice.previous
+        kv = flow_trigger_kv([flow], execution, previous, now, windows, disabled, self.kv_read)
         created, changed = flow_triggers.evaluate(
-            [flow], notice.execution, notice.previous, self.clock(), windows, self.disabled()
+            [flow], execution, previous, now, windows, disabled, kv=kv
         )
         for new in created:
             inp = NewExecution(id=f"new:{new.id}", execution_id=new.id, execution=new)
@@ -395,7 +413,8 @@ def create_faust_app(
         flows = TopicFlowSource(servers, topic_name(topics.FLOWS, prefix))
         flows.start()
     # records over Kafka's limit travel through internal storage, both ways
-    offloader = Offloader(create_storage(settings), settings.queue_max_record_bytes)
+    storage = create_storage(settings)
+    offloader = Offloader(storage, settings.queue_max_record_bytes)
     app.lanner_flows = flows
     config = CoreConfig(globals=settings.globals, envs=settings.template_envs(os.environ))
     executions = ExecutionHandler(
@@ -403,10 +422,16 @@ def create_faust_app(
         config,
         retention=timedelta(seconds=settings.executor_state_retention_seconds),
         sync_flows=flows.sync,
+        kv_read=storage_reader(storage),
     )
     disabled = _disabled_triggers(settings)
     app.lanner_trigger_states = disabled
-    flow_handler = FlowHandler(FlowCatalog(flows), sync_flows=flows.sync, disabled=disabled.uids)
+    flow_handler = FlowHandler(
+        FlowCatalog(flows),
+        sync_flows=flows.sync,
+        disabled=disabled.uids,
+        kv_read=storage_reader(storage),
+    )
     flows_version = [flows.version]
 
     def refresh_catalogs() -> None:

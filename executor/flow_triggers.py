@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError
 
@@ -34,6 +34,9 @@ from common.plugins.core.triggers import FlowTrigger, Preconditions, TimeWindow,
 from common.templating import RenderContext, render_condition, render_object
 
 from ._variables import outputs_map
+
+if TYPE_CHECKING:
+    from .kv import KVSnapshot
 
 FLOW_TRIGGER_TYPE = "io.kestra.plugin.core.trigger.Flow"
 _DEFAULT_WINDOW = timedelta(hours=24)
@@ -66,10 +69,13 @@ def evaluate(
     now: datetime,
     windows: Windows,
     disabled: Collection[str] = (),
+    kv: KVSnapshot | None = None,
 ) -> tuple[list[Execution], set[str]]:
     """New executions to create because ``execution`` moved from ``previous`` (None: it is
     new) to its current state, and the keys of ``windows`` changed on the way. ``disabled``:
-    uids (``tenant/namespace/flowId/triggerId``) of triggers disabled through the API."""
+    uids (``tenant/namespace/flowId/triggerId``) of triggers disabled through the API.
+    ``kv``: the entries ``kv()`` reads (``executor.kv.flow_trigger_kv``); None: ``kv()``
+    fails as a worker-only function."""
     current = execution.state.current
     if current == previous:
         return [], set()
@@ -86,8 +92,8 @@ def evaluate(
                 continue
             if not watched(trigger, current):
                 continue
-            if _matches(flow, trigger, execution, now, windows, changed):
-                created.append(_execution(flow, trigger, execution, now))
+            if _matches(flow, trigger, execution, now, windows, changed, kv):
+                created.append(_execution(flow, trigger, execution, now, kv))
     return created, changed
 
 
@@ -98,6 +104,7 @@ def _matches(
     now: datetime,
     windows: Windows,
     changed: set[str],
+    kv: KVSnapshot | None = None,
 ) -> bool:
     if ended.namespace == flow.namespace and ended.flow_id == flow.id:
         return False  # a flow never triggers itself
@@ -109,7 +116,7 @@ def _matches(
         flow_id=flow.id,
         execution=ended,
         variables={"trigger": _trigger_variables(ended)},
-        functions=_functions(now, uid, ended),
+        functions=_functions(now, uid, ended, kv, flow.namespace),
     )
     for condition in trigger.conditions:
         if isinstance(condition, MultipleCondition):
@@ -138,11 +145,21 @@ def _matches(
     return True
 
 
-def _functions(now: datetime, uid: str, ended: Execution) -> dict[str, Any]:
+def _functions(
+    now: datetime,
+    uid: str,
+    ended: Execution,
+    kv: KVSnapshot | None = None,
+    namespace: str | None = None,
+) -> dict[str, Any]:
     """``now()`` is the step's, ``uuid()``/``randomInt()`` are seeded by the trigger and the
-    watched execution's state change: the same change always renders the same."""
+    watched execution's state change: the same change always renders the same. ``kv()``
+    reads the snapshot (the trigger's flow namespace by default), when given."""
     seed = (uid, ended.id, ended.state.current.value, len(ended.state.histories))
-    return RenderContext(now, *seed).functions()
+    functions = RenderContext(now, *seed).functions()
+    if kv is not None:
+        functions |= kv.functions(namespace or ended.namespace)
+    return functions
 
 
 def _test(condition: Any, ctx: ConditionContext) -> bool:
@@ -288,7 +305,13 @@ def _trigger_variables(ended: Execution) -> dict[str, Any]:
     }
 
 
-def _execution(flow: Flow, trigger: FlowTrigger, ended: Execution, now: datetime) -> Execution:
+def _execution(
+    flow: Flow,
+    trigger: FlowTrigger,
+    ended: Execution,
+    now: datetime,
+    kv: KVSnapshot | None = None,
+) -> Execution:
     variables = _trigger_variables(ended)
     inputs: dict[str, Any] | None = None
     if trigger.inputs:
@@ -298,7 +321,8 @@ def _execution(flow: Flow, trigger: FlowTrigger, ended: Execution, now: datetime
             "outputs": outputs_map(ended),
         }
         try:
-            functions = _functions(now, f"{flow.namespace}/{flow.id}/{trigger.id}", ended)
+            uid = f"{flow.namespace}/{flow.id}/{trigger.id}"
+            functions = _functions(now, uid, ended, kv, flow.namespace)
             inputs = render_object(trigger.inputs, context, functions=functions)
         except LannerError:
             inputs = dict(trigger.inputs)

@@ -27,7 +27,8 @@ class ExecutorState(WireModel):
     # PAUSED through the API (``ManualPause``): nothing new starts until a ``Resume``
     manual_pause: bool = False
     # ForEachItem: batch executions' flow outputs by items task run id, then batch number
-    # (given to the merge task), and the ids of the batch executions (killed with the parent)
+    # (given to the merge task); ``batch_executions``: the batch execution ids as states written
+    # before they were derived from the task run (``core.batch_execution_id``), read only
     batch_outputs: dict[str, dict[str, dict[str, object]]] = Field(default_factory=dict)
     batch_executions: dict[str, list[str]] = Field(default_factory=dict)
 

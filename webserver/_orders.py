@@ -13,10 +13,12 @@ Kestra's rules (``ExecutionService`` and ``ConcurrencyLimitService`` of kestra-i
 * restart: the execution must be ended or PAUSED (409 otherwise), and hold a FAILED or PAUSED
   task run (422 "No task found to restart execution from!"); the answer keeps the id, state
   RESTARTED, those task runs RESTARTED, their ended ancestors RUNNING (a WARNING or SUCCESS
-  execution whose failed task run an AllowFailure absorbed restarts too). Lanner refuses a
-  PAUSED one (409: its executor restarts ended executions);
+  execution whose failed task run an AllowFailure absorbed restarts too). A PAUSED execution
+  restarts from its PAUSED task runs, which carry on (RUNNING) without pausing again (Kestra's
+  ``Pause.needPause`` looks for PAUSED in the history); a manual pause holds none: 422;
 * replay: a new execution (``parentId``/``originalId`` set), CREATED, or RESTARTED from a task
-  run; an unknown task run is Kestra's 422 "No task found to restart execution from!";
+  run, whatever the state of the original (Kestra checks none); an unknown task run is
+  Kestra's 422 "No task found to restart execution from!";
 * pause: only a RUNNING execution (409 "The execution is not running"); what runs finishes,
   nothing new starts until resumed;
 * unqueue: only a QUEUED execution (409 "Only QUEUED execution can be unqueued");
@@ -24,7 +26,9 @@ Kestra's rules (``ExecutionService`` and ``ConcurrencyLimitService`` of kestra-i
   CREATED and QUEUED start, PAUSED resumes, anything else is sent again unchanged;
 * labels: only an ended execution (400 "The execution is not terminated"); system labels
   cannot be set (422); given labels win over the existing ones. Kestra saves the execution
-  itself; Lanner sends a ``SetLabels`` input, so the executor's snapshot carries them.
+  itself; Lanner sends a ``SetLabels`` input, so the executor's snapshot carries them, and
+  stores the answer too (best effort, ``sequence`` + 1) so that a GET right after shows them
+  before the snapshot is indexed (read-your-writes on Kafka).
 """
 
 from __future__ import annotations
@@ -69,6 +73,9 @@ class Decision:
     answer: Execution
     orders: list[ExecutorInput] = field(default_factory=list)
     new: bool = False  # ``answer`` is a new execution to store and submit (replay)
+    # ``answer`` is also stored, best effort, after the orders (read-your-writes: a GET right
+    # after shows it; the executor's snapshot of the same ``sequence`` replaces it)
+    store: bool = False
 
 
 def _terminal(execution: Execution) -> bool:
@@ -98,8 +105,6 @@ def restart(
     ]
     if not restartable:
         raise Refused(422, NO_TASK_TO_RESTART)
-    if current == State.PAUSED:
-        raise Refused(409, "Execution is PAUSED: Lanner restarts ended executions only")
     if revision is not None and revision != execution.flow_revision:
         raise Refused(
             422,
@@ -108,9 +113,17 @@ def restart(
         )
     answer = execution.model_copy(deep=True)
     by_id = {tr.id: tr for tr in answer.task_run_list}
+    # what the executor restarts: a PAUSED execution from its PAUSED task runs only
+    # (``core._Core.restart_paused``), an ended one from its FAILED/KILLED/PAUSED ones
+    again = (
+        (State.PAUSED,) if current == State.PAUSED else (State.FAILED, State.KILLED, State.PAUSED)
+    )
     for tr in answer.task_run_list:
-        if tr.state.current in (State.FAILED, State.KILLED, State.PAUSED):
+        if tr.state.current in again:
+            paused = tr.state.current == State.PAUSED
             tr.set_state(State.RESTARTED, now)
+            if paused:  # the Pause carries on (RUNNING), as the executor makes it
+                tr.set_state(State.RUNNING, now)
             parent = by_id.get(tr.parent_task_run_id or "")
             while parent is not None:  # Kestra's ancestors: the containers run again
                 if parent.state.current.terminal and parent.state.current != State.FAILED:
@@ -124,12 +137,8 @@ def restart(
 def replay(
     execution: Execution, flow: Flow, task_run_id: str | None, new_id: str, now: datetime
 ) -> Decision:
-    if not _terminal(execution):
-        raise Refused(
-            409,
-            f"Execution must be terminated to be replayed, current state is "
-            f"'{execution.state.current}' !",
-        )
+    # no state check: Kestra's ``ExecutionController.replay`` / ``ExecutionService.replay``
+    # (kestra-io/kestra@58c1ca2) replay an execution in any state
     if task_run_id is not None and execution.find_task_run(task_run_id) is None:
         raise Refused(422, NO_TASK_TO_RESTART)
     return Decision(replay_execution(execution, flow, task_run_id, new_id, now), new=True)
@@ -199,7 +208,13 @@ def set_labels(execution: Execution, labels: Sequence[Label], order_id: str) -> 
         )
     given = list(labels)
     answer = execution.model_copy(
-        deep=True, update={"labels": merged_labels(execution.labels, given)}
+        deep=True,
+        update={
+            "labels": merged_labels(execution.labels, given),
+            # the executor's snapshot for this input: the stored one's sequence + 1, the same
+            # labels (``common.executions.set_labels`` on both sides)
+            "sequence": execution.sequence + 1,
+        },
     )
     order = SetLabels(id=order_id, execution_id=execution.id, labels=given, execution=execution)
-    return Decision(answer, [order])
+    return Decision(answer, [order], store=True)

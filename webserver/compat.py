@@ -36,11 +36,12 @@ CORE_PLUGINS = DOCS / "kestra-core-plugins.txt"
 COMMAND = "python -m webserver.compat"
 
 # operationId -> what Lanner leaves out
+_OWN_REVISION = "its own flow revision only (Kestra: another `revision` makes a new execution)"
 PARTIAL_OPERATIONS: dict[str, str] = {
     "killExecution": "subflow executions are always killed (`isOnKillCascade=false` ignored)",
-    "restartExecution": "ended executions (not PAUSED), on their own flow revision only",
-    "restartExecutionsByIds": "ended executions (not PAUSED), on their own flow revision only",
-    "restartExecutionsByQuery": "ended executions (not PAUSED), on their own flow revision only",
+    "restartExecution": _OWN_REVISION,
+    "restartExecutionsByIds": _OWN_REVISION,
+    "restartExecutionsByQuery": _OWN_REVISION,
     "replayExecution": "no `breakpoints`",
     "unqueueExecution": "to RUNNING or KILLED only",
     "unqueueExecutionsByIds": "to RUNNING or KILLED only",

@@ -148,6 +148,8 @@ class _Job:
     record: Record | None = None
     claim: list[Outgoing] = field(default_factory=list)
     claimed_at: datetime | None = None
+    # a WorkingDirectory's own timeout bounds its tasks: (monotonic deadline, that timeout)
+    deadline: tuple[float, timedelta] | None = None
 
     def stop(self, reason: str) -> None:
         if self.reason is None:
@@ -738,6 +740,8 @@ class Worker:
         thread.daemon = True
         thread.start()
         limit = time.monotonic() + timeout.total_seconds() if timeout is not None else None
+        if job.deadline is not None and (limit is None or job.deadline[0] < limit):
+            limit, timeout = job.deadline  # the enclosing WorkingDirectory's ends first
         while not done.is_set() and job.reason is None:
             remaining = None if limit is None else limit - time.monotonic()
             if remaining is not None and remaining <= 0:

@@ -63,6 +63,10 @@ class PollingRunContext:
         return self.message.namespace
 
     @property
+    def tenant(self) -> str:
+        return self.message.tenant_id
+
+    @property
     def storage(self) -> Storage:
         return self._storage
 

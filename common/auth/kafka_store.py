@@ -14,36 +14,30 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
-
 from common.auth.tokens import TokenRecord
-from common.queue.kafka_client import KafkaProducer, create_consumer
+from common.queue.kafka_client import KafkaProducer
+from common.queue.kafka_topic_reader import TopicReader
 from common.queue.kafka_topics import topic_name
 
 if TYPE_CHECKING:
     from common.settings import Settings
 
 log = logging.getLogger("lanner.auth")
-_PARTITION = 0
 
 
-class KafkaTokenStore:
+class KafkaTokenStore(TopicReader):
     """``start()`` (reads the topic to its end), then a ``TokenStore``; ``stop()``."""
 
+    what = "tokens"
+
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self.topic = topic
+        super().__init__(bootstrap_servers, topic)
         self._records: dict[str, TokenRecord] = {}
-        self._position = 0
-        self._read = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._probe_lock = threading.Lock()
+        self._producer: KafkaProducer | None = None
+        self._write_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaTokenStore:
@@ -52,89 +46,32 @@ class KafkaTokenStore:
         )
 
     def start(self) -> None:
-        self._consumer = create_consumer(
-            self.bootstrap_servers, f"lanner-tokens-reader-{uuid.uuid4().hex}"
-        )
-        self._consumer.assign([TopicPartition(self.topic, _PARTITION, OFFSET_BEGINNING)])
-        self._probe = create_consumer(
-            self.bootstrap_servers, f"lanner-tokens-probe-{uuid.uuid4().hex}"
-        )
         self._producer = KafkaProducer(self.bootstrap_servers, "lanner-tokens")
-        self._thread = threading.Thread(target=self._run, name="lanner-tokens", daemon=True)
-        self._thread.start()
-        self.sync()
+        super().start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._consumer.close()
-            self._probe.close()
+        super().stop()
+        if self._producer is not None:
             self._producer.close()
-            self._thread = None
+            self._producer = None
 
-    def sync(self, timeout: float = 30.0) -> bool:
-        """Waits until every record written before this call is read; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._probe_lock:
-            while True:
-                try:
-                    _low, end = self._probe.get_watermark_offsets(
-                        TopicPartition(self.topic, _PARTITION), timeout=timeout, cached=False
-                    )
-                    break
-                except KafkaException as exc:  # a topic created a moment ago: no leader yet
-                    if time.monotonic() >= deadline:
-                        raise
-                    log.info("tokens topic end offset not read yet (%s); retrying", exc)
-                    self._stop.wait(0.2)
-        with self._read:
-            while self._position < end:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    log.warning("tokens topic not read to its end within %.0f s", timeout)
-                    return False
-                self._read.wait(remaining)
-        return True
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                messages = self._consumer.consume(500, 0.2)
-            except Exception:  # noqa: BLE001 - the reader retries
-                log.exception("reading the tokens topic failed; retrying")
-                self._stop.wait(1.0)
-                continue
-            with self._read:
-                for message in messages:
-                    key, offset = message.key(), message.offset()
-                    if message.error() is not None or key is None or offset is None:
-                        continue
-                    self._apply(key.decode(), message.value())
-                    self._position = offset + 1
-                if not messages:
-                    try:
-                        [position] = self._consumer.position(
-                            [TopicPartition(self.topic, _PARTITION)]
-                        )
-                    except Exception:  # noqa: BLE001 - retried on the next pass
-                        continue
-                    if position.offset >= 0:
-                        self._position = max(self._position, position.offset)
-                self._read.notify_all()
-
-    def _apply(self, key: str, value: bytes | None) -> None:
+    def _apply(self, key: bytes | None, value: bytes | None, partition: int) -> None:
+        if key is None:
+            return
+        token_id = key.decode()
         if value is None:
-            self._records.pop(key, None)
+            self._records.pop(token_id, None)
             return
         try:
-            self._records[key] = TokenRecord.from_json(json.loads(value))
+            self._records[token_id] = TokenRecord.from_json(json.loads(value))
         except (ValueError, KeyError, TypeError) as exc:
-            log.error("undecodable record on the tokens topic (key %s): %s", key, exc)
+            log.error("undecodable record on the tokens topic (key %s): %s", token_id, exc)
 
     def _write(self, record: TokenRecord) -> None:
-        self._producer.send(self.topic, record.id, json.dumps(record.to_json()).encode())
-        self._producer.flush()
+        assert self._producer is not None, "start() the store first"
+        with self._write_lock:
+            self._producer.send(self.topic, record.id, json.dumps(record.to_json()).encode())
+            self._producer.flush()
         self.sync()
 
     # ------------------------------------------------------------------ TokenStore
@@ -142,10 +79,10 @@ class KafkaTokenStore:
         self._write(record)
 
     def get(self, token_id: str) -> TokenRecord | None:
-        with self._read:
+        with self._lock:
             found = self._records.get(token_id)
         if found is None and self.sync(timeout=5.0):
-            with self._read:
+            with self._lock:
                 found = self._records.get(token_id)
         return found
 
@@ -158,7 +95,7 @@ class KafkaTokenStore:
         return revoked
 
     def list(self, tenant: str | None = None) -> list[TokenRecord]:
-        with self._read:
+        with self._lock:
             records = list(self._records.values())
         return sorted(
             (r for r in records if r.kind == "api" and (tenant is None or r.tenant == tenant)),
@@ -167,11 +104,14 @@ class KafkaTokenStore:
 
     def purge_expired(self, now: datetime) -> int:
         """Tombstones for the expired records: compaction then drops them from the topic."""
-        with self._read:
+        with self._lock:
             expired = [r.id for r in self._records.values() if r.expires <= now]
-        for token_id in expired:
-            self._producer.send(self.topic, token_id, None)
-        if expired:
+        if not expired:
+            return 0
+        assert self._producer is not None, "start() the store first"
+        with self._write_lock:
+            for token_id in expired:
+                self._producer.send(self.topic, token_id, None)
             self._producer.flush()
-            self.sync()
+        self.sync()
         return len(expired)

@@ -125,6 +125,7 @@ class LocalServer:
             config,
             local_worker_ids=lambda: {self.worker.id},
             worker_dead_after=settings.worker_dead_after_seconds,
+            storage=storage,
         )
         self.indexer = Indexer(queue, repositories)
         self.components = [self.indexer, self.worker, self.executor]

@@ -223,6 +223,11 @@ class PollingContext(Protocol):
     @property
     def namespace(self) -> str: ...
 
+    @property
+    def tenant(self) -> str:
+        """The flow's tenant (its files are under ``lanner:///<tenant>/``)."""
+        ...
+
     def render(self, value: Any) -> Any:
         """Render a template string, or every string inside a dict/list."""
         ...

@@ -59,6 +59,7 @@ _LEGACY = {
     "io.kestra.core.tasks.executions.Counts": "lanner.core.execution.Count",
     "io.kestra.plugin.core.execution.Counts": "lanner.core.execution.Count",  # Kestra's docs
     "io.kestra.core.tasks.log.Fetch": "lanner.core.log.Fetch",
+    "io.kestra.core.tasks.trigger.Toggle": "lanner.core.trigger.Toggle",
     "io.kestra.core.tasks.storages.Purge": "lanner.core.execution.PurgeExecutions",
     "io.kestra.plugin.core.storage.Purge": "lanner.core.execution.PurgeExecutions",
     "io.kestra.core.models.triggers.types.Schedule": "lanner.core.trigger.Schedule",

@@ -122,9 +122,9 @@ def tenant_confinement(
     - the tenant-less folder of the task's own execution (files written before the tenant was
       part of the path: a restart or replay of such an execution reads them);
     - for the default tenant ``main`` only, tenant-less URIs under the flow's namespace folders
-      (``lanner:///company/team/...``: earlier executions' files of the namespace, the folders
-      ``FileTrigger`` watches). Before tenants were in the path every tenant wrote there, so
-      other tenants get no such access.
+      (``lanner:///company/team/...``: earlier executions' files of the namespace, and files a
+      ``FileTrigger`` found before it watched ``lanner:///<tenant>/...``). Before tenants were
+      in the path every tenant wrote there, so other tenants get no such access.
 
     Kestra's ``read()`` is stricter (the current execution's files only: "didn't belong to the
     current execution", ``ReadFileFunction.validateFileUri``); Lanner passes files between

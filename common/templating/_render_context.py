@@ -7,7 +7,9 @@ same result for the same arguments. A ``RenderContext`` replaces them for one re
 - ``now()`` is the ``now`` the caller passes (the step's ``now``);
 - ``uuid()`` and ``randomInt()`` draw from a generator seeded by the caller's seed;
 - ``secret()``, ``read()``, ``fileExists()``, ``fileSize()`` and ``kv()`` need a worker (the
-  environment, the internal storage): they fail the render with a message saying so.
+  environment, the internal storage): they fail the render with a message saying so. The
+  executor's core replaces ``kv()`` with a reader of a KV snapshot its shell gives
+  (``executor/kv.py``); renders without one (Flow trigger conditions) keep this failure.
 """
 
 from __future__ import annotations

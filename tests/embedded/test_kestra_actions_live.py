@@ -16,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.bench._server import LocalServer
-from tests.infra.waiting import wait_until
+from tests.embedded import live_server as live
 
 NAMESPACE = "lanner.actions"
 FLOWS = [
@@ -75,48 +74,13 @@ tasks:
     duration: PT60S
 """,
 ]
-TERMINAL = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED", "RETRIED"}
 API = "/api/v1/main/executions"
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    server = LocalServer(Path(tmp_path_factory.mktemp("actions")))
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            for source in FLOWS:
-                http.post(
-                    "/api/v1/flows", content=source, headers={"content-type": "application/x-yaml"}
-                ).raise_for_status()
-            yield http
-    finally:
-        server.stop()
-
-
-def _wait(client: httpx.Client, execution_id: str, what: str, predicate: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-
-    def check() -> bool:
-        response = client.get(f"{API}/{execution_id}")
-        if response.status_code != 200:
-            return False
-        found.clear()
-        found.update(response.json())
-        return bool(predicate(found))
-
-    wait_until(check, 60, what)
-    return found
-
-
-def _state(execution_id: str, *states: str) -> Any:
-    return lambda e: e["state"]["current"] in states
-
-
-def _create(client: httpx.Client, flow_id: str) -> str:
-    response = client.post(f"{API}/{NAMESPACE}/{flow_id}")
-    response.raise_for_status()
-    return str(response.json()["id"])
+    with live.serving(Path(tmp_path_factory.mktemp("actions")), FLOWS) as http:
+        yield http
 
 
 def _running_task(execution: dict[str, Any]) -> bool:
@@ -125,8 +89,8 @@ def _running_task(execution: dict[str, Any]) -> bool:
 
 
 def test_restart_a_failed_execution(client: httpx.Client) -> None:
-    execution_id = _create(client, "fails")
-    failed = _wait(client, execution_id, "FAILED", lambda e: e["state"]["current"] in TERMINAL)
+    execution_id = live.create(client, NAMESPACE, "fails")
+    failed = live.wait(client, execution_id, "FAILED", live.state_in(*live.TERMINAL))
     assert failed["state"]["current"] == "FAILED"
 
     response = client.post(f"{API}/{execution_id}/actions/restart")
@@ -137,47 +101,47 @@ def test_restart_a_failed_execution(client: httpx.Client) -> None:
     runs = {t["taskId"]: t["state"]["current"] for t in answer["taskRunList"]}
     assert runs == {"ok": "SUCCESS", "boom": "RESTARTED"}
 
-    again = _wait(
+    again = live.wait(
         client,
         execution_id,
         "the restarted attempt to end",
-        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in TERMINAL,
+        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in live.TERMINAL,
     )
     assert again["state"]["current"] == "FAILED"
     assert "RESTARTED" in [h["state"] for h in again["state"]["histories"]]
     ok = next(t for t in again["taskRunList"] if t["taskId"] == "ok")
     assert len(ok["attempts"]) == 1  # not run again
 
-    fine_id = _create(client, "fine")
-    _wait(client, fine_id, "SUCCESS", _state(fine_id, "SUCCESS"))
+    fine_id = live.create(client, NAMESPACE, "fine")
+    live.wait(client, fine_id, "SUCCESS", live.state_in("SUCCESS"))
     refused = client.post(f"{API}/{fine_id}/actions/restart")
     assert refused.status_code == 422
     assert refused.json()["message"] == "No task found to restart execution from!"
 
 
 def test_force_run_a_queued_execution_then_kill_both(client: httpx.Client) -> None:
-    first = _create(client, "limited")
-    _wait(client, first, "the first to run", _running_task)
-    second = _create(client, "limited")
-    _wait(client, second, "the second to wait", _state(second, "QUEUED"))
+    first = live.create(client, NAMESPACE, "limited")
+    live.wait(client, first, "the first to run", _running_task)
+    second = live.create(client, NAMESPACE, "limited")
+    live.wait(client, second, "the second to wait", live.state_in("QUEUED"))
 
     forced = client.post(f"{API}/{second}/actions/force-run")
     assert forced.status_code == 200, forced.text
     assert forced.json()["state"]["current"] == "RUNNING"
-    _wait(client, second, "the queued one to run past the limit", _running_task)
+    live.wait(client, second, "the queued one to run past the limit", _running_task)
 
     killed = client.request("DELETE", f"{API}/kill/by-ids", json=[first, second])
     assert killed.status_code == 202, killed.text
     assert killed.json()["totalItems"] == 2
     for execution_id in (first, second):
-        _wait(client, execution_id, "KILLED", _state(execution_id, "KILLED"))
+        live.wait(client, execution_id, "KILLED", live.state_in("KILLED"))
 
 
 def test_pause_lets_the_running_task_finish_and_starts_nothing_until_resumed(
     client: httpx.Client,
 ) -> None:
-    execution_id = _create(client, "pausable")
-    _wait(client, execution_id, "the sleep to run", _running_task)
+    execution_id = live.create(client, NAMESPACE, "pausable")
+    live.wait(client, execution_id, "the sleep to run", _running_task)
     paused = client.post(f"{API}/{execution_id}/actions/pause")
     assert paused.status_code == 200, paused.text
     assert paused.json()["state"]["current"] == "PAUSED"
@@ -185,13 +149,13 @@ def test_pause_lets_the_running_task_finish_and_starts_nothing_until_resumed(
     def slept(e: dict[str, Any]) -> bool:
         return any(t["state"]["current"] == "SUCCESS" for t in e.get("taskRunList") or [])
 
-    after_sleep = _wait(client, execution_id, "the sleep to end", slept)
+    after_sleep = live.wait(client, execution_id, "the sleep to end", slept)
     assert after_sleep["state"]["current"] == "PAUSED"
     assert [t["taskId"] for t in after_sleep["taskRunList"]] == ["sleep"]
 
     resumed = client.post(f"{API}/{execution_id}/actions/resume")
     assert resumed.status_code == 200, resumed.text
-    ended = _wait(client, execution_id, "SUCCESS", lambda e: e["state"]["current"] in TERMINAL)
+    ended = live.wait(client, execution_id, "SUCCESS", live.state_in(*live.TERMINAL))
     assert ended["state"]["current"] == "SUCCESS"
     assert [t["taskId"] for t in ended["taskRunList"]] == ["sleep", "after"]
 
@@ -203,8 +167,8 @@ def _labels(execution: dict[str, Any]) -> dict[str, str]:
 def test_labels_reach_the_stored_execution_and_survive_a_restart(client: httpx.Client) -> None:
     """Kestra's ``ExecutionController.setLabels`` (ended executions only, 400 otherwise):
     Lanner sends the labels to the executor, whose snapshots carry them from then on."""
-    execution_id = _create(client, "fails")
-    _wait(client, execution_id, "FAILED", _state(execution_id, "FAILED"))
+    execution_id = live.create(client, NAMESPACE, "fails")
+    live.wait(client, execution_id, "FAILED", live.state_in("FAILED"))
     response = client.post(
         f"{API}/{execution_id}/actions/labels", json=[{"key": "reviewed", "value": "no"}]
     )
@@ -215,7 +179,7 @@ def test_labels_reach_the_stored_execution_and_survive_a_restart(client: httpx.C
         json={"executionsId": [execution_id], "executionLabels": [{"key": "team", "value": "a"}]},
     )
     assert bulk.status_code == 202, bulk.text
-    _wait(
+    live.wait(
         client,
         execution_id,
         "the labels in the stored execution",
@@ -223,11 +187,11 @@ def test_labels_reach_the_stored_execution_and_survive_a_restart(client: httpx.C
     )
     restarted = client.post(f"{API}/{execution_id}/actions/restart")
     assert restarted.status_code == 200, restarted.text
-    again = _wait(
+    again = live.wait(
         client,
         execution_id,
         "the restarted attempt to end",
-        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in TERMINAL,
+        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in live.TERMINAL,
     )
     assert {"reviewed": "no", "team": "a"}.items() <= _labels(again).items()
 
@@ -235,16 +199,16 @@ def test_labels_reach_the_stored_execution_and_survive_a_restart(client: httpx.C
 def test_restart_a_warning_execution_whose_failure_was_absorbed(client: httpx.Client) -> None:
     """Kestra's ``ExecutionService.restart``: an ended execution holding a FAILED task run
     restarts whatever its own state (here WARNING); the failure runs again, not ``after``."""
-    execution_id = _create(client, "absorbed")
-    _wait(client, execution_id, "WARNING", _state(execution_id, "WARNING"))
+    execution_id = live.create(client, NAMESPACE, "absorbed")
+    live.wait(client, execution_id, "WARNING", live.state_in("WARNING"))
     response = client.post(f"{API}/{execution_id}/actions/restart")
     assert response.status_code == 200, response.text
     assert response.json()["state"]["current"] == "RESTARTED"
-    again = _wait(
+    again = live.wait(
         client,
         execution_id,
         "the restarted attempt to end",
-        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in TERMINAL,
+        lambda e: e["metadata"]["attemptNumber"] == 2 and e["state"]["current"] in live.TERMINAL,
     )
     assert again["state"]["current"] == "WARNING"
     runs = {t["taskId"]: t for t in again["taskRunList"]}

@@ -15,7 +15,7 @@ import pytest
 
 from tests.bench._server import LocalServer
 
-from . import kv_flows
+from . import compat_exec_flows, kv_flows
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     try:
         with httpx.Client(base_url=server.url, timeout=30) as http:
             kv_flows.deploy(http)
+            kv_flows.deploy(http, compat_exec_flows.KV_FLOWS)
             yield http
     finally:
         server.stop()
@@ -50,22 +51,8 @@ def test_another_tenant_has_its_own_store_and_files(client: httpx.Client) -> Non
     kv_flows.check_tenant(client)
 
 
-EXECUTOR_KV = f"""\
-id: kv_in_run_if
-namespace: {kv_flows.NS}
-tasks:
-  - id: guarded
-    type: io.kestra.plugin.core.log.Log
-    runIf: "{{{{ kv('flag') ?? false }}}}"
-    message: not rendered by a worker
-"""
-
-
-def test_kv_where_the_executor_renders_fails_with_a_message(client: httpx.Client) -> None:
-    """A known difference (notes/issue-14.md): the executor's core reads no storage, so
-    ``kv()`` in ``runIf`` fails the task run with a message, never the executor."""
-    kv_flows.deploy(client, [EXECUTOR_KV])
-    execution = kv_flows.run(client, "kv_in_run_if")
-    assert execution["state"]["current"] == "FAILED"
-    logs = client.get(f"/api/v1/logs/{execution['id']}").json()
-    assert any("function 'kv()' is only available" in e["message"] for e in logs), logs
+def test_kv_where_the_executor_renders(client: httpx.Client) -> None:
+    """``kv()`` in ``If``/``Switch``/``runIf``/subflow inputs/flow outputs (the executor
+    renders them): ``tests/embedded/compat_exec_flows.py``, Kestra's ``KvFunctionTest``."""
+    compat_exec_flows.check_kv_in_executor_renders(client)
+    compat_exec_flows.check_kv_missing_in_executor_render(client)

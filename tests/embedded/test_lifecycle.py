@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.bench._server import LocalServer
-from tests.infra.waiting import wait_until
+from tests.embedded import live_server as live
 
 NAMESPACE = "lanner.lifecycle"
 FLOWS = [
@@ -50,64 +48,25 @@ tasks:
     message: "{{{{ outputs.b.value }}}}"
 """,
 ]
-TERMINAL = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED", "RETRIED"}
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    server = LocalServer(Path(tmp_path_factory.mktemp("lifecycle")))
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            for source in FLOWS:
-                http.post(
-                    "/api/v1/flows", content=source, headers={"content-type": "application/x-yaml"}
-                ).raise_for_status()
-            yield http
-    finally:
-        server.stop()
-
-
-def _get(client: httpx.Client, execution_id: str) -> dict[str, Any]:
-    response = client.get(f"/api/v1/executions/{execution_id}")
-    response.raise_for_status()
-    return response.json()
-
-
-def _wait(client: httpx.Client, execution_id: str, what: str, predicate: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-
-    def check() -> bool:
-        found.update(_get(client, execution_id))
-        return bool(predicate(found))
-
-    wait_until(check, 30, what)
-    return found
-
-
-def _terminal(client: httpx.Client, execution_id: str) -> dict[str, Any]:
-    return _wait(
-        client, execution_id, "a terminal state", lambda e: e["state"]["current"] in TERMINAL
-    )
-
-
-def _create(client: httpx.Client, flow_id: str) -> str:
-    response = client.post(f"/api/v1/executions/{NAMESPACE}/{flow_id}")
-    response.raise_for_status()
-    return str(response.json()["id"])
+    with live.serving(Path(tmp_path_factory.mktemp("lifecycle")), FLOWS) as http:
+        yield http
 
 
 @pytest.mark.parametrize("flow_id", ["slow", "shell"])
 def test_kill_stops_the_running_task(client: httpx.Client, flow_id: str) -> None:
-    execution_id = _create(client, flow_id)
-    _wait(
+    execution_id = live.create(client, NAMESPACE, flow_id)
+    live.wait(
         client,
         execution_id,
         "the task to run",
         lambda e: any(t["state"]["current"] == "RUNNING" for t in e.get("taskRunList") or []),
     )
     assert client.delete(f"/api/v1/executions/{execution_id}/kill").status_code == 202
-    ended = _terminal(client, execution_id)
+    ended = live.terminal(client, execution_id)
     assert ended["state"]["current"] == "KILLED"
     assert [t["state"]["current"] for t in ended["taskRunList"]] == ["KILLED"]
     # the next task never started, and a killed execution cannot be killed twice into anything
@@ -115,8 +74,8 @@ def test_kill_stops_the_running_task(client: httpx.Client, flow_id: str) -> None
 
 
 def test_replay_from_a_task_reruns_it_and_what_follows(client: httpx.Client) -> None:
-    original_id = _create(client, "steps")
-    original = _terminal(client, original_id)
+    original_id = live.create(client, NAMESPACE, "steps")
+    original = live.terminal(client, original_id)
     assert original["state"]["current"] == "SUCCESS"
     runs = {t["taskId"]: t for t in original["taskRunList"]}
     response = client.post(
@@ -125,7 +84,7 @@ def test_replay_from_a_task_reruns_it_and_what_follows(client: httpx.Client) -> 
     response.raise_for_status()
     replay_id = response.json()["id"]
     assert replay_id != original_id
-    replay = _terminal(client, replay_id)
+    replay = live.terminal(client, replay_id)
     assert replay["state"]["current"] == "SUCCESS"
     assert replay["parentId"] == original_id
     replayed = {t["taskId"]: t for t in replay["taskRunList"]}
@@ -135,17 +94,17 @@ def test_replay_from_a_task_reruns_it_and_what_follows(client: httpx.Client) -> 
     assert replayed["b"]["outputs"]["value"] == f"b after {runs['a']['outputs']['value']}"
     assert replayed["c"]["state"]["current"] == "SUCCESS"
     # the original is untouched
-    assert _get(client, original_id)["taskRunList"] == original["taskRunList"]
+    assert live.get(client, original_id)["taskRunList"] == original["taskRunList"]
 
 
 def test_follow_streams_until_the_end(client: httpx.Client) -> None:
-    execution_id = _create(client, "steps")
+    execution_id = live.create(client, NAMESPACE, "steps")
     states: list[str] = []
     with client.stream("GET", f"/api/v1/executions/{execution_id}/follow", timeout=30) as events:
         for line in events.iter_lines():
             if line.startswith("data:"):
                 states.append(json.loads(line[5:])["state"]["current"])
-                if states[-1] in TERMINAL:
+                if states[-1] in live.TERMINAL:
                     break
     assert states and states[-1] == "SUCCESS"
 
@@ -182,7 +141,7 @@ def test_secret_inputs_never_reach_logs_or_api(client: httpx.Client) -> None:
     response.raise_for_status()
     assert "hunter2" not in response.text
     execution_id = response.json()["id"]
-    ended = _terminal(client, execution_id)
+    ended = live.terminal(client, execution_id)
     # the task saw the real value (the shell test passed) ...
     assert ended["state"]["current"] == "SUCCESS", ended
     logs = client.get(f"/api/v1/logs/{execution_id}").text

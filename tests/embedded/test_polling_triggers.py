@@ -289,7 +289,7 @@ triggers:
     interval: PT0.1S
 """
     )
-    root = "lanner:///lanner/polling/inbox/"
+    root = "lanner:///main/lanner/polling/inbox/"  # the flow tenant's folder
     stack.storage.put(root + "a.csv", b"1,2\n")
     wait_until(lambda: stack.states("files") == ["SUCCESS"], 30, "an execution for a.csv")
     stack.storage.put(root + "b.csv", b"3,4\n")
@@ -328,11 +328,11 @@ triggers:
     interval: PT0.1S
 """
     )
-    stack.storage.put("lanner:///lanner/polling/drop/x.txt", b"moved")
+    stack.storage.put("lanner:///main/lanner/polling/drop/x.txt", b"moved")
     wait_until(lambda: stack.states("mover") == ["SUCCESS"], 30, "an execution for x.txt")
     assert _outputs(stack.executions("mover")[0], "ret")["value"] == "moved"
-    assert not stack.storage.exists("lanner:///lanner/polling/drop/x.txt")
-    assert stack.storage.exists("lanner:///lanner/polling/done/x.txt")
+    assert not stack.storage.exists("lanner:///main/lanner/polling/drop/x.txt")
+    assert stack.storage.exists("lanner:///main/lanner/polling/done/x.txt")
 
 
 def test_a_worker_group_trigger_goes_to_its_group_topic(stack: Stack, http: HttpFixture) -> None:

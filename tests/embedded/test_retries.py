@@ -9,11 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.bench._server import LocalServer
+from tests.embedded import live_server as live
 from tests.infra.waiting import wait_until
 
 NAMESPACE = "lanner.retries"
-TERMINAL = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED", "RETRIED"}
 FLOWS = [
     f"""\
 id: new-execution-duration
@@ -66,50 +65,16 @@ tasks:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    server = LocalServer(Path(tmp_path_factory.mktemp("retries")))
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            for source in FLOWS:
-                http.post(
-                    "/api/v1/flows", content=source, headers={"content-type": "application/x-yaml"}
-                ).raise_for_status()
-            yield http
-    finally:
-        server.stop()
-
-
-def _create(client: httpx.Client, flow_id: str) -> str:
-    response = client.post(f"/api/v1/executions/{NAMESPACE}/{flow_id}")
-    response.raise_for_status()
-    return str(response.json()["id"])
-
-
-def _terminal(client: httpx.Client, execution_id: str) -> dict[str, Any]:
-    def ended() -> dict[str, Any]:
-        response = client.get(f"/api/v1/executions/{execution_id}")
-        response.raise_for_status()
-        found: dict[str, Any] = response.json()
-        return found if found["state"]["current"] in TERMINAL else {}
-
-    return wait_until(ended, 30, f"execution {execution_id} to end")
-
-
-def _executions(client: httpx.Client, flow_id: str) -> list[dict[str, Any]]:
-    response = client.get(
-        "/api/v1/executions/search",
-        params={"namespace": NAMESPACE, "flowId": flow_id, "size": 1000},
-    )
-    response.raise_for_status()
-    return list(response.json()["results"])
+    with live.serving(Path(tmp_path_factory.mktemp("retries")), FLOWS) as http:
+        yield http
 
 
 def test_create_new_execution_with_only_max_duration_ends(client: httpx.Client) -> None:
-    first_id = _create(client, "new-execution-duration")
+    first_id = live.create(client, NAMESPACE, "new-execution-duration")
 
     def chain_ended() -> list[dict[str, Any]]:
-        found = _executions(client, "new-execution-duration")
-        ended = [e for e in found if e["state"]["current"] in TERMINAL]
+        found = live.executions(client, NAMESPACE, "new-execution-duration")
+        ended = [e for e in found if e["state"]["current"] in live.TERMINAL]
         last = max((e["metadata"]["attemptNumber"] for e in found), default=0)
         # the chain ends with one FAILED execution, once every execution it made is indexed
         failed = [e for e in found if e["state"]["current"] == "FAILED"]
@@ -133,7 +98,7 @@ def _task_run(execution: dict[str, Any], task_id: str) -> dict[str, Any]:
 
 
 def test_retry_on_a_sequential_runs_its_failed_child_again(client: httpx.Client) -> None:
-    ended = _terminal(client, _create(client, "flowable-retry"))
+    ended = live.terminal(client, live.create(client, NAMESPACE, "flowable-retry"))
     assert ended["state"]["current"] == "FAILED"
     assert [t["taskId"] for t in ended["taskRunList"]] == ["flowable", "child"]
     child = _task_run(ended, "child")
@@ -141,8 +106,8 @@ def test_retry_on_a_sequential_runs_its_failed_child_again(client: httpx.Client)
 
 
 def test_retry_on_a_subflow_task_starts_a_new_subflow_execution(client: httpx.Client) -> None:
-    parent_id = _create(client, "subflow-retry")
-    ended = _terminal(client, parent_id)
+    parent_id = live.create(client, NAMESPACE, "subflow-retry")
+    ended = live.terminal(client, parent_id)
     assert ended["state"]["current"] == "FAILED"
     subflow = _task_run(ended, "subflow")
     assert [a["state"]["current"] for a in subflow["attempts"]] == ["FAILED"] * 3
@@ -150,7 +115,7 @@ def test_retry_on_a_subflow_task_starts_a_new_subflow_execution(client: httpx.Cl
     def children() -> list[dict[str, Any]]:
         found = [
             e
-            for e in _executions(client, "failing-child")
+            for e in live.executions(client, NAMESPACE, "failing-child")
             if (e.get("trigger") or {}).get("variables", {}).get("executionId") == parent_id
         ]
         return found if len(found) >= 3 else []

@@ -110,3 +110,58 @@ def test_working_directory_is_one_worker_task_and_its_children_join_from_results
         ("after", State.SUCCESS),
     ]
     assert ex.task_run_list[-1].outputs == {"value": "ab"}
+
+
+RETRY_FLOW = """
+retry:
+  type: constant
+  interval: PT1S
+  maxAttempt: 2
+tasks:
+  - id: wd
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    retry:
+      type: constant
+      interval: PT1S
+      maxAttempt: 3
+      warningOnRetry: true
+    tasks:
+      - id: a
+        type: io.kestra.plugin.core.debug.Return
+        format: a
+"""
+
+
+def test_a_child_retried_by_its_worker_gets_new_attempts_and_is_never_resubmitted() -> None:
+    """The worker retries a failed task of the directory in it: the executor sends the policy
+    the tasks inherit (the directory's, not the flow's: Kestra's nearest-parent resolution),
+    marks the task run RETRYING on the worker's word, never submits it alone, adds the next
+    attempt when the worker starts it, and applies ``warningOnRetry`` at the end."""
+    sim = Sim(hold_workers=True)
+    sim.deploy(flow_yaml(RETRY_FLOW))
+    ex_id = sim.create("ns", "f")
+    sim.run()
+    (wt,) = sim.worker_queue
+    sim.worker_queue.clear()
+    assert wt.variables["__retry__"]["maxAttempt"] == 3
+    wd = wt.task_run
+    sim.send(_result(sim, ex_id, wd.id, 1, State.RUNNING))
+    child = _child(sim, wd, "a", 1)
+    sim.send(_result(sim, ex_id, child.id, 1, State.RUNNING, task_run=child))
+    sim.send(_result(sim, ex_id, child.id, 1, State.RETRYING, task_run=child, error="boom"))
+    sim.run()
+    a = sim.execution(ex_id).find_task_run(child.id)
+    assert a is not None and a.state.current == State.RETRYING
+    assert [at.state.current for at in a.attempts] == [State.FAILED]
+    assert not sim.worker_queue  # not resubmitted away from its directory
+    sim.send(_result(sim, ex_id, child.id, 2, State.RUNNING, task_run=child))
+    sim.send(_result(sim, ex_id, child.id, 2, State.SUCCESS, task_run=child))
+    sim.send(_result(sim, ex_id, wd.id, 1, State.SUCCESS))
+    sim.hold_workers = False
+    sim.run()
+    ex = sim.execution(ex_id)
+    a = ex.find_task_run(child.id)
+    assert a is not None
+    assert [at.state.current for at in a.attempts] == [State.FAILED, State.SUCCESS]
+    assert a.state.current == State.WARNING  # warningOnRetry
+    assert ex.state.current == State.WARNING

@@ -275,14 +275,7 @@ tasks:
     assert values == ["first", "second", "third"]
 
 
-def test_working_directory_cache(server: Server) -> None:
-    """Kestra ``WorkingDirectoryTest.cache`` (flow ``working-directory-cache.yml``): the first
-    run finds no ``hello.txt`` and writes it; the cache (``*.txt``, ``ttl: PT5M``) keeps it,
-    so the second run's first task finds it before anything wrote it."""
-    server.deploy(
-        flow(
-            "working-directory-cache",
-            """
+CACHE_TASKS = """
 tasks:
   - id: workingDir
     type: io.kestra.plugin.core.flow.WorkingDirectory
@@ -303,10 +296,21 @@ tasks:
           hello.txt: HELLO WORLD
         commands:
           - cat hello.txt
-""",
-        )
-    )
-    cache = f"lanner:///{NS.replace('.', '/')}/working-directory-cache/workingDir/cache/cache.zip"
+"""
+
+
+def cache_uri(tenant: str, flow_id: str) -> str:
+    return f"lanner:///{tenant}/{NS.replace('.', '/')}/{flow_id}/workingDir/cache/cache.zip"
+
+
+def test_working_directory_cache(server: Server) -> None:
+    """Kestra ``WorkingDirectoryTest.cache`` (flow ``working-directory-cache.yml``): the first
+    run finds no ``hello.txt`` and writes it; the cache (``*.txt``, ``ttl: PT5M``) keeps it,
+    so the second run's first task finds it before anything wrote it. The archive is under the
+    tenant (Kestra's ``StorageContext.getCacheURI``, ``/<namespace>/<flow>/<task>/cache/
+    cache.zip``, which its storages place below the tenant)."""
+    server.deploy(flow("working-directory-cache", CACHE_TASKS))
+    cache = cache_uri("main", "working-directory-cache")
     server.storage.delete(cache)
     first = server.run("working-directory-cache")
     assert first["state"]["current"] == "SUCCESS", first
@@ -316,6 +320,175 @@ tasks:
     second = server.run("working-directory-cache")
     assert second["state"]["current"] == "SUCCESS"
     assert list(one(second, "exists")["outputs"]["outputFiles"]) == ["hello.txt"]
+
+
+def test_working_directory_cache_is_per_tenant(server: Server) -> None:
+    """Two tenants with the same namespace, flow and task id do not share a cache (issue 13:
+    every entity carries its tenant; Kestra's storages put the tenant above the cache URI): once
+    ``main`` cached ``hello.txt``, the first run in ``acme`` still finds nothing, and writes
+    ``acme``'s own archive, which its next run restores."""
+    flow_id = "working-directory-cache-tenants"
+    source = flow(flow_id, CACHE_TASKS)
+    client = server.api.client
+    for tenant in ("main", "acme"):
+        response = client.post(
+            f"/api/v1/{tenant}/flows",
+            content=source,
+            headers={"content-type": "application/x-yaml"},
+        )
+        assert response.status_code in (200, 409), response.text
+
+    def run(tenant: str) -> dict[str, Any]:
+        response = client.post(f"/api/v1/{tenant}/executions/{NS}/{flow_id}")
+        assert response.status_code == 200, response.text
+        execution_id = response.json()["id"]
+
+        def ended() -> dict[str, Any] | None:
+            found = client.get(f"/api/v1/{tenant}/executions/{execution_id}")
+            body: dict[str, Any] = found.json() if found.status_code == 200 else {}
+            current = (body.get("state") or {}).get("current")
+            return body if current in ("SUCCESS", "WARNING", "FAILED", "KILLED") else None
+
+        from tests.infra.waiting import wait_until
+
+        ended_execution: dict[str, Any] = wait_until(ended, WAIT, f"{flow_id} in {tenant}")
+        assert ended_execution["state"]["current"] == "SUCCESS", ended_execution
+        return ended_execution
+
+    assert one(run("main"), "exists")["outputs"]["outputFiles"] == {}
+    assert server.storage.exists(cache_uri("main", flow_id))
+    assert not server.storage.exists(cache_uri("acme", flow_id))
+    assert one(run("acme"), "exists")["outputs"]["outputFiles"] == {}  # not main's cache
+    assert server.storage.exists(cache_uri("acme", flow_id))
+    assert list(one(run("acme"), "exists")["outputs"]["outputFiles"]) == ["hello.txt"]
+
+
+def test_working_directory_retry_retries_a_failed_task_in_the_directory(server: Server) -> None:
+    """A ``retry`` on the WorkingDirectory governs its tasks that have none (Kestra's
+    ``ExecutorService.handleChildWorkerTaskResult``, kestra-io/kestra@58c1ca2: a failed runnable
+    task run follows its own ``retry``, else the nearest parent's, else the flow's); Kestra's
+    retry example
+    (kestra.io/docs/workflow-components/retries: ``taskrun.attemptsCount``, ``warningOnRetry``):
+    the flaky task fails twice, succeeds on its third attempt, ends WARNING. Each attempt is a
+    new attempt of the same task run and runs in the same directory (it finds the file the task
+    before wrote; ``attempts.txt`` collects 0, 1, 2). A task with its own ``retry`` follows it
+    (``maxAttempt: 2``), and once attempts are exhausted the directory fails and runs its
+    ``errors``."""
+    server.deploy(
+        flow(
+            "working-directory-retry",
+            """
+inputs:
+  - id: succeedAt
+    type: INT
+tasks:
+  - id: wdir
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    retry:
+      type: constant
+      interval: PT0.2S
+      maxAttempt: 5
+      warningOnRetry: true
+    tasks:
+      - id: prepare
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands:
+          - echo prepared > prepared.txt
+      - id: flaky
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands:
+          - test -f prepared.txt
+          - echo "{{ taskrun.attemptsCount }}" >> attempts.txt
+          - 'if [ "{{ taskrun.attemptsCount }}" -eq 2 ]; then exit 0; else exit 1; fi'
+      - id: own
+        type: io.kestra.plugin.scripts.shell.Commands
+        retry:
+          type: constant
+          interval: PT0.1S
+          maxAttempt: 2
+        commands:
+          - 'test "{{ inputs.succeedAt }}" -le "{{ taskrun.attemptsCount }}"'
+      - id: after
+        type: io.kestra.plugin.scripts.shell.Commands
+        outputFiles:
+          - attempts.txt
+        commands:
+          - cat attempts.txt
+    errors:
+      - id: handled
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ task.id }}"
+""",
+        )
+    )
+
+    def attempts(tr: dict[str, Any]) -> list[str]:
+        return [a["state"]["current"] for a in tr.get("attempts") or []]
+
+    ex = server.run("working-directory-retry", {"succeedAt": 1})
+    assert ex["state"]["current"] == "WARNING", ex
+    assert attempts(one(ex, "prepare")) == ["SUCCESS"]
+    flaky = one(ex, "flaky")
+    assert attempts(flaky) == ["FAILED", "FAILED", "SUCCESS"]
+    assert state(flaky) == "WARNING"
+    assert "RETRYING" in [h["state"] for h in flaky["state"]["histories"]]
+    assert attempts(one(ex, "own")) == ["FAILED", "SUCCESS"]
+    uri = one(ex, "after")["outputs"]["outputFiles"]["attempts.txt"]
+    assert server.read(uri).split() == ["0", "1", "2"]
+    assert not runs(ex, "handled")
+
+    ex = server.run("working-directory-retry", {"succeedAt": 5})  # `own` never succeeds
+    assert ex["state"]["current"] == "FAILED", ex
+    assert attempts(one(ex, "own")) == ["FAILED", "FAILED"]  # its own maxAttempt, not 5
+    assert state(one(ex, "own")) == "FAILED"
+    assert not runs(ex, "after")
+    assert state(one(ex, "handled")) == "SUCCESS"
+
+
+def test_working_directory_timeout_bounds_its_tasks(server: Server) -> None:
+    """The WorkingDirectory's own ``timeout`` bounds the tasks it runs (Kestra's timeout page,
+    kestra.io/docs/workflow-components/timeout: "If a task run exceeds the specified duration,
+    Kestra automatically stops it and marks it as failed"; its ``Worker.handleTask`` runs the
+    directory's tasks on one worker): the task running at the deadline is stopped and fails
+    with "Timeout after PT3S", the next one never starts, the directory ends FAILED and its
+    ``errors`` run."""
+    server.deploy(
+        flow(
+            "working-directory-timeout",
+            """
+tasks:
+  - id: wdir
+    type: io.kestra.plugin.core.flow.WorkingDirectory
+    timeout: PT3S
+    tasks:
+      - id: quick
+        type: io.kestra.plugin.core.debug.Return
+        format: quick
+      - id: slow
+        type: io.kestra.plugin.core.flow.Sleep
+        duration: PT10M
+      - id: never
+        type: io.kestra.plugin.core.debug.Return
+        format: never
+    errors:
+      - id: handled
+        type: io.kestra.plugin.core.debug.Return
+        format: "{{ task.id }}"
+""",
+        )
+    )
+    ex = server.run("working-directory-timeout")
+    assert ex["state"]["current"] == "FAILED", ex
+    assert state(one(ex, "quick")) == "SUCCESS"
+    assert state(one(ex, "slow")) == "FAILED"
+    assert not runs(ex, "never")
+    assert state(one(ex, "wdir")) == "FAILED"
+    assert state(one(ex, "handled")) == "SUCCESS"
+    logs = server.api.logs(ex["id"])
+    slow = one(ex, "slow")["id"]
+    assert any(
+        line.get("taskRunId") == slow and "Timeout after PT3S" in line["message"] for line in logs
+    ), logs
 
 
 def test_working_directory_in_a_loop_sees_its_iteration(server: Server) -> None:

@@ -4,8 +4,8 @@ repository on Elasticsearch, the same Kestra-syntax flows and outcomes as
 ``tests/plugins/test_core_plugins_embedded.py`` (see ``tests.plugins.scenario`` for the Kestra
 sources). The history tasks run on the worker, which opens the Elasticsearch repository on
 their first use; they read what the indexer copied there, so each check first waits for it.
-The row tasks (Reverse, DeduplicateItems, FilterItems) touch only the worker and internal
-storage, the same code on both backends: they run on the embedded one only (suite time)."""
+The row tasks (Reverse, DeduplicateItems, FilterItems) run on Kafka in
+``tests/ha/test_compat_plugins_kafka.py`` (no Elasticsearch needed)."""
 
 from __future__ import annotations
 

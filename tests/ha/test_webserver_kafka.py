@@ -204,9 +204,22 @@ def inputs_of(values: list[bytes], execution_id: str) -> list[ExecutorInput]:
 
 
 def snapshot(api: httpx.Client, execution_id: str, state: State, sequence: int) -> bytes:
-    """What the executor would write next for this execution: its state and a new sequence."""
+    """What the executor would write next for this execution: its state and a new sequence
+    (FAILED: with a FAILED task run, which Kestra's restart rule needs)."""
     execution = Execution.model_validate(api.get(f"/api/v1/executions/{execution_id}").json())
     execution.set_state(state, datetime.now(UTC))
+    if state == State.FAILED:
+        from common.models.execution import TaskRun
+
+        failed = TaskRun(
+            id="failed-run",
+            execution_id=execution_id,
+            namespace=execution.namespace,
+            flow_id=execution.flow_id,
+            task_id="hello",
+        )
+        failed.set_state(State.FAILED, datetime.now(UTC))
+        execution.task_run_list.append(failed)
     execution.sequence = sequence
     return execution.to_json()
 

@@ -220,7 +220,8 @@ def test_with_auth_orders_carry_the_tenant_while_the_repository_is_down(
 def test_orders_are_checked_when_the_repository_answers(world: World) -> None:
     world.executions.inner.save(make_execution("done", state=State.SUCCESS))
     assert world.client.delete("/api/v1/executions/done/kill").status_code == 409
-    assert world.client.post("/api/v1/executions/done/restart").status_code == 409
+    # Kestra's restart rule (``_orders.restart``): nothing FAILED or PAUSED in it -> 422
+    assert world.client.post("/api/v1/executions/done/restart").status_code == 422
     assert world.client.post("/api/v1/executions/done/resume").status_code == 409
     assert world.client.delete("/api/v1/executions/nobody/kill").status_code == 404
 

@@ -66,8 +66,21 @@ def test_the_environment_variable_names_the_setting(monkeypatch: pytest.MonkeyPa
 def test_file_trigger_folders_accept_kestra_uris() -> None:
     from common.plugins.core.storage import _namespace_folder
 
-    assert _namespace_folder("company.team", "kestra:///company/team/inbox") == (
-        "lanner:///company/team/inbox/"
+    assert _namespace_folder("main", "company.team", "kestra:///main/company/team/inbox") == (
+        "lanner:///main/company/team/inbox/"
     )
     with pytest.raises(ValueError, match="outside the namespace"):
-        _namespace_folder("company.team", "kestra:///other/inbox")
+        _namespace_folder("main", "company.team", "kestra:///main/other/inbox")
+
+
+def test_file_trigger_folders_are_the_tenants() -> None:
+    """Tenant first, as execution files (issue 13): another tenant's folder, or the tenant-less
+    one of the same namespace, is outside the trigger's folder."""
+    from common.plugins.core.storage import _namespace_folder
+
+    assert _namespace_folder("acme", "company.team", "inbox") == (
+        "lanner:///acme/company/team/inbox/"
+    )
+    for foreign in ("lanner:///main/company/team/inbox", "lanner:///company/team/inbox"):
+        with pytest.raises(ValueError, match="outside the namespace"):
+            _namespace_folder("acme", "company.team", foreign)

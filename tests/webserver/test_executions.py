@@ -195,12 +195,22 @@ def test_kill(client: TestClient, backends: Backends) -> None:
 
 
 @both_repositories
-def test_restart_only_failed_or_killed(client: TestClient, backends: Backends) -> None:
-    backends.repositories.executions.save(make_execution("r1", state=State.FAILED))
+def test_restart_follows_kestras_rules(client: TestClient, backends: Backends) -> None:
+    """The older ``POST /executions/{id}/restart`` follows the rules of ``actions/restart``
+    (``webserver/_orders.restart``, Kestra's ``ExecutionService.restart``, kestra-io/kestra
+    @58c1ca2): 409 unless ended or PAUSED, 422 when no task run is FAILED or PAUSED."""
+    from tests.webserver.test_kestra_actions import with_runs
+
+    backends.repositories.executions.save(with_runs("r1", State.FAILED, ("t1", "a", State.FAILED)))
     backends.repositories.executions.save(make_execution("r2", state=State.RUNNING))
-    assert client.post("/api/v1/executions/r1/restart").status_code == 200
+    backends.repositories.executions.save(make_execution("r3", state=State.SUCCESS))
+    restarted = client.post("/api/v1/executions/r1/restart")
+    assert restarted.status_code == 200 and restarted.json()["state"]["current"] == "RESTARTED"
     response = client.post("/api/v1/executions/r2/restart")
-    assert response.status_code == 409 and "FAILED or KILLED" in response.json()["message"]
+    assert response.status_code == 409 and "must be terminated" in response.json()["message"]
+    nothing = client.post("/api/v1/executions/r3/restart")
+    assert nothing.status_code == 422
+    assert nothing.json()["message"] == "No task found to restart execution from!"
     (message,) = executor_inputs(backends)
     assert isinstance(message, Restart) and message.execution_id == "r1"
 
@@ -252,7 +262,10 @@ def test_replay_from_a_task_run(
     (message,) = executor_inputs(backends)
     assert isinstance(message, NewExecution) and message.execution.id == body["id"]
     missing = client.post("/api/v1/executions/old/replay", params={"taskRunId": "nope"})
-    assert missing.status_code == 404
+    # Kestra's ``ExecutionService.taskRunToRestart``: IllegalArgumentException, 422 (the rule
+    # of ``_orders.replay``, shared with ``actions/replay``)
+    assert missing.status_code == 422
+    assert missing.json()["message"] == "No task found to restart execution from!"
 
 
 def test_webhook(client: TestClient, backends: Backends, hello: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """Kestra 2.0's orders on one execution: ``/executions/{executionId}/actions/...`` (kill,
 restart, replay, resume, pause, unqueue, force-run, labels) and the execution's graph.
 
-The rules and answers are Kestra's (``webserver/_orders.py``); the older paths
-(``/executions/{id}/kill`` ...) in ``executions.py`` keep answering as they did. Like those, an
+The rules and answers are Kestra's (``webserver/_orders.py``; the older ``/executions/{id}/
+restart`` and ``/replay`` in ``executions.py`` use the same rules, the older kill and resume
+answer as they did). Like those, an
 order goes to the ``executor`` topic keyed by execution id and the answer is the execution as
 the order makes it first. On Kafka while the repository does not answer, kill and resume are
 sent unchecked (202, as the older paths); the others need the stored state (503).
@@ -35,6 +36,7 @@ from webserver.routers.executions import (
     _unchecked,
     execution_json,
     resume_execution,
+    store_best_effort,
 )
 from webserver.routers.flows import flow_json, load_flow
 from webserver.routers.graph import flow_graph
@@ -79,6 +81,8 @@ def apply(backends: Backends, decision: _orders.Decision) -> dict[str, Any]:
         _submit(backends, decision.answer)
     for order in decision.orders:
         backends.queue.emit(EXECUTOR, order.execution_id, order.to_json())
+    if decision.store:
+        store_best_effort(backends, decision.answer)
     return kestra_json(decision.answer)
 
 
@@ -91,6 +95,19 @@ def decide(
     except _orders.Refused as exc:
         raise refused(exc) from None
     return apply(backends, decision)
+
+
+async def ordered(
+    backends: Backends,
+    tenant: str,
+    execution_id: str,
+    rule: Callable[[Execution, str, datetime], _orders.Decision],
+) -> dict[str, Any]:
+    """``decide`` in a thread for a rule of ``_orders`` that takes the stored execution, a new
+    order id and now."""
+    return await anyio.to_thread.run_sync(
+        decide, backends, tenant, execution_id, lambda ex: rule(ex, new_id(), datetime.now(UTC))
+    )
 
 
 @router.delete(ACTIONS + "/kill", summary="Kill an execution (Kestra 2.0 path)")
@@ -177,13 +194,7 @@ async def resume(
 async def pause(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
     """PAUSED: the task runs already running finish, no new one starts until ``resume``.
     409 unless RUNNING."""
-    return await anyio.to_thread.run_sync(
-        decide,
-        backends,
-        tenant,
-        execution_id,
-        lambda ex: _orders.pause(ex, new_id(), datetime.now(UTC)),
-    )
+    return await ordered(backends, tenant, execution_id, _orders.pause)
 
 
 @router.post(ACTIONS + "/unqueue", summary="Unqueue a QUEUED execution")
@@ -193,25 +204,15 @@ async def unqueue(
     tenant: TenantDep,
     state: Annotated[State, Query(description="RUNNING (start it now) or KILLED")] = State.RUNNING,
 ) -> Any:
-    return await anyio.to_thread.run_sync(
-        decide,
-        backends,
-        tenant,
-        execution_id,
-        lambda ex: _orders.unqueue(ex, new_id(), datetime.now(UTC), state),
+    return await ordered(
+        backends, tenant, execution_id, lambda ex, id_, now: _orders.unqueue(ex, id_, now, state)
     )
 
 
 @router.post(ACTIONS + "/force-run", summary="Force an execution to run now")
 async def force_run(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
     """CREATED or QUEUED: starts now (past the concurrency limit); PAUSED: resumes."""
-    return await anyio.to_thread.run_sync(
-        decide,
-        backends,
-        tenant,
-        execution_id,
-        lambda ex: _orders.force_run(ex, new_id(), datetime.now(UTC)),
-    )
+    return await ordered(backends, tenant, execution_id, _orders.force_run)
 
 
 @router.post(ACTIONS + "/labels", summary="Add or update labels of an ended execution")

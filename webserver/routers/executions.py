@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
@@ -62,12 +62,12 @@ from common.models.trigger import trigger_uid
 from common.plugins.core.conditions import ConditionContext
 from common.plugins.core.triggers import Webhook
 from common.queue.base import EXECUTIONS, EXECUTOR
-from common.replay import replay
 from common.repository.base import MAX_PAGE_SIZE, MAX_RESULT_WINDOW, ExecutionQuery
 from common.secrets import encrypt_secret_inputs, has_encrypted, hide_encrypted
 from common.settings import Settings
 from common.storage.base import execution_folders, execution_uri, scheme_of
 from common.templating import render, render_object
+from webserver import _orders
 from webserver._breaker import Breaker
 from webserver._live import FeedClosed
 from webserver._sse import KEEPALIVE, POLL_SECONDS, EventStream, sse_event
@@ -79,7 +79,6 @@ router = APIRouter(tags=["executions"])
 log = logging.getLogger("lanner.webserver")
 WAIT_POLL_SECONDS = 0.2
 WAIT_DEADLINE_SECONDS = 3600.0
-_RESTARTABLE = (State.FAILED, State.KILLED)
 
 
 # ---------------------------------------------------------------- helpers
@@ -175,6 +174,13 @@ def _submit(backends: Backends, execution: Execution) -> None:
         backends.queue.emit(EXECUTOR, execution.id, message.to_json())
         return
     backends.queue.emit(EXECUTOR, execution.id, message.to_json())
+    _created_breaker(backends).call(lambda: backends.repositories.executions.save(execution))
+
+
+def store_best_effort(backends: Backends, execution: Execution) -> None:
+    """Store what an order made of an execution (read-your-writes), skipped while the
+    repository fails (``Breaker``): the executor's snapshot, indexed later, carries it anyway
+    and replaces it (same or higher ``sequence``)."""
     _created_breaker(backends).call(lambda: backends.repositories.executions.save(execution))
 
 
@@ -438,33 +444,30 @@ async def kill_execution(execution_id: str, backends: BackendsDep, tenant: Tenan
     return await anyio.to_thread.run_sync(kill)
 
 
-def _restarted(execution: Execution, now: datetime) -> Execution:
-    """What the restart order makes of ``execution`` first (Kestra answers with it): the same
-    id, RESTARTED, and its failed or killed task runs RESTARTED."""
-    copy = execution.model_copy(deep=True)
-    for task_run in copy.task_run_list:
-        if task_run.state.current in _RESTARTABLE:
-            task_run.set_state(State.RESTARTED, now)
-    copy.set_state(State.RESTARTED, now)
-    return copy
+@router.post("/executions/{execution_id}/restart", summary="Restart an execution (Kestra's rules)")
+async def restart_execution(
+    execution_id: str,
+    backends: BackendsDep,
+    tenant: TenantDep,
+    revision: Annotated[int | None, Query(ge=1)] = None,
+) -> Any:
+    """Kestra's ``POST /executions/{id}/restart``, the rules of ``webserver/_orders.restart``
+    (the same as ``actions/restart``): 409 unless ended or PAUSED, 422 when no task run is
+    FAILED or PAUSED."""
 
-
-@router.post("/executions/{execution_id}/restart", summary="Restart a failed or killed execution")
-async def restart_execution(execution_id: str, backends: BackendsDep, tenant: TenantDep) -> Any:
     def restart() -> Any:
         execution = _stored_or_unknown(backends, tenant, execution_id)
         if execution is None:
             order = Restart(id=new_id(), execution_id=execution_id, tenant_id=tenant)
             backends.queue.emit(EXECUTOR, execution_id, order.to_json())
             return _unchecked(execution_id, "restart")
-        if execution.state.current not in _RESTARTABLE:
-            raise ConflictError(
-                f"execution '{execution_id}' is {execution.state.current}: only FAILED or "
-                "KILLED executions can be restarted"
-            )
-        order = Restart(id=new_id(), execution_id=execution_id, tenant_id=tenant)
-        backends.queue.emit(EXECUTOR, execution_id, order.to_json())
-        return execution_json(_restarted(execution, datetime.now(UTC)))
+        try:
+            decision = _orders.restart(execution, new_id(), datetime.now(UTC), revision)
+        except _orders.Refused as exc:
+            raise HTTPException(exc.status, detail=exc.message) from None
+        for order in decision.orders:
+            backends.queue.emit(EXECUTOR, order.execution_id, order.to_json())
+        return _kestra_json(decision.answer)
 
     return await anyio.to_thread.run_sync(restart)
 
@@ -477,6 +480,9 @@ async def replay_execution(
     task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
     revision: Annotated[int | None, Query(ge=1)] = None,
 ) -> Any:
+    """Kestra's ``POST /executions/{id}/replay``, the rules of ``webserver/_orders.replay``
+    (the same as ``actions/replay``)."""
+
     def do_replay() -> dict[str, Any]:
         execution = _get_execution(backends, tenant, execution_id)
         wanted = revision or execution.flow_revision
@@ -486,11 +492,20 @@ async def replay_execution(
         flow = parse_flow(record.source).model_copy(
             update={"revision": record.revision, "tenant_id": tenant}
         )
-        replayed = replay(execution, flow, task_run_id, new_id(), datetime.now(UTC))
-        _submit(backends, replayed)
-        return execution_json(replayed)
+        try:
+            decision = _orders.replay(execution, flow, task_run_id, new_id(), datetime.now(UTC))
+        except _orders.Refused as exc:
+            raise HTTPException(exc.status, detail=exc.message) from None
+        _submit(backends, decision.answer)
+        return _kestra_json(decision.answer)
 
     return await anyio.to_thread.run_sync(do_replay)
+
+
+def _kestra_json(execution: Execution) -> dict[str, Any]:
+    body = execution_json(execution)
+    body.setdefault("originalId", execution.original_id or execution.id)
+    return body
 
 
 @router.post("/executions/{execution_id}/resume", summary="Resume a paused execution")
@@ -561,6 +576,7 @@ async def follow_execution(
                 if execution.state.current.terminal:
                     return
                 last = execution.sequence
+            recheck = _Recheck()
             while True:
                 try:
                     record = await listener.next(POLL_SECONDS)
@@ -568,7 +584,19 @@ async def follow_execution(
                     return
                 if record is None:
                     yield KEEPALIVE  # a gone client is noticed on this write
+                    if not recheck.due():
+                        continue
+                    stored = await anyio.to_thread.run_sync(
+                        _stored_quietly, backends, tenant, execution_id
+                    )
+                    if stored is None or stored.sequence <= last:
+                        continue
+                    last = stored.sequence
+                    yield sse_event(execution_json(stored))
+                    if stored.state.current.terminal:
+                        return
                     continue
+                recheck.reset()
                 try:
                     snapshot = Execution.model_validate_json(record.value or b"")
                 except ValueError:
@@ -591,6 +619,42 @@ async def follow_execution(
         # also when the stream never started (the client left first): no listener leaks
         background=BackgroundTask(listener.close),
     )
+
+
+class _Recheck:
+    """When a quiet follow stream reads the stored state again: after 1 s of quiet, then 2, 4...
+    up to 30 s between reads.
+
+    The repository is a copy the indexer fills after the fact, so a snapshot written before the
+    live feed took its position may be missing from the stored state read at the stream's start
+    too: without a new snapshot (an execution that just ended) the stream would wait for ever.
+    """
+
+    FIRST = 1.0
+    LONGEST = 30.0
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._wait = self.FIRST
+        self._at = time.monotonic() + self._wait
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self._at:
+            return False
+        self._wait = min(self._wait * 2, self.LONGEST)
+        self._at = now + self._wait
+        return True
+
+
+def _stored_quietly(backends: Backends, tenant: str, execution_id: str) -> Execution | None:
+    """The stored execution, or None when the repository does not answer (the stream goes on)."""
+    try:
+        return backends.repositories.executions.get(tenant, execution_id)
+    except RepositoryError:
+        return None
 
 
 # ---------------------------------------------------------------- webhooks

@@ -259,6 +259,18 @@ async def follow_logs(
                         backends.repositories.executions.get, tenant, execution_id
                     )
                     if execution is not None and execution.state.current.terminal:
+                        # lines written before the feed took its position and indexed since
+                        # the first read are in neither: one last read sends them
+                        stored = await anyio.to_thread.run_sync(
+                            lambda: backends.repositories.logs.find(
+                                tenant, execution_id, None, level
+                            )
+                        )
+                        for entry in stored:
+                            digest = hashlib.sha256(entry.to_json()).hexdigest()
+                            if digest not in seen:
+                                seen.add(digest)
+                                yield sse_event(entry.to_dict())
                         return
                     continue
                 digest = hashlib.sha256(record.value or b"").hexdigest()
@@ -270,9 +282,10 @@ async def follow_logs(
                     continue
                 if (entry.tenant_id or tenant) != tenant:
                     continue  # an id of another tenant's execution shows nothing
-                if digest in seen or hashlib.sha256(entry.to_json()).hexdigest() in seen:
+                canonical = hashlib.sha256(entry.to_json()).hexdigest()
+                if digest in seen or canonical in seen:
                     continue
-                seen.add(digest)
+                seen.update((digest, canonical))  # the last read compares canonical ones
                 yield sse_event(entry.to_dict())
         finally:
             listener.close()

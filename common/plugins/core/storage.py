@@ -281,10 +281,10 @@ class FilterItems(RunnableTask):
         }
 
 
-def _namespace_folder(namespace: str, path: str) -> str:
-    """``inbox`` of ``company.team`` -> ``lanner:///company/team/inbox/``; a ``lanner:///``
-    URI must be inside the namespace's folder."""
-    root = f"lanner:///{namespace.replace('.', '/')}/"
+def _namespace_folder(tenant: str, namespace: str, path: str) -> str:
+    """``inbox`` of ``company.team`` in tenant ``main`` -> ``lanner:///main/company/team/inbox/``
+    (tenant first, as execution files); a ``lanner:///`` URI must be inside that folder."""
+    root = f"lanner:///{tenant}/{namespace.replace('.', '/')}/"
     if path.startswith(("lanner://", "kestra://")):  # Kestra's scheme names the same files
         folder = "lanner:///" + path.split("://", 1)[1].lstrip("/")
         if not folder.startswith(root):
@@ -299,8 +299,9 @@ class FileTrigger(PollingTrigger):
     every ``interval`` (the shape of Kestra's file-system triggers, ``io.kestra.plugin.fs.*.
     Trigger``: ``from``, ``action``, ``moveDirectory``, ``maxFiles``, output ``files``).
 
-    ``from``: a folder relative to the namespace's root (``inbox/`` of ``company.team`` is
-    ``lanner:///company/team/inbox/``) or a ``lanner:///`` URI inside it. Each file fires
+    ``from``: a folder relative to the namespace's root in the flow's tenant (``inbox/`` of
+    ``company.team`` in ``main`` is ``lanner:///main/company/team/inbox/``) or a ``lanner:///``
+    URI inside it: tenants never watch each other's files. Each file fires
     once: ``action: MOVE`` moves it to ``moveDirectory`` (the execution gets the new URI);
     ``DELETE`` deletes it (the execution gets its name and size, not its content); ``NONE``
     (default) leaves it and remembers it (URI and modification date) in a state file,
@@ -321,17 +322,19 @@ class FileTrigger(PollingTrigger):
 
     def _state_uri(self, ctx: PollingContext) -> str:
         flow_id = str((ctx.variables.get("flow") or {}).get("id", "flow"))
-        root = _namespace_folder(ctx.namespace, "")
+        root = _namespace_folder(ctx.tenant, ctx.namespace, "")
         return f"{root}_lanner/triggers/{flow_id}/{self.id}/seen.json"
 
     def evaluate(self, ctx: PollingContext) -> dict[str, Any] | None:
         storage = ctx.storage
-        folder = _namespace_folder(ctx.namespace, str(ctx.render(self.from_)))
+        folder = _namespace_folder(ctx.tenant, ctx.namespace, str(ctx.render(self.from_)))
         target = None
         if self.action == "MOVE":
             if not self.move_directory:
                 raise ValueError("action MOVE needs `moveDirectory`")
-            target = _namespace_folder(ctx.namespace, str(ctx.render(self.move_directory)))
+            target = _namespace_folder(
+                ctx.tenant, ctx.namespace, str(ctx.render(self.move_directory))
+            )
         state_uri = self._state_uri(ctx)
         seen: dict[str, str] = {}
         if self.action == "NONE" and storage.exists(state_uri):

@@ -6,7 +6,9 @@ children, run one after the other:
 - ``<id>_split`` (``ForEachItemSplit``, on a worker): splits ``items`` (an internal-storage
   URI) by ``batch.rows`` (default 1), ``batch.bytes`` or ``batch.partitions``, whole lines;
   outputs ``splits``, the URI of a file listing the batch URIs one per line (Kestra's output),
-  and ``uris``, the same list, which the executor reads (it does no I/O itself).
+  and what the executor derives them from (it does no I/O itself): ``batches`` (how many),
+  ``batchPrefix`` and ``batchExtension`` (batch n is ``<batchPrefix><n>.<batchExtension>``),
+  small whatever the number of batches.
 - ``<id>_items`` (``ForEachItemExecutable``, in the executor): one execution of
   ``namespace``/``flowId`` per batch, whose ``inputs`` are rendered with ``taskrun.items`` (the
   batch's URI) and ``taskrun.iteration`` (1, 2, ...). Its outputs count the batches by state:
@@ -26,6 +28,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr
 
+from common.ids import new_id
 from common.models.execution import TaskRun
 from common.plugins.base import (
     ExecutableTask,
@@ -43,6 +46,8 @@ from ._common import WithBranches
 SPLIT_SUFFIX = "_split"
 ITEMS_SUFFIX = "_items"
 MERGE_SUFFIX = "_merge"
+#: the split's output counting its batches (with ``batchPrefix`` and ``batchExtension``)
+BATCHES = "batches"
 #: variable the executor gives the merge task: the batch executions' outputs, in batch order
 SUBFLOW_OUTPUTS_VARIABLE = "__subflowOutputs__"
 
@@ -79,12 +84,19 @@ class ForEachItemSplit(RunnableTask):
         sep = batch.separator
         chunks = split_lines(ctx.get_file(uri).decode(), sep, rows, partitions, size)
         suffix = uri.rsplit(".", 1)[-1] if "." in uri.rsplit("/", 1)[-1] else "txt"
-        uris = [
-            wctx.put_data(f"{n}.{suffix}", (sep.join(chunk) + sep).encode())
-            for n, chunk in enumerate(chunks, start=1)
-        ]
+        # batch n is ``<batchPrefix><n>.<batchExtension>``: the executor derives every URI from
+        # three small outputs, however many batches (a list of URIs outgrew the output limit)
+        prefix = f"{wctx.base_uri}batches-{new_id()[:10]}/"
+        uris = []
+        for n, chunk in enumerate(chunks, start=1):
+            uris.append(wctx.storage.put(f"{prefix}{n}.{suffix}", (sep.join(chunk) + sep).encode()))
         splits = wctx.put_data("splits.txt", "\n".join(uris).encode())
-        return {"splits": splits, "uris": uris}
+        return {
+            "splits": splits,
+            BATCHES: len(uris),
+            "batchPrefix": prefix,
+            "batchExtension": suffix,
+        }
 
 
 class ForEachItemExecutable(ExecutableTask):
@@ -192,3 +204,12 @@ def terminal_state(iterations: dict[str, int]) -> str:
         if iterations.get(state, 0) > 0:
             return state
     return "SUCCESS"
+
+
+def batch_uris(outputs: dict[str, Any]) -> list[str] | None:
+    """The batch URIs of a split task's outputs (None: not a split's outputs)."""
+    count, prefix = outputs.get(BATCHES), outputs.get("batchPrefix")
+    extension = outputs.get("batchExtension")
+    if not isinstance(count, int) or not isinstance(prefix, str) or not isinstance(extension, str):
+        return None
+    return [f"{prefix}{n}.{extension}" for n in range(1, count + 1)]

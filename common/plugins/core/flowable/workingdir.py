@@ -8,7 +8,9 @@ next children and the rest of the flow, stops at the first failure (unless the c
 ``allowFailure``), then stores ``outputFiles`` (output ``outputFiles``: name -> URI) and the
 ``cache``. The executor adds the children's task runs as their results arrive, and ends the
 WorkingDirectory like a Sequential once the worker is done: ``errors`` run after a failure,
-``finally`` last. A failure to prepare or to store fails it with no child run.
+``finally`` last. A failure to prepare or to store fails it with no child run. Its ``retry``
+governs the children without one (retried in the directory by the worker), its ``timeout``
+bounds the whole run (``worker._working_dir``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from common.plugins.base import FlowModel, ResolveContext, ResolvedTask, Runnabl
 from common.plugins.dynamic import DynamicBool, DynamicDuration
 
 from ._common import WithChildren
+
+#: the variable of a WorkingDirectory's WorkerTask that carries the retry policy its tasks
+#: inherit (its own, an enclosing task's or the flow's), resolved by the executor
+RETRY_VARIABLE = "__retry__"
 
 
 class Cache(FlowModel):
