@@ -15,7 +15,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"SSTI corpus: {counts['payloads']} payloads "
             f"({counts['errors']} refused with a template error, "
             f"{counts['strings']} rendered to a harmless string; "
-            f"{counts.get('hangs', 0)} never-ending jq programs and regexes cut)"
+            f"{counts.get('hangs', 0)} never-ending jq programs and regexes: cut, or linear in RE2)"
         )
     fuzz = sys.modules.get("tests.security.test_fuzz_flow")
     if fuzz is not None and fuzz.EXAMPLES:
