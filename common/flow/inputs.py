@@ -412,3 +412,32 @@ def typed_defaults(flow: Flow) -> dict[str, Any]:
     if problems:
         raise InputValidationError(problems)
     return out
+
+
+_BOUND_PARSERS: dict[str, tuple[tuple[str, str], Callable[[Any], Any]]] = {
+    "INT": (("min", "max"), lambda v: _int(v, Input(id="bound", type="INT"))),
+    "FLOAT": (("min", "max"), lambda v: _float(v, Input(id="bound", type="FLOAT"))),
+    "DURATION": (("min", "max"), _parse_duration),
+    "DATE": (("after", "before"), _parse_date),
+    "DATETIME": (("after", "before"), _parse_datetime),
+    "TIME": (("after", "before"), _parse_time),
+}
+
+
+def bound_problem(spec: Input) -> str | None:
+    """Why a bound of ``spec`` (min/max, after/before) is not a value of its type, or None.
+
+    Checked when the flow is saved: a bound that cannot be compared would otherwise fail
+    every execution with a TypeError instead of naming the flow's mistake."""
+    entry = _BOUND_PARSERS.get(spec.type)
+    if entry is None:
+        return None
+    for field in entry[0]:
+        bound = getattr(spec, field)
+        if bound is None:
+            continue
+        try:
+            entry[1](bound)
+        except _Invalid as exc:
+            return f"'{field}' of an input of type {spec.type}: {exc}"
+    return None

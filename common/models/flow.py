@@ -74,6 +74,15 @@ class Input(FlowModel):
                 raise ValueError(f"'{value}' is not a valid regular expression ({exc})") from None
         return value
 
+    @model_validator(mode="after")
+    def _bounds_have_the_input_type(self) -> Input:
+        from common.flow.inputs import bound_problem  # the coercers live there, and import this
+
+        problem = bound_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
 
 class Output(FlowModel):
     id: str = Field(pattern=ID_PATTERN)

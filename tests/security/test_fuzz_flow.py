@@ -255,6 +255,8 @@ def test_an_input_value_is_typed_or_names_its_input(
         "labels: [null]",  # found by the mutated flows: an AttributeError, a 500 on save
         "labels: [a, b]",
         "inputs: [{id: s, type: STRING, validator: '('}]",  # an re.error at execution creation
+        "inputs: [{id: n, type: INT, min: [1, 2]}]",  # a TypeError at execution creation
+        "inputs: [{id: d, type: DATE, after: soon}]",
     ],
 )
 def test_found_cases_are_validation_errors(fragment: str) -> None:
