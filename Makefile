@@ -17,9 +17,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The web UI: `npm ci` from the committed lock, then `vite build` into webserver/static/ui.
-ui:
-	cd $(UI) && npm ci --no-audit --no-fund --loglevel=error && npx vite build --logLevel warn
+# The web UI: `npm ci` from the committed lock, then `vite build` into webserver/static/ui. Each
+# step runs again only when its inputs changed (a fresh clone runs both), which saves their
+# 15-60 s on every later `make test`.
+UI_DEPS := $(UI)/node_modules/.ci-done
+UI_BUILT := webserver/static/ui/index.html
+UI_SOURCES := $(shell find $(UI)/src -type f 2>/dev/null) $(UI)/index.html $(UI)/vite.config.ts \
+	$(UI)/tsconfig.json
+
+$(UI_DEPS): $(UI)/package.json $(UI)/package-lock.json
+	cd $(UI) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(UI_BUILT): $(UI_DEPS) $(UI_SOURCES)
+	cd $(UI) && npx vite build --logLevel warn
+	@touch $@
+
+ui: $(UI_BUILT)
 
 # Type check and Vitest component tests of the UI.
 ui-test: ui

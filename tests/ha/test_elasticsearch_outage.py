@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,11 @@ from webserver.app import create_app
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.timeout(300)]
 
 
-@pytest.fixture(scope="module")
-def node(infra: object) -> Iterator[ElasticsearchCluster]:
-    """A node of the module's own: freezing it must not stall the other tests' node."""
-    cluster = infra.elasticsearch(1)  # type: ignore[attr-defined]
-    yield cluster
-    cluster.stop()
+@pytest.fixture
+def node(elasticsearch_to_freeze: ElasticsearchCluster) -> ElasticsearchCluster:
+    """A node apart from the session's (tests/infra/fixtures.py): freezing it must not stall the
+    other tests' node."""
+    return elasticsearch_to_freeze
 
 
 @pytest.fixture

@@ -60,12 +60,11 @@ tasks:
 """
 
 
-@pytest.fixture(scope="module")
-def node(infra: object) -> Iterator[ElasticsearchCluster]:
-    """A node of the module's own: freezing it must not stall the other tests' node."""
-    cluster = infra.elasticsearch(1)  # type: ignore[attr-defined]
-    yield cluster
-    cluster.stop()
+@pytest.fixture
+def node(elasticsearch_to_freeze: ElasticsearchCluster) -> ElasticsearchCluster:
+    """A node apart from the session's (tests/infra/fixtures.py): freezing it must not stall the
+    other tests' node."""
+    return elasticsearch_to_freeze
 
 
 @contextmanager

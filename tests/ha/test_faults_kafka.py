@@ -103,7 +103,10 @@ def test_a_broker_restart_under_load_delays_executions_but_loses_none(
         node = broker.nodes[0].node_id
         broker.stop_node(node)
         broker.restart_node(node)
-        ended = cluster.wait_ended(ids, timeout=600)
+        # the only worker exiting means nothing more can end: fail then, with its log, rather
+        # than at the 600 s deadline
+        worker.wait_for(lambda: _ended(cluster, len(ids)), 600, f"the {len(ids)} executions to end")
+        ended = cluster.wait_ended(ids)
         assert [i for i, e in ended.items() if e.state.current != State.SUCCESS] == []
         assert worker.running, "the worker exited after the broker restart"
     finally:

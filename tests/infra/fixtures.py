@@ -1,10 +1,11 @@
 """pytest fixtures for real Kafka and Elasticsearch (loaded by ``tests/conftest.py``).
 
 Services start lazily, the first time a test asks for them, and stop at the end of the session
-(module for the three-node variants). ``LANNER_TEST_KAFKA`` (bootstrap servers) and
-``LANNER_TEST_ELASTICSEARCH`` (URL) point the single-node fixtures at existing services instead;
-the fault-injection fixtures always start their own clusters. A service that cannot start fails
-the test with the cause and the log file; nothing is ever skipped.
+(the three-node clusters and the node to freeze: right after the last test using them).
+``LANNER_TEST_KAFKA`` (bootstrap servers) and ``LANNER_TEST_ELASTICSEARCH`` (URL) point the
+single-node fixtures at existing services instead; the fault-injection fixtures always start
+their own clusters. A service that cannot start fails the test with the cause and the log file;
+nothing is ever skipped.
 
 At session end every process started here must be gone, or the session fails listing them.
 """
@@ -135,20 +136,90 @@ def elasticsearch_url(infra: InfraSession) -> str:
     return infra.elasticsearch(1).url
 
 
-@pytest.fixture(scope="module")
-def kafka_cluster3(infra: InfraSession) -> Iterator[KafkaCluster]:
-    """A three-node Kafka cluster of the module's own, for fault injection."""
+# The three-node clusters and the node to freeze are shared by the modules that use them: started
+# by the first test asking, stopped right after the last test of the session using them (not at
+# the session's end). Each start costs tens of seconds of JVMs on two cores; their tests work on
+# topics and indices of their own (unique_name) and restart what they kill.
+_SHARED_SERVICES = ("_kafka_cluster3", "_elasticsearch_cluster3", "_elasticsearch_to_freeze")
+_last_user: dict[str, str] = {}  # fixture name -> node id of the last test using it
+_running: dict[str, KafkaCluster | ElasticsearchCluster] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    for item in session.items:
+        for name in _SHARED_SERVICES:
+            if name in getattr(item, "fixturenames", ()):
+                _last_user[name] = item.nodeid
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    for name, last in _last_user.items():
+        if last == item.nodeid and name in _running:
+            _running.pop(name).stop()
+
+
+def _shared(name: str, cluster: KafkaCluster | ElasticsearchCluster) -> None:
+    _running[name] = cluster
+
+
+@pytest.fixture(scope="session")
+def _kafka_cluster3(infra: InfraSession) -> Iterator[KafkaCluster]:
     cluster = infra.kafka(3)
+    _shared("_kafka_cluster3", cluster)
     yield cluster
+    _running.pop("_kafka_cluster3", None)
     cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def elasticsearch_cluster3(infra: InfraSession) -> Iterator[ElasticsearchCluster]:
-    """A three-node Elasticsearch cluster of the module's own, for fault injection."""
+@pytest.fixture
+def kafka_cluster3(_kafka_cluster3: KafkaCluster) -> KafkaCluster:
+    """A three-node Kafka cluster for fault injection, shared by the tests that use one: a node
+    an earlier test left down (it failed before restarting it) is started again first."""
+    for node in _kafka_cluster3.nodes:
+        if node.process is None or not node.process.running:
+            _kafka_cluster3.restart_node(node.node_id)
+    return _kafka_cluster3
+
+
+@pytest.fixture(scope="session")
+def _elasticsearch_cluster3(infra: InfraSession) -> Iterator[ElasticsearchCluster]:
     cluster = infra.elasticsearch(3)
+    _shared("_elasticsearch_cluster3", cluster)
     yield cluster
+    _running.pop("_elasticsearch_cluster3", None)
     cluster.stop()
+
+
+@pytest.fixture
+def elasticsearch_cluster3(_elasticsearch_cluster3: ElasticsearchCluster) -> ElasticsearchCluster:
+    """A three-node Elasticsearch cluster for fault injection, shared by the tests that use one:
+    a node an earlier test left down is started again first."""
+    for node in _elasticsearch_cluster3.nodes:
+        if node.process is None or not node.process.running:
+            _elasticsearch_cluster3.restart_node(node.index)
+    return _elasticsearch_cluster3
+
+
+@pytest.fixture(scope="session")
+def _elasticsearch_to_freeze(infra: InfraSession) -> Iterator[ElasticsearchCluster]:
+    cluster = infra.elasticsearch(1)
+    _shared("_elasticsearch_to_freeze", cluster)
+    yield cluster
+    _running.pop("_elasticsearch_to_freeze", None)
+    cluster.stop()
+
+
+@pytest.fixture
+def elasticsearch_to_freeze(_elasticsearch_to_freeze: ElasticsearchCluster) -> ElasticsearchCluster:
+    """A one-node Elasticsearch of its own for the tests that freeze it (SIGSTOP), so that the
+    session's node (``elasticsearch_url``) is never frozen; shared by those tests. A node an
+    earlier test left down is started again first."""
+    node = _elasticsearch_to_freeze.nodes[0]
+    if node.process is None or not node.process.running:
+        _elasticsearch_to_freeze.restart_node(node.index)
+    return _elasticsearch_to_freeze
 
 
 @pytest.fixture
