@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -229,3 +230,34 @@ def test_kill_9_of_one_of_two_executors_under_a_steady_load_holds_no_execution(
     ids = load.stop()
     _wait_all_ended(cluster, ids, 90)
     _wait_committed(cluster)
+
+
+def test_broker_restart_under_a_steady_load_recovers_throughput_and_commits(
+    infra: Any, unique_name: str, tmp_path: Path, lanner_process: StartLanner
+) -> None:
+    """A restart of the (single) broker: the executors go on applying and committing, so the
+    executions created after it end and the executor topic is committed to its end (before
+    the fix the commits had stopped long before, the rebalance at the broker's return made
+    both executors read everything since, and they fell behind for good)."""
+    kafka = infra.kafka(1)  # a broker of this test's own: it gets restarted
+    cluster = Cluster(kafka.bootstrap_servers, unique_name + ".", tmp_path)
+    try:
+        # the workers outlive a broker restart of a few seconds (the default 30 s)
+        survive = {"LANNER_WORKER_DEAD_AFTER_SECONDS": "30"}
+        for name in ("e1", "e2"):
+            _executor(lanner_process, cluster, name)
+        for name in ("w1", "w2"):
+            lanner_process(["server", "worker"], env={**cluster.env(name), **survive}, name=name)
+        cluster.deploy(FLOW)
+        load = Load(cluster, per_second=10)
+        load.start()
+        wait_until(lambda: _ended_count(cluster) >= 100, 240, "100 executions ended before")
+        node = kafka.nodes[0].node_id
+        kafka.stop_node(node)
+        kafka.restart_node(node)
+        _created_after(load, 200, "after the broker restart")
+        ids = load.stop()
+        _wait_all_ended(cluster, ids, 180)
+        _wait_committed(cluster)
+    finally:
+        cluster.close()
