@@ -104,6 +104,12 @@ class MessageTooLargeError(QueueError):
     pass
 
 
+class RecordsReturnedError(QueueError):
+    """``produce_and_commit`` could not commit because the consumer group moved on (a
+    rebalance this member has not served yet): nothing was written, and the records of the
+    partitions it still holds will be polled again (the next poll serves the rebalance)."""
+
+
 class RepositoryError(LannerError):
     pass
 

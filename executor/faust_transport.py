@@ -14,11 +14,19 @@ RUNNING for ever (about one run in seven of the kill -9 test; the logs showed th
 
 Here nothing is dropped: every input is applied idempotently (the core skips the input ids it
 already applied), so a record read twice costs only its processing. A record skipped around a
-rebalance is not acked. A gap is recorded only between two records of one partition in one
-fetch: across fetches the position cannot be trusted (after a seek to 60 the next fetch began
-at 120). A single missing offset needs no gap (Faust commits past it); a longer run of them at
-a fetch boundary (an aborted claim) holds the partition's commits back until the executor
-restarts, which then reads those records again: slower, never lost.
+rebalance is not acked.
+
+Gaps. aiokafka's position moves past transaction markers and aborted records without handing
+them over, so within one *epoch* (consumer generation, and no seek started since) the offsets
+between two consecutive records of a partition, or between a seek's target and the first
+record after it, hold no record the executor reads: they are recorded as a gap and the commit
+passes them. A batch fetched in another epoch (before or during a seek) records nothing and
+leaves the epoch's entry alone. Before this rule (2026-12-03), a gap was recorded only inside
+one fetch: a run of two offsets without records at a fetch boundary — the commit markers of two
+workers' claim transactions, within seconds of the start under load — stopped the partition's
+commits for good; every rebalance (a kill of the other executor, a broker restart) then read
+everything since again, and Faust's acked lists grew without bound (tests/faults/
+test_executor_rebalance_kafka.py: committed offsets stuck at 55 of 2 400 for minutes).
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 
 log = logging.getLogger("lanner.executor")
+# LANNER_EXECUTOR_TRACE=1: a line per record handed over, per seek and per refused ack (what
+# it takes to follow an offset across a rebalance; the fault tests turn it on)
+trace = logging.getLogger("lanner.executor.trace")
+trace.setLevel(logging.INFO if os.environ.get("LANNER_EXECUTOR_TRACE") else logging.WARNING)
 
 _YIELD_EVERY = 100
 
@@ -47,6 +59,12 @@ class ExecutorConsumer(driver.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._seeks = 0  # seeks started and ended: a change means a batch may predate a seek
+        # per partition, the last offset known to be read in the current epoch: the offset of
+        # the last record handed over, or the seek target - 1. The next record handed over in
+        # the same epoch comes from the position aiokafka reached after it, so the offsets
+        # between the two hold no record the executor reads (transaction markers, aborted
+        # records): a gap the commit may pass
+        self._last: dict[Any, tuple[tuple[int, int], int]] = {}
 
     def _new_consumer_thread(self) -> Any:
         return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
@@ -58,6 +76,15 @@ class ExecutorConsumer(driver.Consumer):
         # applied twice, idempotently)
         app = self.app
         if message.generation_id != app.consumer_generation_id or not app.flow_control.is_active():
+            trace.info(
+                "not acked (fetched before a rebalance) %s/%s off=%s gen=%s app_gen=%s flow=%s",
+                message.tp.topic[-12:],
+                message.tp.partition,
+                message.offset,
+                message.generation_id,
+                app.consumer_generation_id,
+                app.flow_control.is_active(),
+            )
             return False
         return bool(super().ack(message))
 
@@ -73,21 +100,125 @@ class ExecutorConsumer(driver.Consumer):
     def _epoch(self) -> tuple[int, int]:
         return self.app.consumer_generation_id, self._seeks
 
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        for tp in revoked:
+            self._last.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    def pause_partitions(self, tps: Any) -> None:
+        # records of a paused partition fetched before the pause are not handed over: the
+        # chain of known offsets breaks there
+        tps = list(tps)
+        for tp in tps:
+            self._last.pop(tp, None)
+        super().pause_partitions(tps)
+
     async def perform_seek(self) -> None:
         self._seeks += 1
+        targets: dict[Any, int] = {}
         try:
+            self._last.clear()
             await super().perform_seek()
             acks_enabled_for = self.app.topics.acks_enabled_for
             for tp in self.assignment():
-                if acks_enabled_for(tp.topic) and not self._read_offset.get(tp):
+                if not acks_enabled_for(tp.topic):
+                    continue
+                target = self._read_offset.get(tp)
+                if not target:
                     # aiokafka seeks only to a committed offset above 0: without one the
                     # partition would go on from wherever this member last fetched it
                     await self.seek(tp, 0)  # the first offset kept (auto_offset_reset=earliest)
+                    target = 0
+                targets[tp] = target
+            trace.info(
+                "seek to the committed offsets %s",
+                {f"{tp.topic[-12:]}/{tp.partition}": o for tp, o in targets.items()},
+            )
         finally:
             self._seeks += 1
+        epoch = self._epoch()
+        for tp, target in targets.items():
+            self._last[tp] = (epoch, target - 1)
+
+    async def getmany(self, timeout: float) -> Any:  # pragma: no cover - Faust's generator
+        """Faust's ``getmany``, knowing which fetched records it did not hand over.
+
+        Faust stops handing over a fetched batch when the generation changes or the flow stops,
+        and skips the records of a partition that is not active: aiokafka's position is past
+        them all the same. Before any gap rule, such records waited for the next rebalance's
+        seek (an execution held for minutes after a kill -9 of the other executor); with the
+        gap rule the next record's gap would even pass them. So the chain of such a partition
+        is broken, and within the epoch it is sought back to the first record not handed over.
+        """
+        fetched_in = self._epoch()  # before the fetch, as the fetch loop takes it
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        handed: dict[Any, set[int]] = {}
+        if self.flow_active:
+            for tp, record in self.scheduler.iterate(records):
+                if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                    break
+                if (
+                    active_partitions is None
+                    or tp in active_partitions
+                    or tp in self._buffered_partitions
+                ):
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    handed.setdefault(tp, set()).add(record.offset)
+                    yield tp, self._to_message(tp, record)
+        else:
+            try:
+                await self.perform_seek()
+            except Exception as exc:  # noqa: BLE001 - Faust's own handling
+                self.log.warning(f"exception performing seek when flow not active {exc}")
+            return
+        await self._recover_dropped(records, handed, fetched_in)
+
+    async def _recover_dropped(
+        self, records: Any, handed: dict[Any, set[int]], fetched_in: tuple[int, int]
+    ) -> None:
+        dropped: dict[Any, int] = {}
+        for tp, batch in records.items():
+            mine = handed.get(tp, set())
+            left = [r.offset for r in batch if r.offset not in mine]
+            if left:
+                dropped[tp] = min(left)
+        if not dropped:
+            return
+        for tp in dropped:
+            self._last.pop(tp, None)
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        wanted = {tp: o for tp, o in dropped.items() if acks_enabled_for(tp.topic)}
+        if not wanted or fetched_in != self._epoch() or fetched_in[1] % 2:
+            return  # a rebalance or a seek came: its seek reads them again
+        assigned = self.assignment()
+        self._seeks += 1
+        try:
+            for tp, offset in wanted.items():
+                if tp in assigned:
+                    trace.info(
+                        "seek back %s/%s to %s (fetched, not handed over)",
+                        tp.topic[-12:],
+                        tp.partition,
+                        offset,
+                    )
+                    await self.seek(tp, offset)
+        finally:
+            self._seeks += 1
+        epoch = self._epoch()
+        # the other partitions' chains hold on: only these positions moved
+        for tp, (when, offset) in list(self._last.items()):
+            if when == fetched_in:
+                self._last[tp] = (epoch, offset)
+        for tp, offset in wanted.items():
+            if tp in assigned:
+                self._last[tp] = (epoch, offset - 1)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
         acks_enabled_for = self.app.topics.acks_enabled_for
+        last = self._last
         since_yield = 0
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
@@ -97,28 +228,40 @@ class ExecutorConsumer(driver.Consumer):
                 await self.sleep(0)
                 if self.should_stop:
                     continue
-                previous: dict[Any, int] = {}  # the last offset of each partition in this batch
                 async for tp, message in batch:
                     since_yield += 1
                     if since_yield > _YIELD_EVERY:
                         await self.sleep(0)
                         since_yield = 0
                     offset = message.offset
-                    before = previous.get(tp)
-                    previous[tp] = offset
+                    # a fetch begun and ended in one epoch, no seek under way, reads on from
+                    # where the last record (or the seek) of that epoch left aiokafka. A batch
+                    # fetched before a seek and handed over after it leaves the seek's entry
+                    # alone: the next fetch starts at the seek's target
                     if (
-                        before is not None
-                        and offset - 1 > before
-                        and fetched_in == self._epoch()
+                        fetched_in == self._epoch()
+                        and fetched_in[1] % 2 == 0
                         and acks_enabled_for(message.topic)
                     ):
-                        # offsets skipped inside one fetch hold no record (transaction markers,
-                        # aborted records): the commit may pass them
-                        await self._add_gap(tp, before + 1, offset - 1)
+                        known = last.get(tp)
+                        if known is not None and known[0] == fetched_in and offset - 1 > known[1]:
+                            await self._add_gap(tp, known[1] + 1, offset - 1)
+                        last[tp] = (fetched_in, offset)
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
                     await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                    if trace.isEnabledFor(logging.INFO):
+                        trace.info(
+                            "handed %s/%s off=%s gen=%s epoch=%s now=%s %s",
+                            tp.topic[-12:],
+                            tp.partition,
+                            offset,
+                            message.generation_id,
+                            fetched_in,
+                            self._epoch(),
+                            "cut by a rebalance" if self.suspend_flow.is_set() else "",
+                        )
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

@@ -45,7 +45,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.errors import LannerError
+from common.errors import LannerError, RecordsReturnedError
 from common.flow.durations import format_iso_duration
 from common.ids import new_id
 from common.models.messages import (
@@ -506,6 +506,10 @@ class Worker:
                 finally:
                     self._claiming_since = None
                 return jobs
+            except RecordsReturnedError as exc:
+                # a rebalance to serve first: the next poll does, then reads them again
+                log.warning("worker %s: claim refused, tasks read again: %s", self.id, exc)
+                return []
             except Exception as exc:
                 if "can no longer be used" in str(exc):
                     # fenced: a newer incarnation of this worker id took over

@@ -38,7 +38,13 @@ _log_format_option = click.option("--log-format", type=click.Choice(["text", "js
 
 
 def _load(role: str, config_file: Path | None, **overrides: Any) -> Settings:
+    import faulthandler
+
     from common.cli.server import _configure_logging
+
+    # kill -USR1 <pid>: every thread's stack to the log (a component that stopped working
+    # without an error: what it waits on)
+    faulthandler.register(signal.SIGUSR1)
 
     try:
         settings = Settings.load(config_file, **overrides)

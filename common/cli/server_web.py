@@ -137,7 +137,12 @@ def _base_checks(settings: Settings, backends: Any) -> list[ReadinessCheck]:
 
 
 def _prepare(config_file: Path | None, log_format: str | None, **overrides: Any) -> Settings:
+    import faulthandler
+    import signal
+
     from common.cli.server import _configure_logging
+
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: every thread's stack, to the log
 
     try:
         settings = Settings.load(config_file, log_format=log_format, **overrides)

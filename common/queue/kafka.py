@@ -38,7 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from common.crash_points import BEFORE_COMMIT, crash_point
-from common.errors import MessageTooLargeError, QueueError
+from common.errors import MessageTooLargeError, QueueError, RecordsReturnedError
 
 from .base import AssignmentCallback, Outgoing, Record, TopicPartition
 from .kafka_client import (
@@ -491,6 +491,34 @@ class KafkaSubscription:
                 f"Kafka: {what} did not finish within {deadline:g} s (brokers restarting?); "
                 "it is retried with a new producer"
             ) from None
+        except QueueError as exc:
+            if not _group_moved(exc) or not self._rewind(records):
+                raise
+            # retrying as is fails for ever: the group metadata the offsets are sent with
+            # changes only when a poll serves the rebalance (seen after a broker restart:
+            # both workers retried ILLEGAL_GENERATION for minutes, claiming nothing)
+            raise RecordsReturnedError(
+                f"Kafka: {what} was refused, the group {self.group} moved on ({exc}); its "
+                "records are read again"
+            ) from exc
+
+    def _rewind(self, records: Sequence[Record]) -> bool:
+        """Seek each partition of ``records`` this member still holds back to its first one;
+        False if a seek failed (the records are then not read again by this member)."""
+        first: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = record.topic_partition
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        try:
+            for tp, offset in first.items():
+                if tp in self._assigned:
+                    self._consumer.seek(
+                        KafkaPartition(self._queue.kafka_topic(tp.topic), tp.partition, offset)
+                    )
+        except KafkaException as exc:
+            LOGGER.warning("Kafka consumer of group %s: rewind failed: %s", self.group, exc)
+            return False
+        return True
 
     def _transact(
         self,
@@ -651,3 +679,20 @@ class KafkaSubscription:
         finally:
             self._closed = True
             self._producer = None
+
+
+_GROUP_MOVED = {
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.REBALANCE_IN_PROGRESS,
+}
+
+
+def _group_moved(failure: QueueError) -> bool:
+    """The offsets were refused because this member's generation of the group is over."""
+    cause = failure.__cause__
+    error = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
+    if isinstance(error, KafkaError) and error.code() in _GROUP_MOVED:
+        return True
+    text = str(failure)
+    return any(name in text for name in ("ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"))

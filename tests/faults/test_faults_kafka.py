@@ -111,6 +111,7 @@ class Suite:
             row.ended, row.searchable = self._recover(before, over, over_utc, fault)
         except WaitTimeout:
             row.note = f"**not recovered within {RECOVERY_SECONDS:.0f} s**; {row.note}"
+            self.dump_stacks()
             self.rows.append(row)
             report.add_section("Kafka + Elasticsearch: faults", report.fault_table(self.rows))
             raise
@@ -125,6 +126,13 @@ class Suite:
         if after is not None:
             after()
         return row
+
+    def dump_stacks(self) -> None:
+        """Every running component writes its threads' stacks to its log (faulthandler on
+        SIGUSR1): what a component that stopped working waits on."""
+        for proc in self.rig.deployment.processes.values():
+            if proc.running and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGUSR1)
 
     def restart_exited(self, keep_down: str | None = None) -> list[str]:
         exited = [
@@ -349,6 +357,7 @@ def test_audit_the_invariants(suite: Suite) -> None:
             return wait_until(predicate, 30 if unsettled else RECOVERY_SECONDS, what, interval=2)
         except WaitTimeout:
             unsettled.append(what)
+            suite.dump_stacks()
             return None
 
     settle(all_ended, "every accepted execution to end")
