@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.embedded.test_kestra_actions_live import FLOWS, NAMESPACE, TERMINAL
+from tests.embedded.live_server import TERMINAL
+from tests.embedded.test_kestra_actions_live import FLOWS, NAMESPACE
 from tests.infra.deployment import KafkaDeployment
 from tests.infra.waiting import wait_until
 
