@@ -281,6 +281,7 @@ class KafkaSubscription:
         self._producer: Producer | None = None
         self._retired: list[Producer] = []
         self._broken: QueueError | None = None
+        self._pending_commit: Future[list[KafkaPartition] | None] | None = None
         if instance_id is not None:
             # before the consumer reads the group's offsets: a transaction the previous
             # incarnation left open holds them (and the records after it) until it is aborted
@@ -433,8 +434,32 @@ class KafkaSubscription:
         offsets = self._offsets(records)
         if not offsets or self._closed:
             return
-        with map_errors(f"committing offsets of group {self.group}"):
-            committed = self._consumer.commit(offsets=offsets, asynchronous=False)
+        what = f"committing offsets of group {self.group}"
+        pending = self._pending_commit
+        if pending is not None and not pending.done():
+            raise QueueError(f"Kafka: {what}: the previous commit has not returned yet")
+        # librdkafka's synchronous commit waits without a deadline: after a broker restart an
+        # indexer stayed blocked in it for minutes, right after a commit failed with
+        # _WAIT_COORD (tests/faults). It runs apart; past the deadline the caller gets an error
+        # and polls on (serving the rebalance), while the blocked call ends on its own
+        outcome: Future[list[KafkaPartition] | None] = Future()
+
+        def run() -> None:
+            try:
+                with map_errors(what):
+                    outcome.set_result(self._consumer.commit(offsets=offsets, asynchronous=False))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                outcome.set_exception(exc)
+
+        threading.Thread(target=run, name="lanner-kafka-commit", daemon=True).start()
+        try:
+            committed = outcome.result(timeout=self._queue.timeout)
+        except FutureTimeout:
+            self._pending_commit = outcome
+            raise QueueError(
+                f"Kafka: {what}: no answer within {self._queue.timeout:g} s (group coordinator "
+                "away?); the records are committed with a later batch or read again"
+            ) from None
         for partition in committed or []:
             if partition.error is not None:
                 raise to_queue_error(partition.error, f"committing offsets of group {self.group}")
