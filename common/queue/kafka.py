@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
@@ -438,20 +438,16 @@ class KafkaSubscription:
         pending = self._pending_commit
         if pending is not None and not pending.done():
             raise QueueError(f"Kafka: {what}: the previous commit has not returned yet")
+
         # librdkafka's synchronous commit waits without a deadline: after a broker restart an
         # indexer stayed blocked in it for minutes, right after a commit failed with
         # _WAIT_COORD (tests/faults). It runs apart; past the deadline the caller gets an error
         # and polls on (serving the rebalance), while the blocked call ends on its own
-        outcome: Future[list[KafkaPartition] | None] = Future()
+        def run() -> list[KafkaPartition] | None:
+            with map_errors(what):
+                return self._consumer.commit(offsets=offsets, asynchronous=False)
 
-        def run() -> None:
-            try:
-                with map_errors(what):
-                    outcome.set_result(self._consumer.commit(offsets=offsets, asynchronous=False))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                outcome.set_exception(exc)
-
-        threading.Thread(target=run, name="lanner-kafka-commit", daemon=True).start()
+        outcome = _apart(run, "lanner-kafka-commit")
         try:
             committed = outcome.result(timeout=self._queue.timeout)
         except FutureTimeout:
@@ -496,16 +492,9 @@ class KafkaSubscription:
         # restart (seen blocked for 40 s with a 30 s timeout; confluentinc/librdkafka#5456):
         # the transaction runs apart, and past the deadline it is left to a new producer,
         # whose init_transactions fences this one and aborts what it left open
-        outcome: Future[None] = Future()
-
-        def run() -> None:
-            try:
-                self._transact(producer, produce, offsets, what)
-                outcome.set_result(None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                outcome.set_exception(exc)
-
-        threading.Thread(target=run, name="lanner-kafka-transaction", daemon=True).start()
+        outcome = _apart(
+            lambda: self._transact(producer, produce, offsets, what), "lanner-kafka-transaction"
+        )
         deadline = self._queue.transaction_timeout
         try:
             outcome.result(timeout=deadline)
@@ -721,3 +710,21 @@ def _group_moved(failure: QueueError) -> bool:
         return True
     text = str(failure)
     return any(name in text for name in ("ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"))
+
+
+_T = TypeVar("_T")
+
+
+def _apart(call: Callable[[], _T], name: str) -> Future[_T]:
+    """``call`` on a daemon thread of its own: the caller waits on the future with a deadline
+    (librdkafka calls that can wait for ever are left to end on their own)."""
+    outcome: Future[_T] = Future()
+
+    def run() -> None:
+        try:
+            outcome.set_result(call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return outcome
