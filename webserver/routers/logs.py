@@ -238,16 +238,22 @@ async def follow_logs(
     await feed.ensure_ready()
     listener = feed.listen(execution_id)
 
-    async def events() -> AsyncIterator[str]:
-        seen: set[str] = set()
-        try:
-            stored = await anyio.to_thread.run_sync(
-                lambda: backends.repositories.logs.find(tenant, execution_id, None, level)
-            )
-            for entry in stored:
-                body = entry.to_json()
-                seen.add(hashlib.sha256(body).hexdigest())
+    seen: set[str] = set()
+
+    async def stored_unseen() -> AsyncIterator[str]:
+        stored = await anyio.to_thread.run_sync(
+            lambda: backends.repositories.logs.find(tenant, execution_id, None, level)
+        )
+        for entry in stored:
+            digest = hashlib.sha256(entry.to_json()).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
                 yield sse_event(entry.to_dict())
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for event in stored_unseen():
+                yield event
             while True:
                 try:
                     record = await listener.next(POLL_SECONDS)
@@ -261,16 +267,8 @@ async def follow_logs(
                     if execution is not None and execution.state.current.terminal:
                         # lines written before the feed took its position and indexed since
                         # the first read are in neither: one last read sends them
-                        stored = await anyio.to_thread.run_sync(
-                            lambda: backends.repositories.logs.find(
-                                tenant, execution_id, None, level
-                            )
-                        )
-                        for entry in stored:
-                            digest = hashlib.sha256(entry.to_json()).hexdigest()
-                            if digest not in seen:
-                                seen.add(digest)
-                                yield sse_event(entry.to_dict())
+                        async for event in stored_unseen():
+                            yield event
                         return
                     continue
                 digest = hashlib.sha256(record.value or b"").hexdigest()
