@@ -363,14 +363,20 @@ class ExecutorConsumer(driver.Consumer):
                 continue
             if now - seen[1] < _STALL_SECONDS:
                 continue
+            acked = sorted(self._acked.get(tp) or ())
+            in_flight = sorted(m.offset for m in list(self._unacked_messages) if m.tp == tp)
             log.warning(
                 "executor: %s[%s] has not moved past offset %s for %.0f s (last stable offset"
-                " %s): reading it again from there",
+                " %s; processed above it: %d from %s; handed over, not processed: %s): reading"
+                " it again from there",
                 tp.topic,
                 tp.partition,
                 committed,
                 now - seen[1],
                 end,
+                len(acked),
+                acked[0] if acked else "-",
+                in_flight[:5] or "-",
             )
             self._seeks += 1
             try:
