@@ -21,7 +21,8 @@ committed offset (``_new_offset``).
 What a rebalance leaves unread. Faust stops handing over a fetched batch when the generation
 changes or the flow stops, and skips the records of a partition that is not active, while
 aiokafka's position is past them: such a partition is sought back to the first record not
-handed over (when nothing moved the position since the fetch). Any other way a record is left
+handed over, if its position is still past it (a seek may have moved it back already). Any
+other way a record is left
 unread shows as a committed offset that stays below the partition's last stable offset: the
 watchdog reads the partition again from there after ``_STALL_SECONDS``.
 """
@@ -158,6 +159,26 @@ class ReadCommittedThread(driver.AIOKafkaConsumerThread):
     async def _seek_one(self, tp: Any, offset: int) -> None:
         self._ensure_consumer().seek(tp, offset)
 
+    async def seek_back(self, offsets: dict[Any, int]) -> dict[Any, tuple[int, int]]:
+        """Seek each partition still assigned whose position is past its offset back to it;
+        the partitions moved, with their offset and former position."""
+        return await self.call_thread(self._seek_back, offsets)  # type: ignore[no-any-return]
+
+    async def _seek_back(self, offsets: dict[Any, int]) -> dict[Any, tuple[int, int]]:
+        consumer = self._ensure_consumer()
+        subscription = consumer._subscription
+        assigned = subscription.assigned_partitions()
+        moved: dict[Any, tuple[int, int]] = {}
+        for tp, offset in offsets.items():
+            key = driver.ensure_aiokafka_TP(tp)
+            if key not in assigned:
+                continue
+            state = subscription.subscription.assignment.state_value(key)
+            if state.has_valid_position and state.position > offset:
+                moved[tp] = (offset, state.position)
+                consumer.seek(key, offset)
+        return moved
+
     def last_stable_offset(self, tp: Any) -> int | None:
         consumer = self._consumer
         if consumer is None:
@@ -276,10 +297,9 @@ class ExecutorConsumer(driver.Consumer):
 
         Faust stops handing over a fetched batch when the generation changes or the flow stops,
         and skips the records of a partition that is not active: aiokafka's position is past
-        them all the same. Within the epoch such a partition is sought back to the first
-        record not handed over; otherwise the rebalance's seek (or the watchdog) reads them.
+        them all the same. Such a partition is sought back to the first record not handed
+        over when its position is still past it.
         """
-        fetched_in = self._epoch()  # before the fetch, as the fetch loop takes it
         records, active_partitions = await self._wait_next_records(timeout)
         generation_id = self.app.consumer_generation_id
         if records is None or self.should_stop:
@@ -305,11 +325,9 @@ class ExecutorConsumer(driver.Consumer):
             except Exception as exc:  # noqa: BLE001 - Faust's own handling
                 self.log.warning(f"exception performing seek when flow not active {exc}")
             return
-        await self._recover_dropped(records, handed, fetched_in)
+        await self._recover_dropped(records, handed)
 
-    async def _recover_dropped(
-        self, records: Any, handed: dict[Any, set[int]], fetched_in: tuple[int, int]
-    ) -> None:
+    async def _recover_dropped(self, records: Any, handed: dict[Any, set[int]]) -> None:
         acks_enabled_for = self.app.topics.acks_enabled_for
         dropped: dict[Any, int] = {}
         for tp, batch in records.items():
@@ -317,22 +335,25 @@ class ExecutorConsumer(driver.Consumer):
             left = [r.offset for r in batch if r.offset not in mine]
             if left and acks_enabled_for(tp.topic):
                 dropped[tp] = min(left)
-        if not dropped or fetched_in != self._epoch() or fetched_in[1] % 2:
-            return  # a rebalance or a seek came: its seek reads them again
-        assigned = self.assignment()
+        if not dropped:
+            return
+        # a rebalance's seek may have come before these were fetched (seen: a batch fetched
+        # during the seek to the committed offsets, dropped for its partition was not active
+        # yet, and the position past it): only the position says whether they will be read
+        # again. Moving it back is always safe; forward never happens here
         self._seeks += 1
         try:
-            for tp, offset in dropped.items():
-                if tp in assigned:
-                    trace.info(
-                        "seek back %s/%s to %s (fetched, not handed over)",
-                        tp.topic[-12:],
-                        tp.partition,
-                        offset,
-                    )
-                    await self.seek(tp, offset)
+            moved = await self._thread.seek_back(dropped)
         finally:
             self._seeks += 1
+        for tp, (offset, position) in moved.items():
+            trace.info(
+                "seek back %s/%s from %s to %s (fetched, not handed over)",
+                tp.topic[-12:],
+                tp.partition,
+                position,
+                offset,
+            )
 
     @Service.task
     async def _watch_unread(self) -> None:  # pragma: no cover - a service task
@@ -346,6 +367,10 @@ class ExecutorConsumer(driver.Consumer):
     async def _read_stalled_again(self) -> None:
         if not self.flow_active or self.app.rebalancing:
             self._stalled.clear()
+            return
+        if self._commit_fut is not None:
+            # a commit under way has taken its offsets off the acked lists: the committed
+            # offset moves when it ends (seen lasting 12 s through a broker restart)
             return
         acks_enabled_for = self.app.topics.acks_enabled_for
         now = time.monotonic()
