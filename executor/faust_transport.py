@@ -152,20 +152,11 @@ class ReadCommittedThread(driver.AIOKafkaConsumerThread):
             _spans.reset(token)
         return Fetched(records, spans)
 
-    async def seek_in_thread(self, tp: Any, offset: int) -> None:
-        # aiokafka's state belongs to this thread: a seek from Faust's loop (its
-        # ``Consumer.seek``) can land between a getall's check and its position update
-        await self.call_thread(self._seek_one, tp, offset)
-
-    async def _seek_one(self, tp: Any, offset: int) -> None:
-        self._ensure_consumer().seek(tp, offset)
-
-    async def seek_back(self, offsets: dict[Any, int]) -> dict[Any, tuple[int, int]]:
+    def seek_back(self, offsets: dict[Any, int]) -> dict[Any, tuple[int, int]]:
         """Seek each partition still assigned whose position is past its offset back to it;
-        the partitions moved, with their offset and former position."""
-        return await self.call_thread(self._seek_back, offsets)  # type: ignore[no-any-return]
-
-    async def _seek_back(self, offsets: dict[Any, int]) -> dict[Any, tuple[int, int]]:
+        the partitions moved, with their offset and former position. Called from Faust's loop,
+        as Faust's own seeks are: a call into this thread's method queue can wait behind a
+        fetch and a commit that wait for the rebalance under way."""
         consumer = self._ensure_consumer()
         subscription = consumer._subscription
         assigned = subscription.assigned_partitions()
@@ -231,9 +222,6 @@ class ExecutorConsumer(driver.Consumer):
 
     def _epoch(self) -> tuple[int, int]:
         return self.app.consumer_generation_id, self._seeks
-
-    async def _seek(self, partition: Any, offset: int) -> None:
-        await self._thread.seek_in_thread(partition, offset)
 
     async def perform_seek(self) -> None:
         self._seeks += 1
@@ -353,7 +341,7 @@ class ExecutorConsumer(driver.Consumer):
         # again. Moving it back is always safe; forward never happens here
         self._seeks += 1
         try:
-            moved = await self._thread.seek_back(dropped)
+            moved = self._thread.seek_back(dropped)
         finally:
             self._seeks += 1
         for tp, (offset, position) in moved.items():
