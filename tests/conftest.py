@@ -44,3 +44,12 @@ def pytest_pycollect_makemodule(
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _not_collected:
         terminalreporter.write_line(manifest.absent_line(), yellow=True, bold=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    # fixtures read the outcome of the test's call at teardown (``item.rep_call``): the
+    # ``lanner_process`` fixture dumps its processes' stacks when the test failed
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)

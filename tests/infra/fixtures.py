@@ -25,7 +25,7 @@ from . import provision, tools
 from .elasticsearch import ElasticsearchCluster
 from .errors import InfraError
 from .kafka import KafkaCluster
-from .processes import ManagedProcess, leftovers, start_lanner
+from .processes import ManagedProcess, dump_stacks, leftovers, start_lanner
 from .waiting import wait_until
 
 KAFKA_ENV = "LANNER_TEST_KAFKA"
@@ -233,11 +233,12 @@ StartLanner = Callable[..., ManagedProcess]
 
 
 @pytest.fixture
-def lanner_process(tmp_path: Path) -> Iterator[StartLanner]:
+def lanner_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartLanner]:
     """Starts ``lanner <args>`` as a real subprocess; every one is killed at the end of the test.
 
     ``lanner_process(["server", "worker"], env={...})`` returns the ``ManagedProcess`` (``.kill()``
-    is kill -9; ``.log_path`` is its own log file).
+    is kill -9; ``.log_path`` is its own log file). When the test failed, each process still
+    running first writes its threads' stacks to its log (SIGUSR1): what a stuck one waited on.
     """
     started: list[ManagedProcess] = []
 
@@ -251,6 +252,9 @@ def lanner_process(tmp_path: Path) -> Iterator[StartLanner]:
         return proc
 
     yield start
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        dump_stacks(started)
     for proc in started:
         proc.kill()
 

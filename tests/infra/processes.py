@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .errors import InfraError
-from .waiting import wait_until
+from .waiting import WaitTimeout, wait_until
 
 _PR_SET_PDEATHSIG = 1
 
@@ -275,3 +275,27 @@ def start_lanner(
         name or "lanner " + " ".join(args), [str(exe), *args], log_path, env=env, cwd=cwd
     )
     return proc.start()
+
+
+def dump_stacks(processes: Sequence[ManagedProcess], timeout: float = 10.0) -> None:
+    """Each running process writes its threads' stacks to its log (the Kafka components and
+    the webserver register faulthandler on SIGUSR1); waits until each dump is in its log or
+    the process has exited. A diagnostic for a failed test: never raises for a missing dump."""
+    sizes: dict[ManagedProcess, int] = {}
+    for proc in processes:
+        if proc.running and proc.pid is not None:
+            sizes[proc] = proc.log_path.stat().st_size if proc.log_path.exists() else 0
+            os.kill(proc.pid, signal.SIGUSR1)
+
+    def dumped(proc: ManagedProcess) -> bool:
+        if not proc.running:
+            return True
+        with open(proc.log_path, "rb") as log:
+            log.seek(sizes[proc])
+            return b"most recent call first" in log.read()
+
+    for proc in sizes:
+        try:
+            wait_until(lambda proc=proc: dumped(proc), timeout, f"{proc.name}'s stacks")
+        except WaitTimeout:
+            pass
