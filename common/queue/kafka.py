@@ -310,6 +310,13 @@ class KafkaSubscription:
         if self._from_latest:
             partitions = self._latest_positions(consumer, partitions)
         consumer.incremental_assign(partitions)
+        if partitions:
+            # librdkafka keeps a partition's pause across its revocation and a new assignment
+            # (librdkafka#1849): one paused before the group took it away came back paused for
+            # good, as nothing here knew it was (an indexer paused by a failed commit, its
+            # partitions lost in a broker restart, assigned again: it polled for ever, reading
+            # nothing). A partition is assigned unpaused; pause() it again after.
+            consumer.resume([KafkaPartition(p.topic, p.partition) for p in partitions])
         gained = self._ours(partitions)
         self._assigned.update(gained)
         if gained and self._on_assigned is not None:

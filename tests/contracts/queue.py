@@ -420,6 +420,41 @@ class QueueContract(TransactionContract, OffloadContract):
         member.close()
         queue.close()
 
+    def test_a_paused_partition_the_group_takes_away_comes_back_unpaused(
+        self, queue_settings: dict[str, Any]
+    ) -> None:
+        """A member pauses everything, the group gives some of it to a second member, the first
+        resumes what it still holds, the second leaves: what comes back is read. librdkafka
+        keeps a partition's pause across its revocation and a new assignment: an indexer paused
+        by a failed commit read nothing again once its partitions came back after a broker
+        restart (the fault suite, notes/issue-13.md)."""
+        queue = open_queue(queue_settings)
+        everything = all_partitions(queue, EXECUTOR)
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        first = Member(queue, [EXECUTOR], group)
+        poll_until([first], lambda: first.held == everything, "the member to get its partitions")
+        first.subscription.pause()
+        second = Member(queue, [EXECUTOR], group)
+        poll_until(
+            [first, second],
+            lambda: bool(first.held and second.held) and first.held | second.held == everything,
+            "the second member to take some of the paused partitions",
+        )
+        first.subscription.resume()  # what it holds now
+        second.close()
+        poll_until([first], lambda: first.held == everything, "the partitions to come back")
+
+        sent = [f"b{n}" for n in range(40)]
+        queue.emit_many([(EXECUTOR, f"back-{n}", v.encode()) for n, v in enumerate(sent)])
+        poll_until(
+            [first],
+            lambda: sorted(first.values()) == sorted(sent),
+            "every record, on the partitions that came back too",
+        )
+        assert {r.topic_partition for r in first.received} == everything
+        first.close()
+        queue.close()
+
     def test_a_from_latest_member_sees_every_record_emitted_once_it_was_assigned(
         self, queue_settings: dict[str, Any]
     ) -> None:
