@@ -52,6 +52,7 @@ from tests.faults.rig import (
     search_total,
 )
 from tests.infra.elasticsearch import drop_indices
+from tests.infra.processes import dump_stacks
 from tests.infra.waiting import WaitTimeout, wait_until
 
 pytestmark = [
@@ -128,11 +129,9 @@ class Suite:
         return row
 
     def dump_stacks(self) -> None:
-        """Every running component writes its threads' stacks to its log (faulthandler on
-        SIGUSR1): what a component that stopped working waits on."""
-        for proc in self.rig.deployment.processes.values():
-            if proc.running and proc.pid is not None:
-                os.kill(proc.pid, signal.SIGUSR1)
+        """Every running component writes its threads' stacks to its log (SIGUSR1): what a
+        component that stopped working waits on."""
+        dump_stacks(list(self.rig.deployment.processes.values()))
 
     def restart_exited(self, keep_down: str | None = None) -> list[str]:
         exited = [
