@@ -1,43 +1,47 @@
-"""The executor's Kafka transport for Faust: read_committed, and a fetch loop that loses
-nothing across a rebalance.
+"""The executor's Kafka transport for Faust: read_committed, commits that never pass a record
+the executor has not processed, and a watchdog that reads again what a rebalance left unread.
 
-Faust's own fetch loop (``Consumer._drain_messages``) remembers the last offset it handed over
-per partition. It drops every later record at or below that offset as already read, and it
-treats a jump past it as a gap (offsets without a record: transaction markers, aborted
-records) that the next commit may skip. Around a rebalance, records fetched before the seek to
-the committed offsets are handed over after it. The mark then jumps past records that were
-never processed: their re-read copies are dropped, and the gap lets the commit pass them. And
-the stream acks the records it skips for being from before the rebalance. The executor that
-survived a kill -9 of its peer lost workers' results this way, and their executions stayed
-RUNNING for ever (about one run in seven of the kill -9 test; the logs showed the mark reset to
-458 by the seek and the next record handed over at 535).
+Every input is applied idempotently (the core skips the input ids it already applied), so a
+record read twice costs only its processing; a record skipped is an execution that never ends.
 
-Here nothing is dropped: every input is applied idempotently (the core skips the input ids it
-already applied), so a record read twice costs only its processing. A record skipped around a
-rebalance is not acked.
+What the commit may pass. Faust commits past an offset when its record was acked, or when the
+offset is in a *gap* (an offset without a readable record). Faust guesses gaps from jumps
+between consecutive records it hands over, and passes one missing offset at the committed
+position, or any number when nothing was committed yet (``Consumer._new_offset``). Around a
+rebalance records fetched before a seek are handed over after it, so a jump is no proof: the
+executor lost workers' results this way and their executions stayed RUNNING (the kill -9 test,
+about one run in seven; and in 2026-12-03's fault suite after two successive fixes of the
+guess, ``steady-00021``: a seek to 49, then 49..72 never handed over and counted as a gap).
+Here the gaps are facts aiokafka hands over: each ``FetchResult.getall`` returns the readable
+records of ``[position it checked, position it leaves)``; the other offsets of that range are
+transaction markers and aborted records, never readable under read_committed. Only those are
+gaps, and the commit moves only over a run of acked offsets and gaps that starts at the
+committed offset (``_new_offset``).
 
-Gaps. aiokafka's position moves past transaction markers and aborted records without handing
-them over, so within one *epoch* (consumer generation, and no seek started since) the offsets
-between two consecutive records of a partition, or between a seek's target and the first
-record after it, hold no record the executor reads: they are recorded as a gap and the commit
-passes them. A batch fetched in another epoch (before or during a seek) records nothing and
-leaves the epoch's entry alone. Before this rule (2026-12-03), a gap was recorded only inside
-one fetch: a run of two offsets without records at a fetch boundary — the commit markers of two
-workers' claim transactions, within seconds of the start under load — stopped the partition's
-commits for good; every rebalance (a kill of the other executor, a broker restart) then read
-everything since again, and Faust's acked lists grew without bound (tests/faults/
-test_executor_rebalance_kafka.py: committed offsets stuck at 55 of 2 400 for minutes).
+What a rebalance leaves unread. Faust stops handing over a fetched batch when the generation
+changes or the flow stops, and skips the records of a partition that is not active; a stream's
+queue is emptied when the app's flow resumes, so an input handed over while it is suspended is
+dropped unprocessed (it is not handed over here). aiokafka's position is past such records all
+the same: their partition is sought back to the first of them, if its position is still past it
+(a seek may have moved it back already). Any other way a record is left unread shows as a
+committed offset that stays below the partition's last stable offset: the watchdog reads the
+partition again from there after ``_STALL_SECONDS``.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
+import time
 from typing import Any
 
 import faust
+from aiokafka.consumer.fetcher import FetchResult
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
+from faust.transport.producer import ProducerBuffer
+from mode import Service
 
 log = logging.getLogger("lanner.executor")
 # LANNER_EXECUTOR_TRACE=1: a line per record handed over, per seek and per refused ack (what
@@ -46,25 +50,146 @@ trace = logging.getLogger("lanner.executor.trace")
 trace.setLevel(logging.INFO if os.environ.get("LANNER_EXECUTOR_TRACE") else logging.WARNING)
 
 _YIELD_EVERY = 100
+_WATCH_EVERY = 5.0
+# a committed offset this long below the last stable offset is read again: far above the
+# time an input takes (milliseconds) and the commit interval (0.5 s)
+_STALL_SECONDS = 10.0
+
+# (partition, first offset, end offset, offsets of the records handed out) of each
+# FetchResult.getall, recorded only inside ReadCommittedThread._fetch_records
+_spans: contextvars.ContextVar[list[tuple[Any, int, int, list[int]]] | None] = (
+    contextvars.ContextVar("lanner_fetch_spans", default=None)
+)
+_plain_getall = FetchResult.getall
+
+
+def _getall_recording_span(self: Any, max_records: int | None = None) -> list[Any]:
+    spans = _spans.get()
+    pending = self._partition_records
+    if spans is None or pending is None:
+        return _plain_getall(self, max_records)
+    start = pending.next_fetch_offset
+    assignment = self._assignment
+    state = assignment.state_value(self._topic_partition) if assignment.active else None
+    # getall hands out records only when the position is where the fetch began (its own
+    # check_assignment); it then moves the position past what it read, markers included
+    checked = (
+        state is not None
+        and not state.paused
+        and state.has_valid_position
+        and state.position == start
+    )
+    records: list[Any] = _plain_getall(self, max_records)
+    if checked and state is not None and state.position > start:
+        spans.append((self._topic_partition, start, state.position, [r.offset for r in records]))
+    return records
+
+
+def unread_offsets(start: int, end: int, offsets: list[int]) -> list[tuple[int, int]]:
+    """The ranges ``[begin, stop)`` of ``[start, end)`` that hold none of ``offsets``: what a
+    getall read past without a record (markers, aborted records)."""
+    ranges: list[tuple[int, int]] = []
+    begin = start
+    for offset in sorted(offsets):
+        if offset > begin:
+            ranges.append((begin, offset))
+        begin = max(begin, offset + 1)
+    if end > begin:
+        ranges.append((begin, end))
+    return ranges
+
+
+def commit_point(committed: int, acked: list[int], gaps: Any) -> tuple[int, int]:
+    """Where the commit may move from ``committed``: past a run of acked offsets and gaps
+    (an IntervalTree) that starts there, never past an offset that is neither. Returns that
+    offset and how many of ``acked`` (sorted here) it passed."""
+    acked.sort()
+    passed = 0
+    following = committed
+    while True:
+        while passed < len(acked) and acked[passed] < following:
+            passed += 1  # committed before, or read twice
+        if passed < len(acked) and acked[passed] == following:
+            following += 1
+            passed += 1
+            continue
+        covering = gaps.at(following)
+        if not covering:
+            return following, passed
+        following = max(interval.end for interval in covering)
+
+
+class Fetched(dict[Any, list[Any]]):
+    """Faust's record map, with the spans of offsets the fetch covered."""
+
+    def __init__(self, records: dict[Any, list[Any]], spans: list[tuple[Any, int, int, list[int]]]):
+        super().__init__(records)
+        self.spans = spans
 
 
 class ReadCommittedThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._isolation_level = "read_committed"  # the workers' claims are transactions
+        # the executor's process holds no other aiokafka consumer; outside a fetch of this
+        # thread the wrapper hands the call on unchanged
+        FetchResult.getall = _getall_recording_span
         return consumer
+
+    async def _fetch_records(
+        self,
+        consumer: Any,
+        active_partitions: Any,
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Any:
+        spans: list[tuple[Any, int, int, list[int]]] = []
+        token = _spans.set(spans)
+        try:
+            records = await super()._fetch_records(
+                consumer, active_partitions, timeout=timeout, max_records=max_records
+            )
+        finally:
+            _spans.reset(token)
+        return Fetched(records, spans)
+
+    def seek_back(self, offsets: dict[Any, int]) -> dict[Any, tuple[int, int]]:
+        """Seek each partition still assigned whose position is past its offset back to it;
+        the partitions moved, with their offset and former position. Called from Faust's loop,
+        as Faust's own seeks are: a call into this thread's method queue can wait behind a
+        fetch and a commit that wait for the rebalance under way."""
+        consumer = self._ensure_consumer()
+        subscription = consumer._subscription
+        assigned = subscription.assigned_partitions()
+        moved: dict[Any, tuple[int, int]] = {}
+        for tp, offset in offsets.items():
+            key = driver.ensure_aiokafka_TP(tp)
+            if key not in assigned:
+                continue
+            state = subscription.subscription.assignment.state_value(key)
+            if state.has_valid_position and state.position > offset:
+                moved[tp] = (offset, state.position)
+                consumer.seek(key, offset)
+        return moved
+
+    def last_stable_offset(self, tp: Any) -> int | None:
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        try:
+            found = consumer.last_stable_offset(tp)
+        except AssertionError:  # not assigned any more
+            return None
+        return found if isinstance(found, int) and found >= 0 else None
 
 
 class ExecutorConsumer(driver.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._seeks = 0  # seeks started and ended: a change means a batch may predate a seek
-        # per partition, the last offset known to be read in the current epoch: the offset of
-        # the last record handed over, or the seek target - 1. The next record handed over in
-        # the same epoch comes from the position aiokafka reached after it, so the offsets
-        # between the two hold no record the executor reads (transaction markers, aborted
-        # records): a gap the commit may pass
-        self._last: dict[Any, tuple[tuple[int, int], int]] = {}
+        # per partition: the committed offset last seen below the last stable offset, and since when
+        self._stalled: dict[Any, tuple[int, float]] = {}
+        self.current_batch: Any = None  # the fetch loop's generator (for the state dump)
 
     def _new_consumer_thread(self) -> Any:
         return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
@@ -100,66 +225,92 @@ class ExecutorConsumer(driver.Consumer):
     def _epoch(self) -> tuple[int, int]:
         return self.app.consumer_generation_id, self._seeks
 
-    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        for tp in revoked:
-            self._last.pop(tp, None)
-        await super().on_partitions_revoked(revoked)
-
-    def pause_partitions(self, tps: Any) -> None:
-        # records of a paused partition fetched before the pause are not handed over: the
-        # chain of known offsets breaks there
-        tps = list(tps)
-        for tp in tps:
-            self._last.pop(tp, None)
-        super().pause_partitions(tps)
-
     async def perform_seek(self) -> None:
         self._seeks += 1
-        targets: dict[Any, int] = {}
         try:
-            self._last.clear()
             await super().perform_seek()
             acks_enabled_for = self.app.topics.acks_enabled_for
-            for tp in self.assignment():
-                if not acks_enabled_for(tp.topic):
-                    continue
-                target = self._read_offset.get(tp)
-                if not target:
-                    # aiokafka seeks only to a committed offset above 0: without one the
-                    # partition would go on from wherever this member last fetched it
-                    await self.seek(tp, 0)  # the first offset kept (auto_offset_reset=earliest)
-                    target = 0
-                targets[tp] = target
+            never_committed = [
+                tp
+                for tp in self.assignment()
+                if acks_enabled_for(tp.topic) and not self._read_offset.get(tp)
+            ]
+            for tp in never_committed:
+                # aiokafka seeks only to a committed offset above 0: without one the
+                # partition would go on from wherever this member last fetched it
+                await self.seek(tp, 0)  # the first offset kept (auto_offset_reset=earliest)
+            if never_committed:
+                # the commit starts from the first offset the topic still holds
+                earliest = await self.earliest_offsets(*never_committed)
+                for tp in never_committed:
+                    self._committed_offset[tp] = earliest.get(tp) or 0
             trace.info(
                 "seek to the committed offsets %s",
-                {f"{tp.topic[-12:]}/{tp.partition}": o for tp, o in targets.items()},
+                {
+                    f"{tp.topic[-12:]}/{tp.partition}": self._committed_offset.get(tp)
+                    for tp in self.assignment()
+                    if acks_enabled_for(tp.topic)
+                },
             )
         finally:
             self._seeks += 1
-        epoch = self._epoch()
-        for tp, target in targets.items():
-            self._last[tp] = (epoch, target - 1)
+            self._stalled.clear()
+
+    def _new_offset(self, tp: Any) -> int | None:
+        committed = self._committed_offset.get(tp)
+        if committed is None:
+            return None
+        acked = self._acked[tp]
+        gaps = self._gap[tp]
+        following, passed = commit_point(committed, acked, gaps)
+        if passed:
+            self._acked_index[tp].difference_update(acked[:passed])
+            del acked[:passed]
+        if following == committed:
+            return None
+        gaps.chop(0, following)
+        return following
+
+    def _record_gaps(self, spans: list[tuple[Any, int, int, list[int]]]) -> None:
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        for tp, start, end, offsets in spans:
+            if not acks_enabled_for(tp.topic):
+                continue
+            gaps = self._gap[tp]
+            self._acked[tp]  # noqa: B018 - a commit looks only at partitions with an ack list
+            for begin, stop in unread_offsets(start, end, offsets):
+                gaps.addi(begin, stop)
+            gaps.merge_overlaps()
 
     async def getmany(self, timeout: float) -> Any:  # pragma: no cover - Faust's generator
-        """Faust's ``getmany``, knowing which fetched records it did not hand over.
+        """Faust's ``getmany``, recording the gaps the fetch proved and knowing which fetched
+        records it did not hand over.
 
         Faust stops handing over a fetched batch when the generation changes or the flow stops,
-        and skips the records of a partition that is not active: aiokafka's position is past
-        them all the same. Before any gap rule, such records waited for the next rebalance's
-        seek (an execution held for minutes after a kill -9 of the other executor); with the
-        gap rule the next record's gap would even pass them. So the chain of such a partition
-        is broken, and within the epoch it is sought back to the first record not handed over.
+        and skips the records of a partition that is not active; inputs are not handed over
+        while the app's flow is suspended: aiokafka's position is past them all the same. Such
+        a partition is sought back to the first record not handed over when its position is
+        still past it.
         """
-        fetched_in = self._epoch()  # before the fetch, as the fetch loop takes it
         records, active_partitions = await self._wait_next_records(timeout)
         generation_id = self.app.consumer_generation_id
         if records is None or self.should_stop:
             return
+        if isinstance(records, Fetched):
+            self._record_gaps(records.spans)
         handed: dict[Any, set[int]] = {}
+        flow_control = self.app.flow_control
+        acks_enabled_for = self.app.topics.acks_enabled_for
         if self.flow_active:
             for tp, record in self.scheduler.iterate(records):
                 if not self.flow_active or self.app.consumer_generation_id != generation_id:
                     break
+                if not flow_control.is_active() and acks_enabled_for(tp.topic):
+                    # a stream's queue is emptied when the flow resumes: an input handed over
+                    # while it is suspended (during the seek to the committed offsets) was
+                    # dropped there unprocessed (trace: 32..50 handed, never acked). Changelog
+                    # records still go through: the table recovery waits for them
+                    continue
                 if (
                     active_partitions is None
                     or tp in active_partitions
@@ -174,57 +325,100 @@ class ExecutorConsumer(driver.Consumer):
             except Exception as exc:  # noqa: BLE001 - Faust's own handling
                 self.log.warning(f"exception performing seek when flow not active {exc}")
             return
-        await self._recover_dropped(records, handed, fetched_in)
+        await self._recover_dropped(records, handed)
 
-    async def _recover_dropped(
-        self, records: Any, handed: dict[Any, set[int]], fetched_in: tuple[int, int]
-    ) -> None:
+    async def _recover_dropped(self, records: Any, handed: dict[Any, set[int]]) -> None:
+        acks_enabled_for = self.app.topics.acks_enabled_for
         dropped: dict[Any, int] = {}
         for tp, batch in records.items():
             mine = handed.get(tp, set())
             left = [r.offset for r in batch if r.offset not in mine]
-            if left:
+            if left and acks_enabled_for(tp.topic):
                 dropped[tp] = min(left)
         if not dropped:
             return
-        for tp in dropped:
-            self._last.pop(tp, None)
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        wanted = {tp: o for tp, o in dropped.items() if acks_enabled_for(tp.topic)}
-        if not wanted or fetched_in != self._epoch() or fetched_in[1] % 2:
-            return  # a rebalance or a seek came: its seek reads them again
-        assigned = self.assignment()
+        # a rebalance's seek may have come before these were fetched (seen: a batch fetched
+        # during the seek to the committed offsets, dropped for its partition was not active
+        # yet, and the position past it): only the position says whether they will be read
+        # again. Moving it back is always safe; forward never happens here
         self._seeks += 1
         try:
-            for tp, offset in wanted.items():
-                if tp in assigned:
-                    trace.info(
-                        "seek back %s/%s to %s (fetched, not handed over)",
-                        tp.topic[-12:],
-                        tp.partition,
-                        offset,
-                    )
-                    await self.seek(tp, offset)
+            moved = self._thread.seek_back(dropped)
         finally:
             self._seeks += 1
-        epoch = self._epoch()
-        # the other partitions' chains hold on: only these positions moved
-        for tp, (when, offset) in list(self._last.items()):
-            if when == fetched_in:
-                self._last[tp] = (epoch, offset)
-        for tp, offset in wanted.items():
-            if tp in assigned:
-                self._last[tp] = (epoch, offset - 1)
+        for tp, (offset, position) in moved.items():
+            trace.info(
+                "seek back %s/%s from %s to %s (fetched, not handed over)",
+                tp.topic[-12:],
+                tp.partition,
+                position,
+                offset,
+            )
+
+    @Service.task
+    async def _watch_unread(self) -> None:  # pragma: no cover - a service task
+        while not self.should_stop:
+            await self.sleep(_WATCH_EVERY)
+            try:
+                await self._read_stalled_again()
+            except Exception:  # noqa: BLE001 - the watchdog must outlive a bad round
+                log.exception("executor watchdog round failed")
+
+    async def _read_stalled_again(self) -> None:
+        if not self.flow_active or self.app.rebalancing:
+            self._stalled.clear()
+            return
+        if self._commit_fut is not None:
+            # a commit under way has taken its offsets off the acked lists: the committed
+            # offset moves when it ends (seen lasting 12 s through a broker restart)
+            return
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        now = time.monotonic()
+        for tp in self.assignment():
+            if not acks_enabled_for(tp.topic):
+                continue
+            committed = self._committed_offset.get(tp)
+            end = self._thread.last_stable_offset(tp)
+            if committed is None or end is None or committed >= end:
+                self._stalled.pop(tp, None)
+                continue
+            seen = self._stalled.get(tp)
+            if seen is None or seen[0] != committed:
+                self._stalled[tp] = (committed, now)
+                continue
+            if now - seen[1] < _STALL_SECONDS:
+                continue
+            acked = sorted(self._acked.get(tp) or ())
+            in_flight = sorted(m.offset for m in list(self._unacked_messages) if m.tp == tp)
+            log.warning(
+                "executor: %s[%s] has not moved past offset %s for %.0f s (last stable offset"
+                " %s; processed above it: %d from %s; handed over, not processed: %s): reading"
+                " it again from there",
+                tp.topic,
+                tp.partition,
+                committed,
+                now - seen[1],
+                end,
+                len(acked),
+                acked[0] if acked else "-",
+                in_flight[:5] or "-",
+            )
+            self._seeks += 1
+            try:
+                await self.seek(tp, committed)
+            finally:
+                self._seeks += 1
+            self._stalled[tp] = (committed, now)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        last = self._last
+        # Faust's loop without its read-offset rules: it dropped every record at or below the
+        # last offset handed over as already read, and treated a jump past it as a gap
         since_yield = 0
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 fetched_in = self._epoch()
-                batch = self.getmany(timeout=1.0)
+                batch = self.current_batch = self.getmany(timeout=1.0)
                 await self.sleep(0)
                 if self.should_stop:
                     continue
@@ -233,20 +427,6 @@ class ExecutorConsumer(driver.Consumer):
                     if since_yield > _YIELD_EVERY:
                         await self.sleep(0)
                         since_yield = 0
-                    offset = message.offset
-                    # a fetch begun and ended in one epoch, no seek under way, reads on from
-                    # where the last record (or the seek) of that epoch left aiokafka. A batch
-                    # fetched before a seek and handed over after it leaves the seek's entry
-                    # alone: the next fetch starts at the seek's target
-                    if (
-                        fetched_in == self._epoch()
-                        and fetched_in[1] % 2 == 0
-                        and acks_enabled_for(message.topic)
-                    ):
-                        known = last.get(tp)
-                        if known is not None and known[0] == fetched_in and offset - 1 > known[1]:
-                            await self._add_gap(tp, known[1] + 1, offset - 1)
-                        last[tp] = (fetched_in, offset)
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
@@ -256,7 +436,7 @@ class ExecutorConsumer(driver.Consumer):
                             "handed %s/%s off=%s gen=%s epoch=%s now=%s %s",
                             tp.topic[-12:],
                             tp.partition,
-                            offset,
+                            message.offset,
                             message.generation_id,
                             fetched_in,
                             self._epoch(),
@@ -271,8 +451,47 @@ class ExecutorConsumer(driver.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
 
+class SendAllBuffer(ProducerBuffer):
+    """Faust's producer buffer, with a flush that returns only once every message put in it
+    was handed to the Kafka producer.
+
+    The commit flushes this buffer, then the Kafka producer, then commits the offsets: the
+    table changes an event made (its changelog records) must be in Kafka before the event's
+    offset is. Faust's own flush gives up as soon as one message takes more than 0.1 s to go
+    out, and returns while the last message taken is still being published; the offsets then
+    passed events whose changelog records were still here. Seen under load: an executor
+    killed with -9 right after such a commit, and the survivor, its state recovered up to the
+    changelog's end, dropped the workers' results as "unknown or purged execution" (the
+    executions never ended).
+    """
+
+    async def _send_pending(self, fut: Any) -> None:
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self.pending.task_done()
+
+    async def flush(self) -> None:
+        if self.should_stop:
+            # the sending task ends with the service: what is left is sent from here
+            while not self.pending.empty():
+                await self._send_pending(self.pending.get_nowait())
+            return
+        await self.pending.join()
+
+
+class ExecutorProducer(driver.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.app.conf.producer_threaded:
+            raise RuntimeError("the executor's producer flushes its own buffer: not threaded")
+        self.buffer = SendAllBuffer(loop=self.loop, beacon=self.beacon)
+        self.buffer.app = self.app
+
+
 class ExecutorTransport(driver.Transport):
     Consumer = ExecutorConsumer
+    Producer = ExecutorProducer
 
 
 class ExecutorApp(faust.App):

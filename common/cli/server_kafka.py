@@ -103,6 +103,19 @@ def build_executor(settings: Settings) -> ExecutorParts:
     return ExecutorParts(app, coordinator, queue, instance)
 
 
+def _executor_worker_class() -> Any:
+    import faust
+
+    from executor.faust_state_dump import log_executor_state
+
+    class ExecutorWorker(faust.Worker):
+        def _on_sigusr1(self) -> None:
+            super()._on_sigusr1()  # mode's dump of every thread and task
+            log_executor_state(self.app)
+
+    return ExecutorWorker
+
+
 def run_executor(
     role: str,
     settings: Settings,
@@ -111,7 +124,7 @@ def run_executor(
     others_ready: Sequence[ReadinessCheck] = (),
 ) -> None:
     """Runs the Faust app on the main thread until SIGTERM, with ``others`` beside it."""
-    import faust
+    worker_class = _executor_worker_class()
 
     def ready() -> str | None:
         reasons = [r for r in (c() for c in [parts.ready, *others_ready]) if r]
@@ -133,7 +146,7 @@ def run_executor(
             parts.app.conf.topic_partitions,
             management.port,
         )
-        worker = faust.Worker(
+        worker = worker_class(
             parts.app, loglevel="WARNING", override_logging=False, redirect_stdouts=False
         )
         try:
