@@ -32,7 +32,12 @@ def await_chain(awaitable: Any) -> list[str]:
             or getattr(current, "gi_frame", None)
         )
         if frame is None:
-            lines.append(f"awaits {_awaited(current)!r:.300}")
+            awaited = _awaited(current)
+            if isinstance(awaited, asyncio.Task):  # a task awaiting another: follow it
+                lines.append(f"awaits task {awaited.get_name()}")
+                current = awaited.get_coro()
+                continue
+            lines.append(f"awaits {awaited!r:.300}")
             break
         code = frame.f_code
         lines.append(f"{code.co_filename}:{frame.f_lineno} {code.co_qualname}")
@@ -72,6 +77,13 @@ def describe_tasks(loop: asyncio.AbstractEventLoop) -> list[str]:
     return lines
 
 
+def _assigned(consumer: Any) -> str:
+    try:
+        return ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment()))
+    except Exception as exc:  # noqa: BLE001 - e.g. the consumer thread not started yet
+        return f"unknown ({exc})"
+
+
 def describe_executor(app: Any) -> str:
     """The consumer's flags, its fetch loop's current batch and every task of Faust's loop and
     of the consumer thread's loop."""
@@ -89,7 +101,7 @@ def describe_executor(app: Any) -> str:
         f"not_waiting_next_records={consumer.not_waiting_next_records.is_set()} "
         f"commit_under_way={consumer._commit_fut is not None} "
         f"seeks={getattr(consumer, '_seeks', '?')} "
-        f"assigned={sorted(str(tp) for tp in consumer.assignment())}"
+        f"assigned={_assigned(consumer)}"
     )
     batch = getattr(consumer, "current_batch", None)
     if batch is not None:
