@@ -83,6 +83,38 @@ class Load:
         return list(self.ids)
 
 
+# `lanner server worker` exits with this code when it was cut off from Kafka longer than
+# worker_dead_after_seconds (its tasks killed, to be restarted by its supervisor)
+CUT_OFF_EXIT = 3
+
+
+class Supervisor:
+    """Restarts a worker that exited because it was cut off from Kafka, as Kubernetes would
+    (a thread polling the processes, like ``Load``): a broker restart under load can outlast
+    a worker's dead-after time (seen: a broker taking 25 s to start beside three CPU hogs)."""
+
+    def __init__(self, workers: list[ManagedProcess]) -> None:
+        self.workers = workers
+        self.restarts: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for worker in self.workers:
+                if not worker.running and worker.returncode == CUT_OFF_EXIT:
+                    self.restarts.append(worker.name)
+                    worker.start()
+
+    def __enter__(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _where(cluster: Cluster, ids: set[str]) -> dict[str, list[tuple[int, int, str]]]:
     """(partition, offset, kind) of each execution's inputs on the executor topic."""
     reader = cluster.queue.subscribe(
@@ -256,18 +288,22 @@ def test_broker_restart_under_a_steady_load_recovers_throughput_and_commits(
         survive = {"LANNER_WORKER_DEAD_AFTER_SECONDS": "30"}
         for name in ("e1", "e2"):
             _executor(lanner_process, cluster, name)
-        for name in ("w1", "w2"):
+        workers = [
             lanner_process(["server", "worker"], env={**cluster.env(name), **survive}, name=name)
+            for name in ("w1", "w2")
+        ]
         cluster.deploy(FLOW)
         load = Load(cluster, per_second=10)
         load.start()
         wait_until(lambda: _ended_count(cluster) >= 100, 240, "100 executions ended before")
         node = kafka.nodes[0].node_id
-        kafka.stop_node(node)
-        kafka.restart_node(node)
-        _created_after(load, 200, "after the broker restart")
-        ids = load.stop()
-        _wait_all_ended(cluster, ids, 180)
-        _wait_committed(cluster)
+        with Supervisor(workers) as supervisor:
+            kafka.stop_node(node)
+            kafka.restart_node(node)
+            _created_after(load, 200, "after the broker restart")
+            ids = load.stop()
+            _wait_all_ended(cluster, ids, 180)
+            _wait_committed(cluster)
+        print(f"workers restarted after being cut off: {supervisor.restarts or 'none'}")
     finally:
         cluster.close()
