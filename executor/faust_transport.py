@@ -1,5 +1,7 @@
 """The executor's Kafka transport for Faust: read_committed, commits that never pass a record
-the executor has not processed, and a watchdog that reads again what a rebalance left unread.
+the executor has not processed nor one whose table changes are not in Kafka yet, a flow
+control that keeps what the streams hold across a recovery's repeated resumes, and a watchdog
+that reads again what a rebalance left unread.
 
 Every input is applied idempotently (the core skips the input ids it already applied), so a
 record read twice costs only its processing; a record skipped is an execution that never ends.
