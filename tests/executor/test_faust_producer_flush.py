@@ -67,3 +67,19 @@ def test_a_stopping_buffer_sends_what_is_left_itself() -> None:
         return channel.published
 
     assert asyncio.run(scenario()) == [0, 1, 2]
+
+
+def test_a_flush_waiting_when_the_buffer_stops_sends_what_is_left_itself() -> None:
+    async def scenario() -> list[int]:
+        channel = SlowChannel(delay=0.25)
+        buffer = SendAllBuffer()
+        buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))  # type: ignore[assignment]
+        await buffer.start()
+        for number in range(3):
+            buffer.put(_message(channel, number))  # type: ignore[arg-type]
+        flushing = asyncio.ensure_future(buffer.flush())
+        await buffer.stop()  # the sending task ends after the message in its hands
+        await flushing
+        return sorted(channel.published)
+
+    assert asyncio.run(scenario()) == [0, 1, 2]
