@@ -15,6 +15,8 @@ import gc
 import logging
 from typing import Any
 
+import faust
+
 log = logging.getLogger("lanner.executor")
 
 
@@ -122,3 +124,11 @@ def log_executor_state(app: Any) -> None:
         log.warning("%s", describe_executor(app))
     except Exception:  # noqa: BLE001 - a diagnostic never stops the executor
         log.exception("executor state dump failed")
+
+
+class ExecutorWorker(faust.Worker):
+    """The Faust worker that runs the executor: SIGUSR1 adds this dump to mode's own."""
+
+    def _on_sigusr1(self) -> None:
+        super()._on_sigusr1()  # mode's dump of every thread and task
+        log_executor_state(self.app)

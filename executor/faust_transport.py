@@ -476,17 +476,14 @@ class SendAllBuffer(ProducerBuffer):
             self.pending.task_done()
 
     async def flush(self) -> None:
-        if not self.should_stop:
-            joined = self.pending.join()
-            if (await self.wait_first(joined)).done:
-                return
-        if self.should_stop:
-            # the sending task ends with the service: what is left is sent from here
-            while not self.pending.empty():
-                await self._send_pending(self.pending.get_nowait())
+        if not self.should_stop and (await self.wait_first(self.pending.join())).done:
             return
-        # the sending task crashed: the commit must not pass what it did not send
-        raise RuntimeError(f"the producer buffer crashed: {self.crash_reason!r}")
+        if not self.should_stop:
+            # the sending task crashed: the commit must not pass what it did not send
+            raise RuntimeError(f"the producer buffer crashed: {self.crash_reason!r}")
+        # the sending task ends with the service: what is left is sent from here
+        while not self.pending.empty():
+            await self._send_pending(self.pending.get_nowait())
 
 
 class ExecutorProducer(driver.Producer):

@@ -27,6 +27,10 @@ from common.settings import Settings
 
 log = logging.getLogger("lanner.server")
 
+# `lanner server worker` exits with this code when it was cut off from Kafka longer than
+# worker_dead_after_seconds (its tasks killed): its supervisor restarts it
+WORKER_CUT_OFF_EXIT = 3
+
 _config_option = click.option(
     "--config",
     "config_file",
@@ -103,19 +107,6 @@ def build_executor(settings: Settings) -> ExecutorParts:
     return ExecutorParts(app, coordinator, queue, instance)
 
 
-def _executor_worker_class() -> Any:
-    import faust
-
-    from executor.faust_state_dump import log_executor_state
-
-    class ExecutorWorker(faust.Worker):
-        def _on_sigusr1(self) -> None:
-            super()._on_sigusr1()  # mode's dump of every thread and task
-            log_executor_state(self.app)
-
-    return ExecutorWorker
-
-
 def run_executor(
     role: str,
     settings: Settings,
@@ -124,7 +115,7 @@ def run_executor(
     others_ready: Sequence[ReadinessCheck] = (),
 ) -> None:
     """Runs the Faust app on the main thread until SIGTERM, with ``others`` beside it."""
-    worker_class = _executor_worker_class()
+    from executor.faust_state_dump import ExecutorWorker
 
     def ready() -> str | None:
         reasons = [r for r in (c() for c in [parts.ready, *others_ready]) if r]
@@ -146,7 +137,7 @@ def run_executor(
             parts.app.conf.topic_partitions,
             management.port,
         )
-        worker = worker_class(
+        worker = ExecutorWorker(
             parts.app, loglevel="WARNING", override_logging=False, redirect_stdouts=False
         )
         try:
@@ -278,7 +269,7 @@ def worker_command(
         # no Kafka client may wait for the brokers on the way out (their destructors would)
         log.error("lanner worker %s exits: %s", component.id, component.failure)
         logging.shutdown()
-        os._exit(3)
+        os._exit(WORKER_CUT_OFF_EXIT)
     parts.queue.close()
 
 

@@ -15,7 +15,8 @@ from executor.faust_transport import SendAllBuffer
 
 
 class SlowChannel:
-    """Publishes after a delay longer than the 0.1 s Faust's own flush waits per message."""
+    """Publishes each message after ``delay`` seconds: a publish slower than the 0.1 s Faust's
+    own flush waits per message is the behaviour under test, not a synchronisation."""
 
     def __init__(self, delay: float) -> None:
         self.delay = delay

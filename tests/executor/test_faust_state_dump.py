@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from executor.faust_state_dump import await_chain, describe_tasks
 
 
-async def _records(waited: asyncio.Future[int]) -> AsyncIterator[int]:
+async def _records(waited: asyncio.Future[int], entered: asyncio.Event) -> AsyncIterator[int]:
+    entered.set()  # nothing runs between this and the await below
     yield await waited
 
 
@@ -21,9 +22,10 @@ async def _fetch_loop(batch: AsyncIterator[int]) -> None:
 def test_the_chain_of_a_loop_blocked_in_an_async_generator_ends_at_the_awaited_future() -> None:
     async def scenario() -> tuple[list[str], list[str]]:
         waited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        batch = _records(waited)
+        entered = asyncio.Event()
+        batch = _records(waited, entered)
         task = asyncio.create_task(_fetch_loop(batch), name="fetch-loop")
-        await asyncio.sleep(0)  # one step: the task now waits inside the generator
+        await entered.wait()  # the task now waits inside the generator
         of_batch = await_chain(batch)
         of_tasks = describe_tasks(asyncio.get_running_loop())
         waited.set_result(1)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from common.cli.server_kafka import WORKER_CUT_OFF_EXIT
 from common.errors import QueueError
 from common.queue.base import EXECUTOR
 from tests.ha.cluster import Cluster, flow
@@ -83,11 +84,6 @@ class Load:
         return list(self.ids)
 
 
-# `lanner server worker` exits with this code when it was cut off from Kafka longer than
-# worker_dead_after_seconds (its tasks killed, to be restarted by its supervisor)
-CUT_OFF_EXIT = 3
-
-
 class Supervisor:
     """Restarts a worker that exited because it was cut off from Kafka, as Kubernetes would
     (a thread polling the processes, like ``Load``): a broker restart under load can outlast
@@ -102,7 +98,7 @@ class Supervisor:
     def _run(self) -> None:
         while not self._stop.wait(0.5):
             for worker in self.workers:
-                if not worker.running and worker.returncode == CUT_OFF_EXIT:
+                if not worker.running and worker.returncode == WORKER_CUT_OFF_EXIT:
                     self.restarts.append(worker.name)
                     worker.start()
 

@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from common.cli.kafka import kafka
+from common.cli.server_kafka import WORKER_CUT_OFF_EXIT
 from common.ids import new_id
 from common.models.execution import TaskRun
 from common.models.messages import (
@@ -531,7 +532,7 @@ def test_a_zombie_worker_continued_after_its_dead_after_sends_nothing_and_stops(
     finally:
         os.kill(worker.proc.pid, signal.SIGCONT)
     wait_until(lambda: not worker.proc.running, DEADLINE, "the zombie to stop")
-    assert worker.proc.returncode == 3, worker.log()
+    assert worker.proc.returncode == WORKER_CUT_OFF_EXIT, worker.log()
     executor.inputs.read_to_end()
     assert [r.state for r in executor.results(nap)] == [State.RUNNING]  # no late result
     executor.heartbeats.read_to_end()
@@ -564,7 +565,7 @@ def test_a_worker_cut_off_from_kafka_kills_its_tasks_and_exits(
     cluster.stop()
     worker.proc.wait_for(worker.not_ready, DEADLINE, "readiness to fail without Kafka")
     wait_until(lambda: not worker.proc.running, DEADLINE, "the cut-off worker to exit")
-    assert worker.proc.returncode == 3, worker.log()
+    assert worker.proc.returncode == WORKER_CUT_OFF_EXIT, worker.log()
     assert "cut off from the queue" in worker.log()
     assert not group_pids(task_group), "the task outlived its worker"
     assert os.path.exists(pidfile)
